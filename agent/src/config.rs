@@ -1,0 +1,371 @@
+//! `AgentConfig`: the agent's configuration file, and the contract with the operator, which
+//! renders this same type into the ConfigMap it mounts. Flags and environment variables
+//! override single fields (see `cli.rs`). Secrets never live here: only paths to files that
+//! hold them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Name reported by `/invocations` status and in logs (the VoiceAgent's name in clusters).
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Address of the single listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub prompt: PromptConfig,
+    #[serde(default)]
+    pub session: SessionConfig,
+    #[serde(default)]
+    pub websocket: WebSocketConfig,
+}
+
+/// Which speech-to-speech model answers, and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider")]
+pub enum ModelConfig {
+    /// The built-in simulator: no cloud account needed.
+    Simulated(SimulatedModelConfig),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self::Simulated(SimulatedModelConfig::default())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SimulatedMode {
+    /// Turn detection and spoken replies.
+    #[default]
+    Conversation,
+    /// Input audio echoed straight back with no delay: for measuring the agent's own overhead.
+    Loopback,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimulatedModelConfig {
+    #[serde(default)]
+    pub mode: SimulatedMode,
+    /// Pause between the end of the user's turn and the start of the reply.
+    #[serde(default = "default_think_time", with = "humantime_serde")]
+    pub think_time: Duration,
+}
+
+impl Default for SimulatedModelConfig {
+    fn default() -> Self {
+        Self {
+            mode: SimulatedMode::default(),
+            think_time: default_think_time(),
+        }
+    }
+}
+
+/// The system prompt, inline or from a file (the operator mounts `systemFrom` as a file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromptConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_file: Option<PathBuf>,
+}
+
+/// Limits on sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Sessions one process holds at once; further handshakes get HTTP 503.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u32,
+    /// Longest a session may last.
+    #[serde(default = "default_max_duration", with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// A session with no client input (audio or text) for this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// On shutdown, how long live sessions may continue before they are closed.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: default_max_sessions(),
+            max_duration: default_max_duration(),
+            idle_timeout: default_idle_timeout(),
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+/// WebSocket framing limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Largest client message (and frame) accepted, in bytes; larger ones close with 1009.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: default_max_message_bytes(),
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            name: default_name(),
+            listen: default_listen(),
+            model: ModelConfig::default(),
+            prompt: PromptConfig::default(),
+            session: SessionConfig::default(),
+            websocket: WebSocketConfig::default(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "voice-agent".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_think_time() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_max_sessions() -> u32 {
+    100
+}
+fn default_max_duration() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_message_bytes() -> usize {
+    // 256 KiB is eight seconds of 16 kHz PCM in one message: far above what a real-time client
+    // sends (about 1 KiB per 32 ms frame), small enough that a flood costs little memory.
+    256 * 1024
+}
+
+/// Smallest accepted message limit: one second of 16 kHz PCM, base64-encoded in JSON.
+const MIN_MESSAGE_BYTES: usize = 48 * 1024;
+/// Largest accepted message limit.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads and validates a YAML config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses YAML (an empty document gives the defaults). Does not validate.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks values serde cannot, naming the offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.name.trim().is_empty() {
+            return invalid("name", "must not be empty");
+        }
+        if self.session.max_sessions == 0 {
+            return invalid("session.maxSessions", "must be at least 1");
+        }
+        if self.session.max_duration < Duration::from_secs(1) {
+            return invalid("session.maxDuration", "must be at least 1s");
+        }
+        if self.session.idle_timeout < Duration::from_secs(1) {
+            return invalid("session.idleTimeout", "must be at least 1s");
+        }
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&self.websocket.max_message_bytes) {
+            return Err(ConfigError::Invalid {
+                field: "websocket.maxMessageBytes",
+                message: format!("must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BYTES}"),
+            });
+        }
+        if self.prompt.system.is_some() && self.prompt.system_file.is_some() {
+            return invalid("prompt", "set either system or systemFile, not both");
+        }
+        let ModelConfig::Simulated(sim) = &self.model;
+        if sim.think_time > Duration::from_secs(10) {
+            return invalid("model.thinkTime", "must be at most 10s");
+        }
+        Ok(())
+    }
+
+    /// The system prompt, reading `systemFile` if that is how it is given.
+    pub fn system_prompt(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(path) = &self.prompt.system_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            return Ok(Some(text));
+        }
+        Ok(self.prompt.system.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = AgentConfig::from_yaml("").expect("parses");
+        assert_eq!(config, AgentConfig::default());
+        assert_eq!(config.session.max_sessions, 100);
+        assert_eq!(config.listen.port(), 8080);
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let yaml = r#"
+name: support-line
+listen: 127.0.0.1:9000
+model:
+  provider: Simulated
+  mode: loopback
+  thinkTime: 0s
+prompt:
+  system: You are helpful.
+session:
+  maxSessions: 7
+  maxDuration: 30m
+  idleTimeout: 45s
+  drainTimeout: 2m
+websocket:
+  maxMessageBytes: 65536
+"#;
+        let config = AgentConfig::from_yaml(yaml).expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(config.name, "support-line");
+        assert_eq!(config.session.max_duration, Duration::from_secs(1800));
+        assert_eq!(config.session.idle_timeout, Duration::from_secs(45));
+        assert_eq!(
+            config.model,
+            ModelConfig::Simulated(SimulatedModelConfig {
+                mode: SimulatedMode::Loopback,
+                think_time: Duration::ZERO
+            })
+        );
+    }
+
+    #[test]
+    fn yaml_round_trips() {
+        let mut config = AgentConfig::default();
+        config.prompt.system = Some("Be brief.".into());
+        config.session.drain_timeout = Duration::from_secs(90);
+        let back = AgentConfig::from_yaml(&config.to_yaml()).expect("parses");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = AgentConfig::from_yaml("session:\n  maxSesions: 3\n").expect_err("rejected");
+        assert!(err.to_string().contains("maxSesions"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        let err = AgentConfig::from_yaml("session:\n  idleTimeout: soon\n").expect_err("rejected");
+        assert!(
+            err.to_string().contains("idleTimeout") || err.to_string().contains("soon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut config = AgentConfig::default();
+        config.session.max_sessions = 0;
+        let err = config.validate().expect_err("invalid");
+        assert!(err.to_string().contains("session.maxSessions"), "{err}");
+
+        let mut config = AgentConfig::default();
+        config.websocket.max_message_bytes = 10;
+        assert!(
+            config
+                .validate()
+                .expect_err("invalid")
+                .to_string()
+                .contains("websocket.maxMessageBytes")
+        );
+
+        let mut config = AgentConfig::default();
+        config.prompt = PromptConfig {
+            system: Some("a".into()),
+            system_file: Some("/p".into()),
+        };
+        assert!(
+            config
+                .validate()
+                .expect_err("invalid")
+                .to_string()
+                .contains("prompt")
+        );
+    }
+}

@@ -1,0 +1,103 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use voice_agent::cli::{Cli, Command, ServeArgs};
+use voice_agent::server::Agent;
+use voice_agent::telemetry;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Config(args)) => print_config(&args),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn print_config(args: &ServeArgs) -> ExitCode {
+    match args.load_config() {
+        Ok(config) => {
+            print!("{}", config.to_yaml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("voice-agent: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    if let Err(e) = telemetry::init(args.log_format, &args.log) {
+        eprintln!("voice-agent: {e}");
+        return ExitCode::from(2);
+    }
+    let config = match args.load_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("voice-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("voice-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: voice_agent::config::AgentConfig) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let agent = Agent::new(config)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    info!(address = %local, name = agent.config.name, model = agent.model.model_id(), "voice agent listening");
+
+    let shutdown = CancellationToken::new();
+    let signals = watch_signals(shutdown.clone(), agent.clone())?;
+    agent.serve(listener, shutdown).await?;
+    signals.abort();
+    info!("stopped");
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT starts the drain; a second one closes live sessions at once.
+fn watch_signals(
+    shutdown: CancellationToken,
+    agent: std::sync::Arc<Agent>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::spawn(async move {
+        let mut received = 0;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            received += 1;
+            if received == 1 {
+                info!(signal = name, "shutdown requested");
+                shutdown.cancel();
+            } else {
+                warn!(signal = name, "second signal: closing live sessions now");
+                agent.drain.close_all();
+            }
+        }
+    }))
+}

@@ -1,0 +1,123 @@
+//! Prometheus metrics of the agent. Labels are small closed sets (reasons, directions, codes),
+//! never session ids or callers, so cardinality stays bounded.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: &'static str,
+}
+
+pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
+pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
+
+pub struct Metrics {
+    pub sessions_active: Gauge,
+    pub sessions_started: Counter,
+    pub sessions_ended: Family<ReasonLabels, Counter>,
+    pub session_duration: Histogram,
+    pub audio_frames: Family<DirectionLabels, Counter>,
+    pub audio_frames_dropped: Family<DirectionLabels, Counter>,
+    pub time_to_first_audio: Histogram,
+    pub interruptions: Counter,
+    pub client_errors: Family<CodeLabels, Counter>,
+    pub model_errors: Counter,
+    pub handshake_rejections: Family<ReasonLabels, Counter>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under the `voice_agent_` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            sessions_active: Gauge::default(),
+            sessions_started: Counter::default(),
+            sessions_ended: Family::default(),
+            // Calls last seconds to an hour.
+            session_duration: Histogram::new([
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+            ]),
+            audio_frames: Family::default(),
+            audio_frames_dropped: Family::default(),
+            // Voice-to-voice budgets are a few hundred milliseconds; resolve that range finely.
+            time_to_first_audio: Histogram::new([
+                0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0,
+            ]),
+            interruptions: Counter::default(),
+            client_errors: Family::default(),
+            model_errors: Counter::default(),
+            handshake_rejections: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("voice_agent");
+        r.register(
+            "sessions_active",
+            "Voice sessions currently open",
+            metrics.sessions_active.clone(),
+        );
+        r.register(
+            "sessions_started",
+            "Voice sessions accepted",
+            metrics.sessions_started.clone(),
+        );
+        r.register(
+            "sessions_ended",
+            "Voice sessions ended, by reason",
+            metrics.sessions_ended.clone(),
+        );
+        r.register(
+            "session_duration_seconds",
+            "Duration of ended voice sessions",
+            metrics.session_duration.clone(),
+        );
+        r.register(
+            "audio_frames",
+            "Audio frames relayed, by direction",
+            metrics.audio_frames.clone(),
+        );
+        r.register(
+            "audio_frames_dropped",
+            "Audio frames dropped because the receiver could not keep up, by direction",
+            metrics.audio_frames_dropped.clone(),
+        );
+        r.register(
+            "time_to_first_audio_seconds",
+            "Time from the end of the user's turn to the first reply audio",
+            metrics.time_to_first_audio.clone(),
+        );
+        r.register(
+            "interruptions",
+            "Replies interrupted by the user (barge-in)",
+            metrics.interruptions.clone(),
+        );
+        r.register(
+            "client_errors",
+            "bidi_error events sent to clients, by error code",
+            metrics.client_errors.clone(),
+        );
+        r.register(
+            "model_errors",
+            "Errors reported by the model",
+            metrics.model_errors.clone(),
+        );
+        r.register(
+            "handshake_rejections",
+            "WebSocket handshakes refused, by reason",
+            metrics.handshake_rejections.clone(),
+        );
+        metrics
+    }
+}

@@ -1,0 +1,82 @@
+//! The built-in `Simulated` model: a credible stand-in for a speech-to-speech model that needs
+//! no cloud account. It detects turns by energy, answers with speech-like audio paced in real
+//! time, streams SPECULATIVE and FINAL transcripts, reports usage and can be interrupted.
+
+mod conversation;
+mod script;
+mod vad;
+mod voice;
+
+pub use conversation::{Conversation, Mode, SimulatorConfig};
+pub use voice::Utterance;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use super::{
+    ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelInput, ModelOutput, ModelProvider,
+    ModelStream, SessionSetup,
+};
+
+pub struct SimulatedProvider {
+    config: SimulatorConfig,
+    model_id: String,
+}
+
+impl SimulatedProvider {
+    pub fn new(config: SimulatorConfig) -> Self {
+        let model_id = match config.mode {
+            Mode::Conversation => "simulated",
+            Mode::Loopback => "simulated-loopback",
+        };
+        Self {
+            config,
+            model_id: model_id.to_owned(),
+        }
+    }
+}
+
+impl ModelProvider for SimulatedProvider {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn connect(&self, setup: SessionSetup) -> ConnectFuture {
+        let (input_tx, input_rx) = mpsc::channel(MODEL_INPUT_QUEUE);
+        let (output_tx, output_rx) = mpsc::channel(MODEL_OUTPUT_QUEUE);
+        let config = SimulatorConfig {
+            output_sample_rate: setup.output_sample_rate,
+            ..self.config
+        };
+        tokio::spawn(drive(Conversation::new(config), input_rx, output_tx));
+        Box::pin(std::future::ready(Ok(ModelStream {
+            input: input_tx,
+            output: output_rx,
+        })))
+    }
+}
+
+/// Runs one simulated conversation until the session drops its input sender.
+async fn drive(
+    mut conversation: Conversation,
+    mut input: mpsc::Receiver<ModelInput>,
+    output: mpsc::Sender<ModelOutput>,
+) {
+    loop {
+        let wakeup = conversation.next_wakeup();
+        tokio::select! {
+            message = input.recv() => match message {
+                Some(ModelInput::Audio(pcm)) => conversation.on_audio(&pcm, Instant::now()),
+                Some(ModelInput::Text(text)) => conversation.on_text(&text, Instant::now()),
+                None => return,
+            },
+            () = sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}
+        }
+        conversation.poll(Instant::now());
+        for event in conversation.drain() {
+            if output.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! Turning client frames into [`ClientMessage`]s, and reply audio into JSON events.
+//!
+//! Two kinds of failure: a frame that cannot be trusted at all (not JSON, not base64, not whole
+//! PCM samples) ends the session with a close code, because the client and agent no longer agree
+//! on the protocol; an event that is well-formed JSON but unknown or has a bad field gets a
+//! `bidi_error` and the session goes on.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{EndReason, INPUT_SAMPLE_RATE, ServerEvent};
+
+/// Longest text input accepted in one `bidi_text_input` (bytes). Models take short cross-modal
+/// messages (Nova Sonic caps one text input at about 1 KB); a few KB leaves room without letting
+/// one event carry a document.
+pub const MAX_TEXT_INPUT_BYTES: usize = 4096;
+
+/// A decoded client input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// PCM16LE mono audio at [`INPUT_SAMPLE_RATE`], whole samples only.
+    Audio(Bytes),
+    /// A user text message.
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame breaks the protocol: the session closes.
+    #[error("{detail}")]
+    Fatal { reason: EndReason, detail: String },
+    /// The event is understood but refused: the client gets a `bidi_error`.
+    #[error("{message}")]
+    Rejected { code: &'static str, message: String },
+}
+
+impl DecodeError {
+    fn fatal(detail: impl Into<String>) -> Self {
+        Self::Fatal {
+            reason: EndReason::InvalidPayload,
+            detail: detail.into(),
+        }
+    }
+
+    fn rejected(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AudioInput {
+    audio: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    sample_rate: Option<u32>,
+    #[serde(default)]
+    channels: Option<u16>,
+}
+
+#[derive(Deserialize)]
+struct TextInput {
+    text: String,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// Decodes one text frame.
+pub fn decode_text(frame: &str) -> Result<ClientMessage, DecodeError> {
+    let value: Value = serde_json::from_str(frame)
+        .map_err(|e| DecodeError::fatal(format!("invalid JSON: {e}")))?;
+    let Value::Object(mut fields) = value else {
+        return Err(DecodeError::rejected(
+            "invalid_event",
+            "an event must be a JSON object with a \"type\" field",
+        ));
+    };
+    let kind = match fields.remove("type") {
+        Some(Value::String(kind)) => kind,
+        Some(_) => {
+            return Err(DecodeError::rejected(
+                "invalid_event",
+                "\"type\" must be a string",
+            ));
+        }
+        None => {
+            return Err(DecodeError::rejected(
+                "invalid_event",
+                "missing \"type\" field",
+            ));
+        }
+    };
+    let fields = Value::Object(fields);
+    match kind.as_str() {
+        "bidi_audio_input" => {
+            let input: AudioInput = typed(&kind, fields)?;
+            decode_audio_input(input)
+        }
+        "bidi_text_input" => {
+            let input: TextInput = typed(&kind, fields)?;
+            decode_text_input(input)
+        }
+        other => Err(DecodeError::rejected(
+            "unknown_event",
+            format!("unknown event type {:?}", truncate(other, 64)),
+        )),
+    }
+}
+
+/// Decodes one binary frame: raw PCM16LE mono at the input rate.
+pub fn decode_binary(frame: &[u8]) -> Result<ClientMessage, DecodeError> {
+    check_pcm(frame.len())?;
+    Ok(ClientMessage::Audio(Bytes::copy_from_slice(frame)))
+}
+
+/// Builds the `bidi_audio_stream` JSON for a chunk of reply audio.
+pub fn encode_audio_json(pcm: &[u8], sample_rate: u32) -> String {
+    ServerEvent::AudioStream {
+        audio: BASE64.encode(pcm),
+        format: "pcm",
+        sample_rate,
+        channels: 1,
+    }
+    .to_json()
+}
+
+fn typed<T: for<'de> Deserialize<'de>>(kind: &str, fields: Value) -> Result<T, DecodeError> {
+    serde_json::from_value(fields)
+        .map_err(|e| DecodeError::rejected("invalid_event", format!("{kind}: {e}")))
+}
+
+fn decode_audio_input(input: AudioInput) -> Result<ClientMessage, DecodeError> {
+    if let Some(format) = input.format.as_deref()
+        && format != "pcm"
+    {
+        return Err(DecodeError::rejected(
+            "unsupported_audio_format",
+            format!(
+                "audio format {:?} is not supported; send \"pcm\" (PCM16LE)",
+                truncate(format, 32)
+            ),
+        ));
+    }
+    if let Some(rate) = input.sample_rate
+        && rate != INPUT_SAMPLE_RATE
+    {
+        return Err(DecodeError::rejected(
+            "unsupported_sample_rate",
+            format!("sample_rate {rate} is not supported; send {INPUT_SAMPLE_RATE} Hz audio"),
+        ));
+    }
+    if let Some(channels) = input.channels
+        && channels != 1
+    {
+        return Err(DecodeError::rejected(
+            "unsupported_channels",
+            format!("{channels} channels are not supported; send mono audio"),
+        ));
+    }
+    let pcm = BASE64.decode(input.audio.as_bytes()).map_err(|e| {
+        DecodeError::fatal(format!("bidi_audio_input: audio is not valid base64: {e}"))
+    })?;
+    check_pcm(pcm.len())?;
+    Ok(ClientMessage::Audio(Bytes::from(pcm)))
+}
+
+fn decode_text_input(input: TextInput) -> Result<ClientMessage, DecodeError> {
+    if let Some(role) = input.role.as_deref()
+        && role != "user"
+    {
+        return Err(DecodeError::rejected(
+            "invalid_event",
+            format!(
+                "bidi_text_input: role must be \"user\", not {:?}",
+                truncate(role, 32)
+            ),
+        ));
+    }
+    let text = input.text.trim();
+    if text.is_empty() {
+        return Err(DecodeError::rejected(
+            "invalid_event",
+            "bidi_text_input: text is empty",
+        ));
+    }
+    if text.len() > MAX_TEXT_INPUT_BYTES {
+        return Err(DecodeError::rejected(
+            "text_too_long",
+            format!(
+                "bidi_text_input: text is {} bytes; the limit is {MAX_TEXT_INPUT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(ClientMessage::Text(text.to_owned()))
+}
+
+fn check_pcm(len: usize) -> Result<(), DecodeError> {
+    if len % 2 != 0 {
+        return Err(DecodeError::fatal(format!(
+            "audio has {len} bytes, which is not a whole number of 16-bit samples"
+        )));
+    }
+    Ok(())
+}
+
+/// Cuts client-provided strings before echoing them in errors or logs.
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audio_event(pcm: &[u8]) -> String {
+        format!(
+            r#"{{"type":"bidi_audio_input","audio":"{}","format":"pcm","sample_rate":16000,"channels":1}}"#,
+            BASE64.encode(pcm)
+        )
+    }
+
+    fn rejected_code(result: Result<ClientMessage, DecodeError>) -> &'static str {
+        match result {
+            Err(DecodeError::Rejected { code, .. }) => code,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    fn fatal_reason(result: Result<ClientMessage, DecodeError>) -> EndReason {
+        match result {
+            Err(DecodeError::Fatal { reason, .. }) => reason,
+            other => panic!("expected a fatal error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_strands_audio_input() {
+        let msg = decode_text(&audio_event(&[1, 0, 2, 0])).expect("decodes");
+        assert_eq!(msg, ClientMessage::Audio(Bytes::from_static(&[1, 0, 2, 0])));
+    }
+
+    #[test]
+    fn audio_input_fields_other_than_audio_are_optional() {
+        let frame = format!(
+            r#"{{"type":"bidi_audio_input","audio":"{}"}}"#,
+            BASE64.encode([0u8; 4])
+        );
+        assert!(matches!(decode_text(&frame), Ok(ClientMessage::Audio(_))));
+    }
+
+    #[test]
+    fn decodes_text_input_and_trims_it() {
+        let msg = decode_text(r#"{"type":"bidi_text_input","text":"  hello ","role":"user"}"#);
+        assert_eq!(msg, Ok(ClientMessage::Text("hello".into())));
+    }
+
+    #[test]
+    fn invalid_json_is_fatal() {
+        assert_eq!(
+            fatal_reason(decode_text("{not json")),
+            EndReason::InvalidPayload
+        );
+        assert_eq!(fatal_reason(decode_text("")), EndReason::InvalidPayload);
+    }
+
+    #[test]
+    fn invalid_base64_is_fatal() {
+        let frame = r#"{"type":"bidi_audio_input","audio":"@@not base64@@"}"#;
+        assert_eq!(fatal_reason(decode_text(frame)), EndReason::InvalidPayload);
+    }
+
+    #[test]
+    fn odd_length_pcm_is_fatal_in_both_encodings() {
+        assert_eq!(
+            fatal_reason(decode_text(&audio_event(&[1, 2, 3]))),
+            EndReason::InvalidPayload
+        );
+        assert_eq!(
+            fatal_reason(decode_binary(&[1, 2, 3])),
+            EndReason::InvalidPayload
+        );
+    }
+
+    #[test]
+    fn unknown_event_type_is_rejected_not_fatal() {
+        assert_eq!(
+            rejected_code(decode_text(r#"{"type":"bidi_dance"}"#)),
+            "unknown_event"
+        );
+    }
+
+    #[test]
+    fn non_object_or_untyped_events_are_rejected() {
+        assert_eq!(rejected_code(decode_text("[1,2]")), "invalid_event");
+        assert_eq!(
+            rejected_code(decode_text(r#"{"text":"hi"}"#)),
+            "invalid_event"
+        );
+        assert_eq!(rejected_code(decode_text(r#"{"type":7}"#)), "invalid_event");
+    }
+
+    #[test]
+    fn wrong_field_types_are_rejected() {
+        assert_eq!(
+            rejected_code(decode_text(r#"{"type":"bidi_audio_input","audio":5}"#)),
+            "invalid_event"
+        );
+        assert_eq!(
+            rejected_code(decode_text(r#"{"type":"bidi_text_input"}"#)),
+            "invalid_event"
+        );
+        assert_eq!(
+            rejected_code(decode_text(
+                r#"{"type":"bidi_audio_input","audio":"","sample_rate":"fast"}"#
+            )),
+            "invalid_event"
+        );
+    }
+
+    #[test]
+    fn unsupported_audio_parameters_are_rejected() {
+        let rate = r#"{"type":"bidi_audio_input","audio":"AAAA","sample_rate":48000}"#;
+        assert_eq!(rejected_code(decode_text(rate)), "unsupported_sample_rate");
+        let stereo = r#"{"type":"bidi_audio_input","audio":"AAAA","channels":2}"#;
+        assert_eq!(rejected_code(decode_text(stereo)), "unsupported_channels");
+        let mp3 = r#"{"type":"bidi_audio_input","audio":"AAAA","format":"mp3"}"#;
+        assert_eq!(rejected_code(decode_text(mp3)), "unsupported_audio_format");
+    }
+
+    #[test]
+    fn text_limits_are_enforced() {
+        assert_eq!(
+            rejected_code(decode_text(r#"{"type":"bidi_text_input","text":"   "}"#)),
+            "invalid_event"
+        );
+        let long = format!(
+            r#"{{"type":"bidi_text_input","text":"{}"}}"#,
+            "a".repeat(MAX_TEXT_INPUT_BYTES + 1)
+        );
+        assert_eq!(rejected_code(decode_text(&long)), "text_too_long");
+        let role = r#"{"type":"bidi_text_input","text":"hi","role":"assistant"}"#;
+        assert_eq!(rejected_code(decode_text(role)), "invalid_event");
+    }
+
+    #[test]
+    fn deeply_nested_json_is_fatal_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(fatal_reason(decode_text(&deep)), EndReason::InvalidPayload);
+    }
+
+    #[test]
+    fn unknown_event_names_are_truncated_in_errors() {
+        let frame = format!(r#"{{"type":"{}"}}"#, "x".repeat(10_000));
+        match decode_text(&frame) {
+            Err(DecodeError::Rejected { message, .. }) => assert!(message.len() < 200),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn audio_json_round_trips_through_base64() {
+        let json = encode_audio_json(&[1, 2, 3, 4], 24000);
+        let v: Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v["type"], "bidi_audio_stream");
+        assert_eq!(v["sample_rate"], 24000);
+        assert_eq!(v["format"], "pcm");
+        let audio = v["audio"].as_str().expect("audio string");
+        assert_eq!(BASE64.decode(audio).expect("base64"), vec![1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,154 @@
+//! Events the agent sends to clients, serialized as JSON text frames with a `type` tag.
+
+use serde::Serialize;
+
+/// How reply audio reaches the client, chosen at connect time (`/ws?audio_output=binary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioOutput {
+    /// `bidi_audio_stream` JSON events with base64 PCM (the Strands-compatible default).
+    #[default]
+    Json,
+    /// Raw PCM16LE binary frames; every other event stays JSON.
+    Binary,
+}
+
+/// Why a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Complete,
+    Interrupted,
+    ToolUse,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TranscriptDelta {
+    pub text: String,
+}
+
+/// Every event the agent sends as a JSON text frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum ServerEvent {
+    /// First event of every session.
+    #[serde(rename = "bidi_connection_start")]
+    ConnectionStart {
+        connection_id: String,
+        model: String,
+        input_sample_rate: u32,
+        output_sample_rate: u32,
+        audio_output: AudioOutput,
+    },
+    #[serde(rename = "bidi_response_start")]
+    ResponseStart { response_id: String },
+    /// Reply audio in JSON mode. Built by the socket writer from raw PCM, so the session never
+    /// holds base64 copies of audio.
+    #[serde(rename = "bidi_audio_stream")]
+    AudioStream {
+        audio: String,
+        format: &'static str,
+        sample_rate: u32,
+        channels: u16,
+    },
+    #[serde(rename = "bidi_transcript_stream")]
+    TranscriptStream {
+        role: &'static str,
+        text: String,
+        delta: TranscriptDelta,
+        is_final: bool,
+    },
+    #[serde(rename = "bidi_interruption")]
+    Interruption { reason: &'static str },
+    #[serde(rename = "bidi_response_complete")]
+    ResponseComplete {
+        response_id: String,
+        stop_reason: StopReason,
+    },
+    #[serde(rename = "bidi_usage")]
+    Usage {
+        #[serde(rename = "inputTokens")]
+        input_tokens: u64,
+        #[serde(rename = "outputTokens")]
+        output_tokens: u64,
+        #[serde(rename = "totalTokens")]
+        total_tokens: u64,
+    },
+    /// The model stream was replaced; the conversation continues.
+    #[serde(rename = "bidi_connection_restart")]
+    ConnectionRestart { reason: String },
+    #[serde(rename = "bidi_connection_close")]
+    ConnectionClose {
+        connection_id: String,
+        reason: &'static str,
+    },
+    #[serde(rename = "bidi_error")]
+    Error { code: String, message: String },
+}
+
+impl ServerEvent {
+    pub fn error(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Error {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with non-string keys, no
+        // user-provided Serialize impls.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"bidi_error\"}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn value(ev: &ServerEvent) -> serde_json::Value {
+        serde_json::from_str(&ev.to_json()).expect("valid json")
+    }
+
+    #[test]
+    fn usage_uses_strands_camel_case_keys() {
+        let ev = ServerEvent::Usage {
+            input_tokens: 3,
+            output_tokens: 4,
+            total_tokens: 7,
+        };
+        assert_eq!(
+            value(&ev),
+            json!({"type":"bidi_usage","inputTokens":3,"outputTokens":4,"totalTokens":7})
+        );
+    }
+
+    #[test]
+    fn transcript_carries_role_text_delta_and_finality() {
+        let ev = ServerEvent::TranscriptStream {
+            role: "assistant",
+            text: "Hi.".into(),
+            delta: TranscriptDelta { text: "Hi.".into() },
+            is_final: false,
+        };
+        assert_eq!(
+            value(&ev),
+            json!({"type":"bidi_transcript_stream","role":"assistant","text":"Hi.",
+                   "delta":{"text":"Hi."},"is_final":false})
+        );
+    }
+
+    #[test]
+    fn connection_start_names_the_audio_output_mode() {
+        let ev = ServerEvent::ConnectionStart {
+            connection_id: "c1".into(),
+            model: "simulated".into(),
+            input_sample_rate: 16000,
+            output_sample_rate: 24000,
+            audio_output: AudioOutput::Binary,
+        };
+        assert_eq!(value(&ev)["audio_output"], "binary");
+        assert_eq!(value(&ev)["type"], "bidi_connection_start");
+    }
+}

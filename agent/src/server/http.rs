@@ -1,0 +1,116 @@
+//! Plain HTTP endpoints: AgentCore's `/ping` and `/invocations`, Kubernetes probes, metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Agent;
+
+/// Longest `/invocations` body accepted; commands are tiny JSON objects.
+const MAX_INVOCATION_BYTES: usize = 64 * 1024;
+
+/// A JSON error body: `{"error": {"code": ..., "message": ...}}`.
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"code": code, "message": message.into()}});
+    (status, Json(body)).into_response()
+}
+
+pub async fn ping(State(agent): State<Arc<Agent>>) -> Json<serde_json::Value> {
+    let state = agent.sessions.state();
+    Json(json!({"status": state.status, "time_of_last_update": state.status_since}))
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
+    if agent.drain.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+pub async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &agent.registry).is_err() {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics",
+            "could not encode metrics",
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Invocation {
+    command: Option<String>,
+}
+
+/// AgentCore's invoke endpoint. Voice happens on `/ws`; this answers operational commands.
+pub async fn invocations(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
+    if body.len() > MAX_INVOCATION_BYTES {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is too large",
+        );
+    }
+    let invocation: Invocation = match serde_json::from_slice(&body) {
+        Ok(invocation) => invocation,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("expected a JSON object like {{\"command\":\"status\"}}: {e}"),
+            );
+        }
+    };
+    let state = agent.sessions.state();
+    match invocation.command.as_deref() {
+        Some("status") => Json(json!({
+            "agent": agent.config.name,
+            "version": env!("CARGO_PKG_VERSION"),
+            "model": agent.model.model_id(),
+            "status": state.status,
+            "draining": agent.drain.is_draining(),
+            "active_sessions": state.active,
+            "max_sessions": agent.sessions.max(),
+            "ws_path": "/ws",
+        }))
+        .into_response(),
+        Some("health") => Json(json!({
+            "status": state.status,
+            "ready": !agent.drain.is_draining(),
+            "time_of_last_update": state.status_since,
+        }))
+        .into_response(),
+        Some(other) => error_response(
+            StatusCode::BAD_REQUEST,
+            "unknown_command",
+            format!(
+                "unknown command {:?}; supported commands are \"status\" and \"health\" (voice sessions use GET /ws)",
+                other.chars().take(64).collect::<String>()
+            ),
+        ),
+        None => error_response(
+            StatusCode::BAD_REQUEST,
+            "missing_command",
+            "the request needs a \"command\" field: \"status\" or \"health\" (voice sessions use GET /ws)",
+        ),
+    }
+}

@@ -1,0 +1,149 @@
+//! The HTTP/WebSocket server: one listener for voice sessions, AgentCore's contract, probes and
+//! metrics, plus graceful drain.
+
+mod drain;
+mod http;
+mod sessions;
+mod ws;
+
+pub use drain::Drain;
+pub use sessions::{PingStatus, SessionGuard, Sessions, SessionsState};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{AgentConfig, ConfigError, ModelConfig, SimulatedMode};
+use crate::metrics::Metrics;
+use crate::model::ModelProvider;
+use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
+use crate::protocol::OUTPUT_SAMPLE_RATE;
+
+/// After the drain timeout, how long closed sessions get to finish their close handshakes.
+const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long plain HTTP requests in flight may take once the listener stops.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything the request handlers and sessions share.
+pub struct Agent {
+    pub config: AgentConfig,
+    pub model: Arc<dyn ModelProvider>,
+    pub metrics: Arc<Metrics>,
+    pub sessions: Arc<Sessions>,
+    pub drain: Drain,
+    registry: Registry,
+    system_prompt: Option<String>,
+}
+
+impl Agent {
+    /// Builds the agent from a validated configuration.
+    pub fn new(config: AgentConfig) -> Result<Arc<Self>, ConfigError> {
+        config.validate()?;
+        let system_prompt = config.system_prompt()?;
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        let model = build_model(&config);
+        let sessions = Sessions::new(
+            config.session.max_sessions as usize,
+            metrics.sessions_active.clone(),
+        );
+        Ok(Arc::new(Self {
+            config,
+            model,
+            metrics,
+            sessions,
+            drain: Drain::default(),
+            registry,
+            system_prompt,
+        }))
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/ws", get(ws::upgrade))
+            .route("/ping", get(http::ping))
+            .route("/invocations", post(http::invocations))
+            .route("/healthz", get(http::healthz))
+            .route("/readyz", get(http::readyz))
+            .route("/metrics", get(http::metrics))
+            .with_state(self.clone())
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains: readiness fails and new sessions are
+    /// refused at once, live sessions continue up to the drain timeout and are then closed.
+    /// Returns when no session is left.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let stop_listener = CancellationToken::new();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(stop_listener.clone().cancelled_owned());
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            result = &mut server => return result,
+            () = shutdown.cancelled() => {}
+        }
+        self.drain_sessions().await;
+        stop_listener.cancel();
+        if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, server)
+            .await
+            .is_err()
+        {
+            warn!("HTTP connections still open after the shutdown grace period; exiting anyway");
+        }
+        Ok(())
+    }
+
+    async fn drain_sessions(&self) {
+        let drain_timeout = self.config.session.drain_timeout;
+        info!(
+            live_sessions = self.sessions.state().active,
+            drain_timeout = %humantime::format_duration(drain_timeout),
+            "draining: not ready, refusing new sessions"
+        );
+        self.drain.begin();
+        tokio::select! {
+            () = self.sessions.idle() => {}
+            () = tokio::time::sleep(drain_timeout) => {
+                info!(live_sessions = self.sessions.state().active, "drain timeout reached; closing sessions");
+                self.drain.close_all();
+            }
+            () = self.drain.closing() => {}
+        }
+        if tokio::time::timeout(FORCE_CLOSE_GRACE, self.sessions.idle())
+            .await
+            .is_err()
+        {
+            warn!(
+                live_sessions = self.sessions.state().active,
+                "sessions did not close in time"
+            );
+        }
+        info!("drained");
+    }
+}
+
+fn build_model(config: &AgentConfig) -> Arc<dyn ModelProvider> {
+    match &config.model {
+        ModelConfig::Simulated(sim) => Arc::new(SimulatedProvider::new(SimulatorConfig {
+            mode: match sim.mode {
+                SimulatedMode::Conversation => Mode::Conversation,
+                SimulatedMode::Loopback => Mode::Loopback,
+            },
+            think_time: sim.think_time,
+            output_sample_rate: OUTPUT_SAMPLE_RATE,
+        })),
+    }
+}

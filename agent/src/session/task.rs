@@ -1,0 +1,373 @@
+//! The async side of a session: a reader loop that feeds the [`Session`] machine and executes
+//! its actions, and a writer task that owns the socket's send half.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::machine::{Action, Observation, Outbound, Session, SessionLimits};
+use crate::metrics::{self, CodeLabels, Metrics, ReasonLabels};
+use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup};
+use crate::protocol::{
+    AudioOutput, EndReason, ServerEvent, decode_binary, decode_text, encode_audio_json,
+};
+
+/// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
+/// client that falls further behind is too slow to hold a conversation, and newer audio is
+/// dropped (and counted) instead of queued.
+const OUTBOUND_QUEUE: usize = 64;
+/// A single socket write that takes longer than this means the client stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening the model stream may take before the session gives up.
+const MODEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// After the close frame, how long to wait for the writer to flush and the client to answer.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Everything a session needs from the server.
+pub struct SessionContext {
+    pub id: String,
+    pub audio_output: AudioOutput,
+    pub limits: SessionLimits,
+    pub model: Arc<dyn ModelProvider>,
+    pub setup: SessionSetup,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the agent's drain timeout is over: close now.
+    pub closing: CancellationToken,
+}
+
+/// How the writer task stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterEnd {
+    /// It sent the close frame, or the session dropped the queue.
+    Finished,
+    /// The socket failed.
+    Gone,
+    /// A write did not complete in time.
+    Stalled,
+}
+
+/// Runs one session over a WebSocket until it ends. Generic over the socket so that it can be
+/// driven by in-memory channels as well as by a real connection.
+pub async fn run_session<S>(socket: S, ctx: SessionContext) -> EndReason
+where
+    S: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Send
+        + 'static,
+{
+    let span = info_span!("session", id = %ctx.id);
+    run(socket, ctx).instrument(span).await
+}
+
+async fn run<S>(socket: S, ctx: SessionContext) -> EndReason
+where
+    S: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Send
+        + 'static,
+{
+    let started = Instant::now();
+    ctx.metrics.sessions_started.inc();
+    let (sink, mut stream) = socket.split();
+    let epoch = Arc::new(AtomicU64::new(0));
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        epoch.clone(),
+        ctx.audio_output,
+        ctx.setup.output_sample_rate,
+        ctx.metrics.clone(),
+    ));
+
+    let reason = match connect_model(&ctx).await {
+        Ok(mut model) => {
+            info!(model = ctx.model.model_id(), audio_output = ?ctx.audio_output, "session started");
+            converse(&ctx, &mut stream, &mut model, &out_tx, &mut writer, &epoch).await
+        }
+        Err(error) => {
+            warn!(%error, "model stream could not be opened");
+            ctx.metrics.model_errors.inc();
+            let code = match error {
+                ModelError::Unavailable(_) => "model_unavailable",
+                ModelError::Misconfigured(_) => "model_misconfigured",
+            };
+            let _ = out_tx
+                .send(Outbound::Event(ServerEvent::error(code, error.to_string())))
+                .await;
+            let reason = EndReason::ModelError;
+            let _ = out_tx
+                .send(Outbound::Event(ServerEvent::ConnectionClose {
+                    connection_id: ctx.id.clone(),
+                    reason: reason.as_str(),
+                }))
+                .await;
+            let _ = out_tx
+                .send(Outbound::Close {
+                    code: reason.close_code().unwrap_or(1011),
+                    reason: "model unavailable".into(),
+                })
+                .await;
+            reason
+        }
+    };
+
+    // Let the writer flush what is queued (the close frame last), then give the client a moment
+    // to answer the close handshake before the connection is dropped.
+    drop(out_tx);
+    if !writer.is_finished() && timeout(CLOSE_LINGER, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    if reason.close_code().is_some() {
+        let _ = timeout(CLOSE_LINGER, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    let duration = started.elapsed();
+    ctx.metrics
+        .sessions_ended
+        .get_or_create(&ReasonLabels {
+            reason: reason.as_str(),
+        })
+        .inc();
+    ctx.metrics.session_duration.observe(duration.as_secs_f64());
+    info!(
+        reason = reason.as_str(),
+        duration_ms = duration.as_millis() as u64,
+        "session ended"
+    );
+    reason
+}
+
+async fn connect_model(ctx: &SessionContext) -> Result<ModelStream, ModelError> {
+    tokio::select! {
+        result = timeout(MODEL_CONNECT_TIMEOUT, ctx.model.connect(ctx.setup.clone())) => match result {
+            Ok(result) => result,
+            Err(_) => Err(ModelError::Unavailable("timed out opening the model stream".into())),
+        },
+        () = ctx.closing.cancelled() => Err(ModelError::Unavailable("the agent is shutting down".into())),
+    }
+}
+
+/// The main loop: client frames, model events, deadlines and the drain signal feed the machine.
+async fn converse<R>(
+    ctx: &SessionContext,
+    stream: &mut R,
+    model: &mut ModelStream,
+    out_tx: &mpsc::Sender<Outbound>,
+    writer: &mut tokio::task::JoinHandle<WriterEnd>,
+    epoch: &AtomicU64,
+) -> EndReason
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let mut actions = Vec::with_capacity(8);
+    let mut session = Session::start(
+        ctx.id.clone(),
+        ctx.model.model_id(),
+        ctx.audio_output,
+        (ctx.setup.input_sample_rate, ctx.setup.output_sample_rate),
+        ctx.limits,
+        Instant::now(),
+        &mut actions,
+    );
+    loop {
+        // Publish the epoch before queueing anything, so the writer drops stale audio at once.
+        epoch.store(session.epoch(), Ordering::Relaxed);
+        let mut model_busy = false;
+        for action in actions.drain(..) {
+            match action {
+                Action::Send(outbound) => send(outbound, out_tx, &ctx.metrics).await,
+                Action::Model(input) => model_busy |= !feed_model(input, model, &ctx.metrics),
+                Action::Observe(observation) => observe(observation, &ctx.metrics),
+                Action::End(_) => {}
+            }
+        }
+        if model_busy {
+            session.on_model_busy(&mut actions);
+            continue;
+        }
+        if let Some(reason) = session.ended() {
+            return reason;
+        }
+
+        tokio::select! {
+            biased;
+            () = ctx.closing.cancelled() => session.on_drain(&mut actions),
+            end = &mut *writer => {
+                let reason = match end {
+                    Ok(WriterEnd::Stalled) => EndReason::SlowConsumer,
+                    _ => EndReason::ClientGone,
+                };
+                session.on_transport_end(reason, "socket writer stopped", &mut actions);
+            }
+            frame = stream.next() => on_frame(frame, &mut session, &mut actions),
+            output = model.output.recv() => session.on_model(output, Instant::now(), &mut actions),
+            () = sleep_until(session.deadline()) => session.on_deadline(Instant::now(), &mut actions),
+        }
+    }
+}
+
+fn on_frame(
+    frame: Option<Result<Message, axum::Error>>,
+    session: &mut Session,
+    actions: &mut Vec<Action>,
+) {
+    let now = Instant::now();
+    match frame {
+        Some(Ok(Message::Text(text))) => {
+            session.on_client(decode_text(text.as_str()), now, actions)
+        }
+        Some(Ok(Message::Binary(data))) => session.on_client(decode_binary(&data), now, actions),
+        // Pings are answered by the WebSocket layer; pongs need nothing.
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+        Some(Ok(Message::Close(_))) => {
+            session.on_transport_end(EndReason::ClientClosed, "client closed", actions)
+        }
+        Some(Err(error)) => {
+            let (reason, detail) = classify_socket_error(error);
+            debug!(reason = reason.as_str(), %detail, "socket read failed");
+            session.on_transport_end(reason, &detail, actions);
+        }
+        None => session.on_transport_end(EndReason::ClientGone, "connection closed", actions),
+    }
+}
+
+/// Maps a socket read error to the way the session ends.
+fn classify_socket_error(error: axum::Error) -> (EndReason, String) {
+    let inner = error.into_inner();
+    let detail = inner.to_string();
+    let reason = match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => EndReason::MessageTooBig,
+        Some(tungstenite::Error::Utf8(_)) => EndReason::InvalidPayload,
+        Some(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => EndReason::ClientGone,
+        Some(tungstenite::Error::Protocol(_)) => EndReason::ProtocolError,
+        _ => EndReason::ClientGone,
+    };
+    (reason, detail)
+}
+
+async fn send(outbound: Outbound, out_tx: &mpsc::Sender<Outbound>, metrics: &Metrics) {
+    match outbound {
+        // Audio never waits: if the client is this far behind, the frame is dropped.
+        Outbound::Audio { .. } => match out_tx.try_send(outbound) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                metrics
+                    .audio_frames_dropped
+                    .get_or_create(&metrics::OUT)
+                    .inc();
+            }
+            Err(TrySendError::Closed(_)) => {}
+        },
+        // Events and close frames wait for room; the writer's timeout bounds the wait.
+        other => {
+            let _ = out_tx.send(other).await;
+        }
+    }
+}
+
+/// Hands input to the model without ever waiting on it. Returns false when a message other
+/// than audio had to be dropped because the model is not keeping up.
+fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool {
+    let is_audio = matches!(input, ModelInput::Audio(_));
+    match model.input.try_send(input) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) if is_audio => {
+            metrics
+                .audio_frames_dropped
+                .get_or_create(&metrics::IN)
+                .inc();
+            true
+        }
+        Err(TrySendError::Full(_)) => false,
+        // The model task is gone; its output channel reports that to the machine.
+        Err(TrySendError::Closed(_)) => true,
+    }
+}
+
+fn observe(observation: Observation, metrics: &Metrics) {
+    match observation {
+        Observation::AudioIn => {
+            metrics.audio_frames.get_or_create(&metrics::IN).inc();
+        }
+        Observation::TimeToFirstAudio(d) => metrics.time_to_first_audio.observe(d.as_secs_f64()),
+        Observation::Interruption => {
+            metrics.interruptions.inc();
+        }
+        Observation::ClientError(code) => {
+            metrics
+                .client_errors
+                .get_or_create(&CodeLabels { code })
+                .inc();
+        }
+        Observation::ModelError => {
+            metrics.model_errors.inc();
+        }
+    }
+}
+
+/// Owns the socket's send half: encodes outbound messages, drops audio from before an
+/// interruption, and bounds every write in time.
+async fn write_loop<W>(
+    mut sink: W,
+    mut queue: mpsc::Receiver<Outbound>,
+    epoch: Arc<AtomicU64>,
+    audio_output: AudioOutput,
+    output_rate: u32,
+    metrics: Arc<Metrics>,
+) -> WriterEnd
+where
+    W: Sink<Message, Error = axum::Error> + Unpin,
+{
+    while let Some(outbound) = queue.recv().await {
+        let message = match outbound {
+            Outbound::Audio { epoch: e, pcm } => {
+                if e < epoch.load(Ordering::Relaxed) {
+                    metrics
+                        .audio_frames_dropped
+                        .get_or_create(&metrics::OUT)
+                        .inc();
+                    continue;
+                }
+                metrics.audio_frames.get_or_create(&metrics::OUT).inc();
+                match audio_output {
+                    AudioOutput::Binary => Message::Binary(pcm),
+                    AudioOutput::Json => Message::Text(encode_audio_json(&pcm, output_rate).into()),
+                }
+            }
+            Outbound::Event(event) => Message::Text(event.to_json().into()),
+            Outbound::Close { code, reason } => {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                return WriterEnd::Finished;
+            }
+        };
+        match timeout(WRITE_TIMEOUT, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return WriterEnd::Gone,
+            Err(_) => return WriterEnd::Stalled,
+        }
+    }
+    WriterEnd::Finished
+}
