@@ -355,10 +355,12 @@ websocket:
                 .contains("websocket.maxMessageBytes")
         );
 
-        let mut config = AgentConfig::default();
-        config.prompt = PromptConfig {
-            system: Some("a".into()),
-            system_file: Some("/p".into()),
+        let config = AgentConfig {
+            prompt: PromptConfig {
+                system: Some("a".into()),
+                system_file: Some("/p".into()),
+            },
+            ..AgentConfig::default()
         };
         assert!(
             config

@@ -202,7 +202,7 @@ fn decode_text_input(input: TextInput) -> Result<ClientMessage, DecodeError> {
 }
 
 fn check_pcm(len: usize) -> Result<(), DecodeError> {
-    if len % 2 != 0 {
+    if !len.is_multiple_of(2) {
         return Err(DecodeError::fatal(format!(
             "audio has {len} bytes, which is not a whole number of 16-bit samples"
         )));

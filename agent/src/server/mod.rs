@@ -90,18 +90,19 @@ impl Agent {
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(stop_listener.clone().cancelled_owned());
-        let mut server = std::pin::pin!(server.into_future());
+        // The server keeps accepting during the drain: probes must see 503, handshakes a refusal.
+        let mut server = tokio::spawn(server.into_future());
         tokio::select! {
-            result = &mut server => return result,
+            result = &mut server => return result.map_err(std::io::Error::other)?,
             () = shutdown.cancelled() => {}
         }
         self.drain_sessions().await;
         stop_listener.cancel();
-        if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, server)
-            .await
-            .is_err()
-        {
-            warn!("HTTP connections still open after the shutdown grace period; exiting anyway");
+        match tokio::time::timeout(HTTP_SHUTDOWN_GRACE, server).await {
+            Ok(result) => result.map_err(std::io::Error::other)??,
+            Err(_) => {
+                warn!("HTTP connections still open after the shutdown grace period; exiting anyway")
+            }
         }
         Ok(())
     }

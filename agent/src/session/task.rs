@@ -31,6 +31,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MODEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// After the close frame, how long to wait for the writer to flush and the client to answer.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long to hold a connection whose read side failed after sending it a close frame.
+const READ_FAILED_LINGER: Duration = Duration::from_secs(1);
 
 /// Everything a session needs from the server.
 pub struct SessionContext {
@@ -121,23 +123,6 @@ where
         }
     };
 
-    // Let the writer flush what is queued (the close frame last), then give the client a moment
-    // to answer the close handshake before the connection is dropped.
-    drop(out_tx);
-    if !writer.is_finished() && timeout(CLOSE_LINGER, &mut writer).await.is_err() {
-        writer.abort();
-    }
-    if reason.close_code().is_some() {
-        let _ = timeout(CLOSE_LINGER, async {
-            while let Some(Ok(message)) = stream.next().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-
     let duration = started.elapsed();
     ctx.metrics
         .sessions_ended
@@ -151,6 +136,32 @@ where
         duration_ms = duration.as_millis() as u64,
         "session ended"
     );
+
+    // Let the writer flush what is queued (the close frame last), then give the client a moment
+    // to answer the close handshake before the connection is dropped.
+    drop(out_tx);
+    let linger_until = Instant::now() + CLOSE_LINGER;
+    if !writer.is_finished() && timeout(CLOSE_LINGER, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    if reason.close_code().is_some() {
+        let answered = tokio::time::timeout_at(linger_until, async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(Message::Close(_))) => return true,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return false,
+                }
+            }
+        })
+        .await;
+        if answered == Ok(false) {
+            // The read side already failed (an oversize or broken frame leaves unread bytes
+            // behind). Closing the socket now would reset the connection, and the client could
+            // lose the close frame it has not read yet.
+            sleep_until(linger_until.min(Instant::now() + READ_FAILED_LINGER)).await;
+        }
+    }
     reason
 }
 

@@ -23,7 +23,10 @@ pub fn reply_to_text(text: &str) -> String {
     if text.split_whitespace().count() > words.len() {
         quoted.push_str(" ...");
     }
-    format!("You wrote: {quoted}. This is a simulated reply.")
+    if !quoted.ends_with(['.', '!', '?']) {
+        quoted.push('.');
+    }
+    format!("You wrote: {quoted} This is a simulated reply.")
 }
 
 /// The words of `text` actually spoken when a reply is cut off after `fraction` of its audio.

@@ -1,0 +1,394 @@
+//! Test harness: runs the real `voice-agent` binary on 127.0.0.1 and talks to it over real
+//! sockets.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use voice_agent::model::simulated::Utterance;
+
+/// A running agent process. Killed on drop.
+pub struct AgentProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl AgentProcess {
+    /// Starts the agent with extra flags and waits until it listens.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_voice-agent"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--log",
+                "voice_agent=debug,info",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn voice-agent");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["message"] == "voice agent listening"
+                        && let Some(addr) = v["address"]
+                            .as_str()
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                    {
+                        let _ = addr_tx.send(addr);
+                    }
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "agent did not start; logs: {:#?}",
+                    logs.lock().expect("logs")
+                );
+            }
+        };
+        Self { child, addr, logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws{}", self.addr, query)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 16 kHz PCM16LE speech-like audio for `text`, from the same voice the simulator speaks with.
+pub fn speech(text: &str) -> Vec<u8> {
+    let voice = Utterance::from_text(text, 16_000);
+    let mut pcm = Vec::new();
+    voice.render(0, voice.len(), &mut pcm);
+    pcm
+}
+
+pub fn silence(ms: usize) -> Vec<u8> {
+    vec![0; ms * 32]
+}
+
+/// 32 ms at 16 kHz, PCM16.
+pub const FRAME_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Binary,
+}
+
+/// One received item: a JSON event, or a binary audio frame.
+#[derive(Debug, Clone)]
+pub enum Received {
+    Event(Value),
+    Audio(Vec<u8>),
+    Closed(Option<(u16, String)>),
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub encoding: Encoding,
+    pub closed: Option<(u16, String)>,
+}
+
+impl Client {
+    pub async fn connect(url: &str, encoding: Encoding) -> Self {
+        let (ws, _) = connect_async(url).await.expect("websocket connect");
+        Self {
+            ws,
+            encoding,
+            closed: None,
+        }
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_raw(Message::Text(value.to_string().into())).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.send_json(
+            serde_json::json!({"type": "bidi_text_input", "text": text, "role": "user"}),
+        )
+        .await;
+    }
+
+    pub async fn send_audio(&mut self, pcm: &[u8]) {
+        match self.encoding {
+            Encoding::Binary => self.send_raw(Message::Binary(pcm.to_vec().into())).await,
+            Encoding::Json => {
+                self.send_json(serde_json::json!({
+                    "type": "bidi_audio_input",
+                    "audio": BASE64.encode(pcm),
+                    "format": "pcm",
+                    "sample_rate": 16000,
+                    "channels": 1
+                }))
+                .await
+            }
+        }
+    }
+
+    /// Streams audio in 32 ms frames at real-time pace, collecting what arrives meanwhile.
+    pub async fn stream_audio(&mut self, pcm: &[u8], received: &mut Vec<Received>) {
+        let start = Instant::now();
+        for (i, frame) in pcm.chunks(FRAME_BYTES).enumerate() {
+            self.send_audio(frame).await;
+            let due = start + Duration::from_millis(32 * (i as u64 + 1));
+            while let Ok(Some(item)) =
+                timeout(due.saturating_duration_since(Instant::now()), self.next()).await
+            {
+                received.push(item);
+            }
+        }
+    }
+
+    /// The next event or audio frame; `None` after the connection is closed.
+    pub async fn next(&mut self) -> Option<Received> {
+        if self.closed.is_some() {
+            return None;
+        }
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(Received::Event(
+                        serde_json::from_str(text.as_str()).expect("server sends JSON"),
+                    ));
+                }
+                Some(Ok(Message::Binary(data))) => return Some(Received::Audio(data.to_vec())),
+                Some(Ok(Message::Close(frame))) => {
+                    let frame = frame
+                        .map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string()));
+                    self.closed = Some(frame.clone().unwrap_or((1005, String::new())));
+                    return Some(Received::Closed(frame));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    self.closed = Some((1006, String::new()));
+                    return Some(Received::Closed(None));
+                }
+            }
+        }
+    }
+
+    /// Reads until an event of `kind` arrives, returning everything read (that event last).
+    pub async fn until_event(&mut self, kind: &str, limit: Duration) -> Vec<Received> {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + limit;
+        loop {
+            let item = timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.next(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} within {limit:?}; got {}", describe(&seen)));
+            let Some(item) = item else {
+                panic!("connection closed before {kind}; got {}", describe(&seen));
+            };
+            let done = matches!(&item, Received::Event(v) if v["type"] == kind);
+            let closed = matches!(item, Received::Closed(_));
+            seen.push(item);
+            if done {
+                return seen;
+            }
+            if closed {
+                panic!("connection closed before {kind}; got {}", describe(&seen));
+            }
+        }
+    }
+
+    /// Reads until the server closes, returning everything read and the close frame.
+    pub async fn until_closed(
+        &mut self,
+        limit: Duration,
+    ) -> (Vec<Received>, Option<(u16, String)>) {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + limit;
+        loop {
+            match timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.next(),
+            )
+            .await
+            {
+                Err(_) => panic!("not closed within {limit:?}; got {}", describe(&seen)),
+                Ok(None) => return (seen, self.closed.clone()),
+                Ok(Some(Received::Closed(frame))) => return (seen, frame),
+                Ok(Some(item)) => seen.push(item),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        while let Some(Ok(_)) = self.ws.next().await {}
+    }
+}
+
+pub fn events(items: &[Received]) -> Vec<&Value> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Received::Event(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn event_types(items: &[Received]) -> Vec<String> {
+    events(items)
+        .iter()
+        .map(|v| v["type"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Reply audio bytes received, whether as binary frames or as `bidi_audio_stream` events.
+pub fn audio_bytes(items: &[Received]) -> Vec<u8> {
+    let mut pcm = Vec::new();
+    for item in items {
+        match item {
+            Received::Audio(data) => pcm.extend_from_slice(data),
+            Received::Event(v) if v["type"] == "bidi_audio_stream" => {
+                let audio = v["audio"].as_str().expect("audio field");
+                pcm.extend(BASE64.decode(audio).expect("base64 audio"));
+            }
+            _ => {}
+        }
+    }
+    pcm
+}
+
+pub fn rms(pcm: &[u8]) -> f64 {
+    let samples: Vec<f64> = pcm
+        .chunks_exact(2)
+        .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
+        .collect();
+    (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt()
+}
+
+fn describe(items: &[Received]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        let name = match item {
+            Received::Event(v) => v["type"].as_str().unwrap_or("?").to_owned(),
+            Received::Audio(_) => "<audio>".to_owned(),
+            Received::Closed(frame) => format!("<closed {frame:?}>"),
+        };
+        if out.last() != Some(&name) {
+            out.push(name);
+        }
+    }
+    out.join(", ")
+}
+
+pub async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("GET");
+    (
+        response.status().as_u16(),
+        response.text().await.expect("body"),
+    )
+}
+
+pub async fn get_json(url: &str) -> Value {
+    let (status, body) = get(url).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    serde_json::from_str(&body).expect("JSON body")
+}
+
+/// The value of a Prometheus sample such as `voice_agent_sessions_active` or
+/// `voice_agent_sessions_ended_total{reason="idle_timeout"}`; 0 when absent.
+pub async fn metric(agent: &AgentProcess, sample: &str) -> f64 {
+    let (_, text) = get(&agent.url("/metrics")).await;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits (up to five seconds) until a Prometheus sample reaches `expected`.
+pub async fn wait_metric(agent: &AgentProcess, sample: &str, expected: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let value = metric(agent, sample).await;
+        if value == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sample} is {value}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
