@@ -35,6 +35,8 @@ pub struct AgentConfig {
 pub enum ModelConfig {
     /// The built-in simulator: no cloud account needed.
     Simulated(SimulatedModelConfig),
+    /// Amazon Nova Sonic on Bedrock, through `InvokeModelWithBidirectionalStream`.
+    NovaSonic(NovaSonicConfig),
 }
 
 impl Default for ModelConfig {
@@ -69,6 +71,140 @@ impl Default for SimulatedModelConfig {
             mode: SimulatedMode::default(),
             think_time: default_think_time(),
         }
+    }
+}
+
+/// Nova 2 Sonic's model id, the default.
+pub const NOVA_2_SONIC: &str = "amazon.nova-2-sonic-v1:0";
+/// The first Nova Sonic, still accepted.
+pub const NOVA_SONIC_V1: &str = "amazon.nova-sonic-v1:0";
+
+/// How eagerly Nova 2 Sonic decides the user finished speaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EndpointingSensitivity {
+    High,
+    Medium,
+    Low,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NovaSonicConfig {
+    /// Bedrock model id (or inference profile id such as `us.amazon.nova-2-sonic-v1:0`).
+    #[serde(default = "default_nova_model")]
+    pub model_id: String,
+    /// AWS region; when absent, the default chain (`AWS_REGION`, profile) decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Voice id, e.g. `matthew`, `tiffany`, `amy`.
+    #[serde(default = "default_voice")]
+    pub voice: String,
+    /// Sample rate of the reply audio (8000, 16000 or 24000).
+    #[serde(default = "default_output_sample_rate")]
+    pub output_sample_rate: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Nova 2 only: how quickly a pause ends the user's turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpointing_sensitivity: Option<EndpointingSensitivity>,
+    /// Bedrock runtime endpoint override (VPC endpoint, or a local fake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Extra PEM CA certificates to trust for the endpoint (private CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_file: Option<PathBuf>,
+    /// Age at which a Bedrock stream is replaced at the next turn boundary, before Nova's
+    /// stream limit of about eight minutes.
+    #[serde(default = "default_renew_after", with = "humantime_serde")]
+    pub renew_after: Duration,
+}
+
+impl Default for NovaSonicConfig {
+    fn default() -> Self {
+        Self {
+            model_id: default_nova_model(),
+            region: None,
+            voice: default_voice(),
+            output_sample_rate: default_output_sample_rate(),
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            endpointing_sensitivity: None,
+            endpoint_url: None,
+            ca_bundle_file: None,
+            renew_after: default_renew_after(),
+        }
+    }
+}
+
+impl NovaSonicConfig {
+    /// Whether the model is a Nova 2 Sonic (which takes text input and endpointing settings).
+    pub fn is_nova_2(&self) -> bool {
+        self.model_id.contains("nova-2-sonic")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
+        if !self.model_id.contains("nova-2-sonic") && !self.model_id.contains("nova-sonic") {
+            return invalid(
+                "model.modelId",
+                format!(
+                    "{:?} is not a Nova Sonic model (use {NOVA_2_SONIC} or {NOVA_SONIC_V1})",
+                    self.model_id
+                ),
+            );
+        }
+        if self.endpointing_sensitivity.is_some() && !self.is_nova_2() {
+            return invalid(
+                "model.endpointingSensitivity",
+                format!(
+                    "is only supported by Nova 2 Sonic ({NOVA_2_SONIC}), not {}",
+                    self.model_id
+                ),
+            );
+        }
+        if self.voice.trim().is_empty() {
+            return invalid("model.voice", "must not be empty".into());
+        }
+        if ![8000, 16000, 24000].contains(&self.output_sample_rate) {
+            return invalid(
+                "model.outputSampleRate",
+                "must be 8000, 16000 or 24000".into(),
+            );
+        }
+        if let Some(max) = self.max_tokens
+            && !(1..=10_000).contains(&max)
+        {
+            return invalid("model.maxTokens", "must be between 1 and 10000".into());
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=1.0).contains(&t)
+        {
+            return invalid("model.temperature", "must be between 0 and 1".into());
+        }
+        if let Some(p) = self.top_p
+            && !(0.0..=1.0).contains(&p)
+        {
+            return invalid("model.topP", "must be between 0 and 1".into());
+        }
+        if self.renew_after < Duration::from_secs(10) || self.renew_after > Duration::from_secs(475)
+        {
+            return invalid("model.renewAfter", "must be between 10s and 7m55s".into());
+        }
+        if let Some(url) = &self.endpoint_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return invalid(
+                "model.endpointUrl",
+                format!("{url:?} must start with https:// or http://"),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +285,18 @@ fn default_listen() -> SocketAddr {
 }
 fn default_think_time() -> Duration {
     Duration::from_millis(250)
+}
+fn default_nova_model() -> String {
+    NOVA_2_SONIC.into()
+}
+fn default_voice() -> String {
+    "matthew".into()
+}
+fn default_output_sample_rate() -> u32 {
+    24_000
+}
+fn default_renew_after() -> Duration {
+    Duration::from_secs(420)
 }
 fn default_max_sessions() -> u32 {
     100
@@ -249,11 +397,21 @@ impl AgentConfig {
         if self.prompt.system.is_some() && self.prompt.system_file.is_some() {
             return invalid("prompt", "set either system or systemFile, not both");
         }
-        let ModelConfig::Simulated(sim) = &self.model;
-        if sim.think_time > Duration::from_secs(10) {
-            return invalid("model.thinkTime", "must be at most 10s");
+        match &self.model {
+            ModelConfig::Simulated(sim) if sim.think_time > Duration::from_secs(10) => {
+                invalid("model.thinkTime", "must be at most 10s")
+            }
+            ModelConfig::Simulated(_) => Ok(()),
+            ModelConfig::NovaSonic(nova) => nova.validate(),
         }
-        Ok(())
+    }
+
+    /// Sample rate of the audio sessions send to clients.
+    pub fn output_sample_rate(&self) -> u32 {
+        match &self.model {
+            ModelConfig::Simulated(_) => 24_000,
+            ModelConfig::NovaSonic(nova) => nova.output_sample_rate,
+        }
     }
 
     /// The system prompt, reading `systemFile` if that is how it is given.
@@ -336,6 +494,107 @@ websocket:
             err.to_string().contains("idleTimeout") || err.to_string().contains("soon"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn parses_nova_sonic_settings() {
+        let yaml = r#"
+model:
+  provider: NovaSonic
+  region: us-east-1
+  voice: tiffany
+  temperature: 0.5
+  endpointingSensitivity: HIGH
+  endpointUrl: https://bedrock-runtime.us-east-1.amazonaws.com
+"#;
+        let config = AgentConfig::from_yaml(yaml).expect("parses");
+        config.validate().expect("valid");
+        let ModelConfig::NovaSonic(nova) = &config.model else {
+            panic!("not nova: {:?}", config.model);
+        };
+        assert_eq!(nova.model_id, NOVA_2_SONIC);
+        assert_eq!(
+            nova.endpointing_sensitivity,
+            Some(EndpointingSensitivity::High)
+        );
+        assert_eq!(nova.renew_after, Duration::from_secs(420));
+        assert_eq!(
+            AgentConfig::from_yaml(&config.to_yaml()).expect("round trip"),
+            config
+        );
+    }
+
+    #[test]
+    fn endpointing_sensitivity_is_refused_for_nova_v1_naming_the_field() {
+        let nova = NovaSonicConfig {
+            model_id: NOVA_SONIC_V1.into(),
+            endpointing_sensitivity: Some(EndpointingSensitivity::Low),
+            ..NovaSonicConfig::default()
+        };
+        let config = AgentConfig {
+            model: ModelConfig::NovaSonic(nova),
+            ..AgentConfig::default()
+        };
+        let err = config.validate().expect_err("invalid");
+        assert!(
+            err.to_string().contains("model.endpointingSensitivity"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nova_ranges_are_checked() {
+        for (nova, field) in [
+            (
+                NovaSonicConfig {
+                    temperature: Some(1.5),
+                    ..Default::default()
+                },
+                "model.temperature",
+            ),
+            (
+                NovaSonicConfig {
+                    top_p: Some(-0.1),
+                    ..Default::default()
+                },
+                "model.topP",
+            ),
+            (
+                NovaSonicConfig {
+                    max_tokens: Some(0),
+                    ..Default::default()
+                },
+                "model.maxTokens",
+            ),
+            (
+                NovaSonicConfig {
+                    output_sample_rate: 44100,
+                    ..Default::default()
+                },
+                "model.outputSampleRate",
+            ),
+            (
+                NovaSonicConfig {
+                    model_id: "anthropic.claude".into(),
+                    ..Default::default()
+                },
+                "model.modelId",
+            ),
+            (
+                NovaSonicConfig {
+                    renew_after: Duration::from_secs(600),
+                    ..Default::default()
+                },
+                "model.renewAfter",
+            ),
+        ] {
+            let config = AgentConfig {
+                model: ModelConfig::NovaSonic(nova),
+                ..AgentConfig::default()
+            };
+            let err = config.validate().expect_err("invalid");
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+        }
     }
 
     #[test]

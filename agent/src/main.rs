@@ -61,7 +61,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 async fn run(config: voice_agent::config::AgentConfig) -> anyhow::Result<()> {
     let listen = config.listen;
-    let agent = Agent::new(config)?;
+    let agent = Agent::new(config).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -11,5 +11,3 @@ pub use events::{AudioOutput, ServerEvent, StopReason, TranscriptDelta};
 
 /// Sample rate of the PCM16LE mono audio clients send (Hz).
 pub const INPUT_SAMPLE_RATE: u32 = 16_000;
-/// Sample rate of the PCM16LE mono audio the agent sends back (Hz).
-pub const OUTPUT_SAMPLE_RATE: u32 = 24_000;

@@ -24,7 +24,6 @@ use crate::config::{AgentConfig, ConfigError, ModelConfig, SimulatedMode};
 use crate::metrics::Metrics;
 use crate::model::ModelProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
-use crate::protocol::OUTPUT_SAMPLE_RATE;
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -43,13 +42,14 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Builds the agent from a validated configuration.
-    pub fn new(config: AgentConfig) -> Result<Arc<Self>, ConfigError> {
+    /// Builds the agent from a configuration: validates it, reads the prompt, prepares the
+    /// model provider.
+    pub async fn new(config: AgentConfig) -> Result<Arc<Self>, ConfigError> {
         config.validate()?;
         let system_prompt = config.system_prompt()?;
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
-        let model = build_model(&config);
+        let model = build_model(&config).await?;
         let sessions = Sessions::new(
             config.session.max_sessions as usize,
             metrics.sessions_active.clone(),
@@ -136,15 +136,21 @@ impl Agent {
     }
 }
 
-fn build_model(config: &AgentConfig) -> Arc<dyn ModelProvider> {
-    match &config.model {
+async fn build_model(config: &AgentConfig) -> Result<Arc<dyn ModelProvider>, ConfigError> {
+    Ok(match &config.model {
         ModelConfig::Simulated(sim) => Arc::new(SimulatedProvider::new(SimulatorConfig {
             mode: match sim.mode {
                 SimulatedMode::Conversation => Mode::Conversation,
                 SimulatedMode::Loopback => Mode::Loopback,
             },
             think_time: sim.think_time,
-            output_sample_rate: OUTPUT_SAMPLE_RATE,
+            output_sample_rate: config.output_sample_rate(),
         })),
-    }
+        ModelConfig::NovaSonic(_) => {
+            return Err(ConfigError::Invalid {
+                field: "model.provider",
+                message: "NovaSonic is not available in this build".into(),
+            });
+        }
+    })
 }

@@ -13,7 +13,7 @@ use super::Agent;
 use super::http::error_response;
 use crate::metrics::ReasonLabels;
 use crate::model::SessionSetup;
-use crate::protocol::{AudioOutput, INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE};
+use crate::protocol::{AudioOutput, INPUT_SAMPLE_RATE};
 use crate::session::{SessionContext, SessionLimits, run_session};
 
 /// Socket read buffer per connection. tungstenite allocates it eagerly (128 KiB by default),
@@ -112,7 +112,7 @@ pub async fn upgrade(
             session_id: id,
             system_prompt: agent.system_prompt.clone(),
             input_sample_rate: INPUT_SAMPLE_RATE,
-            output_sample_rate: OUTPUT_SAMPLE_RATE,
+            output_sample_rate: agent.config.output_sample_rate(),
         },
         metrics: agent.metrics.clone(),
         closing: agent.drain.closing_token(),
