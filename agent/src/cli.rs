@@ -29,6 +29,39 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file plus flags) as YAML, then exit.
     Config(ServeArgs),
+    /// Run a local fake of Amazon Bedrock's Nova Sonic stream (for development and tests).
+    FakeBedrock(FakeBedrockArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FakeBedrockArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FAKE_BEDROCK_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Serve plain HTTP (HTTP/1.1 and h2c) instead of TLS with HTTP/2.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Where to write the self-signed certificate clients must trust (TLS mode).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Streams end with modelTimeoutException at this age, as Bedrock's do after about 8 minutes.
+    #[arg(long, default_value = "8m", value_parser = humantime::parse_duration)]
+    pub max_stream_age: Duration,
+    /// Streams with no input event for this long end with "Timed out waiting for input events".
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub input_timeout: Duration,
+    /// Streams without speech for this long end with the silence error (InternalErrorCode=531).
+    #[arg(long, default_value = "175s", value_parser = humantime::parse_duration)]
+    pub silence_timeout: Duration,
+    /// The simulated model's pause before replying.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub think_time: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter.
+    #[arg(long, default_value = "info")]
+    pub log: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod fake_bedrock;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

@@ -23,6 +23,11 @@ pub struct CodeLabels {
     pub code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
@@ -36,7 +41,8 @@ pub struct Metrics {
     pub time_to_first_audio: Histogram,
     pub interruptions: Counter,
     pub client_errors: Family<CodeLabels, Counter>,
-    pub model_errors: Counter,
+    pub model_errors: Family<KindLabels, Counter>,
+    pub model_stream_renewals: Family<ReasonLabels, Counter>,
     pub handshake_rejections: Family<ReasonLabels, Counter>,
 }
 
@@ -59,7 +65,8 @@ impl Metrics {
             ]),
             interruptions: Counter::default(),
             client_errors: Family::default(),
-            model_errors: Counter::default(),
+            model_errors: Family::default(),
+            model_stream_renewals: Family::default(),
             handshake_rejections: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("voice_agent");

@@ -2,6 +2,7 @@
 //! [`ModelStream`] per session. The stream speaks neutral events, so the session never knows
 //! which model is behind it.
 
+pub mod nova;
 pub mod simulated;
 
 use std::future::Future;
@@ -73,13 +74,27 @@ pub enum ModelOutput {
         input_tokens: u64,
         output_tokens: u64,
     },
+    /// The model asked for a tool call.
+    ToolUse {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    /// The result of a tool call, as returned to the model.
+    ToolResult {
+        id: String,
+        name: String,
+        is_error: bool,
+        content: String,
+    },
     /// The provider replaced its underlying stream; the conversation goes on.
     Restarted {
         reason: String,
     },
-    /// Something went wrong. `fatal` errors end the session.
+    /// Something went wrong. `fatal` errors end the session. `code` comes from a small fixed
+    /// set (it labels metrics).
     Error {
-        code: String,
+        code: &'static str,
         message: String,
         fatal: bool,
     },

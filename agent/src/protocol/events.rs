@@ -28,6 +28,29 @@ pub struct TranscriptDelta {
     pub text: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolUseBody {
+    #[serde(rename = "toolUseId")]
+    pub tool_use_id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolResultBody {
+    #[serde(rename = "toolUseId")]
+    pub tool_use_id: String,
+    pub name: String,
+    /// `success` or `error`.
+    pub status: &'static str,
+    pub content: Vec<ToolResultContent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolResultContent {
+    pub text: String,
+}
+
 /// Every event the agent sends as a JSON text frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
@@ -75,6 +98,12 @@ pub enum ServerEvent {
         #[serde(rename = "totalTokens")]
         total_tokens: u64,
     },
+    /// The model calls a tool (Strands' tool-use stream event shape).
+    #[serde(rename = "tool_use_stream")]
+    ToolUse { current_tool_use: ToolUseBody },
+    /// A tool call finished (Strands' tool result event shape).
+    #[serde(rename = "tool_result")]
+    ToolResult { tool_result: ToolResultBody },
     /// The model stream was replaced; the conversation continues.
     #[serde(rename = "bidi_connection_restart")]
     ConnectionRestart { reason: String },

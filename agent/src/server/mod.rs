@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::config::{AgentConfig, ConfigError, ModelConfig, SimulatedMode};
 use crate::metrics::Metrics;
 use crate::model::ModelProvider;
+use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
@@ -49,7 +50,7 @@ impl Agent {
         let system_prompt = config.system_prompt()?;
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
-        let model = build_model(&config).await?;
+        let model = build_model(&config, metrics.clone()).await?;
         let sessions = Sessions::new(
             config.session.max_sessions as usize,
             metrics.sessions_active.clone(),
@@ -136,7 +137,10 @@ impl Agent {
     }
 }
 
-async fn build_model(config: &AgentConfig) -> Result<Arc<dyn ModelProvider>, ConfigError> {
+async fn build_model(
+    config: &AgentConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn ModelProvider>, ConfigError> {
     Ok(match &config.model {
         ModelConfig::Simulated(sim) => Arc::new(SimulatedProvider::new(SimulatorConfig {
             mode: match sim.mode {
@@ -146,11 +150,8 @@ async fn build_model(config: &AgentConfig) -> Result<Arc<dyn ModelProvider>, Con
             think_time: sim.think_time,
             output_sample_rate: config.output_sample_rate(),
         })),
-        ModelConfig::NovaSonic(_) => {
-            return Err(ConfigError::Invalid {
-                field: "model.provider",
-                message: "NovaSonic is not available in this build".into(),
-            });
+        ModelConfig::NovaSonic(nova) => {
+            Arc::new(NovaSonicProvider::new(nova.clone(), metrics).await?)
         }
     })
 }

@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use crate::model::{ModelInput, ModelOutput};
 use crate::protocol::{
-    AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, TranscriptDelta,
+    AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, ToolResultBody,
+    ToolResultContent, ToolUseBody, TranscriptDelta,
 };
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
@@ -46,7 +47,8 @@ pub enum Observation {
     Interruption,
     /// A `bidi_error` was sent to the client, with this code.
     ClientError(&'static str),
-    ModelError,
+    /// The model reported an error, with this code.
+    ModelError(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +163,7 @@ impl Session {
             return;
         }
         let Some(output) = output else {
-            actions.push(Action::Observe(Observation::ModelError));
+            actions.push(Action::Observe(Observation::ModelError("stream_ended")));
             actions.push(Action::Send(Outbound::Event(ServerEvent::error(
                 "model_stream_ended",
                 "the model stream ended unexpectedly",
@@ -215,13 +217,34 @@ impl Session {
                 output_tokens,
                 total_tokens: input_tokens + output_tokens,
             },
+            ModelOutput::ToolUse { id, name, input } => ServerEvent::ToolUse {
+                current_tool_use: ToolUseBody {
+                    tool_use_id: id,
+                    name,
+                    input,
+                },
+            },
+            ModelOutput::ToolResult {
+                id,
+                name,
+                is_error,
+                content,
+            } => ServerEvent::ToolResult {
+                tool_result: ToolResultBody {
+                    tool_use_id: id,
+                    name,
+                    status: if is_error { "error" } else { "success" },
+                    content: vec![ToolResultContent { text: content }],
+                },
+            },
             ModelOutput::Restarted { reason } => ServerEvent::ConnectionRestart { reason },
             ModelOutput::Error {
                 code,
                 message,
                 fatal,
             } => {
-                actions.push(Action::Observe(Observation::ModelError));
+                // Providers count their own errors (recovered ones too); clients see them here.
+                actions.push(Action::Observe(Observation::ClientError(code)));
                 actions.push(Action::Send(Outbound::Event(ServerEvent::error(
                     code,
                     message.clone(),
@@ -622,7 +645,7 @@ mod tests {
         let (mut s, _) = start(Instant::now());
         let mut actions = Vec::new();
         let err = ModelOutput::Error {
-            code: "throttled".into(),
+            code: "throttled",
             message: "busy".into(),
             fatal: true,
         };

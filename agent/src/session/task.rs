@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::machine::{Action, Observation, Outbound, Session, SessionLimits};
-use crate::metrics::{self, CodeLabels, Metrics, ReasonLabels};
+use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup};
 use crate::protocol::{
     AudioOutput, EndReason, ServerEvent, decode_binary, decode_text, encode_audio_json,
@@ -98,7 +98,10 @@ where
         }
         Err(error) => {
             warn!(%error, "model stream could not be opened");
-            ctx.metrics.model_errors.inc();
+            ctx.metrics
+                .model_errors
+                .get_or_create(&KindLabels { kind: "connect" })
+                .inc();
             let code = match error {
                 ModelError::Unavailable(_) => "model_unavailable",
                 ModelError::Misconfigured(_) => "model_misconfigured",
@@ -329,8 +332,11 @@ fn observe(observation: Observation, metrics: &Metrics) {
                 .get_or_create(&CodeLabels { code })
                 .inc();
         }
-        Observation::ModelError => {
-            metrics.model_errors.inc();
+        Observation::ModelError(kind) => {
+            metrics
+                .model_errors
+                .get_or_create(&KindLabels { kind })
+                .inc();
         }
     }
 }

@@ -299,6 +299,8 @@ mod tests {
                 ModelOutput::Usage { .. } => "usage",
                 ModelOutput::Restarted { .. } => "restarted",
                 ModelOutput::Error { .. } => "error",
+                ModelOutput::ToolUse { .. } => "tool_use",
+                ModelOutput::ToolResult { .. } => "tool_result",
             })
             .collect();
         kinds.dedup();

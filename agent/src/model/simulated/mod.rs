@@ -4,7 +4,7 @@
 
 mod conversation;
 mod script;
-mod vad;
+pub(crate) mod vad;
 mod voice;
 
 pub use conversation::{Conversation, Mode, SimulatorConfig};

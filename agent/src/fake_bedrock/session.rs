@@ -1,0 +1,630 @@
+//! One fake Nova Sonic stream: checks the input the way the real service does (event order,
+//! prompt and content names, the interactive flag, text limits, timeouts) and answers with the
+//! same simulation core as the `Simulated` provider, in Nova's output event format.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::record::StreamRecord;
+use crate::model::simulated::vad::{TurnDetector, VadEvent};
+use crate::model::simulated::{Conversation, Mode, SimulatorConfig};
+use crate::model::{ModelOutput, Role};
+
+/// Longest accepted `textInput` content (bytes).
+const MAX_TEXT_INPUT: usize = 1024;
+/// Longest accepted history replay (bytes of text).
+const MAX_HISTORY: usize = 48 * 1024;
+
+/// The limits one stream enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The stream ends with `modelTimeoutException` at this age (8 minutes on Bedrock).
+    pub max_age: Duration,
+    /// No input event for this long ends it with "Timed out waiting for input events".
+    pub input_timeout: Duration,
+    /// No speech for this long ends it with the silence error (InternalErrorCode=531).
+    pub silence_timeout: Duration,
+    /// The simulated model's pause before replying.
+    pub think_time: Duration,
+}
+
+/// An error the stream answers with, ending it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exception {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl Exception {
+    fn validation(message: impl Into<String>) -> Self {
+        Self {
+            kind: "validationException",
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    SessionStart,
+    PromptStart,
+    /// System prompt and history may come.
+    Setup,
+    /// The audio block is open: the conversation is live.
+    Live,
+    /// promptEnd was received.
+    Closing,
+}
+
+#[derive(Debug, Clone)]
+struct OpenContent {
+    kind: String,
+    role: String,
+    interactive: bool,
+    text: String,
+}
+
+pub struct FakeStream {
+    limits: Limits,
+    phase: Phase,
+    prompt: String,
+    contents: HashMap<String, OpenContent>,
+    audio_content: Option<String>,
+    conversation: Option<Conversation>,
+    output_rate: u32,
+    opened: Instant,
+    last_input: Instant,
+    last_speech: Instant,
+    vad: TurnDetector,
+    vad_events: Vec<VadEvent>,
+    history_bytes: usize,
+    saw_user_history: bool,
+    /// Output bookkeeping.
+    completion: String,
+    completion_started: bool,
+    next_content: u64,
+    audio_out: Option<String>,
+    interrupted: bool,
+    pub record: StreamRecord,
+}
+
+impl FakeStream {
+    pub fn new(limits: Limits, record: StreamRecord, now: Instant) -> Self {
+        Self {
+            limits,
+            phase: Phase::SessionStart,
+            prompt: String::new(),
+            contents: HashMap::new(),
+            audio_content: None,
+            conversation: None,
+            output_rate: 24_000,
+            opened: now,
+            last_input: now,
+            last_speech: now,
+            vad: TurnDetector::default(),
+            vad_events: Vec::new(),
+            history_bytes: 0,
+            saw_user_history: false,
+            completion: uuid::Uuid::new_v4().to_string(),
+            completion_started: false,
+            next_content: 0,
+            audio_out: None,
+            interrupted: false,
+            record,
+        }
+    }
+
+    /// One input event (Nova JSON). Returns output events to send.
+    pub fn on_event(
+        &mut self,
+        json: &[u8],
+        now: Instant,
+        out: &mut Vec<String>,
+    ) -> Result<(), Exception> {
+        self.last_input = now;
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|e| Exception::validation(format!("invalid JSON: {e}")))?;
+        let Some(Value::Object(event)) = value.get("event") else {
+            return Err(Exception::validation("missing \"event\" object"));
+        };
+        let Some((name, body)) = event.iter().next() else {
+            return Err(Exception::validation("empty event"));
+        };
+        self.record.count_event(name);
+        match (self.phase, name.as_str()) {
+            (Phase::SessionStart, "sessionStart") => {
+                self.phase = Phase::PromptStart;
+                Ok(())
+            }
+            (Phase::SessionStart, other) => Err(Exception::validation(format!(
+                "expected sessionStart first, got {other}"
+            ))),
+            (Phase::PromptStart, "promptStart") => self.prompt_start(body),
+            (Phase::PromptStart, other) => Err(Exception::validation(format!(
+                "expected promptStart, got {other}"
+            ))),
+            (_, "sessionEnd") => {
+                if self.phase != Phase::Closing {
+                    return Err(Exception::validation("sessionEnd before promptEnd"));
+                }
+                Ok(())
+            }
+            (Phase::Closing, other) => {
+                Err(Exception::validation(format!("{other} after promptEnd")))
+            }
+            (_, "promptEnd") => {
+                self.check_prompt(body)?;
+                if let Some(open) = self.contents.keys().next() {
+                    return Err(Exception::validation(format!(
+                        "promptEnd while content {open} is open"
+                    )));
+                }
+                self.phase = Phase::Closing;
+                self.end_output(out);
+                Ok(())
+            }
+            (_, "contentStart") => self.content_start(body),
+            (_, "textInput") => self.text_input(body),
+            (_, "audioInput") => self.audio_input(body, now, out),
+            (_, "toolResult") => self.tool_result(body),
+            (_, "contentEnd") => self.content_end(body, now, out),
+            (_, other) => Err(Exception::validation(format!(
+                "unknown input event {other}"
+            ))),
+        }
+    }
+
+    /// Advances time: releases due reply audio, enforces the stream's limits.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<String>) -> Result<(), Exception> {
+        if now.duration_since(self.opened) >= self.limits.max_age {
+            return Err(Exception {
+                kind: "modelTimeoutException",
+                message: "Model has timed out in processing the request. Try your request again."
+                    .into(),
+            });
+        }
+        if self.phase != Phase::Closing
+            && now.duration_since(self.last_input) >= self.limits.input_timeout
+        {
+            return Err(Exception::validation("Timed out waiting for input events"));
+        }
+        if self.phase == Phase::Live
+            && now.duration_since(self.last_speech) >= self.limits.silence_timeout
+        {
+            return Err(Exception::validation(
+                "The user has been silent for too long. InternalErrorCode=531",
+            ));
+        }
+        if let Some(conversation) = &mut self.conversation {
+            conversation.poll(now);
+            let outputs: Vec<ModelOutput> = conversation.drain().collect();
+            for output in outputs {
+                self.emit(output, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`poll`](Self::poll) must run next.
+    pub fn next_wakeup(&self) -> Instant {
+        let limits = [
+            self.opened + self.limits.max_age,
+            self.last_input + self.limits.input_timeout,
+            self.last_speech + self.limits.silence_timeout,
+        ];
+        let limit = limits
+            .into_iter()
+            .min()
+            .unwrap_or(self.opened + self.limits.max_age);
+        match self
+            .conversation
+            .as_ref()
+            .and_then(Conversation::next_wakeup)
+        {
+            Some(t) => t.min(limit),
+            None => limit,
+        }
+    }
+
+    fn check_prompt(&self, body: &Value) -> Result<(), Exception> {
+        match body.get("promptName").and_then(Value::as_str) {
+            Some(name) if name == self.prompt => Ok(()),
+            Some(name) => Err(Exception::validation(format!("unknown promptName {name}"))),
+            None => Err(Exception::validation("missing promptName")),
+        }
+    }
+
+    fn prompt_start(&mut self, body: &Value) -> Result<(), Exception> {
+        let prompt = body
+            .get("promptName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if prompt.is_empty() {
+            return Err(Exception::validation("promptStart needs a promptName"));
+        }
+        let audio = body
+            .get("audioOutputConfiguration")
+            .ok_or_else(|| Exception::validation("promptStart needs audioOutputConfiguration"))?;
+        let rate = audio
+            .get("sampleRateHertz")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if ![8000, 16000, 24000].contains(&rate) {
+            return Err(Exception::validation(format!(
+                "unsupported output sampleRateHertz {rate}"
+            )));
+        }
+        let voice = audio
+            .get("voiceId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if voice.is_empty() {
+            return Err(Exception::validation("Received invalid voiceId"));
+        }
+        self.prompt = prompt.to_owned();
+        self.output_rate = rate as u32;
+        self.phase = Phase::Setup;
+        Ok(())
+    }
+
+    fn content_start(&mut self, body: &Value) -> Result<(), Exception> {
+        self.check_prompt(body)?;
+        let name = body
+            .get("contentName")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Exception::validation("contentStart needs a contentName"))?;
+        if self.contents.contains_key(name) {
+            return Err(Exception::validation(format!(
+                "content {name} is already open"
+            )));
+        }
+        let kind = body
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let role = body
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let interactive = body
+            .get("interactive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        match kind.as_str() {
+            "AUDIO" => {
+                if !interactive {
+                    return Err(Exception::validation(
+                        "audio input content must be interactive",
+                    ));
+                }
+                if self.audio_content.is_some() {
+                    return Err(Exception::validation("only one audio content may be open"));
+                }
+                let rate = body
+                    .pointer("/audioInputConfiguration/sampleRateHertz")
+                    .and_then(Value::as_u64);
+                if rate != Some(16000) && rate != Some(8000) && rate != Some(24000) {
+                    return Err(Exception::validation(
+                        "audioInputConfiguration.sampleRateHertz is missing or unsupported",
+                    ));
+                }
+                self.audio_content = Some(name.to_owned());
+                self.phase = Phase::Live;
+                self.last_speech = self.last_input;
+                self.conversation = Some(Conversation::new(SimulatorConfig {
+                    mode: Mode::Conversation,
+                    think_time: self.limits.think_time,
+                    output_sample_rate: self.output_rate,
+                }));
+            }
+            "TEXT" => {
+                if !["SYSTEM", "USER", "ASSISTANT", "SYSTEM_SPEECH"].contains(&role.as_str()) {
+                    return Err(Exception::validation(format!(
+                        "invalid role {role} for TEXT content"
+                    )));
+                }
+                if !interactive && self.phase == Phase::Live && role != "SYSTEM" {
+                    return Err(Exception::validation(
+                        "history can only be sent before audio streaming begins",
+                    ));
+                }
+                if !interactive && role == "ASSISTANT" && !self.saw_user_history {
+                    return Err(Exception::validation(
+                        "chat history must start with a USER message",
+                    ));
+                }
+                if !interactive && role == "USER" {
+                    self.saw_user_history = true;
+                }
+            }
+            "TOOL" => {
+                if body
+                    .pointer("/toolResultInputConfiguration/toolUseId")
+                    .and_then(Value::as_str)
+                    .is_none()
+                {
+                    return Err(Exception::validation(
+                        "tool content needs toolResultInputConfiguration.toolUseId",
+                    ));
+                }
+            }
+            other => {
+                return Err(Exception::validation(format!(
+                    "invalid content type {other:?}"
+                )));
+            }
+        }
+        self.contents.insert(
+            name.to_owned(),
+            OpenContent {
+                kind,
+                role,
+                interactive,
+                text: String::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn open_content(&mut self, body: &Value, kind: &str) -> Result<&mut OpenContent, Exception> {
+        self.check_prompt(body)?;
+        let name = body
+            .get("contentName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match self.contents.get_mut(name) {
+            Some(content) if content.kind == kind => Ok(content),
+            Some(content) => Err(Exception::validation(format!(
+                "content {name} is {}, not {kind}",
+                content.kind
+            ))),
+            None => Err(Exception::validation(format!(
+                "content {name:?} is not open"
+            ))),
+        }
+    }
+
+    fn text_input(&mut self, body: &Value) -> Result<(), Exception> {
+        let text = body
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if text.len() > MAX_TEXT_INPUT {
+            return Err(Exception::validation(format!(
+                "textInput content is {} bytes; the limit is {MAX_TEXT_INPUT}",
+                text.len()
+            )));
+        }
+        let content = self.open_content(body, "TEXT")?;
+        content.text.push_str(&text);
+        Ok(())
+    }
+
+    fn audio_input(
+        &mut self,
+        body: &Value,
+        now: Instant,
+        out: &mut Vec<String>,
+    ) -> Result<(), Exception> {
+        self.open_content(body, "AUDIO")?;
+        let pcm = body
+            .get("content")
+            .and_then(Value::as_str)
+            .and_then(|b| BASE64.decode(b).ok())
+            .ok_or_else(|| Exception::validation("audioInput content is not base64"))?;
+        self.record.audio(&pcm);
+        self.vad.push(&pcm, &mut self.vad_events);
+        if !self.vad_events.is_empty() || self.vad.is_speaking() {
+            self.last_speech = now;
+        }
+        self.vad_events.clear();
+        if let Some(conversation) = &mut self.conversation {
+            conversation.on_audio(&Bytes::from(pcm), now);
+        }
+        self.poll(now, out)
+    }
+
+    fn tool_result(&mut self, body: &Value) -> Result<(), Exception> {
+        let result = body
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        self.open_content(body, "TOOL")?;
+        self.record.tool_result(result);
+        Ok(())
+    }
+
+    fn content_end(
+        &mut self,
+        body: &Value,
+        now: Instant,
+        out: &mut Vec<String>,
+    ) -> Result<(), Exception> {
+        self.check_prompt(body)?;
+        let name = body
+            .get("contentName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(content) = self.contents.remove(name) else {
+            return Err(Exception::validation(format!(
+                "contentEnd for {name:?}, which is not open"
+            )));
+        };
+        match (
+            content.kind.as_str(),
+            content.role.as_str(),
+            content.interactive,
+        ) {
+            ("AUDIO", _, _) => self.audio_content = None,
+            ("TEXT", "SYSTEM", _) => self.record.system_prompt(content.text),
+            ("TEXT", "USER", true) => {
+                self.record.text_input(content.text.clone());
+                self.last_speech = now;
+                if let Some(conversation) = &mut self.conversation {
+                    conversation.on_text(&content.text, now);
+                }
+                return self.poll(now, out);
+            }
+            ("TEXT", role, false) => {
+                self.history_bytes += content.text.len();
+                if self.history_bytes > MAX_HISTORY {
+                    return Err(Exception::validation("chat history exceeds the size limit"));
+                }
+                self.record.history(role, content.text);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Turns a simulator output into Nova output events.
+    fn emit(&mut self, output: ModelOutput, out: &mut Vec<String>) {
+        if !self.completion_started {
+            self.completion_started = true;
+            out.push(self.event("completionStart", json!({})));
+        }
+        match output {
+            ModelOutput::Transcript {
+                role: Role::User,
+                text,
+                ..
+            } => {
+                self.text_content("USER", "FINAL", &text, "END_TURN", out);
+            }
+            ModelOutput::Transcript {
+                role: Role::Assistant,
+                text,
+                is_final: false,
+            } => {
+                self.interrupted = false;
+                self.text_content("ASSISTANT", "SPECULATIVE", &text, "PARTIAL_TURN", out);
+            }
+            ModelOutput::Transcript {
+                role: Role::Assistant,
+                text,
+                is_final: true,
+            } => {
+                self.close_audio(
+                    if self.interrupted {
+                        "INTERRUPTED"
+                    } else {
+                        "END_TURN"
+                    },
+                    out,
+                );
+                self.text_content("ASSISTANT", "FINAL", &text, "END_TURN", out);
+            }
+            ModelOutput::Audio(pcm) => {
+                if self.audio_out.is_none() {
+                    let id = self.content_id();
+                    out.push(self.event(
+                        "contentStart",
+                        json!({
+                            "contentId": id, "type": "AUDIO", "role": "ASSISTANT",
+                            "audioOutputConfiguration": {
+                                "mediaType": "audio/lpcm", "sampleRateHertz": self.output_rate,
+                                "sampleSizeBits": 16, "encoding": "base64", "channelCount": 1
+                            }
+                        }),
+                    ));
+                    self.audio_out = Some(id);
+                }
+                let id = self.audio_out.clone().unwrap_or_default();
+                out.push(self.event(
+                    "audioOutput",
+                    json!({ "contentId": id, "content": BASE64.encode(&pcm) }),
+                ));
+            }
+            ModelOutput::Interruption => {
+                // Nova's barge-in signals: the marker text, then the audio block ends INTERRUPTED.
+                self.interrupted = true;
+                self.text_content(
+                    "ASSISTANT",
+                    "FINAL",
+                    "{ \"interrupted\" : true }",
+                    "INTERRUPTED",
+                    out,
+                );
+                self.close_audio("INTERRUPTED", out);
+            }
+            ModelOutput::Usage {
+                input_tokens,
+                output_tokens,
+            } => out.push(self.event(
+                "usageEvent",
+                json!({
+                    "totalInputTokens": input_tokens,
+                    "totalOutputTokens": output_tokens,
+                    "totalTokens": input_tokens + output_tokens,
+                }),
+            )),
+            // Response boundaries are implicit in Nova's event stream.
+            _ => {}
+        }
+    }
+
+    fn end_output(&mut self, out: &mut Vec<String>) {
+        self.close_audio("END_TURN", out);
+        if self.completion_started {
+            out.push(self.event("completionEnd", json!({ "stopReason": "END_TURN" })));
+        }
+    }
+
+    fn close_audio(&mut self, stop_reason: &str, out: &mut Vec<String>) {
+        if let Some(id) = self.audio_out.take() {
+            out.push(self.event(
+                "contentEnd",
+                json!({ "contentId": id, "type": "AUDIO", "stopReason": stop_reason }),
+            ));
+        }
+    }
+
+    fn text_content(
+        &mut self,
+        role: &str,
+        stage: &str,
+        text: &str,
+        stop_reason: &str,
+        out: &mut Vec<String>,
+    ) {
+        let id = self.content_id();
+        let fields = json!({ "generationStage": stage }).to_string();
+        out.push(self.event(
+            "contentStart",
+            json!({ "contentId": id, "type": "TEXT", "role": role, "additionalModelFields": fields,
+                    "textOutputConfiguration": { "mediaType": "text/plain" } }),
+        ));
+        out.push(self.event(
+            "textOutput",
+            json!({ "contentId": id, "role": role, "content": text }),
+        ));
+        out.push(self.event(
+            "contentEnd",
+            json!({ "contentId": id, "type": "TEXT", "stopReason": stop_reason }),
+        ));
+    }
+
+    fn content_id(&mut self) -> String {
+        self.next_content += 1;
+        format!("{}-{}", self.completion, self.next_content)
+    }
+
+    fn event(&self, name: &str, mut body: Value) -> String {
+        if let Value::Object(fields) = &mut body {
+            fields.insert("sessionId".into(), json!(self.record.session_id()));
+            fields.insert("promptName".into(), json!(self.prompt));
+            fields.insert("completionId".into(), json!(self.completion));
+        }
+        json!({ "event": { name: body } }).to_string()
+    }
+}
