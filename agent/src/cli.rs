@@ -100,12 +100,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VOICE_AGENT_SYSTEM_PROMPT")]
     pub system_prompt: Option<String>,
     /// Log format.
-    #[arg(
-        long,
-        env = "VOICE_AGENT_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
+    #[arg(long, env = "VOICE_AGENT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `voice_agent=debug`).
     #[arg(long, env = "VOICE_AGENT_LOG", default_value = "info")]

@@ -172,10 +172,7 @@ impl NovaSonicConfig {
             return invalid("model.voice", "must not be empty".into());
         }
         if ![8000, 16000, 24000].contains(&self.output_sample_rate) {
-            return invalid(
-                "model.outputSampleRate",
-                "must be 8000, 16000 or 24000".into(),
-            );
+            return invalid("model.outputSampleRate", "must be 8000, 16000 or 24000".into());
         }
         if let Some(max) = self.max_tokens
             && !(1..=10_000).contains(&max)
@@ -192,8 +189,7 @@ impl NovaSonicConfig {
         {
             return invalid("model.topP", "must be between 0 and 1".into());
         }
-        if self.renew_after < Duration::from_secs(10) || self.renew_after > Duration::from_secs(475)
-        {
+        if self.renew_after < Duration::from_secs(10) || self.renew_after > Duration::from_secs(475) {
             return invalid("model.renewAfter", "must be between 10s and 7m55s".into());
         }
         if let Some(url) = &self.endpoint_url
@@ -324,17 +320,11 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid configuration: {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
 }
 
 impl AgentConfig {
@@ -513,15 +503,9 @@ model:
             panic!("not nova: {:?}", config.model);
         };
         assert_eq!(nova.model_id, NOVA_2_SONIC);
-        assert_eq!(
-            nova.endpointing_sensitivity,
-            Some(EndpointingSensitivity::High)
-        );
+        assert_eq!(nova.endpointing_sensitivity, Some(EndpointingSensitivity::High));
         assert_eq!(nova.renew_after, Duration::from_secs(420));
-        assert_eq!(
-            AgentConfig::from_yaml(&config.to_yaml()).expect("round trip"),
-            config
-        );
+        assert_eq!(AgentConfig::from_yaml(&config.to_yaml()).expect("round trip"), config);
     }
 
     #[test]
@@ -536,10 +520,7 @@ model:
             ..AgentConfig::default()
         };
         let err = config.validate().expect_err("invalid");
-        assert!(
-            err.to_string().contains("model.endpointingSensitivity"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("model.endpointingSensitivity"), "{err}");
     }
 
     #[test]
@@ -621,12 +602,6 @@ model:
             },
             ..AgentConfig::default()
         };
-        assert!(
-            config
-                .validate()
-                .expect_err("invalid")
-                .to_string()
-                .contains("prompt")
-        );
+        assert!(config.validate().expect_err("invalid").to_string().contains("prompt"));
     }
 }

@@ -60,14 +60,7 @@ fn fake_bedrock(args: FakeBedrockArgs) -> ExitCode {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             stop.cancel();
         });
-        fake_bedrock::run(
-            args.listen,
-            !args.plain_http,
-            args.ca_file,
-            limits,
-            shutdown,
-        )
-        .await
+        fake_bedrock::run(args.listen, !args.plain_http, args.ca_file, limits, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::protocol::EndReason;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
@@ -27,6 +29,34 @@ pub struct CodeLabels {
 pub struct KindLabels {
     pub kind: &'static str,
 }
+
+/// Handshake rejection reasons (the `reason` label of `handshake_rejections`).
+pub const HANDSHAKE_REJECTIONS: &[&str] = &["not_websocket", "bad_request", "draining", "capacity"];
+/// Model error kinds the providers report (the `kind` label of `model_errors`).
+pub const MODEL_ERROR_KINDS: &[&str] = &[
+    "connect",
+    "stream_ended",
+    "throttled",
+    "quota_exceeded",
+    "unavailable",
+    "internal",
+    "transport",
+    "model_timeout",
+    "silence_timeout",
+    "input_timeout",
+    "access_denied",
+    "not_found",
+    "validation",
+    "credentials",
+];
+/// Why model streams are replaced (the `reason` label of `model_stream_renewals`).
+pub const RENEWAL_REASONS: &[&str] = &[
+    "proactive",
+    "model_timeout",
+    "silence_timeout",
+    "input_timeout",
+    "error",
+];
 
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
@@ -54,9 +84,7 @@ impl Metrics {
             sessions_started: Counter::default(),
             sessions_ended: Family::default(),
             // Calls last seconds to an hour.
-            session_duration: Histogram::new([
-                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-            ]),
+            session_duration: Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]),
             audio_frames: Family::default(),
             audio_frames_dropped: Family::default(),
             // Voice-to-voice budgets are a few hundred milliseconds; resolve that range finely.
@@ -69,6 +97,29 @@ impl Metrics {
             model_stream_renewals: Family::default(),
             handshake_rejections: Family::default(),
         };
+        // Every known label value starts at zero, so each series exists from the start
+        // (rates and alerts work before the first event, and dashboards find every name).
+        for reason in EndReason::ALL {
+            let _ = metrics.sessions_ended.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
+        }
+        for direction in [IN, OUT] {
+            let _ = metrics.audio_frames.get_or_create(&direction);
+            let _ = metrics.audio_frames_dropped.get_or_create(&direction);
+        }
+        for &reason in HANDSHAKE_REJECTIONS {
+            let _ = metrics.handshake_rejections.get_or_create(&ReasonLabels { reason });
+        }
+        for &kind in MODEL_ERROR_KINDS {
+            let _ = metrics.model_errors.get_or_create(&KindLabels { kind });
+        }
+        for &reason in RENEWAL_REASONS {
+            let _ = metrics.model_stream_renewals.get_or_create(&ReasonLabels { reason });
+        }
+        let _ = metrics
+            .client_errors
+            .get_or_create(&CodeLabels { code: "invalid_event" });
         let r = registry.sub_registry_with_prefix("voice_agent");
         r.register(
             "sessions_active",
@@ -117,8 +168,13 @@ impl Metrics {
         );
         r.register(
             "model_errors",
-            "Errors reported by the model",
+            "Model errors by kind, including those recovered from",
             metrics.model_errors.clone(),
+        );
+        r.register(
+            "model_stream_renewals",
+            "Model streams replaced within a session, by reason",
+            metrics.model_stream_renewals.clone(),
         );
         r.register(
             "handshake_rejections",

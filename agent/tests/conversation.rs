@@ -9,12 +9,7 @@ use support::*;
 const TURN_LIMIT: Duration = Duration::from_secs(20);
 
 fn spoken_turn() -> Vec<u8> {
-    [
-        silence(200),
-        speech("Hello there, can you hear me?"),
-        silence(800),
-    ]
-    .concat()
+    [silence(200), speech("Hello there, can you hear me?"), silence(800)].concat()
 }
 
 async fn full_turn(encoding: Encoding) {
@@ -26,15 +21,9 @@ async fn full_turn(encoding: Encoding) {
     };
     let mut client = Client::connect(&agent.ws_url(query), encoding).await;
 
-    let start = client
-        .until_event("bidi_connection_start", TURN_LIMIT)
-        .await;
+    let start = client.until_event("bidi_connection_start", TURN_LIMIT).await;
     let start = events(&start)[0].clone();
-    assert!(
-        start["connection_id"]
-            .as_str()
-            .is_some_and(|id| !id.is_empty())
-    );
+    assert!(start["connection_id"].as_str().is_some_and(|id| !id.is_empty()));
     assert_eq!(start["model"], "simulated");
     assert_eq!(start["input_sample_rate"], 16000);
     assert_eq!(start["output_sample_rate"], 24000);
@@ -65,9 +54,7 @@ async fn full_turn(encoding: Encoding) {
     assert_eq!(user["role"], "user");
     assert_eq!(user["is_final"], true);
     assert!(
-        user["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("seconds of speech")),
+        user["text"].as_str().is_some_and(|t| t.contains("seconds of speech")),
         "{user}"
     );
     let speculative = transcripts
@@ -97,10 +84,7 @@ async fn full_turn(encoding: Encoding) {
             .cloned()
             .expect("usage"),
     };
-    assert!(
-        usage["totalTokens"].as_u64().is_some_and(|t| t > 0),
-        "{usage}"
-    );
+    assert!(usage["totalTokens"].as_u64().is_some_and(|t| t > 0), "{usage}");
 
     let audio = audio_bytes(&received);
     assert!(
@@ -153,9 +137,7 @@ async fn speaking_over_the_reply_interrupts_it() {
         assert!(received.len() < 5_000, "reply never started");
     }
     let before = received.len();
-    client
-        .stream_audio(&speech("Wait, stop!"), &mut received)
-        .await;
+    client.stream_audio(&speech("Wait, stop!"), &mut received).await;
     client.stream_audio(&silence(300), &mut received).await;
 
     let after = &received[before..];
@@ -193,13 +175,9 @@ async fn speaking_over_the_reply_interrupts_it() {
 async fn text_input_gets_a_spoken_reply() {
     let agent = AgentProcess::start(&[]);
     let mut client = Client::connect(&agent.ws_url(""), Encoding::Json).await;
-    client
-        .until_event("bidi_connection_start", TURN_LIMIT)
-        .await;
+    client.until_event("bidi_connection_start", TURN_LIMIT).await;
     client.send_text("What is the weather like?").await;
-    let received = client
-        .until_event("bidi_response_complete", TURN_LIMIT)
-        .await;
+    let received = client.until_event("bidi_response_complete", TURN_LIMIT).await;
     let transcripts: Vec<_> = events(&received)
         .into_iter()
         .filter(|v| v["type"] == "bidi_transcript_stream")
@@ -225,12 +203,8 @@ async fn concurrent_sessions_are_independent() {
     let agent = AgentProcess::start(&[]);
     let mut a = Client::connect(&agent.ws_url(""), Encoding::Json).await;
     let mut b = Client::connect(&agent.ws_url(""), Encoding::Json).await;
-    let id_a =
-        events(&a.until_event("bidi_connection_start", TURN_LIMIT).await)[0]["connection_id"]
-            .clone();
-    let id_b =
-        events(&b.until_event("bidi_connection_start", TURN_LIMIT).await)[0]["connection_id"]
-            .clone();
+    let id_a = events(&a.until_event("bidi_connection_start", TURN_LIMIT).await)[0]["connection_id"].clone();
+    let id_b = events(&b.until_event("bidi_connection_start", TURN_LIMIT).await)[0]["connection_id"].clone();
     assert_ne!(id_a, id_b);
     a.send_text("first").await;
     b.send_text("second").await;

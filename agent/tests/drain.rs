@@ -35,10 +35,7 @@ async fn sigterm_drains_live_sessions_then_closes_them_with_1012() {
     // Readiness fails at once and new sessions are refused...
     let deadline = Instant::now() + Duration::from_secs(2);
     while get(&agent.url("/readyz")).await.0 != 503 {
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still ready after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "/readyz still ready after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(refused_status(&agent).await, (503, Some("1".to_owned())));

@@ -30,10 +30,7 @@ async fn ping_reports_busy_while_a_session_is_live() {
 
     // The timestamp only moves when the status changes.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        get_json(&agent.url("/ping")).await["time_of_last_update"],
-        since_idle
-    );
+    assert_eq!(get_json(&agent.url("/ping")).await["time_of_last_update"], since_idle);
 
     let mut client = Client::connect(&agent.ws_url(""), Encoding::Json).await;
     client.until_event("bidi_connection_start", LIMIT).await;
@@ -88,11 +85,7 @@ async fn invocations_refuse_anything_else_with_a_json_error() {
         let (status, reply) = invoke(&agent, body).await;
         assert_eq!(status, 400, "{body}");
         assert_eq!(reply["error"]["code"], code, "{body}");
-        assert!(
-            reply["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 }
 
@@ -109,10 +102,7 @@ async fn metrics_count_sessions_frames_and_first_audio() {
     let agent = AgentProcess::start(&[]);
     let (status, text) = get(&agent.url("/metrics")).await;
     assert_eq!(status, 200);
-    assert!(
-        text.contains("# TYPE voice_agent_sessions_active gauge"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE voice_agent_sessions_active gauge"), "{text}");
     assert!(text.ends_with("# EOF\n"));
 
     let mut client = Client::connect(&agent.ws_url("?audio_output=binary"), Encoding::Binary).await;
@@ -134,16 +124,10 @@ async fn metrics_count_sessions_frames_and_first_audio() {
         1.0,
     )
     .await;
-    assert_eq!(
-        metric(&agent, "voice_agent_sessions_started_total").await,
-        1.0
-    );
+    assert_eq!(metric(&agent, "voice_agent_sessions_started_total").await, 1.0);
     assert!(metric(&agent, "voice_agent_audio_frames_total{direction=\"in\"}").await > 30.0);
     let frames_out = metric(&agent, "voice_agent_audio_frames_total{direction=\"out\"}").await;
-    let audio_frames = received
-        .iter()
-        .filter(|r| matches!(r, Received::Audio(_)))
-        .count() as f64;
+    let audio_frames = received.iter().filter(|r| matches!(r, Received::Audio(_))).count() as f64;
     assert!(
         frames_out >= audio_frames && audio_frames > 0.0,
         "{frames_out} vs {audio_frames}"
@@ -152,9 +136,28 @@ async fn metrics_count_sessions_frames_and_first_audio() {
         metric(&agent, "voice_agent_time_to_first_audio_seconds_count").await,
         1.0
     );
-    assert_eq!(
-        metric(&agent, "voice_agent_session_duration_seconds_count").await,
-        1.0
-    );
+    assert_eq!(metric(&agent, "voice_agent_session_duration_seconds_count").await, 1.0);
     assert_eq!(metric(&agent, "voice_agent_sessions_active").await, 0.0);
+}
+
+#[tokio::test]
+async fn every_metric_family_is_exposed() {
+    let agent = AgentProcess::start(&[]);
+    let (_, text) = get(&agent.url("/metrics")).await;
+    for family in [
+        "voice_agent_sessions_active gauge",
+        "voice_agent_sessions_started counter",
+        "voice_agent_sessions_ended counter",
+        "voice_agent_session_duration_seconds histogram",
+        "voice_agent_audio_frames counter",
+        "voice_agent_audio_frames_dropped counter",
+        "voice_agent_time_to_first_audio_seconds histogram",
+        "voice_agent_interruptions counter",
+        "voice_agent_client_errors counter",
+        "voice_agent_model_errors counter",
+        "voice_agent_model_stream_renewals counter",
+        "voice_agent_handshake_rejections counter",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family}")), "missing {family}");
+    }
 }

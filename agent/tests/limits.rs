@@ -37,8 +37,7 @@ async fn expect_close(client: &mut Client, code: u16, close_reason: &str) -> Vec
         .into_iter()
         .find(|v| v["type"] == "bidi_connection_close")
         .cloned();
-    let close_event = close_event
-        .unwrap_or_else(|| panic!("no bidi_connection_close in {:?}", event_types(&items)));
+    let close_event = close_event.unwrap_or_else(|| panic!("no bidi_connection_close in {:?}", event_types(&items)));
     assert_eq!(close_event["reason"], close_reason);
     items
 }
@@ -104,10 +103,7 @@ async fn unknown_events_and_bad_fields_get_errors_and_the_session_goes_on() {
     let cases = [
         (json!({"type": "bidi_dance"}), "unknown_event"),
         (json!({"type": "bidi_text_input"}), "invalid_event"),
-        (
-            json!({"type": "bidi_audio_input", "audio": 42}),
-            "invalid_event",
-        ),
+        (json!({"type": "bidi_audio_input", "audio": 42}), "invalid_event"),
         (
             json!({"type": "bidi_audio_input", "audio": "AAAA", "sample_rate": 8000}),
             "unsupported_sample_rate",
@@ -188,8 +184,7 @@ async fn oversize_message_closes_with_1009_while_others_carry_on() {
     healthy.until_event("bidi_connection_start", LIMIT).await;
     let mut bad = Client::connect(&agent.ws_url(""), Encoding::Binary).await;
     bad.until_event("bidi_connection_start", LIMIT).await;
-    bad.send_raw(Message::Binary(vec![0u8; 200_000].into()))
-        .await;
+    bad.send_raw(Message::Binary(vec![0u8; 200_000].into())).await;
     let (_, frame) = bad.until_closed(LIMIT).await;
     assert_eq!(frame.map(|f| f.0), Some(1009));
     healthy_session_still_answers(&mut healthy, "after the flood").await;
@@ -208,12 +203,7 @@ async fn idle_sessions_are_closed_with_a_reason() {
     let started = tokio::time::Instant::now();
     expect_close(&mut client, 1000, "idle_timeout").await;
     assert!(started.elapsed() >= Duration::from_millis(900));
-    wait_metric(
-        &agent,
-        "voice_agent_sessions_ended_total{reason=\"idle_timeout\"}",
-        1.0,
-    )
-    .await;
+    wait_metric(&agent, "voice_agent_sessions_ended_total{reason=\"idle_timeout\"}", 1.0).await;
 }
 
 #[tokio::test]

@@ -29,24 +29,19 @@ struct ChunkPayload {
 /// Unwraps one signed envelope. Signatures are not verified: the fake checks that requests
 /// are signed (the `Authorization` header) but holds no secret to verify them with.
 pub fn unwrap_envelope(outer: &Message) -> Result<Inbound, String> {
-    if !outer
-        .headers()
-        .iter()
-        .any(|h| h.name().as_str() == ":chunk-signature")
-    {
+    if !outer.headers().iter().any(|h| h.name().as_str() == ":chunk-signature") {
         return Err("event stream message is not signed (no :chunk-signature header)".into());
     }
     if outer.payload().is_empty() {
         return Ok(Inbound::End);
     }
-    let inner = read_message_from(outer.payload().clone())
-        .map_err(|e| format!("malformed inner message: {e}"))?;
+    let inner = read_message_from(outer.payload().clone()).map_err(|e| format!("malformed inner message: {e}"))?;
     let event_type = header(&inner, ":event-type");
     if event_type.as_deref() != Some("chunk") {
         return Err(format!("unexpected :event-type {event_type:?}"));
     }
-    let payload: ChunkPayload = serde_json::from_slice(inner.payload())
-        .map_err(|e| format!("chunk payload is not {{\"bytes\": ...}}: {e}"))?;
+    let payload: ChunkPayload =
+        serde_json::from_slice(inner.payload()).map_err(|e| format!("chunk payload is not {{\"bytes\": ...}}: {e}"))?;
     let json = BASE64
         .decode(payload.bytes)
         .map_err(|e| format!("chunk bytes are not base64: {e}"))?;
@@ -58,14 +53,8 @@ pub fn chunk(json: &str) -> Bytes {
     let payload = serde_json::json!({ "bytes": BASE64.encode(json) }).to_string();
     encode(
         Message::new(payload)
-            .add_header(Header::new(
-                ":message-type",
-                HeaderValue::String("event".into()),
-            ))
-            .add_header(Header::new(
-                ":event-type",
-                HeaderValue::String("chunk".into()),
-            ))
+            .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+            .add_header(Header::new(":event-type", HeaderValue::String("chunk".into())))
             .add_header(Header::new(
                 ":content-type",
                 HeaderValue::String("application/json".into()),
@@ -78,10 +67,7 @@ pub fn exception(exception_type: &str, message: &str) -> Bytes {
     let payload = serde_json::json!({ "message": message }).to_string();
     encode(
         Message::new(payload)
-            .add_header(Header::new(
-                ":message-type",
-                HeaderValue::String("exception".into()),
-            ))
+            .add_header(Header::new(":message-type", HeaderValue::String("exception".into())))
             .add_header(Header::new(
                 ":exception-type",
                 HeaderValue::String(exception_type.to_owned().into()),
@@ -133,14 +119,8 @@ mod tests {
 
     #[test]
     fn unwraps_a_signed_chunk() {
-        let inner = Message::new(format!(
-            "{{\"bytes\":\"{}\"}}",
-            BASE64.encode("{\"event\":{}}")
-        ))
-        .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String("chunk".into()),
-        ));
+        let inner = Message::new(format!("{{\"bytes\":\"{}\"}}", BASE64.encode("{\"event\":{}}")))
+            .add_header(Header::new(":event-type", HeaderValue::String("chunk".into())));
         assert_eq!(
             unwrap_envelope(&signed(Some(inner))),
             Ok(Inbound::Event(b"{\"event\":{}}".to_vec()))
@@ -163,9 +143,6 @@ mod tests {
         };
         assert_eq!(header(&message, ":event-type").as_deref(), Some("chunk"));
         let payload: ChunkPayload = serde_json::from_slice(message.payload()).expect("payload");
-        assert_eq!(
-            BASE64.decode(payload.bytes).expect("b64"),
-            b"{\"event\":{\"x\":1}}"
-        );
+        assert_eq!(BASE64.decode(payload.bytes).expect("b64"), b"{\"event\":{\"x\":1}}");
     }
 }

@@ -159,45 +159,25 @@ impl FakeBedrock {
             (Method::POST, "/_fake/faults") => match read_json::<Fault>(req).await {
                 Ok(fault) => {
                     info!(?fault, "fault injected");
-                    self.faults
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_back(fault);
+                    self.faults.lock().unwrap_or_else(|p| p.into_inner()).push_back(fault);
                     json_response(StatusCode::OK, &json!({"ok": true}))
                 }
-                Err(message) => {
-                    json_response(StatusCode::BAD_REQUEST, &json!({"message": message}))
-                }
+                Err(message) => json_response(StatusCode::BAD_REQUEST, &json!({"message": message})),
             },
             (Method::POST, "/_fake/reset") => {
-                self.records
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
-                self.faults
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
+                self.records.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 json_response(StatusCode::OK, &json!({"ok": true}))
             }
-            (Method::POST, p)
-                if p.starts_with("/model/") && p.ends_with("/invoke-with-bidirectional-stream") =>
-            {
+            (Method::POST, p) if p.starts_with("/model/") && p.ends_with("/invoke-with-bidirectional-stream") => {
                 self.stream(req).await
             }
-            _ => service_error(
-                StatusCode::NOT_FOUND,
-                "UnknownOperationException",
-                "no such operation",
-            ),
+            _ => service_error(StatusCode::NOT_FOUND, "UnknownOperationException", "no such operation"),
         }
     }
 
     fn records(&self) -> Vec<StreamRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn take_fault(&self) -> Option<Fault> {
@@ -261,9 +241,7 @@ impl FakeBedrock {
         });
         let stream = FakeStream::new(self.limits, record, Instant::now());
         tokio::spawn(run_stream(req.into_body(), stream, tx, fail_at));
-        let body = StreamBody::new(
-            futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|b| Ok(Frame::data(b))),
-        );
+        let body = StreamBody::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|b| Ok(Frame::data(b))));
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream")
@@ -343,9 +321,7 @@ async fn run_stream(
         stream
             .record
             .ended(format!("{}: {}", exception.kind, exception.message));
-        let _ = tx
-            .send(framing::exception(exception.kind, &exception.message))
-            .await;
+        let _ = tx.send(framing::exception(exception.kind, &exception.message)).await;
     }
     // Dropping `tx` ends the response body.
 }
@@ -353,10 +329,7 @@ async fn run_stream(
 fn http_fault(fault: &str) -> (StatusCode, &'static str) {
     match fault {
         "throttling" => (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException"),
-        "service_unavailable" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailableException",
-        ),
+        "service_unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
         "access_denied" => (StatusCode::FORBIDDEN, "AccessDeniedException"),
         "not_found" => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
         "validation" => (StatusCode::BAD_REQUEST, "ValidationException"),
@@ -377,9 +350,7 @@ fn stream_fault(fault: &str) -> &'static str {
 }
 
 /// Region and service from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, ...`.
-fn credential_scope(
-    header: Option<&hyper::header::HeaderValue>,
-) -> (Option<String>, Option<String>) {
+fn credential_scope(header: Option<&hyper::header::HeaderValue>) -> (Option<String>, Option<String>) {
     let Some(value) = header.and_then(|h| h.to_str().ok()) else {
         return (None, None);
     };
@@ -391,27 +362,23 @@ fn credential_scope(
         .find_map(|part| part.strip_prefix("Credential="))
         .map(|c| c.split('/').collect::<Vec<_>>());
     match scope.as_deref() {
-        Some([_, _, region, service, "aws4_request"]) => {
-            (Some((*region).to_owned()), Some((*service).to_owned()))
-        }
+        Some([_, _, region, service, "aws4_request"]) => (Some((*region).to_owned()), Some((*service).to_owned())),
         _ => (None, None),
     }
 }
 
 fn tls_acceptor(ca_file: &std::path::Path) -> std::io::Result<tokio_rustls::TlsAcceptor> {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(std::io::Error::other)?;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .map_err(std::io::Error::other)?;
     std::fs::write(ca_file, certified.cert.pem())?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(std::io::Error::other)?
-    .with_no_client_auth()
-    .with_single_cert(vec![certified.cert.der().clone()], key)
-    .map_err(std::io::Error::other)?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .map_err(std::io::Error::other)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
@@ -459,8 +426,7 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let fake = FakeBedrock::new(limits);
     let (endpoint, tls_file) = if tls {
-        let path = ca_file
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("fake-bedrock-{port}.pem")));
+        let path = ca_file.unwrap_or_else(|| std::env::temp_dir().join(format!("fake-bedrock-{port}.pem")));
         (format!("https://localhost:{port}"), Some(path))
     } else {
         (format!("http://127.0.0.1:{port}"), None)

@@ -56,9 +56,7 @@ impl StreamRecord {
     fn data(&self) -> MutexGuard<'_, StreamData> {
         // A panic while holding this lock would only come from a bug in this module; the data
         // is still usable for reporting.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn snapshot(&self) -> serde_json::Value {

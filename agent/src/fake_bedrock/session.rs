@@ -121,15 +121,10 @@ impl FakeStream {
     }
 
     /// One input event (Nova JSON). Returns output events to send.
-    pub fn on_event(
-        &mut self,
-        json: &[u8],
-        now: Instant,
-        out: &mut Vec<String>,
-    ) -> Result<(), Exception> {
+    pub fn on_event(&mut self, json: &[u8], now: Instant, out: &mut Vec<String>) -> Result<(), Exception> {
         self.last_input = now;
-        let value: Value = serde_json::from_slice(json)
-            .map_err(|e| Exception::validation(format!("invalid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_slice(json).map_err(|e| Exception::validation(format!("invalid JSON: {e}")))?;
         let Some(Value::Object(event)) = value.get("event") else {
             return Err(Exception::validation("missing \"event\" object"));
         };
@@ -146,24 +141,18 @@ impl FakeStream {
                 "expected sessionStart first, got {other}"
             ))),
             (Phase::PromptStart, "promptStart") => self.prompt_start(body),
-            (Phase::PromptStart, other) => Err(Exception::validation(format!(
-                "expected promptStart, got {other}"
-            ))),
+            (Phase::PromptStart, other) => Err(Exception::validation(format!("expected promptStart, got {other}"))),
             (_, "sessionEnd") => {
                 if self.phase != Phase::Closing {
                     return Err(Exception::validation("sessionEnd before promptEnd"));
                 }
                 Ok(())
             }
-            (Phase::Closing, other) => {
-                Err(Exception::validation(format!("{other} after promptEnd")))
-            }
+            (Phase::Closing, other) => Err(Exception::validation(format!("{other} after promptEnd"))),
             (_, "promptEnd") => {
                 self.check_prompt(body)?;
                 if let Some(open) = self.contents.keys().next() {
-                    return Err(Exception::validation(format!(
-                        "promptEnd while content {open} is open"
-                    )));
+                    return Err(Exception::validation(format!("promptEnd while content {open} is open")));
                 }
                 self.phase = Phase::Closing;
                 self.end_output(out);
@@ -174,9 +163,7 @@ impl FakeStream {
             (_, "audioInput") => self.audio_input(body, now, out),
             (_, "toolResult") => self.tool_result(body),
             (_, "contentEnd") => self.content_end(body, now, out),
-            (_, other) => Err(Exception::validation(format!(
-                "unknown input event {other}"
-            ))),
+            (_, other) => Err(Exception::validation(format!("unknown input event {other}"))),
         }
     }
 
@@ -185,18 +172,13 @@ impl FakeStream {
         if now.duration_since(self.opened) >= self.limits.max_age {
             return Err(Exception {
                 kind: "modelTimeoutException",
-                message: "Model has timed out in processing the request. Try your request again."
-                    .into(),
+                message: "Model has timed out in processing the request. Try your request again.".into(),
             });
         }
-        if self.phase != Phase::Closing
-            && now.duration_since(self.last_input) >= self.limits.input_timeout
-        {
+        if self.phase != Phase::Closing && now.duration_since(self.last_input) >= self.limits.input_timeout {
             return Err(Exception::validation("Timed out waiting for input events"));
         }
-        if self.phase == Phase::Live
-            && now.duration_since(self.last_speech) >= self.limits.silence_timeout
-        {
+        if self.phase == Phase::Live && now.duration_since(self.last_speech) >= self.limits.silence_timeout {
             return Err(Exception::validation(
                 "The user has been silent for too long. InternalErrorCode=531",
             ));
@@ -218,15 +200,8 @@ impl FakeStream {
             self.last_input + self.limits.input_timeout,
             self.last_speech + self.limits.silence_timeout,
         ];
-        let limit = limits
-            .into_iter()
-            .min()
-            .unwrap_or(self.opened + self.limits.max_age);
-        match self
-            .conversation
-            .as_ref()
-            .and_then(Conversation::next_wakeup)
-        {
+        let limit = limits.into_iter().min().unwrap_or(self.opened + self.limits.max_age);
+        match self.conversation.as_ref().and_then(Conversation::next_wakeup) {
             Some(t) => t.min(limit),
             None => limit,
         }
@@ -241,29 +216,20 @@ impl FakeStream {
     }
 
     fn prompt_start(&mut self, body: &Value) -> Result<(), Exception> {
-        let prompt = body
-            .get("promptName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let prompt = body.get("promptName").and_then(Value::as_str).unwrap_or_default();
         if prompt.is_empty() {
             return Err(Exception::validation("promptStart needs a promptName"));
         }
         let audio = body
             .get("audioOutputConfiguration")
             .ok_or_else(|| Exception::validation("promptStart needs audioOutputConfiguration"))?;
-        let rate = audio
-            .get("sampleRateHertz")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let rate = audio.get("sampleRateHertz").and_then(Value::as_u64).unwrap_or(0);
         if ![8000, 16000, 24000].contains(&rate) {
             return Err(Exception::validation(format!(
                 "unsupported output sampleRateHertz {rate}"
             )));
         }
-        let voice = audio
-            .get("voiceId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let voice = audio.get("voiceId").and_then(Value::as_str).unwrap_or_default();
         if voice.is_empty() {
             return Err(Exception::validation("Received invalid voiceId"));
         }
@@ -280,30 +246,15 @@ impl FakeStream {
             .and_then(Value::as_str)
             .ok_or_else(|| Exception::validation("contentStart needs a contentName"))?;
         if self.contents.contains_key(name) {
-            return Err(Exception::validation(format!(
-                "content {name} is already open"
-            )));
+            return Err(Exception::validation(format!("content {name} is already open")));
         }
-        let kind = body
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let role = body
-            .get("role")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let interactive = body
-            .get("interactive")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let role = body.get("role").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let interactive = body.get("interactive").and_then(Value::as_bool).unwrap_or(false);
         match kind.as_str() {
             "AUDIO" => {
                 if !interactive {
-                    return Err(Exception::validation(
-                        "audio input content must be interactive",
-                    ));
+                    return Err(Exception::validation("audio input content must be interactive"));
                 }
                 if self.audio_content.is_some() {
                     return Err(Exception::validation("only one audio content may be open"));
@@ -327,9 +278,7 @@ impl FakeStream {
             }
             "TEXT" => {
                 if !["SYSTEM", "USER", "ASSISTANT", "SYSTEM_SPEECH"].contains(&role.as_str()) {
-                    return Err(Exception::validation(format!(
-                        "invalid role {role} for TEXT content"
-                    )));
+                    return Err(Exception::validation(format!("invalid role {role} for TEXT content")));
                 }
                 if !interactive && self.phase == Phase::Live && role != "SYSTEM" {
                     return Err(Exception::validation(
@@ -337,9 +286,7 @@ impl FakeStream {
                     ));
                 }
                 if !interactive && role == "ASSISTANT" && !self.saw_user_history {
-                    return Err(Exception::validation(
-                        "chat history must start with a USER message",
-                    ));
+                    return Err(Exception::validation("chat history must start with a USER message"));
                 }
                 if !interactive && role == "USER" {
                     self.saw_user_history = true;
@@ -357,9 +304,7 @@ impl FakeStream {
                 }
             }
             other => {
-                return Err(Exception::validation(format!(
-                    "invalid content type {other:?}"
-                )));
+                return Err(Exception::validation(format!("invalid content type {other:?}")));
             }
         }
         self.contents.insert(
@@ -376,19 +321,14 @@ impl FakeStream {
 
     fn open_content(&mut self, body: &Value, kind: &str) -> Result<&mut OpenContent, Exception> {
         self.check_prompt(body)?;
-        let name = body
-            .get("contentName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = body.get("contentName").and_then(Value::as_str).unwrap_or_default();
         match self.contents.get_mut(name) {
             Some(content) if content.kind == kind => Ok(content),
             Some(content) => Err(Exception::validation(format!(
                 "content {name} is {}, not {kind}",
                 content.kind
             ))),
-            None => Err(Exception::validation(format!(
-                "content {name:?} is not open"
-            ))),
+            None => Err(Exception::validation(format!("content {name:?} is not open"))),
         }
     }
 
@@ -409,12 +349,7 @@ impl FakeStream {
         Ok(())
     }
 
-    fn audio_input(
-        &mut self,
-        body: &Value,
-        now: Instant,
-        out: &mut Vec<String>,
-    ) -> Result<(), Exception> {
+    fn audio_input(&mut self, body: &Value, now: Instant, out: &mut Vec<String>) -> Result<(), Exception> {
         self.open_content(body, "AUDIO")?;
         let pcm = body
             .get("content")
@@ -444,27 +379,15 @@ impl FakeStream {
         Ok(())
     }
 
-    fn content_end(
-        &mut self,
-        body: &Value,
-        now: Instant,
-        out: &mut Vec<String>,
-    ) -> Result<(), Exception> {
+    fn content_end(&mut self, body: &Value, now: Instant, out: &mut Vec<String>) -> Result<(), Exception> {
         self.check_prompt(body)?;
-        let name = body
-            .get("contentName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = body.get("contentName").and_then(Value::as_str).unwrap_or_default();
         let Some(content) = self.contents.remove(name) else {
             return Err(Exception::validation(format!(
                 "contentEnd for {name:?}, which is not open"
             )));
         };
-        match (
-            content.kind.as_str(),
-            content.role.as_str(),
-            content.interactive,
-        ) {
+        match (content.kind.as_str(), content.role.as_str(), content.interactive) {
             ("AUDIO", _, _) => self.audio_content = None,
             ("TEXT", "SYSTEM", _) => self.record.system_prompt(content.text),
             ("TEXT", "USER", true) => {
@@ -495,9 +418,7 @@ impl FakeStream {
         }
         match output {
             ModelOutput::Transcript {
-                role: Role::User,
-                text,
-                ..
+                role: Role::User, text, ..
             } => {
                 self.text_content("USER", "FINAL", &text, "END_TURN", out);
             }
@@ -514,14 +435,7 @@ impl FakeStream {
                 text,
                 is_final: true,
             } => {
-                self.close_audio(
-                    if self.interrupted {
-                        "INTERRUPTED"
-                    } else {
-                        "END_TURN"
-                    },
-                    out,
-                );
+                self.close_audio(if self.interrupted { "INTERRUPTED" } else { "END_TURN" }, out);
                 self.text_content("ASSISTANT", "FINAL", &text, "END_TURN", out);
             }
             ModelOutput::Audio(pcm) => {
@@ -548,13 +462,7 @@ impl FakeStream {
             ModelOutput::Interruption => {
                 // Nova's barge-in signals: the marker text, then the audio block ends INTERRUPTED.
                 self.interrupted = true;
-                self.text_content(
-                    "ASSISTANT",
-                    "FINAL",
-                    "{ \"interrupted\" : true }",
-                    "INTERRUPTED",
-                    out,
-                );
+                self.text_content("ASSISTANT", "FINAL", "{ \"interrupted\" : true }", "INTERRUPTED", out);
                 self.close_audio("INTERRUPTED", out);
             }
             ModelOutput::Usage {
@@ -589,14 +497,7 @@ impl FakeStream {
         }
     }
 
-    fn text_content(
-        &mut self,
-        role: &str,
-        stage: &str,
-        text: &str,
-        stop_reason: &str,
-        out: &mut Vec<String>,
-    ) {
+    fn text_content(&mut self, role: &str, stage: &str, text: &str, stop_reason: &str, out: &mut Vec<String>) {
         let id = self.content_id();
         let fields = json!({ "generationStage": stage }).to_string();
         out.push(self.event(
@@ -604,10 +505,7 @@ impl FakeStream {
             json!({ "contentId": id, "type": "TEXT", "role": role, "additionalModelFields": fields,
                     "textOutputConfiguration": { "mediaType": "text/plain" } }),
         ));
-        out.push(self.event(
-            "textOutput",
-            json!({ "contentId": id, "role": role, "content": text }),
-        ));
+        out.push(self.event("textOutput", json!({ "contentId": id, "role": role, "content": text })));
         out.push(self.event(
             "contentEnd",
             json!({ "contentId": id, "type": "TEXT", "stopReason": stop_reason }),

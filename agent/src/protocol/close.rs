@@ -44,6 +44,20 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    pub const ALL: [EndReason; 11] = [
+        Self::ClientClosed,
+        Self::ClientGone,
+        Self::IdleTimeout,
+        Self::MaxDuration,
+        Self::Draining,
+        Self::InvalidPayload,
+        Self::MessageTooBig,
+        Self::ProtocolError,
+        Self::SlowConsumer,
+        Self::ModelError,
+        Self::Internal,
+    ];
+
     /// The close code sent to the client (`None` when the socket is already gone).
     pub fn close_code(self) -> Option<u16> {
         match self {
@@ -77,10 +91,7 @@ impl EndReason {
     /// Whether the client should be told with a `bidi_connection_close` event before the close
     /// frame (only possible while the socket is writable and the client is still there).
     pub fn announce(self) -> bool {
-        !matches!(
-            self,
-            Self::ClientClosed | Self::ClientGone | Self::SlowConsumer
-        )
+        !matches!(self, Self::ClientClosed | Self::ClientGone | Self::SlowConsumer)
     }
 }
 

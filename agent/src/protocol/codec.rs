@@ -73,8 +73,7 @@ struct TextInput {
 
 /// Decodes one text frame.
 pub fn decode_text(frame: &str) -> Result<ClientMessage, DecodeError> {
-    let value: Value = serde_json::from_str(frame)
-        .map_err(|e| DecodeError::fatal(format!("invalid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(frame).map_err(|e| DecodeError::fatal(format!("invalid JSON: {e}")))?;
     let Value::Object(mut fields) = value else {
         return Err(DecodeError::rejected(
             "invalid_event",
@@ -84,16 +83,10 @@ pub fn decode_text(frame: &str) -> Result<ClientMessage, DecodeError> {
     let kind = match fields.remove("type") {
         Some(Value::String(kind)) => kind,
         Some(_) => {
-            return Err(DecodeError::rejected(
-                "invalid_event",
-                "\"type\" must be a string",
-            ));
+            return Err(DecodeError::rejected("invalid_event", "\"type\" must be a string"));
         }
         None => {
-            return Err(DecodeError::rejected(
-                "invalid_event",
-                "missing \"type\" field",
-            ));
+            return Err(DecodeError::rejected("invalid_event", "missing \"type\" field"));
         }
     };
     let fields = Value::Object(fields);
@@ -131,8 +124,7 @@ pub fn encode_audio_json(pcm: &[u8], sample_rate: u32) -> String {
 }
 
 fn typed<T: for<'de> Deserialize<'de>>(kind: &str, fields: Value) -> Result<T, DecodeError> {
-    serde_json::from_value(fields)
-        .map_err(|e| DecodeError::rejected("invalid_event", format!("{kind}: {e}")))
+    serde_json::from_value(fields).map_err(|e| DecodeError::rejected("invalid_event", format!("{kind}: {e}")))
 }
 
 fn decode_audio_input(input: AudioInput) -> Result<ClientMessage, DecodeError> {
@@ -163,9 +155,9 @@ fn decode_audio_input(input: AudioInput) -> Result<ClientMessage, DecodeError> {
             format!("{channels} channels are not supported; send mono audio"),
         ));
     }
-    let pcm = BASE64.decode(input.audio.as_bytes()).map_err(|e| {
-        DecodeError::fatal(format!("bidi_audio_input: audio is not valid base64: {e}"))
-    })?;
+    let pcm = BASE64
+        .decode(input.audio.as_bytes())
+        .map_err(|e| DecodeError::fatal(format!("bidi_audio_input: audio is not valid base64: {e}")))?;
     check_pcm(pcm.len())?;
     Ok(ClientMessage::Audio(Bytes::from(pcm)))
 }
@@ -176,18 +168,12 @@ fn decode_text_input(input: TextInput) -> Result<ClientMessage, DecodeError> {
     {
         return Err(DecodeError::rejected(
             "invalid_event",
-            format!(
-                "bidi_text_input: role must be \"user\", not {:?}",
-                truncate(role, 32)
-            ),
+            format!("bidi_text_input: role must be \"user\", not {:?}", truncate(role, 32)),
         ));
     }
     let text = input.text.trim();
     if text.is_empty() {
-        return Err(DecodeError::rejected(
-            "invalid_event",
-            "bidi_text_input: text is empty",
-        ));
+        return Err(DecodeError::rejected("invalid_event", "bidi_text_input: text is empty"));
     }
     if text.len() > MAX_TEXT_INPUT_BYTES {
         return Err(DecodeError::rejected(
@@ -251,10 +237,7 @@ mod tests {
 
     #[test]
     fn audio_input_fields_other_than_audio_are_optional() {
-        let frame = format!(
-            r#"{{"type":"bidi_audio_input","audio":"{}"}}"#,
-            BASE64.encode([0u8; 4])
-        );
+        let frame = format!(r#"{{"type":"bidi_audio_input","audio":"{}"}}"#, BASE64.encode([0u8; 4]));
         assert!(matches!(decode_text(&frame), Ok(ClientMessage::Audio(_))));
     }
 
@@ -266,10 +249,7 @@ mod tests {
 
     #[test]
     fn invalid_json_is_fatal() {
-        assert_eq!(
-            fatal_reason(decode_text("{not json")),
-            EndReason::InvalidPayload
-        );
+        assert_eq!(fatal_reason(decode_text("{not json")), EndReason::InvalidPayload);
         assert_eq!(fatal_reason(decode_text("")), EndReason::InvalidPayload);
     }
 
@@ -285,27 +265,18 @@ mod tests {
             fatal_reason(decode_text(&audio_event(&[1, 2, 3]))),
             EndReason::InvalidPayload
         );
-        assert_eq!(
-            fatal_reason(decode_binary(&[1, 2, 3])),
-            EndReason::InvalidPayload
-        );
+        assert_eq!(fatal_reason(decode_binary(&[1, 2, 3])), EndReason::InvalidPayload);
     }
 
     #[test]
     fn unknown_event_type_is_rejected_not_fatal() {
-        assert_eq!(
-            rejected_code(decode_text(r#"{"type":"bidi_dance"}"#)),
-            "unknown_event"
-        );
+        assert_eq!(rejected_code(decode_text(r#"{"type":"bidi_dance"}"#)), "unknown_event");
     }
 
     #[test]
     fn non_object_or_untyped_events_are_rejected() {
         assert_eq!(rejected_code(decode_text("[1,2]")), "invalid_event");
-        assert_eq!(
-            rejected_code(decode_text(r#"{"text":"hi"}"#)),
-            "invalid_event"
-        );
+        assert_eq!(rejected_code(decode_text(r#"{"text":"hi"}"#)), "invalid_event");
         assert_eq!(rejected_code(decode_text(r#"{"type":7}"#)), "invalid_event");
     }
 

@@ -8,8 +8,7 @@ mod events;
 pub use close::{CloseCode, EndReason};
 pub use codec::{ClientMessage, DecodeError, decode_binary, decode_text, encode_audio_json};
 pub use events::{
-    AudioOutput, ServerEvent, StopReason, ToolResultBody, ToolResultContent, ToolUseBody,
-    TranscriptDelta,
+    AudioOutput, ServerEvent, StopReason, ToolResultBody, ToolResultContent, ToolUseBody, TranscriptDelta,
 };
 
 /// Sample rate of the PCM16LE mono audio clients send (Hz).

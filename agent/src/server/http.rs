@@ -40,11 +40,7 @@ pub async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
 pub async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &agent.registry).is_err() {
-        return error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "metrics",
-            "could not encode metrics",
-        );
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics", "could not encode metrics");
     }
     (
         [(

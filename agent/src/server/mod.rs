@@ -51,10 +51,7 @@ impl Agent {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
         let model = build_model(&config, metrics.clone()).await?;
-        let sessions = Sessions::new(
-            config.session.max_sessions as usize,
-            metrics.sessions_active.clone(),
-        );
+        let sessions = Sessions::new(config.session.max_sessions as usize, metrics.sessions_active.clone());
         Ok(Arc::new(Self {
             config,
             model,
@@ -80,17 +77,10 @@ impl Agent {
     /// Serves until `shutdown` is cancelled, then drains: readiness fails and new sessions are
     /// refused at once, live sessions continue up to the drain timeout and are then closed.
     /// Returns when no session is left.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> std::io::Result<()> {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
         let stop_listener = CancellationToken::new();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(stop_listener.clone().cancelled_owned());
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(stop_listener.clone().cancelled_owned());
         // The server keeps accepting during the drain: probes must see 503, handshakes a refusal.
         let mut server = tokio::spawn(server.into_future());
         tokio::select! {
@@ -137,10 +127,7 @@ impl Agent {
     }
 }
 
-async fn build_model(
-    config: &AgentConfig,
-    metrics: Arc<Metrics>,
-) -> Result<Arc<dyn ModelProvider>, ConfigError> {
+async fn build_model(config: &AgentConfig, metrics: Arc<Metrics>) -> Result<Arc<dyn ModelProvider>, ConfigError> {
     Ok(match &config.model {
         ModelConfig::Simulated(sim) => Arc::new(SimulatedProvider::new(SimulatorConfig {
             mode: match sim.mode {
@@ -150,8 +137,6 @@ async fn build_model(
             think_time: sim.think_time,
             output_sample_rate: config.output_sample_rate(),
         })),
-        ModelConfig::NovaSonic(nova) => {
-            Arc::new(NovaSonicProvider::new(nova.clone(), metrics).await?)
-        }
+        ModelConfig::NovaSonic(nova) => Arc::new(NovaSonicProvider::new(nova.clone(), metrics).await?),
     })
 }

@@ -80,10 +80,9 @@ pub async fn upgrade(
             "draining",
             "this agent is shutting down; reconnect to reach another replica",
         );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_DRAINING),
-        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_DRAINING));
         return response;
     }
     let Some(guard) = agent.sessions.try_admit() else {
@@ -92,10 +91,9 @@ pub async fn upgrade(
             "capacity",
             "this agent is at its session limit; retry shortly",
         );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_CAPACITY),
-        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_CAPACITY));
         return response;
     };
 
@@ -137,9 +135,7 @@ fn session_id(headers: &HeaderMap) -> String {
         .get(AGENTCORE_SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
-            (1..=256).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            (1..=256).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
@@ -151,20 +147,14 @@ mod tests {
     #[test]
     fn reuses_a_valid_agentcore_session_id() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            AGENTCORE_SESSION_HEADER,
-            HeaderValue::from_static("abc-123_XYZ"),
-        );
+        headers.insert(AGENTCORE_SESSION_HEADER, HeaderValue::from_static("abc-123_XYZ"));
         assert_eq!(session_id(&headers), "abc-123_XYZ");
     }
 
     #[test]
     fn ignores_odd_session_ids() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            AGENTCORE_SESSION_HEADER,
-            HeaderValue::from_static("../../etc"),
-        );
+        headers.insert(AGENTCORE_SESSION_HEADER, HeaderValue::from_static("../../etc"));
         assert_ne!(session_id(&headers), "../../etc");
         assert_eq!(session_id(&HeaderMap::new()).len(), 36);
     }

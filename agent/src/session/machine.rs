@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use crate::model::{ModelInput, ModelOutput};
 use crate::protocol::{
-    AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, ToolResultBody,
-    ToolResultContent, ToolUseBody, TranscriptDelta,
+    AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, ToolResultBody, ToolResultContent, ToolUseBody,
+    TranscriptDelta,
 };
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
@@ -84,15 +84,13 @@ impl Session {
         now: Instant,
         actions: &mut Vec<Action>,
     ) -> Self {
-        actions.push(Action::Send(Outbound::Event(
-            ServerEvent::ConnectionStart {
-                connection_id: id.clone(),
-                model: model.to_owned(),
-                input_sample_rate: rates.0,
-                output_sample_rate: rates.1,
-                audio_output,
-            },
-        )));
+        actions.push(Action::Send(Outbound::Event(ServerEvent::ConnectionStart {
+            connection_id: id.clone(),
+            model: model.to_owned(),
+            input_sample_rate: rates.0,
+            output_sample_rate: rates.1,
+            audio_output,
+        })));
         Self {
             id,
             limits,
@@ -118,17 +116,11 @@ impl Session {
 
     /// The next instant at which [`on_deadline`](Self::on_deadline) must run.
     pub fn deadline(&self) -> Instant {
-        (self.last_input_at + self.limits.idle_timeout)
-            .min(self.started_at + self.limits.max_duration)
+        (self.last_input_at + self.limits.idle_timeout).min(self.started_at + self.limits.max_duration)
     }
 
     /// A decoded (or undecodable) client frame.
-    pub fn on_client(
-        &mut self,
-        message: Result<ClientMessage, DecodeError>,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    pub fn on_client(&mut self, message: Result<ClientMessage, DecodeError>, now: Instant, actions: &mut Vec<Action>) {
         if self.ended.is_some() {
             return;
         }
@@ -144,21 +136,14 @@ impl Session {
             }
             Err(DecodeError::Rejected { code, message }) => {
                 actions.push(Action::Observe(Observation::ClientError(code)));
-                actions.push(Action::Send(Outbound::Event(ServerEvent::error(
-                    code, message,
-                ))));
+                actions.push(Action::Send(Outbound::Event(ServerEvent::error(code, message))));
             }
             Err(DecodeError::Fatal { reason, detail }) => self.end_with(reason, &detail, actions),
         }
     }
 
     /// An event from the model; `None` when the model stream ended on its own.
-    pub fn on_model(
-        &mut self,
-        output: Option<ModelOutput>,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    pub fn on_model(&mut self, output: Option<ModelOutput>, now: Instant, actions: &mut Vec<Action>) {
         if self.ended.is_some() {
             return;
         }
@@ -180,26 +165,17 @@ impl Session {
                 if let Some(ended) = self.turn_ended_at.take() {
                     actions.push(Action::Observe(Observation::TimeToFirstAudio(now - ended)));
                 }
-                actions.push(Action::Send(Outbound::Audio {
-                    epoch: self.epoch,
-                    pcm,
-                }));
+                actions.push(Action::Send(Outbound::Audio { epoch: self.epoch, pcm }));
                 return;
             }
             ModelOutput::Interruption => {
                 self.epoch += 1;
                 self.turn_ended_at = None;
                 actions.push(Action::Observe(Observation::Interruption));
-                ServerEvent::Interruption {
-                    reason: "user_speech",
-                }
+                ServerEvent::Interruption { reason: "user_speech" }
             }
             ModelOutput::ResponseStart { id } => ServerEvent::ResponseStart { response_id: id },
-            ModelOutput::Transcript {
-                role,
-                text,
-                is_final,
-            } => ServerEvent::TranscriptStream {
+            ModelOutput::Transcript { role, text, is_final } => ServerEvent::TranscriptStream {
                 role: role.as_str(),
                 delta: TranscriptDelta { text: text.clone() },
                 text,
@@ -238,17 +214,10 @@ impl Session {
                 },
             },
             ModelOutput::Restarted { reason } => ServerEvent::ConnectionRestart { reason },
-            ModelOutput::Error {
-                code,
-                message,
-                fatal,
-            } => {
+            ModelOutput::Error { code, message, fatal } => {
                 // Providers count their own errors (recovered ones too); clients see them here.
                 actions.push(Action::Observe(Observation::ClientError(code)));
-                actions.push(Action::Send(Outbound::Event(ServerEvent::error(
-                    code,
-                    message.clone(),
-                ))));
+                actions.push(Action::Send(Outbound::Event(ServerEvent::error(code, message.clone()))));
                 if fatal {
                     self.end_with(EndReason::ModelError, &message, actions);
                 }
@@ -264,27 +233,15 @@ impl Session {
             return;
         }
         if now >= self.started_at + self.limits.max_duration {
-            self.end_with(
-                EndReason::MaxDuration,
-                "maximum session duration reached",
-                actions,
-            );
+            self.end_with(EndReason::MaxDuration, "maximum session duration reached", actions);
         } else if now >= self.last_input_at + self.limits.idle_timeout {
-            self.end_with(
-                EndReason::IdleTimeout,
-                "no input within the idle timeout",
-                actions,
-            );
+            self.end_with(EndReason::IdleTimeout, "no input within the idle timeout", actions);
         }
     }
 
     /// The agent is shutting down and the drain timeout is over.
     pub fn on_drain(&mut self, actions: &mut Vec<Action>) {
-        self.end_with(
-            EndReason::Draining,
-            "server is restarting, please reconnect",
-            actions,
-        );
+        self.end_with(EndReason::Draining, "server is restarting, please reconnect", actions);
     }
 
     /// The socket reported a transport-level ending (close frame, error, end of stream).
@@ -310,12 +267,10 @@ impl Session {
         }
         self.ended = Some(reason);
         if reason.announce() {
-            actions.push(Action::Send(Outbound::Event(
-                ServerEvent::ConnectionClose {
-                    connection_id: self.id.clone(),
-                    reason: reason.as_str(),
-                },
-            )));
+            actions.push(Action::Send(Outbound::Event(ServerEvent::ConnectionClose {
+                connection_id: self.id.clone(),
+                reason: reason.as_str(),
+            })));
         }
         if let Some(code) = reason.close_code() {
             actions.push(Action::Send(Outbound::Close {
@@ -400,11 +355,7 @@ mod tests {
             later,
             &mut actions,
         );
-        assert!(
-            actions.contains(&Action::Model(ModelInput::Audio(Bytes::from_static(&[
-                0, 0
-            ]))))
-        );
+        assert!(actions.contains(&Action::Model(ModelInput::Audio(Bytes::from_static(&[0, 0])))));
         assert_eq!(s.deadline(), later + LIMITS.idle_timeout);
     }
 
@@ -417,9 +368,7 @@ mod tests {
             message: "nope".into(),
         };
         s.on_client(Err(err), Instant::now(), &mut actions);
-        assert!(
-            matches!(sent_events(&actions)[..], [ServerEvent::Error { code, .. }] if code == "unknown_event")
-        );
+        assert!(matches!(sent_events(&actions)[..], [ServerEvent::Error { code, .. }] if code == "unknown_event"));
         assert_eq!(s.ended(), None);
     }
 
@@ -440,10 +389,7 @@ mod tests {
             }]
         ));
         assert_eq!(close_code(&actions), Some(1007));
-        assert_eq!(
-            actions.last(),
-            Some(&Action::End(EndReason::InvalidPayload))
-        );
+        assert_eq!(actions.last(), Some(&Action::End(EndReason::InvalidPayload)));
         assert_eq!(s.ended(), Some(EndReason::InvalidPayload));
     }
 
@@ -495,10 +441,7 @@ mod tests {
         s.on_drain(&mut actions);
         assert!(matches!(
             sent_events(&actions)[..],
-            [ServerEvent::ConnectionClose {
-                reason: "draining",
-                ..
-            }]
+            [ServerEvent::ConnectionClose { reason: "draining", .. }]
         ));
         assert_eq!(close_code(&actions), Some(1012));
     }
@@ -542,11 +485,7 @@ mod tests {
             Instant::now(),
             &mut actions,
         );
-        s.on_model(
-            Some(ModelOutput::Interruption),
-            Instant::now(),
-            &mut actions,
-        );
+        s.on_model(Some(ModelOutput::Interruption), Instant::now(), &mut actions);
         s.on_model(
             Some(ModelOutput::Audio(Bytes::from_static(&[2, 0]))),
             Instant::now(),
@@ -560,9 +499,7 @@ mod tests {
             })
             .collect();
         assert_eq!(epochs, vec![0, 1]);
-        assert!(sent_events(&actions).contains(&&ServerEvent::Interruption {
-            reason: "user_speech"
-        }));
+        assert!(sent_events(&actions).contains(&&ServerEvent::Interruption { reason: "user_speech" }));
     }
 
     #[test]
@@ -570,11 +507,7 @@ mod tests {
         let (mut s, _) = start(Instant::now());
         let mut actions = Vec::new();
         let now = Instant::now();
-        s.on_model(
-            Some(ModelOutput::ResponseStart { id: "r1".into() }),
-            now,
-            &mut actions,
-        );
+        s.on_model(Some(ModelOutput::ResponseStart { id: "r1".into() }), now, &mut actions);
         s.on_model(
             Some(ModelOutput::Transcript {
                 role: Role::Assistant,
@@ -650,9 +583,7 @@ mod tests {
             fatal: true,
         };
         s.on_model(Some(err), Instant::now(), &mut actions);
-        assert!(
-            matches!(sent_events(&actions)[0], ServerEvent::Error { code, .. } if code == "throttled")
-        );
+        assert!(matches!(sent_events(&actions)[0], ServerEvent::Error { code, .. } if code == "throttled"));
         assert_eq!(close_code(&actions), Some(1011));
     }
 

@@ -17,9 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::machine::{Action, Observation, Outbound, Session, SessionLimits};
 use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup};
-use crate::protocol::{
-    AudioOutput, EndReason, ServerEvent, decode_binary, decode_text, encode_audio_json,
-};
+use crate::protocol::{AudioOutput, EndReason, ServerEvent, decode_binary, decode_text, encode_audio_json};
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
 /// client that falls further behind is too slow to hold a conversation, and newer audio is
@@ -61,10 +59,7 @@ enum WriterEnd {
 /// driven by in-memory channels as well as by a real connection.
 pub async fn run_session<S>(socket: S, ctx: SessionContext) -> EndReason
 where
-    S: Stream<Item = Result<Message, axum::Error>>
-        + Sink<Message, Error = axum::Error>
-        + Send
-        + 'static,
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
     let span = info_span!("session", id = %ctx.id);
     run(socket, ctx).instrument(span).await
@@ -72,10 +67,7 @@ where
 
 async fn run<S>(socket: S, ctx: SessionContext) -> EndReason
 where
-    S: Stream<Item = Result<Message, axum::Error>>
-        + Sink<Message, Error = axum::Error>
-        + Send
-        + 'static,
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
     let started = Instant::now();
     ctx.metrics.sessions_started.inc();
@@ -237,22 +229,14 @@ where
     }
 }
 
-fn on_frame(
-    frame: Option<Result<Message, axum::Error>>,
-    session: &mut Session,
-    actions: &mut Vec<Action>,
-) {
+fn on_frame(frame: Option<Result<Message, axum::Error>>, session: &mut Session, actions: &mut Vec<Action>) {
     let now = Instant::now();
     match frame {
-        Some(Ok(Message::Text(text))) => {
-            session.on_client(decode_text(text.as_str()), now, actions)
-        }
+        Some(Ok(Message::Text(text))) => session.on_client(decode_text(text.as_str()), now, actions),
         Some(Ok(Message::Binary(data))) => session.on_client(decode_binary(&data), now, actions),
         // Pings are answered by the WebSocket layer; pongs need nothing.
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-        Some(Ok(Message::Close(_))) => {
-            session.on_transport_end(EndReason::ClientClosed, "client closed", actions)
-        }
+        Some(Ok(Message::Close(_))) => session.on_transport_end(EndReason::ClientClosed, "client closed", actions),
         Some(Err(error)) => {
             let (reason, detail) = classify_socket_error(error);
             debug!(reason = reason.as_str(), %detail, "socket read failed");
@@ -269,9 +253,9 @@ fn classify_socket_error(error: axum::Error) -> (EndReason, String) {
     let reason = match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => EndReason::MessageTooBig,
         Some(tungstenite::Error::Utf8(_)) => EndReason::InvalidPayload,
-        Some(tungstenite::Error::Protocol(
-            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        )) => EndReason::ClientGone,
+        Some(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
+            EndReason::ClientGone
+        }
         Some(tungstenite::Error::Protocol(_)) => EndReason::ProtocolError,
         _ => EndReason::ClientGone,
     };
@@ -284,10 +268,7 @@ async fn send(outbound: Outbound, out_tx: &mpsc::Sender<Outbound>, metrics: &Met
         Outbound::Audio { .. } => match out_tx.try_send(outbound) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                metrics
-                    .audio_frames_dropped
-                    .get_or_create(&metrics::OUT)
-                    .inc();
+                metrics.audio_frames_dropped.get_or_create(&metrics::OUT).inc();
             }
             Err(TrySendError::Closed(_)) => {}
         },
@@ -305,10 +286,7 @@ fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool
     match model.input.try_send(input) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) if is_audio => {
-            metrics
-                .audio_frames_dropped
-                .get_or_create(&metrics::IN)
-                .inc();
+            metrics.audio_frames_dropped.get_or_create(&metrics::IN).inc();
             true
         }
         Err(TrySendError::Full(_)) => false,
@@ -327,16 +305,10 @@ fn observe(observation: Observation, metrics: &Metrics) {
             metrics.interruptions.inc();
         }
         Observation::ClientError(code) => {
-            metrics
-                .client_errors
-                .get_or_create(&CodeLabels { code })
-                .inc();
+            metrics.client_errors.get_or_create(&CodeLabels { code }).inc();
         }
         Observation::ModelError(kind) => {
-            metrics
-                .model_errors
-                .get_or_create(&KindLabels { kind })
-                .inc();
+            metrics.model_errors.get_or_create(&KindLabels { kind }).inc();
         }
     }
 }
@@ -358,10 +330,7 @@ where
         let message = match outbound {
             Outbound::Audio { epoch: e, pcm } => {
                 if e < epoch.load(Ordering::Relaxed) {
-                    metrics
-                        .audio_frames_dropped
-                        .get_or_create(&metrics::OUT)
-                        .inc();
+                    metrics.audio_frames_dropped.get_or_create(&metrics::OUT).inc();
                     continue;
                 }
                 metrics.audio_frames.get_or_create(&metrics::OUT).inc();

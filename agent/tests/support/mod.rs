@@ -30,6 +30,11 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts the agent with extra flags and waits until it listens.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts the agent with extra flags and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_voice-agent"))
             .args([
                 "--listen",
@@ -40,6 +45,7 @@ impl AgentProcess {
                 "voice_agent=debug,info",
             ])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -53,9 +59,7 @@ impl AgentProcess {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Ok(v) = serde_json::from_str::<Value>(&line)
                         && v["message"] == "voice agent listening"
-                        && let Some(addr) = v["address"]
-                            .as_str()
-                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                        && let Some(addr) = v["address"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())
                     {
                         let _ = addr_tx.send(addr);
                     }
@@ -67,10 +71,7 @@ impl AgentProcess {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "agent did not start; logs: {:#?}",
-                    logs.lock().expect("logs")
-                );
+                panic!("agent did not start; logs: {:#?}", logs.lock().expect("logs"));
             }
         };
         Self { child, addr, logs }
@@ -176,10 +177,8 @@ impl Client {
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.send_json(
-            serde_json::json!({"type": "bidi_text_input", "text": text, "role": "user"}),
-        )
-        .await;
+        self.send_json(serde_json::json!({"type": "bidi_text_input", "text": text, "role": "user"}))
+            .await;
     }
 
     pub async fn send_audio(&mut self, pcm: &[u8]) {
@@ -204,9 +203,7 @@ impl Client {
         for (i, frame) in pcm.chunks(FRAME_BYTES).enumerate() {
             self.send_audio(frame).await;
             let due = start + Duration::from_millis(32 * (i as u64 + 1));
-            while let Ok(Some(item)) =
-                timeout(due.saturating_duration_since(Instant::now()), self.next()).await
-            {
+            while let Ok(Some(item)) = timeout(due.saturating_duration_since(Instant::now()), self.next()).await {
                 received.push(item);
             }
         }
@@ -226,8 +223,7 @@ impl Client {
                 }
                 Some(Ok(Message::Binary(data))) => return Some(Received::Audio(data.to_vec())),
                 Some(Ok(Message::Close(frame))) => {
-                    let frame = frame
-                        .map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string()));
+                    let frame = frame.map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string()));
                     self.closed = Some(frame.clone().unwrap_or((1005, String::new())));
                     return Some(Received::Closed(frame));
                 }
@@ -245,12 +241,9 @@ impl Client {
         let mut seen = Vec::new();
         let deadline = Instant::now() + limit;
         loop {
-            let item = timeout(
-                deadline.saturating_duration_since(Instant::now()),
-                self.next(),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} within {limit:?}; got {}", describe(&seen)));
+            let item = timeout(deadline.saturating_duration_since(Instant::now()), self.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} within {limit:?}; got {}", describe(&seen)));
             let Some(item) = item else {
                 panic!("connection closed before {kind}; got {}", describe(&seen));
             };
@@ -267,19 +260,11 @@ impl Client {
     }
 
     /// Reads until the server closes, returning everything read and the close frame.
-    pub async fn until_closed(
-        &mut self,
-        limit: Duration,
-    ) -> (Vec<Received>, Option<(u16, String)>) {
+    pub async fn until_closed(&mut self, limit: Duration) -> (Vec<Received>, Option<(u16, String)>) {
         let mut seen = Vec::new();
         let deadline = Instant::now() + limit;
         loop {
-            match timeout(
-                deadline.saturating_duration_since(Instant::now()),
-                self.next(),
-            )
-            .await
-            {
+            match timeout(deadline.saturating_duration_since(Instant::now()), self.next()).await {
                 Err(_) => panic!("not closed within {limit:?}; got {}", describe(&seen)),
                 Ok(None) => return (seen, self.closed.clone()),
                 Ok(Some(Received::Closed(frame))) => return (seen, frame),
@@ -352,10 +337,7 @@ fn describe(items: &[Received]) -> String {
 
 pub async fn get(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.expect("GET");
-    (
-        response.status().as_u16(),
-        response.text().await.expect("body"),
-    )
+    (response.status().as_u16(), response.text().await.expect("body"))
 }
 
 pub async fn get_json(url: &str) -> Value {
@@ -369,10 +351,7 @@ pub async fn get_json(url: &str) -> Value {
 pub async fn metric(agent: &AgentProcess, sample: &str) -> f64 {
     let (_, text) = get(&agent.url("/metrics")).await;
     text.lines()
-        .find_map(|line| {
-            line.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
+        .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
@@ -385,10 +364,100 @@ pub async fn wait_metric(agent: &AgentProcess, sample: &str, expected: f64) {
         if value == expected {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{sample} is {value}, expected {expected}"
-        );
+        assert!(Instant::now() < deadline, "{sample} is {value}, expected {expected}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The Bedrock-wire fake (`voice-agent fake-bedrock`), killed on drop.
+pub struct FakeBedrock {
+    child: Child,
+    pub endpoint: String,
+    pub ca_file: String,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeBedrock {
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_file = dir.path().join("fake-bedrock.pem");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_voice-agent"))
+            .args(["fake-bedrock", "--listen", "127.0.0.1:0", "--ca-file"])
+            .arg(&ca_file)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fake-bedrock");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("fake announces itself");
+        let announced: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("fake said {line:?}"));
+        Self {
+            child,
+            endpoint: announced["endpoint"].as_str().expect("endpoint").to_owned(),
+            ca_file: announced["ca_file"].as_str().expect("ca_file").to_owned(),
+            _dir: dir,
+        }
+    }
+
+    fn control(&self, path: &str) -> String {
+        format!("{}{}", self.endpoint, path)
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .expect("http client")
+    }
+
+    /// What every stream received so far.
+    pub async fn streams(&self) -> Vec<Value> {
+        let response = Self::client()
+            .get(self.control("/_fake/streams"))
+            .send()
+            .await
+            .expect("GET streams");
+        response.json::<Vec<Value>>().await.expect("streams JSON")
+    }
+
+    pub async fn inject(&self, fault: Value) {
+        let response = Self::client()
+            .post(self.control("/_fake/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .expect("POST fault");
+        assert!(response.status().is_success());
+    }
+
+    /// Writes an agent config using the NovaSonic provider against this fake.
+    pub fn agent_config(&self, dir: &std::path::Path, extra_model: &str) -> String {
+        let path = dir.join("agent.yaml");
+        let yaml = format!(
+            "model:\n  provider: NovaSonic\n  region: us-west-2\n  endpointUrl: {}\n  caBundleFile: {}\n{extra_model}\
+             prompt:\n  system: You are the test agent.\n",
+            self.endpoint, self.ca_file
+        );
+        std::fs::write(&path, yaml).expect("write config");
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for FakeBedrock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Static test credentials for the agent process (the fake checks the signature's presence,
+/// region and service, not its value).
+pub const AWS_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "AKIDVOICETEST"),
+    ("AWS_SECRET_ACCESS_KEY", "voice-test-secret-key"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 
@@ -187,10 +188,14 @@ impl Driver {
     }
 
     fn on_audio(&mut self, current: &Current, pcm: Bytes) -> Step {
-        let now = Instant::now();
-        self.next_silence = now + KEEPALIVE_GAP;
-        self.listen(&pcm, now);
-        self.send_audio(current, pcm);
+        self.next_silence = Instant::now() + KEEPALIVE_GAP;
+        if self.held.is_empty() {
+            self.listen(&pcm, Instant::now());
+            self.send_audio(current, pcm);
+        } else {
+            // Older audio is still waiting for a working stream: keep the order.
+            self.hold(ModelInput::Audio(pcm));
+        }
         Step::Continue
     }
 
@@ -213,13 +218,7 @@ impl Driver {
         let content = uuid::Uuid::new_v4().to_string();
         match current
             .stream
-            .send_all(wire::text_block(
-                &current.prompt,
-                &content,
-                TextRole::User,
-                true,
-                &text,
-            ))
+            .send_all(wire::text_block(&current.prompt, &content, TextRole::User, true, &text))
             .await
         {
             Ok(()) => Step::Continue,
@@ -227,12 +226,7 @@ impl Driver {
         }
     }
 
-    async fn on_chunk(
-        &mut self,
-        current: &Current,
-        bytes: &[u8],
-        mapped: &mut Vec<Mapped>,
-    ) -> Step {
+    async fn on_chunk(&mut self, current: &Current, bytes: &[u8], mapped: &mut Vec<Mapped>) -> Step {
         match wire::parse_output(bytes) {
             Ok(event) => self.mapper.on_event(event, mapped),
             Err(error) => {
@@ -310,9 +304,7 @@ impl Driver {
         }
         let quiet = !self.mapper.in_response()
             && !self.vad.is_speaking()
-            && self
-                .speech_ended_at
-                .is_none_or(|t| t.elapsed() >= TRANSCRIBE_GRACE);
+            && self.speech_ended_at.is_none_or(|t| t.elapsed() >= TRANSCRIBE_GRACE);
         if quiet || age >= renew_after + RENEW_PATIENCE {
             Step::Renew("proactive")
         } else {
@@ -334,7 +326,9 @@ impl Driver {
         let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
         match current.stream.try_send(event) {
             Ok(()) => self.remember_sent(pcm),
-            Err(_) => {
+            // The stream just died; its error is on the way. Keep the frame for the next one.
+            Err(TrySendError::Closed(())) => self.remember_sent(pcm),
+            Err(TrySendError::Full(())) => {
                 self.shared
                     .metrics
                     .audio_frames_dropped
@@ -451,23 +445,23 @@ impl Driver {
             self.held_bytes -= pcm.len();
             let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
             if current.stream.send(event).await.is_err() {
+                // The new stream died as well; what is left goes to the next one.
+                self.held_bytes += pcm.len();
+                self.held.push_front(pcm);
                 break;
             }
             self.remember_sent(pcm);
+            // Keep taking client input meanwhile, so the session's queue never overflows.
+            while let Ok(message) = input.try_recv() {
+                self.hold(message);
+            }
         }
-        self.held_bytes = 0;
         while let Some(text) = self.held_texts.pop_front() {
             self.history.push(Role::User, &text);
             let content = uuid::Uuid::new_v4().to_string();
             let _ = current
                 .stream
-                .send_all(wire::text_block(
-                    &current.prompt,
-                    &content,
-                    TextRole::User,
-                    true,
-                    &text,
-                ))
+                .send_all(wire::text_block(&current.prompt, &content, TextRole::User, true, &text))
                 .await;
         }
         self.next_silence = Instant::now() + KEEPALIVE_GAP;
@@ -476,11 +470,7 @@ impl Driver {
             .model_stream_renewals
             .get_or_create(&ReasonLabels { reason })
             .inc();
-        info!(
-            reason,
-            history_messages = self.history.len(),
-            "model stream renewed"
-        );
+        info!(reason, history_messages = self.history.len(), "model stream renewed");
         let _ = self
             .output
             .send(ModelOutput::Restarted {
@@ -492,29 +482,14 @@ impl Driver {
 
     /// Opens a stream: session and prompt start, system prompt, history, the audio block. The
     /// returned future owns what it needs, so input can be held while it runs.
-    fn open(
-        &self,
-    ) -> impl std::future::Future<Output = Result<Current, StreamError>> + Send + 'static {
+    fn open(&self) -> impl std::future::Future<Output = Result<Current, StreamError>> + Send + 'static {
         let config = &self.shared.config;
         let prompt = uuid::Uuid::new_v4().to_string();
         let audio = uuid::Uuid::new_v4().to_string();
-        let mut init = vec![
-            wire::session_start(config),
-            wire::prompt_start(&prompt, config, &[]),
-        ];
-        if let Some(system) = self
-            .system_prompt
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-        {
+        let mut init = vec![wire::session_start(config), wire::prompt_start(&prompt, config, &[])];
+        if let Some(system) = self.system_prompt.as_deref().filter(|s| !s.trim().is_empty()) {
             let content = uuid::Uuid::new_v4().to_string();
-            init.extend(wire::text_block(
-                &prompt,
-                &content,
-                TextRole::System,
-                false,
-                system,
-            ));
+            init.extend(wire::text_block(&prompt, &content, TextRole::System, false, system));
         }
         for message in self.history.replay() {
             let role = match message.role {
@@ -522,13 +497,7 @@ impl Driver {
                 Role::Assistant => TextRole::Assistant,
             };
             let content = uuid::Uuid::new_v4().to_string();
-            init.extend(wire::text_block(
-                &prompt,
-                &content,
-                role,
-                false,
-                &message.text,
-            ));
+            init.extend(wire::text_block(&prompt, &content, role, false, &message.text));
         }
         init.push(wire::audio_content_start(&prompt, &audio));
         let client = self.shared.client.clone();
@@ -587,11 +556,7 @@ impl Driver {
     /// A message an operator can act on.
     fn explain(&self, error: &StreamError) -> String {
         let model = &self.shared.config.model_id;
-        let region = self
-            .shared
-            .region
-            .as_deref()
-            .unwrap_or("the configured region");
+        let region = self.shared.region.as_deref().unwrap_or("the configured region");
         match error.kind {
             "access_denied" => format!(
                 "Bedrock denied access to {model} in {region}: {}. The agent's IAM role needs \

@@ -31,11 +31,7 @@ impl History {
         if text.is_empty() {
             return;
         }
-        if self
-            .messages
-            .back()
-            .is_some_and(|m| m.role == role && m.text == text)
-        {
+        if self.messages.back().is_some_and(|m| m.role == role && m.text == text) {
             return;
         }
         let text = keep_end(text, MAX_MESSAGE_BYTES);
@@ -109,11 +105,7 @@ mod tests {
     fn drops_the_oldest_messages_beyond_40kb() {
         let mut h = History::default();
         for i in 0..100 {
-            let role = if i % 2 == 0 {
-                Role::User
-            } else {
-                Role::Assistant
-            };
+            let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
             h.push(role, &format!("{i:03} {}", "x".repeat(996)));
         }
         let total: usize = h.replay().map(|m| m.text.len()).sum();
@@ -121,10 +113,7 @@ mod tests {
         let first = h.replay().next().expect("messages");
         assert_eq!(first.role, Role::User);
         assert!(!first.text.starts_with("000"), "oldest dropped first");
-        assert!(
-            h.replay().last().expect("last").text.starts_with("099"),
-            "newest kept"
-        );
+        assert!(h.replay().last().expect("last").text.starts_with("099"), "newest kept");
     }
 
     #[test]

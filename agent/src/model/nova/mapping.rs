@@ -21,11 +21,7 @@ pub enum Mapped {
     /// Add to the conversation history replayed into later streams.
     Remember(Role, String),
     /// Run a tool and send its result back.
-    CallTool {
-        id: String,
-        name: String,
-        input: Value,
-    },
+    CallTool { id: String, name: String, input: Value },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +87,7 @@ impl OutputMapper {
             }
         }
         if let Some(text) = event.text_output {
-            let content = text
-                .content_id
-                .as_deref()
-                .and_then(|id| self.contents.get(id))
-                .copied();
+            let content = text.content_id.as_deref().and_then(|id| self.contents.get(id)).copied();
             let speaker = content.map_or_else(|| speaker(text.role.as_deref()), |c| c.speaker);
             let body = text.content.into_owned();
             match speaker {
@@ -155,12 +147,8 @@ impl OutputMapper {
             });
         }
         if let Some(end) = event.content_end {
-            let content = end
-                .content_id
-                .as_deref()
-                .and_then(|id| self.contents.remove(id));
-            let is_audio = content.map(|c| c.kind) == Some(Kind::Audio)
-                || end.kind.as_deref() == Some("AUDIO");
+            let content = end.content_id.as_deref().and_then(|id| self.contents.remove(id));
+            let is_audio = content.map(|c| c.kind) == Some(Kind::Audio) || end.kind.as_deref() == Some("AUDIO");
             match end.stop_reason.as_deref() {
                 Some("INTERRUPTED") => self.interrupt(out),
                 Some("END_TURN") if is_audio && self.response.is_some() => {
@@ -203,13 +191,8 @@ impl OutputMapper {
         if self.response.is_none() {
             self.responses += 1;
             let id = format!("response-{}", self.responses);
-            out.push(Mapped::Output(ModelOutput::ResponseStart {
-                id: id.clone(),
-            }));
-            self.response = Some(Response {
-                id,
-                interrupted: false,
-            });
+            out.push(Mapped::Output(ModelOutput::ResponseStart { id: id.clone() }));
+            self.response = Some(Response { id, interrupted: false });
             self.pending_end = None;
         }
     }
@@ -259,8 +242,7 @@ fn speaker(value: Option<&str>) -> Speaker {
 fn is_interruption_marker(text: &str) -> bool {
     let trimmed = text.trim();
     trimmed.starts_with('{')
-        && serde_json::from_str::<Value>(trimmed)
-            .is_ok_and(|v| v.get("interrupted") == Some(&Value::Bool(true)))
+        && serde_json::from_str::<Value>(trimmed).is_ok_and(|v| v.get("interrupted") == Some(&Value::Bool(true)))
 }
 
 #[cfg(test)]
@@ -290,9 +272,7 @@ mod tests {
         let fields = stage.map_or(String::new(), |s| {
             format!(r#","additionalModelFields":"{{\"generationStage\":\"{s}\"}}""#)
         });
-        format!(
-            r#"{{"event":{{"contentStart":{{"contentId":"{id}","type":"{kind}","role":"{role}"{fields}}}}}}}"#
-        )
+        format!(r#"{{"event":{{"contentStart":{{"contentId":"{id}","type":"{kind}","role":"{role}"{fields}}}}}}}"#)
     }
 
     fn text(id: &str, content: &str) -> String {
@@ -303,9 +283,7 @@ mod tests {
     }
 
     fn end(id: &str, kind: &str, stop: &str) -> String {
-        format!(
-            r#"{{"event":{{"contentEnd":{{"contentId":"{id}","type":"{kind}","stopReason":"{stop}"}}}}}}"#
-        )
+        format!(r#"{{"event":{{"contentEnd":{{"contentId":"{id}","type":"{kind}","stopReason":"{stop}"}}}}}}"#)
     }
 
     fn audio(id: &str) -> String {
@@ -412,19 +390,14 @@ mod tests {
             ],
         );
         let outs = outputs(&mapped);
-        assert_eq!(
-            outs.iter()
-                .filter(|o| **o == ModelOutput::Interruption)
-                .count(),
-            1
+        assert_eq!(outs.iter().filter(|o| **o == ModelOutput::Interruption).count(), 1);
+        assert!(
+            !outs
+                .iter()
+                .any(|o| matches!(o, ModelOutput::Transcript { text, .. } if text.contains("interrupted")))
         );
-        assert!(!outs.iter().any(
-            |o| matches!(o, ModelOutput::Transcript { text, .. } if text.contains("interrupted"))
-        ));
         assert_eq!(
-            outs.iter()
-                .filter(|o| matches!(o, ModelOutput::Audio(_)))
-                .count(),
+            outs.iter().filter(|o| matches!(o, ModelOutput::Audio(_))).count(),
             1,
             "no audio after barge-in"
         );
@@ -495,10 +468,7 @@ mod tests {
     #[test]
     fn a_replaced_stream_ends_the_reply_in_progress() {
         let mut mapper = OutputMapper::default();
-        let mut out = feed(
-            &mut mapper,
-            &[&start("a", "AUDIO", "ASSISTANT", None), &audio("a")],
-        );
+        let mut out = feed(&mut mapper, &[&start("a", "AUDIO", "ASSISTANT", None), &audio("a")]);
         mapper.reset_stream(&mut out);
         assert!(outputs(&out).contains(&ModelOutput::ResponseComplete {
             id: "response-1".into(),

@@ -15,9 +15,7 @@ use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use tokio::sync::mpsc;
 
-use super::{
-    ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelProvider, ModelStream, SessionSetup,
-};
+use super::{ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelProvider, ModelStream, SessionSetup};
 use crate::config::{ConfigError, NovaSonicConfig};
 use crate::metrics::Metrics;
 use driver::Driver;
@@ -70,8 +68,7 @@ impl NovaSonicProvider {
         }
         // A consumed input stream cannot be replayed, so the SDK must not retry this call on
         // its own; the driver decides what to retry.
-        let mut builder = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
-            .retry_config(RetryConfig::disabled());
+        let mut builder = aws_sdk_bedrockruntime::config::Builder::from(&sdk).retry_config(RetryConfig::disabled());
         if let Some(url) = &config.endpoint_url {
             builder = builder.endpoint_url(url);
         }

@@ -82,14 +82,9 @@ impl BedrockStream {
     ///
     /// The SDK call is spawned before the first events are queued: Bedrock answers only once it
     /// has read input, so awaiting the call first would wait forever.
-    pub async fn open(
-        client: &Client,
-        model_id: &str,
-        init: Vec<String>,
-    ) -> Result<Self, StreamError> {
+    pub async fn open(client: &Client, model_id: &str, init: Vec<String>) -> Result<Self, StreamError> {
         let (input, mut queue) = mpsc::channel::<Input>(BEDROCK_INPUT_QUEUE);
-        let body =
-            futures::stream::poll_fn(move |cx| queue.poll_recv(cx)).map(Ok::<Input, InputError>);
+        let body = futures::stream::poll_fn(move |cx| queue.poll_recv(cx)).map(Ok::<Input, InputError>);
         let request = client
             .invoke_model_with_bidirectional_stream()
             .model_id(model_id)
@@ -107,21 +102,14 @@ impl BedrockStream {
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(error))) => return Err(classify_open(error)),
             Ok(Err(join)) => {
-                return Err(StreamError::new(
-                    Recovery::Retry,
-                    "internal",
-                    join.to_string(),
-                ));
+                return Err(StreamError::new(Recovery::Retry, "internal", join.to_string()));
             }
             Err(_) => {
                 call.abort();
                 return Err(StreamError::new(
                     Recovery::Retry,
                     "transport",
-                    format!(
-                        "no response from Bedrock within {}s",
-                        OPEN_TIMEOUT.as_secs()
-                    ),
+                    format!("no response from Bedrock within {}s", OPEN_TIMEOUT.as_secs()),
                 ));
             }
         };
@@ -141,13 +129,10 @@ impl BedrockStream {
 
     /// Queues an event, waiting for room.
     pub async fn send(&self, event: String) -> Result<(), StreamError> {
-        self.input.send(chunk(event)).await.map_err(|_| {
-            StreamError::new(
-                Recovery::Retry,
-                "transport",
-                "the Bedrock input stream is closed",
-            )
-        })
+        self.input
+            .send(chunk(event))
+            .await
+            .map_err(|_| StreamError::new(Recovery::Retry, "transport", "the Bedrock input stream is closed"))
     }
 
     /// Queues several events as one group: nothing else is interleaved as long as the caller
@@ -186,10 +171,7 @@ impl BedrockStream {
             }
         }
         drop(input);
-        let _ = tokio::time::timeout(wait, async {
-            while let Ok(Some(_)) = output.recv().await {}
-        })
-        .await;
+        let _ = tokio::time::timeout(wait, async { while let Ok(Some(_)) = output.recv().await {} }).await;
     }
 }
 
@@ -201,33 +183,21 @@ fn chunk(event: String) -> Input {
     )
 }
 
-fn classify_open(
-    error: SdkError<OpenError, aws_sdk_bedrockruntime::config::http::HttpResponse>,
-) -> StreamError {
+fn classify_open(error: SdkError<OpenError, aws_sdk_bedrockruntime::config::http::HttpResponse>) -> StreamError {
     use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
     let message = error.message().map(str::to_owned);
     let text = message.clone().unwrap_or_else(|| describe(&error));
     match error {
         SdkError::ServiceError(service) => match service.into_err() {
-            OpenError::AccessDeniedException(_) => {
-                StreamError::new(Recovery::Fatal, "access_denied", text)
-            }
-            OpenError::ResourceNotFoundException(_) => {
-                StreamError::new(Recovery::Fatal, "not_found", text)
-            }
+            OpenError::AccessDeniedException(_) => StreamError::new(Recovery::Fatal, "access_denied", text),
+            OpenError::ResourceNotFoundException(_) => StreamError::new(Recovery::Fatal, "not_found", text),
             OpenError::ValidationException(_) => classify_validation(text),
-            OpenError::ThrottlingException(_) => {
-                StreamError::new(Recovery::Retry, "throttled", text)
-            }
-            OpenError::ServiceQuotaExceededException(_) => {
-                StreamError::new(Recovery::Retry, "quota_exceeded", text)
-            }
+            OpenError::ThrottlingException(_) => StreamError::new(Recovery::Retry, "throttled", text),
+            OpenError::ServiceQuotaExceededException(_) => StreamError::new(Recovery::Retry, "quota_exceeded", text),
             OpenError::ServiceUnavailableException(_) | OpenError::ModelNotReadyException(_) => {
                 StreamError::new(Recovery::Retry, "unavailable", text)
             }
-            OpenError::ModelTimeoutException(_) => {
-                StreamError::new(Recovery::Renew, "model_timeout", text)
-            }
+            OpenError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, "model_timeout", text),
             _ => StreamError::new(Recovery::Retry, "internal", text),
         },
         SdkError::ConstructionFailure(_) => StreamError::new(
@@ -239,26 +209,15 @@ fn classify_open(
     }
 }
 
-fn classify_stream(
-    error: SdkError<OutputError, aws_smithy_types::event_stream::RawMessage>,
-) -> StreamError {
+fn classify_stream(error: SdkError<OutputError, aws_smithy_types::event_stream::RawMessage>) -> StreamError {
     use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
-    let text = error
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| describe(&error));
+    let text = error.message().map(str::to_owned).unwrap_or_else(|| describe(&error));
     match error {
         SdkError::ServiceError(service) => match service.into_err() {
-            OutputError::ModelTimeoutException(_) => {
-                StreamError::new(Recovery::Renew, "model_timeout", text)
-            }
+            OutputError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, "model_timeout", text),
             OutputError::ValidationException(_) => classify_validation(text),
-            OutputError::ThrottlingException(_) => {
-                StreamError::new(Recovery::Retry, "throttled", text)
-            }
-            OutputError::ServiceUnavailableException(_) => {
-                StreamError::new(Recovery::Retry, "unavailable", text)
-            }
+            OutputError::ThrottlingException(_) => StreamError::new(Recovery::Retry, "throttled", text),
+            OutputError::ServiceUnavailableException(_) => StreamError::new(Recovery::Retry, "unavailable", text),
             _ => StreamError::new(Recovery::Retry, "internal", text),
         },
         _ => StreamError::new(Recovery::Retry, "transport", text),

@@ -46,10 +46,7 @@ pub fn session_start(config: &NovaSonicConfig) -> String {
     let mut inference = serde_json::Map::new();
     inference.insert("maxTokens".into(), json!(config.max_tokens.unwrap_or(1024)));
     inference.insert("topP".into(), json!(config.top_p.unwrap_or(0.9)));
-    inference.insert(
-        "temperature".into(),
-        json!(config.temperature.unwrap_or(0.7)),
-    );
+    inference.insert("temperature".into(), json!(config.temperature.unwrap_or(0.7)));
     let mut body = json!({ "inferenceConfiguration": inference });
     if let Some(sensitivity) = config.endpointing_sensitivity {
         let value = match sensitivity {
@@ -95,13 +92,7 @@ pub fn prompt_start(prompt: &str, config: &NovaSonicConfig, tools: &[ToolSpec]) 
 }
 
 /// A complete text content block: contentStart, one or more textInput, contentEnd.
-pub fn text_block(
-    prompt: &str,
-    content: &str,
-    role: TextRole,
-    interactive: bool,
-    text: &str,
-) -> Vec<String> {
+pub fn text_block(prompt: &str, content: &str, role: TextRole, interactive: bool, text: &str) -> Vec<String> {
     let mut events = vec![event(
         "contentStart",
         json!({
@@ -154,12 +145,7 @@ pub fn audio_input(prompt: &str, content: &str, base64_pcm: &str) -> String {
 }
 
 /// A tool result: contentStart (TOOL), toolResult, contentEnd — sent as one uninterleaved group.
-pub fn tool_result_block(
-    prompt: &str,
-    content: &str,
-    tool_use_id: &str,
-    result: &Value,
-) -> Vec<String> {
+pub fn tool_result_block(prompt: &str, content: &str, tool_use_id: &str, result: &Value) -> Vec<String> {
     vec![
         event(
             "contentStart",
@@ -185,10 +171,7 @@ pub fn tool_result_block(
 }
 
 pub fn content_end(prompt: &str, content: &str) -> String {
-    event(
-        "contentEnd",
-        json!({ "promptName": prompt, "contentName": content }),
-    )
+    event("contentEnd", json!({ "promptName": prompt, "contentName": content }))
 }
 
 pub fn prompt_end(prompt: &str) -> String {
@@ -359,18 +342,8 @@ mod tests {
         let v = parse(&session_start(&config));
         let body = &v["event"]["sessionStart"];
         assert_eq!(body["inferenceConfiguration"]["maxTokens"], 1024);
-        assert!(
-            (body["inferenceConfiguration"]["temperature"]
-                .as_f64()
-                .expect("f64")
-                - 0.3)
-                .abs()
-                < 1e-6
-        );
-        assert_eq!(
-            body["turnDetectionConfiguration"]["endpointingSensitivity"],
-            "LOW"
-        );
+        assert!((body["inferenceConfiguration"]["temperature"].as_f64().expect("f64") - 0.3).abs() < 1e-6);
+        assert_eq!(body["turnDetectionConfiguration"]["endpointingSensitivity"], "LOW");
         let plain = parse(&session_start(&NovaSonicConfig::default()));
         assert!(
             plain["event"]["sessionStart"]

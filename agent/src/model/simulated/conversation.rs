@@ -123,14 +123,11 @@ impl Conversation {
         if let State::Thinking { due, .. } = &self.state
             && now >= *due
         {
-            let State::Thinking { reply, .. } =
-                std::mem::replace(&mut self.state, State::Listening)
-            else {
+            let State::Thinking { reply, .. } = std::mem::replace(&mut self.state, State::Listening) else {
                 return;
             };
-            self.outputs.push_back(ModelOutput::ResponseStart {
-                id: reply.id.clone(),
-            });
+            self.outputs
+                .push_back(ModelOutput::ResponseStart { id: reply.id.clone() });
             self.transcript(Role::Assistant, reply.text.clone(), false);
             let voice = Utterance::from_text(&reply.text, self.config.output_sample_rate);
             self.state = State::Speaking {
@@ -144,10 +141,7 @@ impl Conversation {
         let lead = chunk * LEAD_CHUNKS;
         let rate = f64::from(self.config.output_sample_rate);
         let State::Speaking {
-            voice,
-            started,
-            sent,
-            ..
+            voice, started, sent, ..
         } = &mut self.state
         else {
             return;
@@ -171,8 +165,7 @@ impl Conversation {
             State::Thinking { due, .. } => Some(*due),
             State::Speaking { started, sent, .. } => {
                 let ahead = sent.saturating_sub(self.chunk_samples() * LEAD_CHUNKS) as u64;
-                let nanos =
-                    (ahead * 1_000_000_000).div_ceil(u64::from(self.config.output_sample_rate));
+                let nanos = (ahead * 1_000_000_000).div_ceil(u64::from(self.config.output_sample_rate));
                 Some(*started + Duration::from_nanos(nanos) + Duration::from_micros(1))
             }
         }
@@ -220,8 +213,7 @@ impl Conversation {
     }
 
     fn finish_reply(&mut self, stop_reason: StopReason, fraction: f64) {
-        let State::Speaking { reply, .. } = std::mem::replace(&mut self.state, State::Listening)
-        else {
+        let State::Speaking { reply, .. } = std::mem::replace(&mut self.state, State::Listening) else {
             return;
         };
         let spoken = script::spoken_prefix(&reply.text, fraction);
@@ -240,11 +232,7 @@ impl Conversation {
     }
 
     fn transcript(&mut self, role: Role, text: String, is_final: bool) {
-        self.outputs.push_back(ModelOutput::Transcript {
-            role,
-            text,
-            is_final,
-        });
+        self.outputs.push_back(ModelOutput::Transcript { role, text, is_final });
     }
 }
 
@@ -287,12 +275,8 @@ mod tests {
                 ModelOutput::UserTurnEnd => "turn_end",
                 ModelOutput::ResponseStart { .. } => "response_start",
                 ModelOutput::Audio(_) => "audio",
-                ModelOutput::Transcript {
-                    role: Role::User, ..
-                } => "user_transcript",
-                ModelOutput::Transcript {
-                    is_final: false, ..
-                } => "speculative",
+                ModelOutput::Transcript { role: Role::User, .. } => "user_transcript",
+                ModelOutput::Transcript { is_final: false, .. } => "speculative",
                 ModelOutput::Transcript { .. } => "final",
                 ModelOutput::Interruption => "interruption",
                 ModelOutput::ResponseComplete { .. } => "complete",
@@ -324,24 +308,11 @@ mod tests {
         let (reply, _) = run_until_idle(&mut c, t0);
         assert_eq!(
             kinds(&reply),
-            vec![
-                "response_start",
-                "speculative",
-                "audio",
-                "final",
-                "complete",
-                "usage"
-            ]
+            vec!["response_start", "speculative", "audio", "final", "complete", "usage"]
         );
         let audio_bytes: usize = reply
             .iter()
-            .map(|o| {
-                if let ModelOutput::Audio(b) = o {
-                    b.len()
-                } else {
-                    0
-                }
-            })
+            .map(|o| if let ModelOutput::Audio(b) = o { b.len() } else { 0 })
             .sum();
         assert!(
             audio_bytes > 24_000 * 2,
@@ -357,10 +328,7 @@ mod tests {
         c.poll(t0 + Duration::from_millis(150));
         assert_eq!(c.drain().count(), 0);
         c.poll(t0 + Duration::from_millis(200));
-        assert!(matches!(
-            c.drain().next(),
-            Some(ModelOutput::ResponseStart { .. })
-        ));
+        assert!(matches!(c.drain().next(), Some(ModelOutput::ResponseStart { .. })));
     }
 
     #[test]
@@ -370,16 +338,10 @@ mod tests {
         feed(&mut c, &[tone(600, 8000.0), silence(700)].concat(), t0);
         let start = t0 + Duration::from_millis(200);
         c.poll(start);
-        let at_start = c
-            .drain()
-            .filter(|o| matches!(o, ModelOutput::Audio(_)))
-            .count();
+        let at_start = c.drain().filter(|o| matches!(o, ModelOutput::Audio(_))).count();
         assert_eq!(at_start, LEAD_CHUNKS);
         c.poll(start + Duration::from_millis(320));
-        let after = c
-            .drain()
-            .filter(|o| matches!(o, ModelOutput::Audio(_)))
-            .count();
+        let after = c.drain().filter(|o| matches!(o, ModelOutput::Audio(_))).count();
         assert_eq!(after, 10, "320 ms later, ten more 32 ms chunks");
     }
 
@@ -391,18 +353,12 @@ mod tests {
         c.poll(t0 + Duration::from_millis(600));
         c.drain().for_each(drop);
         let barge = feed(&mut c, &tone(200, 8000.0), t0 + Duration::from_millis(700));
-        assert_eq!(
-            kinds(&barge),
-            vec!["interruption", "final", "complete", "usage"]
-        );
+        assert_eq!(kinds(&barge), vec!["interruption", "final", "complete", "usage"]);
         assert!(barge.contains(&ModelOutput::ResponseComplete {
             id: "response-1".into(),
             stop_reason: StopReason::Interrupted
         }));
-        assert!(
-            c.next_wakeup().is_none(),
-            "no more reply audio after the interruption"
-        );
+        assert!(c.next_wakeup().is_none(), "no more reply audio after the interruption");
     }
 
     #[test]
@@ -463,9 +419,6 @@ mod tests {
         });
         let frame = Bytes::from_static(&[1, 2, 3, 4]);
         c.on_audio(&frame, Instant::now());
-        assert_eq!(
-            c.drain().collect::<Vec<_>>(),
-            vec![ModelOutput::Audio(frame)]
-        );
+        assert_eq!(c.drain().collect::<Vec<_>>(), vec![ModelOutput::Audio(frame)]);
     }
 }

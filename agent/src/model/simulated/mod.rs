@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::{
-    ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelInput, ModelOutput, ModelProvider,
-    ModelStream, SessionSetup,
+    ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelInput, ModelOutput, ModelProvider, ModelStream,
+    SessionSetup,
 };
 
 pub struct SimulatedProvider {

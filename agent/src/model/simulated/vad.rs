@@ -116,10 +116,7 @@ pub(crate) mod tests {
         let events = run(&[silence(200), tone(1000, 8000.0), silence(800)]);
         assert_eq!(
             events,
-            vec![
-                VadEvent::SpeechStarted,
-                VadEvent::SpeechEnded { speech_ms: 1000 }
-            ]
+            vec![VadEvent::SpeechStarted, VadEvent::SpeechEnded { speech_ms: 1000 }]
         );
     }
 
@@ -135,18 +132,10 @@ pub(crate) mod tests {
 
     #[test]
     fn short_pauses_inside_a_sentence_do_not_end_the_turn() {
-        let events = run(&[
-            tone(500, 8000.0),
-            silence(300),
-            tone(500, 8000.0),
-            silence(700),
-        ]);
+        let events = run(&[tone(500, 8000.0), silence(300), tone(500, 8000.0), silence(700)]);
         assert_eq!(
             events,
-            vec![
-                VadEvent::SpeechStarted,
-                VadEvent::SpeechEnded { speech_ms: 1300 }
-            ]
+            vec![VadEvent::SpeechStarted, VadEvent::SpeechEnded { speech_ms: 1300 }]
         );
     }
 

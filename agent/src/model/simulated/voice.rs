@@ -40,11 +40,7 @@ impl Utterance {
         let mut index = 0usize;
         for word in &words {
             let groups = vowel_groups(word);
-            let groups = if groups.is_empty() {
-                vec![(0, 'a')]
-            } else {
-                groups
-            };
+            let groups = if groups.is_empty() { vec![(0, 'a')] } else { groups };
             for (n, (consonants, vowel)) in groups.iter().enumerate() {
                 let progress = index as f32 / total_syllables.max(1) as f32;
                 // Declination from 200 Hz to 150 Hz across the reply, a lift on stressed
@@ -53,9 +49,7 @@ impl Utterance {
                 if question && progress > 0.8 {
                     f0 += 120.0 * (progress - 0.8);
                 }
-                let len = ms(130.0
-                    + 15.0 * (*consonants).min(3) as f32
-                    + if n == 0 { 30.0 } else { 0.0 });
+                let len = ms(130.0 + 15.0 * (*consonants).min(3) as f32 + if n == 0 { 30.0 } else { 0.0 });
                 let onset = ms(12.0 * (*consonants).min(3) as f32);
                 syllables.push(Syllable {
                     start: cursor,
@@ -78,9 +72,9 @@ impl Utterance {
             syllables,
             total: cursor + ms(60.0),
             rate,
-            seed: text.bytes().fold(2166136261u32, |h, b| {
-                (h ^ u32::from(b)).wrapping_mul(16777619)
-            }),
+            seed: text
+                .bytes()
+                .fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619)),
         }
     }
 
@@ -96,13 +90,9 @@ impl Utterance {
     /// Renders samples `[offset, offset + count)` (clipped to the end) as PCM16LE bytes.
     pub fn render(&self, offset: usize, count: usize, out: &mut Vec<u8>) {
         let end = (offset + count).min(self.total);
-        let mut next = self
-            .syllables
-            .partition_point(|s| s.start + s.len <= offset);
+        let mut next = self.syllables.partition_point(|s| s.start + s.len <= offset);
         for i in offset..end {
-            while next < self.syllables.len()
-                && self.syllables[next].start + self.syllables[next].len <= i
-            {
+            while next < self.syllables.len() && self.syllables[next].start + self.syllables[next].len <= i {
                 next += 1;
             }
             let value = match self.syllables.get(next) {
@@ -137,9 +127,7 @@ impl Utterance {
         for h in 1..=HARMONICS {
             let hf = h as f32;
             let freq = hf * (s.f0_start + slope * t);
-            let weight =
-                (bump(freq, s.formants.0, 160.0) + 0.6 * bump(freq, s.formants.1, 260.0) + 0.08)
-                    / hf.sqrt();
+            let weight = (bump(freq, s.formants.0, 160.0) + 0.6 * bump(freq, s.formants.1, 260.0) + 0.08) / hf.sqrt();
             value += weight * (TAU * hf * phase).sin();
             norm += weight;
         }
@@ -211,17 +199,13 @@ mod tests {
     }
 
     fn rms(samples: &[i16]) -> f64 {
-        (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len().max(1) as f64)
-            .sqrt()
+        (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len().max(1) as f64).sqrt()
     }
 
     #[test]
     fn length_grows_with_text_and_is_speech_paced() {
         let short = Utterance::from_text("Hello there.", 24_000);
-        let long = Utterance::from_text(
-            "Hello there, this is a much longer reply with many words.",
-            24_000,
-        );
+        let long = Utterance::from_text("Hello there, this is a much longer reply with many words.", 24_000);
         assert!(long.len() > 2 * short.len());
         let seconds = long.len() as f64 / 24_000.0;
         assert!((2.0..6.0).contains(&seconds), "{seconds} s");
@@ -232,10 +216,7 @@ mod tests {
         let samples = render_all(&Utterance::from_text("One two. Three four.", 24_000));
         assert!(rms(&samples) > 1000.0, "rms {}", rms(&samples));
         let quiet_windows = samples.chunks(480).filter(|w| rms(w) < 50.0).count();
-        assert!(
-            quiet_windows >= 5,
-            "expected gaps between words, got {quiet_windows}"
-        );
+        assert!(quiet_windows >= 5, "expected gaps between words, got {quiet_windows}");
     }
 
     #[test]
