@@ -3,10 +3,11 @@
 CACHE ?= $(HOME)/.cache/voice-agents
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 
-.PHONY: test lint fmt build release run unit
+.PHONY: test lint unit e2e fmt build release run cluster-build cluster-up cluster-down cluster-smoke
 
-## Everything CI checks: formatting, lints, unit and integration tests.
-test: lint unit
+## Everything CI checks: formatting, lints, unit and integration tests, and the suites that run
+## against a real local Kubernetes control plane (built from Go modules on first use).
+test: lint unit e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -14,6 +15,11 @@ lint:
 
 unit:
 	cargo test --workspace
+
+## Cluster suites: the control-plane smoke test, then the Rust e2e tests on a shared cluster,
+## which is stopped afterwards whatever the outcome.
+e2e: cluster-smoke
+	status=0; cargo test -p voice-e2e -- --ignored || status=$$?; tests/cluster/down || true; exit $$status
 
 fmt:
 	cargo fmt --all
@@ -27,3 +33,16 @@ release:
 ## Run the agent locally with the simulated model on :8080.
 run:
 	cargo run --release -p voice-agent
+
+cluster-build:
+	tests/cluster/build
+
+## eval "$$(make -s cluster-up)" puts KUBECONFIG and the cluster's binaries in your shell.
+cluster-up:
+	@tests/cluster/up
+
+cluster-down:
+	tests/cluster/down
+
+cluster-smoke:
+	tests/cluster/smoke
