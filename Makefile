@@ -2,8 +2,11 @@
 
 CACHE ?= $(HOME)/.cache/voice-agents
 export CARGO_TARGET_DIR ?= $(CACHE)/target
+# Python test peers live in a virtualenv keyed by the requirements' hash.
+VENV ?= $(CACHE)/venv-tests-$(shell sha256sum tests/requirements.txt | cut -c1-12)
+export VOICE_AGENTS_TEST_PYTHON ?= $(VENV)/bin/python
 
-.PHONY: test lint unit e2e fmt build release run cluster-build cluster-up cluster-down cluster-smoke
+.PHONY: test test-deps lint unit e2e fmt build release run cluster-build cluster-up cluster-down cluster-smoke
 
 ## Everything CI checks: formatting, lints, unit and integration tests, and the suites that run
 ## against a real local Kubernetes control plane (built from Go modules on first use).
@@ -13,8 +16,16 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: test-deps
 	cargo test --workspace
+
+## Python packages the tests run as independent peers (an MCP server).
+test-deps: $(VENV)/.installed
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
 
 ## Cluster suites: the control-plane smoke test, then the Rust e2e tests on a shared cluster,
 ## which is stopped afterwards whatever the outcome.

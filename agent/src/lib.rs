@@ -14,3 +14,4 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tools;

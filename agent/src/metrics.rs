@@ -58,6 +58,18 @@ pub const RENEWAL_REASONS: &[&str] = &[
     "error",
 ];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    /// A tool offered to the model (a bounded set, from the gateway), or `unknown`.
+    pub tool: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolNameLabels {
+    pub tool: String,
+}
+
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
@@ -74,6 +86,8 @@ pub struct Metrics {
     pub model_errors: Family<KindLabels, Counter>,
     pub model_stream_renewals: Family<ReasonLabels, Counter>,
     pub handshake_rejections: Family<ReasonLabels, Counter>,
+    pub tool_calls: Family<ToolLabels, Counter>,
+    pub tool_call_duration: Family<ToolNameLabels, Histogram>,
 }
 
 impl Metrics {
@@ -96,6 +110,11 @@ impl Metrics {
             model_errors: Family::default(),
             model_stream_renewals: Family::default(),
             handshake_rejections: Family::default(),
+            tool_calls: Family::default(),
+            // Tools answer in tens of milliseconds to tens of seconds.
+            tool_call_duration: Family::new_with_constructor(|| {
+                Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+            }),
         };
         // Every known label value starts at zero, so each series exists from the start
         // (rates and alerts work before the first event, and dashboards find every name).
@@ -120,6 +139,14 @@ impl Metrics {
         let _ = metrics
             .client_errors
             .get_or_create(&CodeLabels { code: "invalid_event" });
+        let unknown = ToolLabels {
+            tool: "unknown".into(),
+            outcome: "unknown_tool",
+        };
+        let _ = metrics.tool_calls.get_or_create(&unknown);
+        let _ = metrics.tool_call_duration.get_or_create(&ToolNameLabels {
+            tool: unknown.tool.clone(),
+        });
         let r = registry.sub_registry_with_prefix("voice_agent");
         r.register(
             "sessions_active",
@@ -175,6 +202,16 @@ impl Metrics {
             "model_stream_renewals",
             "Model streams replaced within a session, by reason",
             metrics.model_stream_renewals.clone(),
+        );
+        r.register(
+            "tool_calls",
+            "Tool calls by tool and outcome",
+            metrics.tool_calls.clone(),
+        );
+        r.register(
+            "tool_call_duration_seconds",
+            "Duration of tool calls, by tool",
+            metrics.tool_call_duration.clone(),
         );
         r.register(
             "handshake_rejections",

@@ -157,6 +157,8 @@ async fn every_metric_family_is_exposed() {
         "voice_agent_model_errors counter",
         "voice_agent_model_stream_renewals counter",
         "voice_agent_handshake_rejections counter",
+        "voice_agent_tool_calls counter",
+        "voice_agent_tool_call_duration_seconds histogram",
     ] {
         assert!(text.contains(&format!("# TYPE {family}")), "missing {family}");
     }

@@ -68,6 +68,7 @@ struct OpenContent {
     role: String,
     interactive: bool,
     text: String,
+    tool_use_id: Option<String>,
 }
 
 pub struct FakeStream {
@@ -78,6 +79,8 @@ pub struct FakeStream {
     audio_content: Option<String>,
     conversation: Option<Conversation>,
     output_rate: u32,
+    /// Tool names offered in promptStart.
+    tools: Vec<String>,
     opened: Instant,
     last_input: Instant,
     last_speech: Instant,
@@ -104,6 +107,7 @@ impl FakeStream {
             audio_content: None,
             conversation: None,
             output_rate: 24_000,
+            tools: Vec::new(),
             opened: now,
             last_input: now,
             last_speech: now,
@@ -235,6 +239,20 @@ impl FakeStream {
         }
         self.prompt = prompt.to_owned();
         self.output_rate = rate as u32;
+        if let Some(tools) = body.pointer("/toolConfiguration/tools").and_then(Value::as_array) {
+            for tool in tools {
+                let spec = tool
+                    .get("toolSpec")
+                    .ok_or_else(|| Exception::validation("tools need a toolSpec"))?;
+                let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
+                if spec.pointer("/inputSchema/json").and_then(Value::as_str).is_none() {
+                    return Err(Exception::validation(format!(
+                        "toolSpec {name}: inputSchema.json must be a JSON string"
+                    )));
+                }
+                self.tools.push(name.to_owned());
+            }
+        }
         self.phase = Phase::Setup;
         Ok(())
     }
@@ -307,6 +325,10 @@ impl FakeStream {
                 return Err(Exception::validation(format!("invalid content type {other:?}")));
             }
         }
+        let tool_use_id = body
+            .pointer("/toolResultInputConfiguration/toolUseId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         self.contents.insert(
             name.to_owned(),
             OpenContent {
@@ -314,6 +336,7 @@ impl FakeStream {
                 role,
                 interactive,
                 text: String::new(),
+                tool_use_id,
             },
         );
         Ok(())
@@ -374,7 +397,8 @@ impl FakeStream {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        self.open_content(body, "TOOL")?;
+        let content = self.open_content(body, "TOOL")?;
+        content.text.push_str(&result);
         self.record.tool_result(result);
         Ok(())
     }
@@ -389,6 +413,13 @@ impl FakeStream {
         };
         match (content.kind.as_str(), content.role.as_str(), content.interactive) {
             ("AUDIO", _, _) => self.audio_content = None,
+            ("TOOL", _, _) => {
+                let is_error = serde_json::from_str::<Value>(&content.text).is_ok_and(|v| v.get("error").is_some());
+                if let (Some(conversation), Some(id)) = (&mut self.conversation, &content.tool_use_id) {
+                    conversation.on_tool_result(id, &content.text, is_error, now);
+                }
+                return self.poll(now, out);
+            }
             ("TEXT", "SYSTEM", _) => self.record.system_prompt(content.text),
             ("TEXT", "USER", true) => {
                 self.record.text_input(content.text.clone());
@@ -476,6 +507,29 @@ impl FakeStream {
                     "totalTokens": input_tokens + output_tokens,
                 }),
             )),
+            ModelOutput::ToolUse { id, name, input } => {
+                if !self.tools.contains(&name) {
+                    // The real model only calls tools it was given.
+                    if let Some(conversation) = &mut self.conversation {
+                        conversation.on_tool_result(&id, "no such tool", true, Instant::now());
+                    }
+                    return;
+                }
+                let content_id = self.content_id();
+                out.push(self.event(
+                    "contentStart",
+                    json!({ "contentId": content_id, "type": "TOOL", "role": "TOOL",
+                            "toolUseOutputConfiguration": { "mediaType": "application/json" } }),
+                ));
+                out.push(self.event(
+                    "toolUse",
+                    json!({ "contentId": content_id, "toolName": name, "toolUseId": id, "content": input.to_string() }),
+                ));
+                out.push(self.event(
+                    "contentEnd",
+                    json!({ "contentId": content_id, "type": "TOOL", "stopReason": "TOOL_USE" }),
+                ));
+            }
             // Response boundaries are implicit in Nova's event stream.
             _ => {}
         }

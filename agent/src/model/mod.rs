@@ -29,6 +29,23 @@ pub enum ModelInput {
     Audio(Bytes),
     /// A user text message.
     Text(String),
+    /// The outcome of a tool call the model asked for.
+    ToolResult {
+        id: String,
+        name: String,
+        content: String,
+        is_error: bool,
+    },
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    /// The name the model uses.
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the input.
+    pub input_schema: serde_json::Value,
 }
 
 /// Who spoke a transcript.
@@ -80,13 +97,6 @@ pub enum ModelOutput {
         name: String,
         input: serde_json::Value,
     },
-    /// The result of a tool call, as returned to the model.
-    ToolResult {
-        id: String,
-        name: String,
-        is_error: bool,
-        content: String,
-    },
     /// The provider replaced its underlying stream; the conversation goes on.
     Restarted {
         reason: String,
@@ -107,6 +117,8 @@ pub struct SessionSetup {
     pub system_prompt: Option<String>,
     pub input_sample_rate: u32,
     pub output_sample_rate: u32,
+    /// Tools the model may call.
+    pub tools: std::sync::Arc<[ToolSpec]>,
 }
 
 /// One open conversation with a model. Dropping `input` ends it; the provider then finishes

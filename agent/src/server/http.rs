@@ -31,10 +31,10 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
-    if agent.drain.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    match agent.not_ready() {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+        None => (StatusCode::OK, "ready\n").into_response(),
     }
-    (StatusCode::OK, "ready\n").into_response()
 }
 
 pub async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
@@ -87,11 +87,12 @@ pub async fn invocations(State(agent): State<Arc<Agent>>, body: Bytes) -> Respon
             "active_sessions": state.active,
             "max_sessions": agent.sessions.max(),
             "ws_path": "/ws",
+            "tools": agent.tools.borrow().as_ref().map(|t| t.specs().iter().map(|s| s.name.clone()).collect::<Vec<_>>()),
         }))
         .into_response(),
         Some("health") => Json(json!({
             "status": state.status,
-            "ready": !agent.drain.is_draining(),
+            "ready": agent.not_ready().is_none(),
             "time_of_last_update": state.status_since,
         }))
         .into_response(),

@@ -20,11 +20,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{AgentConfig, ConfigError, ModelConfig, SimulatedMode};
+use crate::config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode};
 use crate::metrics::Metrics;
 use crate::model::ModelProvider;
 use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
+use crate::tools::Toolbox;
+use tokio::sync::watch;
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -38,6 +40,8 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<Sessions>,
     pub drain: Drain,
+    /// The gateway's tools, once loaded (always `None` without a gateway).
+    pub tools: watch::Receiver<Option<Arc<Toolbox>>>,
     registry: Registry,
     system_prompt: Option<String>,
 }
@@ -52,15 +56,31 @@ impl Agent {
         let metrics = Arc::new(Metrics::register(&mut registry));
         let model = build_model(&config, metrics.clone()).await?;
         let sessions = Sessions::new(config.session.max_sessions as usize, metrics.sessions_active.clone());
+        let (tools_tx, tools) = watch::channel(None);
+        if let Some(gateway) = config.gateway.clone() {
+            tokio::spawn(load_tools(gateway, metrics.clone(), tools_tx));
+        }
         Ok(Arc::new(Self {
             config,
             model,
             metrics,
             sessions,
             drain: Drain::default(),
+            tools,
             registry,
             system_prompt,
         }))
+    }
+
+    /// Why the agent is not ready, if it is not: draining, or tools not loaded yet.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.drain.is_draining() {
+            Some("draining")
+        } else if self.config.gateway.is_some() && self.tools.borrow().is_none() {
+            Some("tools not loaded from the gateway yet")
+        } else {
+            None
+        }
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -124,6 +144,37 @@ impl Agent {
             );
         }
         info!("drained");
+    }
+}
+
+/// How often the gateway's tool list is read again, to pick up added or removed tools.
+const TOOLS_REFRESH: Duration = Duration::from_secs(300);
+/// Retry delays while the gateway cannot be reached: from one second, doubling, up to 30.
+const TOOLS_RETRY_FIRST: Duration = Duration::from_secs(1);
+const TOOLS_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Loads the gateway's tools, retrying until it works, then refreshes them periodically.
+/// Sessions started before the first load have no tools; readiness waits for it.
+async fn load_tools(gateway: GatewayConfig, metrics: Arc<Metrics>, tools: watch::Sender<Option<Arc<Toolbox>>>) {
+    let mut retry = TOOLS_RETRY_FIRST;
+    loop {
+        match Toolbox::load(&gateway, metrics.clone()).await {
+            Ok(toolbox) => {
+                retry = TOOLS_RETRY_FIRST;
+                if tools.send(Some(Arc::new(toolbox))).is_err() {
+                    return;
+                }
+                tokio::time::sleep(TOOLS_REFRESH).await;
+            }
+            Err(error) => {
+                warn!(%error, retry_in = %humantime::format_duration(retry), "cannot load tools from the gateway");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(TOOLS_RETRY_MAX);
+            }
+        }
+        if tools.is_closed() {
+            return;
+        }
     }
 }
 

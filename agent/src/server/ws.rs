@@ -98,6 +98,7 @@ pub async fn upgrade(
     };
 
     let id = session_id(&headers);
+    let toolbox = agent.tools.borrow().clone();
     let ctx = SessionContext {
         id: id.clone(),
         audio_output,
@@ -111,9 +112,16 @@ pub async fn upgrade(
             system_prompt: agent.system_prompt.clone(),
             input_sample_rate: INPUT_SAMPLE_RATE,
             output_sample_rate: agent.config.output_sample_rate(),
+            tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
         },
         metrics: agent.metrics.clone(),
         closing: agent.drain.closing_token(),
+        max_tool_calls: agent
+            .config
+            .gateway
+            .as_ref()
+            .map_or(1, |g| g.max_concurrent_calls as usize),
+        tools: toolbox,
     };
     let max_message = agent.config.websocket.max_message_bytes;
     upgrade

@@ -55,6 +55,12 @@ pub enum Observation {
 pub enum Action {
     Send(Outbound),
     Model(ModelInput),
+    /// Run a tool the model asked for; report back with [`Session::on_tool_result`].
+    CallTool {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
     Observe(Observation),
     /// The session is over: after the queued sends, close and clean up.
     End(EndReason),
@@ -193,26 +199,17 @@ impl Session {
                 output_tokens,
                 total_tokens: input_tokens + output_tokens,
             },
-            ModelOutput::ToolUse { id, name, input } => ServerEvent::ToolUse {
-                current_tool_use: ToolUseBody {
-                    tool_use_id: id,
-                    name,
-                    input,
-                },
-            },
-            ModelOutput::ToolResult {
-                id,
-                name,
-                is_error,
-                content,
-            } => ServerEvent::ToolResult {
-                tool_result: ToolResultBody {
-                    tool_use_id: id,
-                    name,
-                    status: if is_error { "error" } else { "success" },
-                    content: vec![ToolResultContent { text: content }],
-                },
-            },
+            ModelOutput::ToolUse { id, name, input } => {
+                actions.push(Action::Send(Outbound::Event(ServerEvent::ToolUse {
+                    current_tool_use: ToolUseBody {
+                        tool_use_id: id.clone(),
+                        name: name.clone(),
+                        input: input.clone(),
+                    },
+                })));
+                actions.push(Action::CallTool { id, name, input });
+                return;
+            }
             ModelOutput::Restarted { reason } => ServerEvent::ConnectionRestart { reason },
             ModelOutput::Error { code, message, fatal } => {
                 // Providers count their own errors (recovered ones too); clients see them here.
@@ -225,6 +222,34 @@ impl Session {
             }
         };
         actions.push(Action::Send(Outbound::Event(event)));
+    }
+
+    /// A tool call finished: the model gets the result, the client sees it.
+    pub fn on_tool_result(
+        &mut self,
+        id: String,
+        name: String,
+        is_error: bool,
+        content: String,
+        actions: &mut Vec<Action>,
+    ) {
+        if self.ended.is_some() {
+            return;
+        }
+        actions.push(Action::Send(Outbound::Event(ServerEvent::ToolResult {
+            tool_result: ToolResultBody {
+                tool_use_id: id.clone(),
+                name: name.clone(),
+                status: if is_error { "error" } else { "success" },
+                content: vec![ToolResultContent { text: content.clone() }],
+            },
+        })));
+        actions.push(Action::Model(ModelInput::ToolResult {
+            id,
+            name,
+            content,
+            is_error,
+        }));
     }
 
     /// Time passed: enforce the idle timeout and the maximum duration.
@@ -571,6 +596,35 @@ mod tests {
             }
         );
         assert!(matches!(events[4], ServerEvent::ConnectionRestart { .. }));
+    }
+
+    #[test]
+    fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
+        let (mut s, _) = start(Instant::now());
+        let mut actions = Vec::new();
+        let input = serde_json::json!({"city": "Oslo"});
+        let call = ModelOutput::ToolUse {
+            id: "t1".into(),
+            name: "weather".into(),
+            input: input.clone(),
+        };
+        s.on_model(Some(call), Instant::now(), &mut actions);
+        assert!(matches!(sent_events(&actions)[..], [ServerEvent::ToolUse { .. }]));
+        assert!(actions.contains(&Action::CallTool {
+            id: "t1".into(),
+            name: "weather".into(),
+            input
+        }));
+        actions.clear();
+        s.on_tool_result("t1".into(), "weather".into(), false, "{\"c\":3}".into(), &mut actions);
+        assert!(
+            matches!(sent_events(&actions)[..], [ServerEvent::ToolResult { tool_result }] if tool_result.status == "success")
+        );
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Model(ModelInput::ToolResult { id, is_error: false, .. }) if id == "t1"))
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod machine;
 mod task;
+mod tool_calls;
 
 pub use machine::{Action, Observation, Outbound, Session, SessionLimits};
 pub use task::{SessionContext, run_session};

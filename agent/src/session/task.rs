@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::machine::{Action, Observation, Outbound, Session, SessionLimits};
+use super::tool_calls::ToolCalls;
 use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup};
 use crate::protocol::{AudioOutput, EndReason, ServerEvent, decode_binary, decode_text, encode_audio_json};
+use crate::tools::Toolbox;
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
 /// client that falls further behind is too slow to hold a conversation, and newer audio is
@@ -42,6 +44,10 @@ pub struct SessionContext {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the agent's drain timeout is over: close now.
     pub closing: CancellationToken,
+    /// Tools the model may call, if a gateway is configured and its tools are loaded.
+    pub tools: Option<Arc<Toolbox>>,
+    /// Tool calls this session runs at once.
+    pub max_tool_calls: usize,
 }
 
 /// How the writer task stopped.
@@ -183,6 +189,7 @@ where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let mut actions = Vec::with_capacity(8);
+    let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls);
     let mut session = Session::start(
         ctx.id.clone(),
         ctx.model.model_id(),
@@ -201,6 +208,7 @@ where
                 Action::Send(outbound) => send(outbound, out_tx, &ctx.metrics).await,
                 Action::Model(input) => model_busy |= !feed_model(input, model, &ctx.metrics),
                 Action::Observe(observation) => observe(observation, &ctx.metrics),
+                Action::CallTool { id, name, input } => calls.start(id, name, input),
                 Action::End(_) => {}
             }
         }
@@ -224,6 +232,9 @@ where
             }
             frame = stream.next() => on_frame(frame, &mut session, &mut actions),
             output = model.output.recv() => session.on_model(output, Instant::now(), &mut actions),
+            Some(done) = calls.next(), if !calls.is_empty() => {
+                session.on_tool_result(done.id, done.name, done.outcome.is_error(), done.outcome.content, &mut actions);
+            }
             () = sleep_until(session.deadline()) => session.on_deadline(Instant::now(), &mut actions),
         }
     }

@@ -461,3 +461,84 @@ pub const AWS_ENV: &[(&str, &str)] = &[
     ("AWS_SECRET_ACCESS_KEY", "voice-test-secret-key"),
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
+
+/// The independent MCP server (official Python SDK) from `tests/mcp/tool_server.py`.
+pub struct McpServer {
+    child: Child,
+    pub url: String,
+}
+
+/// The secret the MCP test server checks SigV4 signatures with (matches [`AWS_ENV`]).
+pub const SIGV4_SECRET: &str = "voice-test-secret-key";
+
+impl McpServer {
+    pub fn start(json_response: bool) -> Self {
+        let python = std::env::var("VOICE_AGENTS_TEST_PYTHON").unwrap_or_else(|_| {
+            panic!("VOICE_AGENTS_TEST_PYTHON is not set: run the tests with `make test` (or `make test-deps` and export it)")
+        });
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp/tool_server.py");
+        let mut command = Command::new(python);
+        command.arg(script).args(["--sigv4-secret", SIGV4_SECRET]);
+        if json_response {
+            command.arg("--json-response");
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the MCP server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("MCP server announces itself");
+        let announced: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("MCP server said {line:?}"));
+        Self {
+            child,
+            url: announced["url"].as_str().expect("url").to_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Vec<Value> {
+        let base = self.url.trim_end_matches("/mcp");
+        reqwest::get(format!("{base}{path}"))
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Every MCP request the server received.
+    pub async fn requests(&self) -> Vec<Value> {
+        self.get("/_test/requests").await
+    }
+
+    /// Every tool call the server ran, with start and end times.
+    pub async fn calls(&self) -> Vec<Value> {
+        self.get("/_test/calls").await
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the agent is ready (tools loaded, when a gateway is configured).
+pub async fn wait_ready(agent: &AgentProcess) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if get(&agent.url("/readyz")).await.0 == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent not ready: {:?}",
+            get(&agent.url("/readyz")).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -24,7 +24,7 @@ use super::stream::{BedrockStream, Recovery, StreamError};
 use super::wire::{self, TextRole};
 use crate::metrics::{self, KindLabels, ReasonLabels};
 use crate::model::simulated::vad::{TurnDetector, VadEvent};
-use crate::model::{ModelError, ModelInput, ModelOutput, Role};
+use crate::model::{ModelError, ModelInput, ModelOutput, Role, SessionSetup};
 
 /// One frame of audio at 16 kHz: the keep-alive unit.
 const FRAME: Duration = Duration::from_millis(32);
@@ -61,7 +61,7 @@ struct Current {
 
 pub(super) struct Driver {
     shared: Arc<NovaShared>,
-    system_prompt: Option<String>,
+    setup: SessionSetup,
     output: mpsc::Sender<ModelOutput>,
     history: History,
     mapper: OutputMapper,
@@ -89,13 +89,13 @@ impl Driver {
     /// Opens the first stream for a session and starts the driver task.
     pub(super) async fn start(
         shared: Arc<NovaShared>,
-        system_prompt: Option<String>,
+        setup: SessionSetup,
         input: mpsc::Receiver<ModelInput>,
         output: mpsc::Sender<ModelOutput>,
     ) -> Result<(), ModelError> {
         let driver = Self {
             shared,
-            system_prompt,
+            setup,
             output,
             history: History::default(),
             mapper: OutputMapper::default(),
@@ -139,10 +139,13 @@ impl Driver {
                 message = input.recv() => match message {
                     Some(ModelInput::Audio(pcm)) => self.on_audio(&current, pcm),
                     Some(ModelInput::Text(text)) => self.on_text(&current, text).await,
+                    Some(ModelInput::ToolResult { id, name, content, is_error }) => {
+                        self.on_tool_result(&current, &id, &name, &content, is_error).await
+                    }
                     None => Step::Stop,
                 },
                 chunk = current.stream.recv() => match chunk {
-                    Ok(Some(bytes)) => self.on_chunk(&current, &bytes, &mut mapped).await,
+                    Ok(Some(bytes)) => self.on_chunk(&bytes, &mut mapped).await,
                     Ok(None) => Step::Fail(StreamError::new(Recovery::Retry, "stream_ended", "Bedrock ended the stream")),
                     Err(error) => Step::Fail(error),
                 },
@@ -226,7 +229,22 @@ impl Driver {
         }
     }
 
-    async fn on_chunk(&mut self, current: &Current, bytes: &[u8], mapped: &mut Vec<Mapped>) -> Step {
+    /// Sends a tool's result back as one uninterleaved contentStart/toolResult/contentEnd group.
+    async fn on_tool_result(&mut self, current: &Current, id: &str, name: &str, content: &str, is_error: bool) -> Step {
+        let result = tool_result_json(content, is_error);
+        let block = uuid::Uuid::new_v4().to_string();
+        debug!(tool = name, is_error, "tool result sent to the model");
+        match current
+            .stream
+            .send_all(wire::tool_result_block(&current.prompt, &block, id, &result))
+            .await
+        {
+            Ok(()) => Step::Continue,
+            Err(error) => Step::Fail(error),
+        }
+    }
+
+    async fn on_chunk(&mut self, bytes: &[u8], mapped: &mut Vec<Mapped>) -> Step {
         match wire::parse_output(bytes) {
             Ok(event) => self.mapper.on_event(event, mapped),
             Err(error) => {
@@ -249,25 +267,6 @@ impl Driver {
                         self.speech_ended_at = None;
                     }
                     self.history.push(role, &text);
-                }
-                Mapped::CallTool { id, name, .. } => {
-                    // Tool execution is not configured: answer so the model can say so.
-                    let message = format!("the tool {name:?} is not available to this agent");
-                    let result = json!({ "error": message });
-                    let content = uuid::Uuid::new_v4().to_string();
-                    let group = wire::tool_result_block(&current.prompt, &content, &id, &result);
-                    if let Err(error) = current.stream.send_all(group).await {
-                        return Step::Fail(error);
-                    }
-                    let _ = self
-                        .output
-                        .send(ModelOutput::ToolResult {
-                            id,
-                            name,
-                            is_error: true,
-                            content: result.to_string(),
-                        })
-                        .await;
                 }
             }
         }
@@ -374,6 +373,20 @@ impl Driver {
                     self.held_texts.push_back(text);
                 }
             }
+            // The stream that asked for this result is gone; the new one learns the outcome as
+            // a message, so the conversation can still use it.
+            ModelInput::ToolResult {
+                name,
+                content,
+                is_error,
+                ..
+            } => {
+                if self.held_texts.len() < HELD_TEXTS {
+                    let status = if is_error { "failed" } else { "returned" };
+                    self.held_texts
+                        .push_back(format!("(The {name} tool {status}: {content})"));
+                }
+            }
         }
     }
 
@@ -457,6 +470,10 @@ impl Driver {
             }
         }
         while let Some(text) = self.held_texts.pop_front() {
+            if !self.shared.config.is_nova_2() {
+                debug!("held text dropped: the model takes no text input");
+                continue;
+            }
             self.history.push(Role::User, &text);
             let content = uuid::Uuid::new_v4().to_string();
             let _ = current
@@ -486,8 +503,11 @@ impl Driver {
         let config = &self.shared.config;
         let prompt = uuid::Uuid::new_v4().to_string();
         let audio = uuid::Uuid::new_v4().to_string();
-        let mut init = vec![wire::session_start(config), wire::prompt_start(&prompt, config, &[])];
-        if let Some(system) = self.system_prompt.as_deref().filter(|s| !s.trim().is_empty()) {
+        let mut init = vec![
+            wire::session_start(config),
+            wire::prompt_start(&prompt, config, &self.setup.tools),
+        ];
+        if let Some(system) = self.setup.system_prompt.as_deref().filter(|s| !s.trim().is_empty()) {
             let content = uuid::Uuid::new_v4().to_string();
             init.extend(wire::text_block(&prompt, &content, TextRole::System, false, system));
         }
@@ -582,4 +602,16 @@ fn close_events(current: &Current) -> Vec<String> {
         wire::prompt_end(&current.prompt),
         wire::session_end(),
     ]
+}
+
+/// Nova takes tool results as JSON text: a tool's JSON output as is, other text wrapped, and
+/// failures as `{"error": ...}` so the model can explain them.
+fn tool_result_json(content: &str, is_error: bool) -> serde_json::Value {
+    if is_error {
+        return json!({ "error": content });
+    }
+    match serde_json::from_str::<serde_json::Value>(content) {
+        Ok(value @ serde_json::Value::Object(_)) => value,
+        _ => json!({ "result": content }),
+    }
 }

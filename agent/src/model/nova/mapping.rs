@@ -20,8 +20,6 @@ pub enum Mapped {
     Output(ModelOutput),
     /// Add to the conversation history replayed into later streams.
     Remember(Role, String),
-    /// Run a tool and send its result back.
-    CallTool { id: String, name: String, input: Value },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,15 +134,10 @@ impl OutputMapper {
                 .and_then(|c| serde_json::from_str(c).ok())
                 .unwrap_or(Value::Object(Default::default()));
             out.push(Mapped::Output(ModelOutput::ToolUse {
-                id: tool.tool_use_id.to_string(),
-                name: tool.tool_name.to_string(),
-                input: input.clone(),
-            }));
-            out.push(Mapped::CallTool {
                 id: tool.tool_use_id.into_owned(),
                 name: tool.tool_name.into_owned(),
                 input,
-            });
+            }));
         }
         if let Some(end) = event.content_end {
             let content = end.content_id.as_deref().and_then(|id| self.contents.remove(id));
@@ -428,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn tool_use_is_surfaced_and_requested() {
+    fn tool_use_is_surfaced() {
         let mut mapper = OutputMapper::default();
         let mapped = feed(
             &mut mapper,
@@ -436,16 +429,11 @@ mod tests {
                 r#"{"event":{"toolUse":{"contentId":"t","toolName":"get_weather","toolUseId":"u1","content":"{\"city\":\"Paris\"}"}}}"#,
             ],
         );
-        assert!(mapped.contains(&Mapped::CallTool {
+        assert!(outputs(&mapped).contains(&ModelOutput::ToolUse {
             id: "u1".into(),
             name: "get_weather".into(),
             input: serde_json::json!({"city": "Paris"})
         }));
-        assert!(
-            outputs(&mapped)
-                .iter()
-                .any(|o| matches!(o, ModelOutput::ToolUse { name, .. } if name == "get_weather"))
-        );
     }
 
     #[test]

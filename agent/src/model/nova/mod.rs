@@ -93,7 +93,7 @@ impl ModelProvider for NovaSonicProvider {
         Box::pin(async move {
             let (input_tx, input_rx) = mpsc::channel(MODEL_INPUT_QUEUE);
             let (output_tx, output_rx) = mpsc::channel(MODEL_OUTPUT_QUEUE);
-            Driver::start(shared, setup.system_prompt, input_rx, output_tx).await?;
+            Driver::start(shared, setup, input_rx, output_tx).await?;
             Ok(ModelStream {
                 input: input_tx,
                 output: output_rx,

@@ -7,19 +7,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{EndpointingSensitivity, NovaSonicConfig};
+use crate::model::ToolSpec;
 
 /// Nova's limit for one `textInput` (bytes); longer texts are split across several textInputs
 /// of the same content block.
 pub const MAX_TEXT_INPUT_BYTES: usize = 1000;
-
-/// A tool offered to the model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of the input, as a JSON value (sent to Nova as a string).
-    pub input_schema: Value,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextRole {

@@ -59,6 +59,11 @@ enum State {
 
 pub struct Conversation {
     config: SimulatorConfig,
+    /// Replies waiting for the current one to finish (tool results arriving while speaking).
+    queued: VecDeque<Reply>,
+    /// Tool calls asked for and not answered yet: id → tool name.
+    pending_tools: Vec<(String, String)>,
+    tool_calls: u64,
     vad: TurnDetector,
     vad_events: Vec<VadEvent>,
     state: State,
@@ -73,6 +78,9 @@ impl Conversation {
     pub fn new(config: SimulatorConfig) -> Self {
         Self {
             config,
+            queued: VecDeque::new(),
+            pending_tools: Vec::new(),
+            tool_calls: 0,
             vad: TurnDetector::default(),
             vad_events: Vec::new(),
             state: State::Listening,
@@ -115,7 +123,50 @@ impl Conversation {
         }
         self.barge_in();
         self.input_tokens += text.split_whitespace().count() as u64 * 4 / 3 + 1;
-        self.user_turn(text.to_owned(), script::reply_to_text(text), now);
+        let requests = script::tool_requests(text);
+        if requests.is_empty() {
+            self.user_turn(text.to_owned(), script::reply_to_text(text), now);
+            return;
+        }
+        // A turn that calls tools: the model asks, and speaks once the results come back.
+        self.outputs.push_back(ModelOutput::UserTurnEnd);
+        self.transcript(Role::User, text.to_owned(), true);
+        for request in requests {
+            self.tool_calls += 1;
+            let id = format!("tooluse-{}", self.tool_calls);
+            self.pending_tools.push((id.clone(), request.name.clone()));
+            self.outputs.push_back(ModelOutput::ToolUse {
+                id,
+                name: request.name,
+                input: request.input,
+            });
+        }
+    }
+
+    /// Feeds the result of a tool call asked for earlier; the reply about it is spoken as soon
+    /// as nothing else is being said.
+    pub fn on_tool_result(&mut self, id: &str, content: &str, is_error: bool, now: Instant) {
+        let Some(index) = self.pending_tools.iter().position(|(pending, _)| pending == id) else {
+            return;
+        };
+        let (_, name) = self.pending_tools.remove(index);
+        self.responses += 1;
+        self.queued.push_back(Reply {
+            id: format!("response-{}", self.responses),
+            text: script::reply_to_tool(&name, content, is_error),
+        });
+        self.start_queued(now);
+    }
+
+    fn start_queued(&mut self, now: Instant) {
+        if matches!(self.state, State::Listening)
+            && let Some(reply) = self.queued.pop_front()
+        {
+            self.state = State::Thinking {
+                reply,
+                due: now + self.config.think_time,
+            };
+        }
     }
 
     /// Advances time: starts due replies and releases reply audio that is due.
@@ -155,12 +206,14 @@ impl Conversation {
         }
         if *sent >= voice.len() {
             self.finish_reply(StopReason::Complete, 1.0);
+            self.start_queued(now);
         }
     }
 
     /// When [`poll`](Self::poll) next has something to do, if anything is scheduled.
     pub fn next_wakeup(&self) -> Option<Instant> {
         match &self.state {
+            State::Listening if !self.queued.is_empty() => Some(Instant::now()),
             State::Listening => None,
             State::Thinking { due, .. } => Some(*due),
             State::Speaking { started, sent, .. } => {
@@ -284,7 +337,6 @@ mod tests {
                 ModelOutput::Restarted { .. } => "restarted",
                 ModelOutput::Error { .. } => "error",
                 ModelOutput::ToolUse { .. } => "tool_use",
-                ModelOutput::ToolResult { .. } => "tool_result",
             })
             .collect();
         kinds.dedup();
@@ -376,6 +428,47 @@ mod tests {
             |o| matches!(o, ModelOutput::Transcript { role: Role::Assistant, text, is_final: true }
             if text.contains("what time is it"))
         ));
+    }
+
+    #[test]
+    fn text_can_ask_for_tools_and_their_results_are_spoken() {
+        let mut c = conversation();
+        let t0 = Instant::now();
+        c.on_text(r#"tool:get_weather {"city": "Oslo"} tool:slow"#, t0);
+        let asked: Vec<_> = c.drain().collect();
+        let calls: Vec<(String, String)> = asked
+            .iter()
+            .filter_map(|o| match o {
+                ModelOutput::ToolUse { id, name, .. } => Some((id.clone(), name.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+            vec!["get_weather", "slow"]
+        );
+        assert!(asked.contains(&ModelOutput::ToolUse {
+            id: calls[0].0.clone(),
+            name: "get_weather".into(),
+            input: serde_json::json!({"city": "Oslo"})
+        }));
+        c.on_tool_result(&calls[1].0, "done slowly", false, t0);
+        c.on_tool_result(&calls[0].0, "{\"temp\": 3}", false, t0);
+        let (out, _) = run_until_idle(&mut c, t0);
+        let finals: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                ModelOutput::Transcript {
+                    role: Role::Assistant,
+                    text,
+                    is_final: true,
+                } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finals.len(), 2, "one spoken reply per result: {finals:?}");
+        assert!(finals[0].contains("slow tool says: done slowly"));
+        assert!(finals[1].contains("get_weather tool says"));
     }
 
     #[test]

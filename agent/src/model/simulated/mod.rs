@@ -68,6 +68,9 @@ async fn drive(
             message = input.recv() => match message {
                 Some(ModelInput::Audio(pcm)) => conversation.on_audio(&pcm, Instant::now()),
                 Some(ModelInput::Text(text)) => conversation.on_text(&text, Instant::now()),
+                Some(ModelInput::ToolResult { id, content, is_error, .. }) => {
+                    conversation.on_tool_result(&id, &content, is_error, Instant::now());
+                }
                 None => return,
             },
             () = sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}

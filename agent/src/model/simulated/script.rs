@@ -29,6 +29,59 @@ pub fn reply_to_text(text: &str) -> String {
     format!("You wrote: {quoted} This is a simulated reply.")
 }
 
+/// A tool call asked for in a text message with `tool:<name> {json arguments}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRequest {
+    pub name: String,
+    pub input: serde_json::Value,
+}
+
+/// Finds `tool:<name>` requests in a text message, each optionally followed by a JSON object
+/// of arguments. The simulator cannot understand requests, so tools are asked for explicitly.
+pub fn tool_requests(text: &str) -> Vec<ToolRequest> {
+    let mut requests = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("tool:") {
+        rest = &rest[at + "tool:".len()..];
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(rest.len());
+        let name = &rest[..name_len];
+        rest = &rest[name_len..];
+        if name.is_empty() {
+            continue;
+        }
+        let mut input = serde_json::Value::Object(Default::default());
+        let trimmed = rest.trim_start();
+        if trimmed.starts_with('{') {
+            let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<serde_json::Value>();
+            if let Some(Ok(value)) = stream.next() {
+                let consumed = stream.byte_offset();
+                input = value;
+                rest = &trimmed[consumed..];
+            }
+        }
+        requests.push(ToolRequest {
+            name: name.to_owned(),
+            input,
+        });
+    }
+    requests
+}
+
+/// What the agent says once a tool answered.
+pub fn reply_to_tool(name: &str, content: &str, is_error: bool) -> String {
+    let mut said: String = content.chars().take(160).collect();
+    if said.len() < content.len() {
+        said.push_str(" ...");
+    }
+    if is_error {
+        format!("Sorry, the {name} tool failed: {said}")
+    } else {
+        format!("The {name} tool says: {said}")
+    }
+}
+
 /// The words of `text` actually spoken when a reply is cut off after `fraction` of its audio.
 pub fn spoken_prefix(text: &str, fraction: f64) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -59,6 +112,26 @@ mod tests {
         );
         let long = "word ".repeat(40);
         assert!(reply_to_text(&long).contains("..."));
+    }
+
+    #[test]
+    fn finds_tool_requests_with_arguments() {
+        let requests = tool_requests(r#"check tool:get_weather {"city": "Paris"} and tool:now please"#);
+        assert_eq!(
+            requests,
+            vec![
+                ToolRequest {
+                    name: "get_weather".into(),
+                    input: serde_json::json!({"city": "Paris"})
+                },
+                ToolRequest {
+                    name: "now".into(),
+                    input: serde_json::json!({})
+                },
+            ]
+        );
+        assert!(tool_requests("no tools here").is_empty());
+        assert!(tool_requests("tool: nothing").is_empty());
     }
 
     #[test]

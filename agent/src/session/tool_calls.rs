@@ -1,0 +1,85 @@
+//! The tool calls of one session: each runs on its own task, concurrently with the
+//! conversation and with each other, within the session's concurrency limit and the call
+//! timeout. Whatever happens, a result comes back for the model.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::tools::{Outcome, ToolOutcome, Toolbox};
+
+/// Calls one session may have pending (running or waiting for a slot). A model asking for
+/// more at once is told so immediately instead of queueing without bound.
+const MAX_PENDING_CALLS: usize = 32;
+
+pub struct Finished {
+    pub id: String,
+    pub name: String,
+    pub outcome: ToolOutcome,
+}
+
+pub struct ToolCalls {
+    toolbox: Option<Arc<Toolbox>>,
+    slots: Arc<Semaphore>,
+    running: JoinSet<Finished>,
+}
+
+impl ToolCalls {
+    pub fn new(toolbox: Option<Arc<Toolbox>>, max_concurrent: usize) -> Self {
+        Self {
+            toolbox,
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            running: JoinSet::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    pub fn start(&mut self, id: String, name: String, input: Value) {
+        debug!(tool = %name, id = %id, "tool call requested");
+        let Some(toolbox) = self.toolbox.clone() else {
+            let outcome = ToolOutcome::failure(Outcome::Unknown, "no tools are configured for this agent");
+            self.running.spawn(async move { Finished { id, name, outcome } });
+            return;
+        };
+        if self.running.len() >= MAX_PENDING_CALLS {
+            toolbox.record(&name, Outcome::Rejected, Default::default());
+            let outcome = ToolOutcome::failure(Outcome::Rejected, "too many tool calls are already in progress");
+            self.running.spawn(async move { Finished { id, name, outcome } });
+            return;
+        }
+        let slots = self.slots.clone();
+        self.running.spawn(async move {
+            let started = Instant::now();
+            // Waiting for a slot counts against the call's time budget.
+            let slot = tokio::time::timeout(toolbox.call_timeout(), slots.acquire_owned()).await;
+            let outcome = match slot {
+                Ok(Ok(_slot)) => toolbox.call(&name, input).await,
+                _ => {
+                    toolbox.record(&name, Outcome::Timeout, started.elapsed());
+                    ToolOutcome::failure(
+                        Outcome::Timeout,
+                        format!("the tool {name} could not start: too many calls were already running"),
+                    )
+                }
+            };
+            Finished { id, name, outcome }
+        });
+    }
+
+    /// The next finished call (pending forever when none is running).
+    pub async fn next(&mut self) -> Option<Finished> {
+        loop {
+            match self.running.join_next().await? {
+                Ok(finished) => return Some(finished),
+                Err(error) => warn!(%error, "a tool call task failed"),
+            }
+        }
+    }
+}
