@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{AgentConfig, ConfigError};
+use crate::config::{AgentConfig, AuthMode, ConfigError, JwtConfig, TlsConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -96,6 +96,42 @@ pub struct ServeArgs {
     /// Largest client WebSocket message in bytes [config: websocket.maxMessageBytes, default 262144].
     #[arg(long, env = "VOICE_AGENT_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Handshake authentication: none, token or jwt [config: auth.mode].
+    #[arg(long, env = "VOICE_AGENT_AUTH_MODE", value_enum)]
+    pub auth_mode: Option<AuthMode>,
+    /// File with accepted tokens, one per line, re-read on change [config: auth.tokenFile].
+    #[arg(long, env = "VOICE_AGENT_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Expected JWT issuer [config: auth.jwt.issuer].
+    #[arg(long, env = "VOICE_AGENT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Accepted JWT audience(s), comma-separated [config: auth.jwt.audiences].
+    #[arg(long, env = "VOICE_AGENT_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// The issuer's JWKS URL [config: auth.jwt.jwksUrl].
+    #[arg(long, env = "VOICE_AGENT_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Browser origins allowed to connect, comma-separated (exact, or *.example.com) [config: auth.allowedOrigins].
+    #[arg(long, env = "VOICE_AGENT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Accept the token in the `token` query parameter [config: auth.allowQueryToken].
+    #[arg(long, env = "VOICE_AGENT_ALLOW_QUERY_TOKEN")]
+    pub allow_query_token: bool,
+    /// Concurrent sessions per authenticated caller [config: auth.maxSessionsPerSubject].
+    #[arg(long, env = "VOICE_AGENT_MAX_SESSIONS_PER_SUBJECT")]
+    pub max_sessions_per_subject: Option<u32>,
+    /// WebSocket handshakes per client IP per minute, 0 for no limit [config: limits.handshakesPerMinute, default 120].
+    #[arg(long, env = "VOICE_AGENT_HANDSHAKES_PER_MINUTE")]
+    pub handshakes_per_minute: Option<u32>,
+    /// Proxies whose X-Forwarded-For is trusted, comma-separated CIDRs [config: limits.trustedProxies].
+    #[arg(long, env = "VOICE_AGENT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Serve TLS with this certificate chain (PEM), re-read on change [config: tls.certFile].
+    #[arg(long, env = "VOICE_AGENT_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The TLS private key (PEM) [config: tls.keyFile].
+    #[arg(long, env = "VOICE_AGENT_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
     /// System prompt text [config: prompt.system].
     #[arg(long, env = "VOICE_AGENT_SYSTEM_PROMPT")]
     pub system_prompt: Option<String>,
@@ -135,11 +171,60 @@ impl ServeArgs {
         if let Some(bytes) = self.max_message_bytes {
             config.websocket.max_message_bytes = bytes;
         }
+        self.apply_security(&mut config);
         if let Some(prompt) = &self.system_prompt {
             config.prompt.system = Some(prompt.clone());
             config.prompt.system_file = None;
         }
         config.validate()?;
         Ok(config)
+    }
+
+    fn apply_security(&self, config: &mut AgentConfig) {
+        if let Some(mode) = self.auth_mode {
+            config.auth.mode = mode;
+        }
+        if let Some(path) = &self.auth_token_file {
+            config.auth.token_file = Some(path.clone());
+        }
+        if self.jwt_issuer.is_some() || !self.jwt_audience.is_empty() || self.jwks_url.is_some() {
+            let jwt = config.auth.jwt.get_or_insert_with(|| JwtConfig {
+                issuer: String::new(),
+                audiences: Vec::new(),
+                jwks_url: String::new(),
+                algorithms: vec!["RS256".into()],
+                leeway: Duration::from_secs(30),
+            });
+            if let Some(issuer) = &self.jwt_issuer {
+                jwt.issuer = issuer.clone();
+            }
+            if !self.jwt_audience.is_empty() {
+                jwt.audiences = self.jwt_audience.clone();
+            }
+            if let Some(url) = &self.jwks_url {
+                jwt.jwks_url = url.clone();
+            }
+        }
+        if !self.allowed_origins.is_empty() {
+            config.auth.allowed_origins = self.allowed_origins.clone();
+        }
+        if self.allow_query_token {
+            config.auth.allow_query_token = true;
+        }
+        if let Some(max) = self.max_sessions_per_subject {
+            config.auth.max_sessions_per_subject = Some(max);
+        }
+        if let Some(n) = self.handshakes_per_minute {
+            config.limits.handshakes_per_minute = n;
+        }
+        if !self.trusted_proxies.is_empty() {
+            config.limits.trusted_proxies = self.trusted_proxies.clone();
+        }
+        if let (Some(cert_file), Some(key_file)) = (&self.tls_cert_file, &self.tls_key_file) {
+            config.tls = Some(TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            });
+        }
     }
 }

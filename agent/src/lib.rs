@@ -5,6 +5,7 @@
 //! state machine and its task, [`model`] the model boundary and providers, [`server`] the
 //! listener, probes and drain, [`config`] the configuration file shared with the operator.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod fake_bedrock;

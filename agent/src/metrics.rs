@@ -31,7 +31,16 @@ pub struct KindLabels {
 }
 
 /// Handshake rejection reasons (the `reason` label of `handshake_rejections`).
-pub const HANDSHAKE_REJECTIONS: &[&str] = &["not_websocket", "bad_request", "draining", "capacity"];
+pub const HANDSHAKE_REJECTIONS: &[&str] = &[
+    "not_websocket",
+    "bad_request",
+    "draining",
+    "capacity",
+    "rate_limited",
+    "origin",
+    "unauthenticated",
+    "subject_limit",
+];
 /// Model error kinds the providers report (the `kind` label of `model_errors`).
 pub const MODEL_ERROR_KINDS: &[&str] = &[
     "connect",

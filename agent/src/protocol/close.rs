@@ -33,6 +33,9 @@ pub enum EndReason {
     InvalidPayload,
     /// A message larger than the configured maximum.
     MessageTooBig,
+    /// A limit on client behaviour was broken: no first message in time, audio much faster
+    /// than real time.
+    PolicyViolation,
     /// A WebSocket protocol violation.
     ProtocolError,
     /// The client does not read what the agent sends.
@@ -44,7 +47,7 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 11] = [
+    pub const ALL: [EndReason; 12] = [
         Self::ClientClosed,
         Self::ClientGone,
         Self::IdleTimeout,
@@ -52,6 +55,7 @@ impl EndReason {
         Self::Draining,
         Self::InvalidPayload,
         Self::MessageTooBig,
+        Self::PolicyViolation,
         Self::ProtocolError,
         Self::SlowConsumer,
         Self::ModelError,
@@ -66,6 +70,7 @@ impl EndReason {
             Self::Draining => Some(CloseCode::SERVICE_RESTART),
             Self::InvalidPayload => Some(CloseCode::INVALID_PAYLOAD),
             Self::MessageTooBig => Some(CloseCode::MESSAGE_TOO_BIG),
+            Self::PolicyViolation => Some(CloseCode::POLICY_VIOLATION),
             Self::ProtocolError => Some(CloseCode::PROTOCOL_ERROR),
             Self::ModelError | Self::Internal => Some(CloseCode::INTERNAL_ERROR),
         }
@@ -81,6 +86,7 @@ impl EndReason {
             Self::Draining => "draining",
             Self::InvalidPayload => "invalid_payload",
             Self::MessageTooBig => "message_too_big",
+            Self::PolicyViolation => "policy_violation",
             Self::ProtocolError => "protocol_error",
             Self::SlowConsumer => "slow_consumer",
             Self::ModelError => "model_error",

@@ -18,6 +18,22 @@ use super::{EndReason, INPUT_SAMPLE_RATE, ServerEvent};
 /// one event carry a document.
 pub const MAX_TEXT_INPUT_BYTES: usize = 4096;
 
+/// Limits on JSON text frames, checked before parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonLimits {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+}
+
+impl Default for JsonLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 128 * 1024,
+            max_depth: 16,
+        }
+    }
+}
+
 /// A decoded client input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
@@ -72,7 +88,23 @@ struct TextInput {
 }
 
 /// Decodes one text frame.
-pub fn decode_text(frame: &str) -> Result<ClientMessage, DecodeError> {
+pub fn decode_text(frame: &str, limits: &JsonLimits) -> Result<ClientMessage, DecodeError> {
+    if frame.len() > limits.max_bytes {
+        return Err(DecodeError::Fatal {
+            reason: EndReason::MessageTooBig,
+            detail: format!(
+                "JSON message of {} bytes; the limit is {}",
+                frame.len(),
+                limits.max_bytes
+            ),
+        });
+    }
+    if nesting_exceeds(frame, limits.max_depth) {
+        return Err(DecodeError::fatal(format!(
+            "JSON nested deeper than {} levels",
+            limits.max_depth
+        )));
+    }
     let value: Value = serde_json::from_str(frame).map_err(|e| DecodeError::fatal(format!("invalid JSON: {e}")))?;
     let Value::Object(mut fields) = value else {
         return Err(DecodeError::rejected(
@@ -187,6 +219,37 @@ fn decode_text_input(input: TextInput) -> Result<ClientMessage, DecodeError> {
     Ok(ClientMessage::Text(text.to_owned()))
 }
 
+/// Whether brackets nest deeper than `max` (outside strings): checked before parsing, so a
+/// deeply nested frame costs one linear scan and no recursion.
+fn nesting_exceeds(frame: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in frame.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 fn check_pcm(len: usize) -> Result<(), DecodeError> {
     if !len.is_multiple_of(2) {
         return Err(DecodeError::fatal(format!(
@@ -231,38 +294,53 @@ mod tests {
 
     #[test]
     fn decodes_strands_audio_input() {
-        let msg = decode_text(&audio_event(&[1, 0, 2, 0])).expect("decodes");
+        let msg = decode_text(&audio_event(&[1, 0, 2, 0]), &JsonLimits::default()).expect("decodes");
         assert_eq!(msg, ClientMessage::Audio(Bytes::from_static(&[1, 0, 2, 0])));
     }
 
     #[test]
     fn audio_input_fields_other_than_audio_are_optional() {
         let frame = format!(r#"{{"type":"bidi_audio_input","audio":"{}"}}"#, BASE64.encode([0u8; 4]));
-        assert!(matches!(decode_text(&frame), Ok(ClientMessage::Audio(_))));
+        assert!(matches!(
+            decode_text(&frame, &JsonLimits::default()),
+            Ok(ClientMessage::Audio(_))
+        ));
     }
 
     #[test]
     fn decodes_text_input_and_trims_it() {
-        let msg = decode_text(r#"{"type":"bidi_text_input","text":"  hello ","role":"user"}"#);
+        let msg = decode_text(
+            r#"{"type":"bidi_text_input","text":"  hello ","role":"user"}"#,
+            &JsonLimits::default(),
+        );
         assert_eq!(msg, Ok(ClientMessage::Text("hello".into())));
     }
 
     #[test]
     fn invalid_json_is_fatal() {
-        assert_eq!(fatal_reason(decode_text("{not json")), EndReason::InvalidPayload);
-        assert_eq!(fatal_reason(decode_text("")), EndReason::InvalidPayload);
+        assert_eq!(
+            fatal_reason(decode_text("{not json", &JsonLimits::default())),
+            EndReason::InvalidPayload
+        );
+        assert_eq!(
+            fatal_reason(decode_text("", &JsonLimits::default())),
+            EndReason::InvalidPayload
+        );
     }
 
     #[test]
     fn invalid_base64_is_fatal() {
         let frame = r#"{"type":"bidi_audio_input","audio":"@@not base64@@"}"#;
-        assert_eq!(fatal_reason(decode_text(frame)), EndReason::InvalidPayload);
+        assert_eq!(
+            fatal_reason(decode_text(frame, &JsonLimits::default())),
+            EndReason::InvalidPayload
+        );
     }
 
     #[test]
     fn odd_length_pcm_is_fatal_in_both_encodings() {
         assert_eq!(
-            fatal_reason(decode_text(&audio_event(&[1, 2, 3]))),
+            fatal_reason(decode_text(&audio_event(&[1, 2, 3]), &JsonLimits::default())),
             EndReason::InvalidPayload
         );
         assert_eq!(fatal_reason(decode_binary(&[1, 2, 3])), EndReason::InvalidPayload);
@@ -270,29 +348,45 @@ mod tests {
 
     #[test]
     fn unknown_event_type_is_rejected_not_fatal() {
-        assert_eq!(rejected_code(decode_text(r#"{"type":"bidi_dance"}"#)), "unknown_event");
+        assert_eq!(
+            rejected_code(decode_text(r#"{"type":"bidi_dance"}"#, &JsonLimits::default())),
+            "unknown_event"
+        );
     }
 
     #[test]
     fn non_object_or_untyped_events_are_rejected() {
-        assert_eq!(rejected_code(decode_text("[1,2]")), "invalid_event");
-        assert_eq!(rejected_code(decode_text(r#"{"text":"hi"}"#)), "invalid_event");
-        assert_eq!(rejected_code(decode_text(r#"{"type":7}"#)), "invalid_event");
+        assert_eq!(
+            rejected_code(decode_text("[1,2]", &JsonLimits::default())),
+            "invalid_event"
+        );
+        assert_eq!(
+            rejected_code(decode_text(r#"{"text":"hi"}"#, &JsonLimits::default())),
+            "invalid_event"
+        );
+        assert_eq!(
+            rejected_code(decode_text(r#"{"type":7}"#, &JsonLimits::default())),
+            "invalid_event"
+        );
     }
 
     #[test]
     fn wrong_field_types_are_rejected() {
         assert_eq!(
-            rejected_code(decode_text(r#"{"type":"bidi_audio_input","audio":5}"#)),
+            rejected_code(decode_text(
+                r#"{"type":"bidi_audio_input","audio":5}"#,
+                &JsonLimits::default()
+            )),
             "invalid_event"
         );
         assert_eq!(
-            rejected_code(decode_text(r#"{"type":"bidi_text_input"}"#)),
+            rejected_code(decode_text(r#"{"type":"bidi_text_input"}"#, &JsonLimits::default())),
             "invalid_event"
         );
         assert_eq!(
             rejected_code(decode_text(
-                r#"{"type":"bidi_audio_input","audio":"","sample_rate":"fast"}"#
+                r#"{"type":"bidi_audio_input","audio":"","sample_rate":"fast"}"#,
+                &JsonLimits::default()
             )),
             "invalid_event"
         );
@@ -301,38 +395,77 @@ mod tests {
     #[test]
     fn unsupported_audio_parameters_are_rejected() {
         let rate = r#"{"type":"bidi_audio_input","audio":"AAAA","sample_rate":48000}"#;
-        assert_eq!(rejected_code(decode_text(rate)), "unsupported_sample_rate");
+        assert_eq!(
+            rejected_code(decode_text(rate, &JsonLimits::default())),
+            "unsupported_sample_rate"
+        );
         let stereo = r#"{"type":"bidi_audio_input","audio":"AAAA","channels":2}"#;
-        assert_eq!(rejected_code(decode_text(stereo)), "unsupported_channels");
+        assert_eq!(
+            rejected_code(decode_text(stereo, &JsonLimits::default())),
+            "unsupported_channels"
+        );
         let mp3 = r#"{"type":"bidi_audio_input","audio":"AAAA","format":"mp3"}"#;
-        assert_eq!(rejected_code(decode_text(mp3)), "unsupported_audio_format");
+        assert_eq!(
+            rejected_code(decode_text(mp3, &JsonLimits::default())),
+            "unsupported_audio_format"
+        );
     }
 
     #[test]
     fn text_limits_are_enforced() {
         assert_eq!(
-            rejected_code(decode_text(r#"{"type":"bidi_text_input","text":"   "}"#)),
+            rejected_code(decode_text(
+                r#"{"type":"bidi_text_input","text":"   "}"#,
+                &JsonLimits::default()
+            )),
             "invalid_event"
         );
         let long = format!(
             r#"{{"type":"bidi_text_input","text":"{}"}}"#,
             "a".repeat(MAX_TEXT_INPUT_BYTES + 1)
         );
-        assert_eq!(rejected_code(decode_text(&long)), "text_too_long");
+        assert_eq!(
+            rejected_code(decode_text(&long, &JsonLimits::default())),
+            "text_too_long"
+        );
         let role = r#"{"type":"bidi_text_input","text":"hi","role":"assistant"}"#;
-        assert_eq!(rejected_code(decode_text(role)), "invalid_event");
+        assert_eq!(
+            rejected_code(decode_text(role, &JsonLimits::default())),
+            "invalid_event"
+        );
+    }
+
+    #[test]
+    fn oversize_json_is_too_big_and_nesting_is_bounded() {
+        let limits = JsonLimits {
+            max_bytes: 64,
+            max_depth: 3,
+        };
+        let big = format!(r#"{{"type":"bidi_text_input","text":"{}"}}"#, "a".repeat(100));
+        assert_eq!(fatal_reason(decode_text(&big, &limits)), EndReason::MessageTooBig);
+        assert_eq!(
+            fatal_reason(decode_text(r#"{"a":[[[1]]]}"#, &limits)),
+            EndReason::InvalidPayload
+        );
+        let brackets_in_strings = r#"{"type":"bidi_text_input","text":"[[[[{{{{"}"#;
+        assert!(decode_text(brackets_in_strings, &limits).is_ok());
+        let escaped_quote = r#"{"type":"bidi_text_input","text":"\"[[[["}"#;
+        assert!(decode_text(escaped_quote, &limits).is_ok());
     }
 
     #[test]
     fn deeply_nested_json_is_fatal_not_a_stack_overflow() {
-        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(fatal_reason(decode_text(&deep)), EndReason::InvalidPayload);
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            fatal_reason(decode_text(&deep, &JsonLimits::default())),
+            EndReason::InvalidPayload
+        );
     }
 
     #[test]
     fn unknown_event_names_are_truncated_in_errors() {
         let frame = format!(r#"{{"type":"{}"}}"#, "x".repeat(10_000));
-        match decode_text(&frame) {
+        match decode_text(&frame, &JsonLimits::default()) {
             Err(DecodeError::Rejected { message, .. }) => assert!(message.len() < 200),
             other => panic!("unexpected {other:?}"),
         }

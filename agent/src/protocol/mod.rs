@@ -6,7 +6,7 @@ mod codec;
 mod events;
 
 pub use close::{CloseCode, EndReason};
-pub use codec::{ClientMessage, DecodeError, decode_binary, decode_text, encode_audio_json};
+pub use codec::{ClientMessage, DecodeError, JsonLimits, decode_binary, decode_text, encode_audio_json};
 pub use events::{
     AudioOutput, ServerEvent, StopReason, ToolResultBody, ToolResultContent, ToolUseBody, TranscriptDelta,
 };

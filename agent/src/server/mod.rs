@@ -3,13 +3,13 @@
 
 mod drain;
 mod http;
+mod listener;
 mod sessions;
 mod ws;
 
 pub use drain::Drain;
 pub use sessions::{PingStatus, SessionGuard, Sessions, SessionsState};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::auth::Gatekeeper;
 use crate::config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode};
 use crate::metrics::Metrics;
 use crate::model::ModelProvider;
@@ -42,6 +43,8 @@ pub struct Agent {
     pub drain: Drain,
     /// The gateway's tools, once loaded (always `None` without a gateway).
     pub tools: watch::Receiver<Option<Arc<Toolbox>>>,
+    pub gatekeeper: Arc<Gatekeeper>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     registry: Registry,
     system_prompt: Option<String>,
 }
@@ -56,6 +59,15 @@ impl Agent {
         let metrics = Arc::new(Metrics::register(&mut registry));
         let model = build_model(&config, metrics.clone()).await?;
         let sessions = Sessions::new(config.session.max_sessions as usize, metrics.sessions_active.clone());
+        let gatekeeper = Gatekeeper::new(&config.auth, &config.limits)
+            .map_err(|message| ConfigError::Invalid { field: "auth", message })?;
+        tokio::spawn(tidy(Arc::downgrade(&gatekeeper)));
+        let tls = match &config.tls {
+            Some(tls) => {
+                Some(listener::tls_acceptor(tls).map_err(|message| ConfigError::Invalid { field: "tls", message })?)
+            }
+            None => None,
+        };
         let (tools_tx, tools) = watch::channel(None);
         if let Some(gateway) = config.gateway.clone() {
             tokio::spawn(load_tools(gateway, metrics.clone(), tools_tx));
@@ -67,6 +79,8 @@ impl Agent {
             sessions,
             drain: Drain::default(),
             tools,
+            gatekeeper,
+            tls,
             registry,
             system_prompt,
         }))
@@ -99,23 +113,22 @@ impl Agent {
     /// Returns when no session is left.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
         let stop_listener = CancellationToken::new();
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app).with_graceful_shutdown(stop_listener.clone().cancelled_owned());
-        // The server keeps accepting during the drain: probes must see 503, handshakes a refusal.
-        let mut server = tokio::spawn(server.into_future());
+        // The listener keeps accepting during the drain: probes must see 503, handshakes a refusal.
+        let mut server = tokio::spawn(listener::serve(
+            listener,
+            self.router(),
+            self.tls.clone(),
+            self.config.limits.handshake_timeout,
+            stop_listener.clone(),
+            HTTP_SHUTDOWN_GRACE,
+        ));
         tokio::select! {
-            result = &mut server => return result.map_err(std::io::Error::other)?,
+            result = &mut server => return result.map_err(std::io::Error::other),
             () = shutdown.cancelled() => {}
         }
         self.drain_sessions().await;
         stop_listener.cancel();
-        match tokio::time::timeout(HTTP_SHUTDOWN_GRACE, server).await {
-            Ok(result) => result.map_err(std::io::Error::other)??,
-            Err(_) => {
-                warn!("HTTP connections still open after the shutdown grace period; exiting anyway")
-            }
-        }
-        Ok(())
+        server.await.map_err(std::io::Error::other)
     }
 
     async fn drain_sessions(&self) {
@@ -144,6 +157,19 @@ impl Agent {
             );
         }
         info!("drained");
+    }
+}
+
+/// How often per-client state (the handshake rate limiter) is tidied.
+const TIDY_INTERVAL: Duration = Duration::from_secs(60);
+
+async fn tidy(gatekeeper: std::sync::Weak<Gatekeeper>) {
+    loop {
+        tokio::time::sleep(TIDY_INTERVAL).await;
+        match gatekeeper.upgrade() {
+            Some(gatekeeper) => gatekeeper.tidy(),
+            None => return,
+        }
     }
 }
 

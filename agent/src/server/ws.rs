@@ -1,9 +1,10 @@
 //! The `/ws` handshake: admission (drain, capacity), session options, socket limits.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -11,8 +12,11 @@ use tracing::debug;
 
 use super::Agent;
 use super::http::error_response;
+use super::sessions::Full;
+use crate::auth::{BEARER_SUBPROTOCOL, Refusal};
 use crate::metrics::ReasonLabels;
 use crate::model::SessionSetup;
+use crate::protocol::JsonLimits;
 use crate::protocol::{AudioOutput, INPUT_SAMPLE_RATE};
 use crate::session::{SessionContext, SessionLimits, run_session};
 
@@ -38,7 +42,9 @@ pub struct WsQuery {
 
 pub async fn upgrade(
     State(agent): State<Arc<Agent>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<WsQuery>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -63,6 +69,29 @@ pub async fn upgrade(
             return rejection.into_response();
         }
     };
+    let caller = match agent.gatekeeper.admit(peer.ip(), &headers, raw_query.as_deref()).await {
+        Ok(caller) => caller,
+        Err(Refusal::RateLimited { retry_after }) => {
+            let mut response = reject(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many connection attempts; retry later",
+            );
+            let seconds = retry_after.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+        Err(Refusal::Origin) => return reject(StatusCode::FORBIDDEN, "origin", "this origin may not connect"),
+        Err(Refusal::Unauthenticated) => {
+            let mut response = reject(StatusCode::UNAUTHORIZED, "unauthenticated", "authentication required");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    };
     let audio_output = match query.audio_output.as_deref() {
         None | Some("json") => AudioOutput::Json,
         Some("binary") => AudioOutput::Binary,
@@ -85,26 +114,48 @@ pub async fn upgrade(
             .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_DRAINING));
         return response;
     }
-    let Some(guard) = agent.sessions.try_admit() else {
-        let mut response = reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "capacity",
-            "this agent is at its session limit; retry shortly",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_CAPACITY));
-        return response;
+    let guard = match agent
+        .sessions
+        .try_admit(caller.subject.as_deref(), agent.config.auth.max_sessions_per_subject)
+    {
+        Ok(guard) => guard,
+        Err(Full::Capacity) => {
+            let mut response = reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "capacity",
+                "this agent is at its session limit; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_CAPACITY));
+            return response;
+        }
+        Err(Full::Subject) => {
+            return reject(
+                StatusCode::TOO_MANY_REQUESTS,
+                "subject_limit",
+                "too many sessions are open for this caller",
+            );
+        }
     };
 
     let id = session_id(&headers);
     let toolbox = agent.tools.borrow().clone();
+    let limits = &agent.config.limits;
     let ctx = SessionContext {
         id: id.clone(),
+        subject: caller.subject.clone(),
         audio_output,
         limits: SessionLimits {
             idle_timeout: agent.config.session.idle_timeout,
             max_duration: agent.config.session.max_duration,
+            first_message_timeout: limits.first_message_timeout,
+            max_audio_rate: limits.max_audio_rate,
+            audio_burst: limits.audio_burst,
+        },
+        json: JsonLimits {
+            max_bytes: limits.max_json_bytes,
+            max_depth: limits.max_json_depth,
         },
         model: agent.model.clone(),
         setup: SessionSetup {
@@ -124,12 +175,17 @@ pub async fn upgrade(
         tools: toolbox,
     };
     let max_message = agent.config.websocket.max_message_bytes;
-    upgrade
+    let mut upgrade = upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(max_message)
-        .max_frame_size(max_message)
+        .max_frame_size(max_message);
+    if caller.via_subprotocol {
+        // Browsers require the server to pick one of the offered subprotocols.
+        upgrade = upgrade.protocols([BEARER_SUBPROTOCOL]);
+    }
+    upgrade
         .on_failed_upgrade(|error| debug!(%error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             run_session(socket, ctx).await;

@@ -16,12 +16,51 @@ use crate::protocol::{
 /// the code (RFC 6455 §5.5).
 const MAX_CLOSE_REASON: usize = 123;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SessionLimits {
     /// Longest time without client input before the session is closed.
     pub idle_timeout: Duration,
     /// Longest a session may last.
     pub max_duration: Duration,
+    /// The first client message must arrive within this.
+    pub first_message_timeout: Duration,
+    /// Audio may arrive this many times faster than real time on average...
+    pub max_audio_rate: f64,
+    /// ...with this much audio of burst on top.
+    pub audio_burst: Duration,
+}
+
+/// Bytes per second of real-time input audio (16 kHz, 16-bit, mono).
+const INPUT_BYTES_PER_SECOND: f64 = 32_000.0;
+
+/// A token bucket over input audio bytes: refilled at the allowed rate, as deep as the burst.
+#[derive(Debug)]
+struct AudioAllowance {
+    available: f64,
+    capacity: f64,
+    per_second: f64,
+    updated: Instant,
+}
+
+impl AudioAllowance {
+    fn new(limits: &SessionLimits, now: Instant) -> Self {
+        let capacity = limits.audio_burst.as_secs_f64() * INPUT_BYTES_PER_SECOND * limits.max_audio_rate;
+        Self {
+            available: capacity,
+            capacity,
+            per_second: INPUT_BYTES_PER_SECOND * limits.max_audio_rate,
+            updated: now,
+        }
+    }
+
+    /// Takes `bytes` from the bucket; false if the client is sending too fast.
+    fn take(&mut self, bytes: usize, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.updated = now;
+        self.available = (self.available + elapsed * self.per_second).min(self.capacity);
+        self.available -= bytes as f64;
+        self.available >= 0.0
+    }
 }
 
 /// A message for the client socket writer.
@@ -76,6 +115,8 @@ pub struct Session {
     epoch: u64,
     /// When the user's last turn ended, until the first reply audio arrives.
     turn_ended_at: Option<Instant>,
+    got_first_message: bool,
+    audio: AudioAllowance,
     ended: Option<EndReason>,
 }
 
@@ -104,6 +145,8 @@ impl Session {
             last_input_at: now,
             epoch: 0,
             turn_ended_at: None,
+            got_first_message: false,
+            audio: AudioAllowance::new(&limits, now),
             ended: None,
         }
     }
@@ -122,7 +165,12 @@ impl Session {
 
     /// The next instant at which [`on_deadline`](Self::on_deadline) must run.
     pub fn deadline(&self) -> Instant {
-        (self.last_input_at + self.limits.idle_timeout).min(self.started_at + self.limits.max_duration)
+        let idle = if self.got_first_message {
+            self.last_input_at + self.limits.idle_timeout
+        } else {
+            self.started_at + self.limits.first_message_timeout.min(self.limits.idle_timeout)
+        };
+        idle.min(self.started_at + self.limits.max_duration)
     }
 
     /// A decoded (or undecodable) client frame.
@@ -130,8 +178,19 @@ impl Session {
         if self.ended.is_some() {
             return;
         }
+        if message.is_ok() {
+            self.got_first_message = true;
+        }
         match message {
             Ok(ClientMessage::Audio(pcm)) => {
+                if !self.audio.take(pcm.len(), now) {
+                    self.end_with(
+                        EndReason::PolicyViolation,
+                        "audio arrives faster than real time",
+                        actions,
+                    );
+                    return;
+                }
                 self.last_input_at = now;
                 actions.push(Action::Observe(Observation::AudioIn));
                 actions.push(Action::Model(ModelInput::Audio(pcm)));
@@ -259,6 +318,11 @@ impl Session {
         }
         if now >= self.started_at + self.limits.max_duration {
             self.end_with(EndReason::MaxDuration, "maximum session duration reached", actions);
+        } else if !self.got_first_message
+            && self.limits.first_message_timeout < self.limits.idle_timeout
+            && now >= self.started_at + self.limits.first_message_timeout
+        {
+            self.end_with(EndReason::PolicyViolation, "no message received in time", actions);
         } else if now >= self.last_input_at + self.limits.idle_timeout {
             self.end_with(EndReason::IdleTimeout, "no input within the idle timeout", actions);
         }
@@ -327,6 +391,9 @@ mod tests {
     const LIMITS: SessionLimits = SessionLimits {
         idle_timeout: Duration::from_secs(10),
         max_duration: Duration::from_secs(60),
+        first_message_timeout: Duration::from_secs(5),
+        max_audio_rate: 1.5,
+        audio_burst: Duration::from_secs(2),
     };
 
     fn start(now: Instant) -> (Session, Vec<Action>) {
@@ -419,10 +486,53 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_client_is_closed_after_the_first_message_timeout() {
+        let t0 = Instant::now();
+        let (mut s, _) = start(t0);
+        let mut actions = Vec::new();
+        assert_eq!(s.deadline(), t0 + LIMITS.first_message_timeout);
+        s.on_deadline(t0 + LIMITS.first_message_timeout, &mut actions);
+        assert!(matches!(
+            sent_events(&actions)[..],
+            [ServerEvent::ConnectionClose {
+                reason: "policy_violation",
+                ..
+            }]
+        ));
+        assert_eq!(close_code(&actions), Some(1008));
+    }
+
+    #[test]
+    fn audio_much_faster_than_real_time_is_refused_after_the_burst() {
+        let t0 = Instant::now();
+        let (mut s, _) = start(t0);
+        let mut actions = Vec::new();
+        let second = Bytes::from(vec![0u8; 32_000]);
+        // Real time is fine indefinitely.
+        for i in 0..10 {
+            s.on_client(
+                Ok(ClientMessage::Audio(second.clone())),
+                t0 + Duration::from_secs(i),
+                &mut actions,
+            );
+        }
+        assert_eq!(s.ended(), None);
+        // A burst beyond 2 s at 1.5x is not.
+        let later = t0 + Duration::from_secs(10);
+        for _ in 0..4 {
+            s.on_client(Ok(ClientMessage::Audio(second.clone())), later, &mut actions);
+        }
+        assert_eq!(s.ended(), Some(EndReason::PolicyViolation));
+        assert_eq!(close_code(&actions), Some(1008));
+    }
+
+    #[test]
     fn idle_timeout_closes_normally_with_reason() {
         let t0 = Instant::now();
         let (mut s, _) = start(t0);
         let mut actions = Vec::new();
+        s.on_client(Ok(ClientMessage::Text("hi".into())), t0, &mut actions);
+        actions.clear();
         s.on_deadline(t0 + Duration::from_secs(9), &mut actions);
         assert!(actions.is_empty());
         s.on_deadline(t0 + LIMITS.idle_timeout, &mut actions);

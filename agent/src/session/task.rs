@@ -18,7 +18,7 @@ use super::machine::{Action, Observation, Outbound, Session, SessionLimits};
 use super::tool_calls::ToolCalls;
 use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup};
-use crate::protocol::{AudioOutput, EndReason, ServerEvent, decode_binary, decode_text, encode_audio_json};
+use crate::protocol::{AudioOutput, EndReason, JsonLimits, ServerEvent, decode_binary, decode_text, encode_audio_json};
 use crate::tools::Toolbox;
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
@@ -37,6 +37,9 @@ const READ_FAILED_LINGER: Duration = Duration::from_secs(1);
 /// Everything a session needs from the server.
 pub struct SessionContext {
     pub id: String,
+    /// The authenticated caller, if authentication is on.
+    pub subject: Option<String>,
+    pub json: JsonLimits,
     pub audio_output: AudioOutput,
     pub limits: SessionLimits,
     pub model: Arc<dyn ModelProvider>,
@@ -67,7 +70,7 @@ pub async fn run_session<S>(socket: S, ctx: SessionContext) -> EndReason
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
-    let span = info_span!("session", id = %ctx.id);
+    let span = info_span!("session", id = %ctx.id, subject = ctx.subject.as_deref().unwrap_or("-"));
     run(socket, ctx).instrument(span).await
 }
 
@@ -230,7 +233,7 @@ where
                 };
                 session.on_transport_end(reason, "socket writer stopped", &mut actions);
             }
-            frame = stream.next() => on_frame(frame, &mut session, &mut actions),
+            frame = stream.next() => on_frame(frame, &ctx.json, &mut session, &mut actions),
             output = model.output.recv() => session.on_model(output, Instant::now(), &mut actions),
             Some(done) = calls.next(), if !calls.is_empty() => {
                 session.on_tool_result(done.id, done.name, done.outcome.is_error(), done.outcome.content, &mut actions);
@@ -240,10 +243,15 @@ where
     }
 }
 
-fn on_frame(frame: Option<Result<Message, axum::Error>>, session: &mut Session, actions: &mut Vec<Action>) {
+fn on_frame(
+    frame: Option<Result<Message, axum::Error>>,
+    json: &JsonLimits,
+    session: &mut Session,
+    actions: &mut Vec<Action>,
+) {
     let now = Instant::now();
     match frame {
-        Some(Ok(Message::Text(text))) => session.on_client(decode_text(text.as_str()), now, actions),
+        Some(Ok(Message::Text(text))) => session.on_client(decode_text(text.as_str(), json), now, actions),
         Some(Ok(Message::Binary(data))) => session.on_client(decode_binary(&data), now, actions),
         // Pings are answered by the WebSocket layer; pongs need nothing.
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}

@@ -168,8 +168,21 @@ impl Client {
         }
     }
 
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, encoding: Encoding) -> Self {
+        Self {
+            ws,
+            encoding,
+            closed: None,
+        }
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.expect("send");
+    }
+
+    /// Sends, tolerating a connection the server already closed.
+    pub async fn try_send_raw(&mut self, message: Message) -> bool {
+        self.ws.send(message).await.is_ok()
     }
 
     pub async fn send_json(&mut self, value: Value) {

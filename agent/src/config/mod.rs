@@ -9,6 +9,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod gateway;
+mod model;
+mod security;
+
+pub use gateway::{GatewayAuth, GatewayConfig};
+pub use model::{
+    EndpointingSensitivity, ModelConfig, NOVA_2_SONIC, NOVA_SONIC_V1, NovaSonicConfig, SimulatedMode,
+    SimulatedModelConfig,
+};
+pub use security::{AuthConfig, AuthMode, JwtConfig, LimitsConfig, SUPPORTED_ALGORITHMS, TlsConfig};
+
 /// The whole agent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -30,256 +41,12 @@ pub struct AgentConfig {
     /// Tools from an MCP server (an AgentCore Gateway or any streamable-HTTP MCP server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayConfig>,
-}
-
-/// Where tools come from and how they are called.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GatewayConfig {
-    /// The MCP endpoint, e.g. `https://<id>.gateway.bedrock-agentcore.<region>.amazonaws.com/mcp`.
-    pub url: String,
     #[serde(default)]
-    pub auth: GatewayAuth,
-    /// Tools offered to the model, by name with or without the gateway target prefix
-    /// (`target___tool`). Empty: every tool the gateway lists.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_tools: Vec<String>,
-    /// Longest a tool call may take before the model is told it timed out.
-    #[serde(default = "default_call_timeout", with = "humantime_serde")]
-    pub call_timeout: Duration,
-    /// Tool calls one session runs at once; more wait for a free slot (within the timeout).
-    #[serde(default = "default_max_concurrent_calls")]
-    pub max_concurrent_calls: u32,
-}
-
-/// How the agent authenticates to the gateway.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-pub enum GatewayAuth {
-    #[default]
-    None,
-    /// `Authorization: Bearer <token>`, the token read from a file (re-read when it changes, so
-    /// a rotated Secret needs no restart) or from an environment variable.
-    #[serde(rename_all = "camelCase")]
-    Bearer {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        token_file: Option<PathBuf>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        token_env: Option<String>,
-    },
-    /// AWS SigV4 with the default credential chain, for gateways using IAM authorization.
-    #[serde(rename = "SigV4", rename_all = "camelCase")]
-    SigV4 {
-        /// Signing region; default: the AWS default chain.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        region: Option<String>,
-        /// Signing service name.
-        #[serde(default = "default_sigv4_service")]
-        service: String,
-    },
-}
-
-impl GatewayConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return invalid(
-                "gateway.url",
-                format!("{:?} must start with https:// or http://", self.url),
-            );
-        }
-        if self.call_timeout < Duration::from_millis(100) || self.call_timeout > Duration::from_secs(300) {
-            return invalid("gateway.callTimeout", "must be between 100ms and 5m".into());
-        }
-        if !(1..=64).contains(&self.max_concurrent_calls) {
-            return invalid("gateway.maxConcurrentCalls", "must be between 1 and 64".into());
-        }
-        match &self.auth {
-            GatewayAuth::Bearer { token_file, token_env } if token_file.is_some() == token_env.is_some() => invalid(
-                "gateway.auth",
-                "Bearer needs exactly one of tokenFile and tokenEnv".into(),
-            ),
-            GatewayAuth::SigV4 { service, .. } if service.trim().is_empty() => {
-                invalid("gateway.auth.service", "must not be empty".into())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Which speech-to-speech model answers, and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "provider")]
-pub enum ModelConfig {
-    /// The built-in simulator: no cloud account needed.
-    Simulated(SimulatedModelConfig),
-    /// Amazon Nova Sonic on Bedrock, through `InvokeModelWithBidirectionalStream`.
-    NovaSonic(NovaSonicConfig),
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self::Simulated(SimulatedModelConfig::default())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SimulatedMode {
-    /// Turn detection and spoken replies.
-    #[default]
-    Conversation,
-    /// Input audio echoed straight back with no delay: for measuring the agent's own overhead.
-    Loopback,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SimulatedModelConfig {
+    pub auth: AuthConfig,
     #[serde(default)]
-    pub mode: SimulatedMode,
-    /// Pause between the end of the user's turn and the start of the reply.
-    #[serde(default = "default_think_time", with = "humantime_serde")]
-    pub think_time: Duration,
-}
-
-impl Default for SimulatedModelConfig {
-    fn default() -> Self {
-        Self {
-            mode: SimulatedMode::default(),
-            think_time: default_think_time(),
-        }
-    }
-}
-
-/// Nova 2 Sonic's model id, the default.
-pub const NOVA_2_SONIC: &str = "amazon.nova-2-sonic-v1:0";
-/// The first Nova Sonic, still accepted.
-pub const NOVA_SONIC_V1: &str = "amazon.nova-sonic-v1:0";
-
-/// How eagerly Nova 2 Sonic decides the user finished speaking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum EndpointingSensitivity {
-    High,
-    Medium,
-    Low,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NovaSonicConfig {
-    /// Bedrock model id (or inference profile id such as `us.amazon.nova-2-sonic-v1:0`).
-    #[serde(default = "default_nova_model")]
-    pub model_id: String,
-    /// AWS region; when absent, the default chain (`AWS_REGION`, profile) decides.
+    pub limits: LimitsConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Voice id, e.g. `matthew`, `tiffany`, `amy`.
-    #[serde(default = "default_voice")]
-    pub voice: String,
-    /// Sample rate of the reply audio (8000, 16000 or 24000).
-    #[serde(default = "default_output_sample_rate")]
-    pub output_sample_rate: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
-    /// Nova 2 only: how quickly a pause ends the user's turn.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpointing_sensitivity: Option<EndpointingSensitivity>,
-    /// Bedrock runtime endpoint override (VPC endpoint, or a local fake).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
-    /// Extra PEM CA certificates to trust for the endpoint (private CAs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_bundle_file: Option<PathBuf>,
-    /// Age at which a Bedrock stream is replaced at the next turn boundary, before Nova's
-    /// stream limit of about eight minutes.
-    #[serde(default = "default_renew_after", with = "humantime_serde")]
-    pub renew_after: Duration,
-}
-
-impl Default for NovaSonicConfig {
-    fn default() -> Self {
-        Self {
-            model_id: default_nova_model(),
-            region: None,
-            voice: default_voice(),
-            output_sample_rate: default_output_sample_rate(),
-            max_tokens: None,
-            temperature: None,
-            top_p: None,
-            endpointing_sensitivity: None,
-            endpoint_url: None,
-            ca_bundle_file: None,
-            renew_after: default_renew_after(),
-        }
-    }
-}
-
-impl NovaSonicConfig {
-    /// Whether the model is a Nova 2 Sonic (which takes text input and endpointing settings).
-    pub fn is_nova_2(&self) -> bool {
-        self.model_id.contains("nova-2-sonic")
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
-        if !self.model_id.contains("nova-2-sonic") && !self.model_id.contains("nova-sonic") {
-            return invalid(
-                "model.modelId",
-                format!(
-                    "{:?} is not a Nova Sonic model (use {NOVA_2_SONIC} or {NOVA_SONIC_V1})",
-                    self.model_id
-                ),
-            );
-        }
-        if self.endpointing_sensitivity.is_some() && !self.is_nova_2() {
-            return invalid(
-                "model.endpointingSensitivity",
-                format!(
-                    "is only supported by Nova 2 Sonic ({NOVA_2_SONIC}), not {}",
-                    self.model_id
-                ),
-            );
-        }
-        if self.voice.trim().is_empty() {
-            return invalid("model.voice", "must not be empty".into());
-        }
-        if ![8000, 16000, 24000].contains(&self.output_sample_rate) {
-            return invalid("model.outputSampleRate", "must be 8000, 16000 or 24000".into());
-        }
-        if let Some(max) = self.max_tokens
-            && !(1..=10_000).contains(&max)
-        {
-            return invalid("model.maxTokens", "must be between 1 and 10000".into());
-        }
-        if let Some(t) = self.temperature
-            && !(0.0..=1.0).contains(&t)
-        {
-            return invalid("model.temperature", "must be between 0 and 1".into());
-        }
-        if let Some(p) = self.top_p
-            && !(0.0..=1.0).contains(&p)
-        {
-            return invalid("model.topP", "must be between 0 and 1".into());
-        }
-        if self.renew_after < Duration::from_secs(10) || self.renew_after > Duration::from_secs(475) {
-            return invalid("model.renewAfter", "must be between 10s and 7m55s".into());
-        }
-        if let Some(url) = &self.endpoint_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return invalid(
-                "model.endpointUrl",
-                format!("{url:?} must start with https:// or http://"),
-            );
-        }
-        Ok(())
-    }
+    pub tls: Option<TlsConfig>,
 }
 
 /// The system prompt, inline or from a file (the operator mounts `systemFrom` as a file).
@@ -348,6 +115,9 @@ impl Default for AgentConfig {
             session: SessionConfig::default(),
             websocket: WebSocketConfig::default(),
             gateway: None,
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            tls: None,
         }
     }
 }
@@ -357,30 +127,6 @@ fn default_name() -> String {
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
-}
-fn default_think_time() -> Duration {
-    Duration::from_millis(250)
-}
-fn default_nova_model() -> String {
-    NOVA_2_SONIC.into()
-}
-fn default_voice() -> String {
-    "matthew".into()
-}
-fn default_output_sample_rate() -> u32 {
-    24_000
-}
-fn default_renew_after() -> Duration {
-    Duration::from_secs(420)
-}
-fn default_call_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_max_concurrent_calls() -> u32 {
-    4
-}
-fn default_sigv4_service() -> String {
-    "bedrock-agentcore".into()
 }
 fn default_max_sessions() -> u32 {
     100
@@ -478,6 +224,8 @@ impl AgentConfig {
         if let Some(gateway) = &self.gateway {
             gateway.validate()?;
         }
+        self.auth.validate()?;
+        self.limits.validate()?;
         match &self.model {
             ModelConfig::Simulated(sim) if sim.think_time > Duration::from_secs(10) => {
                 invalid("model.thinkTime", "must be at most 10s")

@@ -1,0 +1,467 @@
+//! Handshake security on the real binary: tokens, JWTs, origins, rate limits, per-caller
+//! limits, TLS, and secrets kept out of logs.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// Tries a handshake with extra headers; the HTTP status and headers of the answer.
+async fn handshake(agent: &AgentProcess, query: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, String) {
+    let mut request = agent.ws_url(query).into_client_request().expect("request");
+    for (name, value) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+        request
+            .headers_mut()
+            .append(name, HeaderValue::from_str(value).expect("header value"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, response)) => {
+            let protocol = response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            drop(ws);
+            (101, protocol, String::new())
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let extra = response
+                .headers()
+                .get("retry-after")
+                .or_else(|| response.headers().get("www-authenticate"))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (response.status().as_u16(), extra, body)
+        }
+        Err(other) => panic!("handshake failed: {other}"),
+    }
+}
+
+fn subprotocols(token: &str) -> String {
+    format!(
+        "base64UrlBearerAuthorization.{}, base64UrlBearerAuthorization",
+        URL_SAFE_NO_PAD.encode(token)
+    )
+}
+
+fn assert_clean_logs(agent: &AgentProcess, secrets: &[&str]) {
+    let logs = agent.logs().join("\n");
+    for secret in secrets {
+        assert!(!logs.contains(secret), "a secret appeared in the logs: {secret}");
+    }
+}
+
+#[tokio::test]
+async fn token_mode_admits_only_listed_tokens_by_header_or_subprotocol() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# callers\ns3cr3t-alpha\ns3cr3t-beta\n").expect("tokens");
+    let agent = AgentProcess::start(&["--auth-mode", "token", "--auth-token-file", &tokens.to_string_lossy()]);
+
+    let missing = handshake(&agent, "", &[]).await;
+    assert_eq!((missing.0, missing.1.as_deref()), (401, Some("Bearer")));
+    let wrong = handshake(&agent, "", &[("authorization", "Bearer s3cr3t-gamma")]).await;
+    assert_eq!(wrong.0, 401);
+    assert_eq!(wrong.2, missing.2, "refusals give no hint of what failed");
+    let not_bearer = handshake(&agent, "", &[("authorization", "Basic czNjcjN0LWFscGhh")]).await;
+    assert_eq!(not_bearer.0, 401);
+
+    assert_eq!(
+        handshake(&agent, "", &[("authorization", "Bearer s3cr3t-alpha")])
+            .await
+            .0,
+        101
+    );
+    let browser = handshake(&agent, "", &[("sec-websocket-protocol", &subprotocols("s3cr3t-beta"))]).await;
+    assert_eq!(browser.0, 101);
+    assert_eq!(
+        browser.1.as_deref(),
+        Some("base64UrlBearerAuthorization"),
+        "the handshake picks the marker protocol"
+    );
+    let bad_browser = handshake(&agent, "", &[("sec-websocket-protocol", &subprotocols("nope"))]).await;
+    assert_eq!(bad_browser.0, 401);
+
+    assert_eq!(
+        handshake(&agent, "?token=s3cr3t-alpha", &[]).await.0,
+        401,
+        "query tokens are off by default"
+    );
+    wait_metric(
+        &agent,
+        "voice_agent_handshake_rejections_total{reason=\"unauthenticated\"}",
+        5.0,
+    )
+    .await;
+    assert_clean_logs(&agent, &["s3cr3t-alpha", "s3cr3t-beta", "s3cr3t-gamma"]);
+}
+
+#[tokio::test]
+async fn query_tokens_work_only_when_enabled() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "query-token-1\n").expect("tokens");
+    let agent = AgentProcess::start(&[
+        "--auth-mode",
+        "token",
+        "--auth-token-file",
+        &tokens.to_string_lossy(),
+        "--allow-query-token",
+    ]);
+    assert_eq!(handshake(&agent, "?token=query-token-1", &[]).await.0, 101);
+    assert_eq!(handshake(&agent, "?token=query-token-2", &[]).await.0, 401);
+}
+
+#[tokio::test]
+async fn rotated_tokens_take_effect_without_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "old-token\n").expect("tokens");
+    let agent = AgentProcess::start(&["--auth-mode", "token", "--auth-token-file", &tokens.to_string_lossy()]);
+    assert_eq!(
+        handshake(&agent, "", &[("authorization", "Bearer old-token")]).await.0,
+        101
+    );
+    // Kubernetes replaces Secret files by swapping a symlink; a rename has the same effect.
+    let staged = dir.path().join("tokens.new");
+    std::fs::write(&staged, "new-token\n").expect("staged");
+    std::fs::rename(&staged, &tokens).expect("swap");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        handshake(&agent, "", &[("authorization", "Bearer old-token")]).await.0,
+        401
+    );
+    assert_eq!(
+        handshake(&agent, "", &[("authorization", "Bearer new-token")]).await.0,
+        101
+    );
+}
+
+#[tokio::test]
+async fn each_caller_has_its_own_session_limit() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "caller-one\ncaller-two\n").expect("tokens");
+    let agent = AgentProcess::start(&[
+        "--auth-mode",
+        "token",
+        "--auth-token-file",
+        &tokens.to_string_lossy(),
+        "--max-sessions-per-subject",
+        "1",
+    ]);
+    let mut request = agent.ws_url("").into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("authorization", HeaderValue::from_static("Bearer caller-one"));
+    let (held, _) = tokio_tungstenite::connect_async(request).await.expect("first session");
+    let second = handshake(&agent, "", &[("authorization", "Bearer caller-one")]).await;
+    assert_eq!(second.0, 429);
+    assert_eq!(
+        handshake(&agent, "", &[("authorization", "Bearer caller-two")]).await.0,
+        101
+    );
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handshake(&agent, "", &[("authorization", "Bearer caller-one")]).await.0 != 101 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the caller's slot was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn origins_outside_the_allow_list_are_refused() {
+    let agent = AgentProcess::start(&["--allowed-origins", "https://app.example.com,*.example.org"]);
+    assert_eq!(
+        handshake(&agent, "", &[("origin", "https://app.example.com")]).await.0,
+        101
+    );
+    assert_eq!(
+        handshake(&agent, "", &[("origin", "https://shop.example.org")]).await.0,
+        101
+    );
+    assert_eq!(
+        handshake(&agent, "", &[("origin", "https://evil.example.net")]).await.0,
+        403
+    );
+    assert_eq!(
+        handshake(&agent, "", &[("origin", "https://example.org.evil.net")])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        handshake(&agent, "", &[]).await.0,
+        101,
+        "non-browser clients send no Origin"
+    );
+}
+
+#[tokio::test]
+async fn handshakes_are_rate_limited_per_client() {
+    let agent = AgentProcess::start(&["--handshakes-per-minute", "3"]);
+    for _ in 0..3 {
+        assert_eq!(handshake(&agent, "", &[]).await.0, 101);
+    }
+    let limited = handshake(&agent, "", &[]).await;
+    assert_eq!(limited.0, 429);
+    assert!(
+        limited
+            .1
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|s| (1..=60).contains(&s)),
+        "Retry-After"
+    );
+    // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
+    assert_eq!(
+        handshake(&agent, "", &[("x-forwarded-for", "198.51.100.77")]).await.0,
+        429
+    );
+}
+
+#[tokio::test]
+async fn forwarded_clients_are_told_apart_behind_trusted_proxies() {
+    let agent = AgentProcess::start(&["--handshakes-per-minute", "2", "--trusted-proxies", "127.0.0.1/32"]);
+    let first = [("x-forwarded-for", "198.51.100.1")];
+    assert_eq!(handshake(&agent, "", &first).await.0, 101);
+    assert_eq!(handshake(&agent, "", &first).await.0, 101);
+    assert_eq!(handshake(&agent, "", &first).await.0, 429);
+    assert_eq!(
+        handshake(&agent, "", &[("x-forwarded-for", "198.51.100.2")]).await.0,
+        101
+    );
+}
+
+/// A JWKS endpoint on loopback, counting how often it is fetched.
+struct Jwks {
+    url: String,
+    fetches: Arc<AtomicUsize>,
+}
+
+async fn serve_jwks(body: String) -> Jwks {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 2048];
+            let _ = tcp.read(&mut request).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+            let _ = tcp.write_all(response.as_bytes()).await;
+        }
+    });
+    Jwks { url, fetches }
+}
+
+struct Signer {
+    key: jsonwebtoken::EncodingKey,
+    jwk: Value,
+    public: Vec<u8>,
+}
+
+fn es256_signer(kid: &str) -> Signer {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key pair");
+    let public = pair.public_key_raw().to_vec();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(&public[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
+    });
+    let key = jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der());
+    Signer { key, jwk, public }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+fn sign(signer: &Signer, kid: &str, claims: Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, &signer.key).expect("sign")
+}
+
+fn claims(overrides: Value) -> Value {
+    let mut claims = json!({
+        "iss": "https://issuer.test/pool",
+        "aud": "voice-app",
+        "sub": "user-42",
+        "exp": now() + 600,
+        "iat": now(),
+    });
+    if let (Some(map), Value::Object(extra)) = (claims.as_object_mut(), overrides) {
+        for (k, v) in extra {
+            if v.is_null() {
+                map.remove(&k);
+            } else {
+                map.insert(k, v);
+            }
+        }
+    }
+    claims
+}
+
+#[tokio::test]
+async fn jwt_mode_checks_signature_issuer_audience_and_time() {
+    let signer = es256_signer("key-1");
+    let jwks = serve_jwks(json!({ "keys": [signer.jwk] }).to_string()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  mode: Jwt\n  jwt:\n    issuer: https://issuer.test/pool\n    audiences: [voice-app]\n    jwksUrl: {}\n    algorithms: [ES256]\n",
+            jwks.url
+        ),
+    )
+    .expect("config");
+    let agent = AgentProcess::start(&["--config", &config.to_string_lossy()]);
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    let valid = sign(&signer, "key-1", claims(json!({})));
+    assert_eq!(
+        handshake(&agent, "", &[("authorization", &bearer(&valid))]).await.0,
+        101,
+        "valid token"
+    );
+    let browser = handshake(&agent, "", &[("sec-websocket-protocol", &subprotocols(&valid))]).await;
+    assert_eq!(browser.0, 101, "valid token through the browser subprotocol");
+    let cognito_access = sign(&signer, "key-1", claims(json!({"aud": null, "client_id": "voice-app"})));
+    assert_eq!(
+        handshake(&agent, "", &[("authorization", &bearer(&cognito_access))])
+            .await
+            .0,
+        101,
+        "client_id"
+    );
+
+    let refused = [
+        ("expired", sign(&signer, "key-1", claims(json!({"exp": now() - 120})))),
+        (
+            "not yet valid",
+            sign(&signer, "key-1", claims(json!({"nbf": now() + 300}))),
+        ),
+        (
+            "wrong audience",
+            sign(&signer, "key-1", claims(json!({"aud": "someone-else"}))),
+        ),
+        (
+            "wrong issuer",
+            sign(&signer, "key-1", claims(json!({"iss": "https://evil.test"}))),
+        ),
+        ("no subject", sign(&signer, "key-1", claims(json!({"sub": null})))),
+        ("unknown key id", sign(&signer, "key-9", claims(json!({})))),
+        (
+            "signed by another key",
+            sign(&es256_signer("key-1"), "key-1", claims(json!({}))),
+        ),
+        ("alg none", {
+            let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+            let body = URL_SAFE_NO_PAD.encode(claims(json!({})).to_string());
+            format!("{header}.{body}.")
+        }),
+        ("HMAC with the public key", {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            header.kid = Some("key-1".into());
+            let key = jsonwebtoken::EncodingKey::from_secret(&signer.public);
+            jsonwebtoken::encode(&header, &claims(json!({})), &key).expect("sign")
+        }),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    for (case, token) in &refused {
+        assert_eq!(
+            handshake(&agent, "", &[("authorization", &bearer(token))]).await.0,
+            401,
+            "{case}"
+        );
+    }
+    // Unknown key ids make the agent look at the JWKS again, but not on every attempt.
+    assert!(
+        jwks.fetches.load(Ordering::SeqCst) <= 2,
+        "JWKS fetched {} times",
+        jwks.fetches.load(Ordering::SeqCst)
+    );
+
+    // The subject is recorded on the session; tokens never reach the logs.
+    let mut request = agent.ws_url("").into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("authorization", HeaderValue::from_str(&bearer(&valid)).expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("session");
+    use futures::StreamExt;
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    let logs = agent.logs().join("\n");
+    assert!(logs.contains("user-42"), "subject not recorded");
+    let mut secrets: Vec<&str> = refused
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .filter(|t| t.len() > 20)
+        .collect();
+    secrets.push(&valid);
+    secrets.push(&cognito_access);
+    assert_clean_logs(&agent, &secrets);
+}
+
+#[tokio::test]
+async fn the_agent_can_serve_tls_itself() {
+    let dir = tempfile::tempdir().expect("dir");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, certified.cert.pem()).expect("cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    let agent = AgentProcess::start(&[
+        "--tls-cert-file",
+        &cert.to_string_lossy(),
+        "--tls-key-file",
+        &key.to_string_lossy(),
+    ]);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let url = format!("wss://localhost:{}/ws", agent.addr.port());
+    let connector = tokio_tungstenite::Connector::Rustls(Arc::new(config));
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+        .await
+        .expect("wss handshake");
+    let mut client = Client::from_stream(ws, Encoding::Json);
+    client
+        .until_event("bidi_connection_start", Duration::from_secs(10))
+        .await;
+    client.send_text("over tls").await;
+    client.until_event("bidi_response_start", Duration::from_secs(10)).await;
+
+    // Plain WebSocket on the TLS port gets nowhere.
+    assert!(tokio_tungstenite::connect_async(agent.ws_url("")).await.is_err());
+    assert_clean_logs(&agent, &[&certified.signing_key.serialize_pem()]);
+}
