@@ -6,11 +6,11 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 VENV ?= $(CACHE)/venv-tests-$(shell sha256sum tests/requirements.txt | cut -c1-12)
 export VOICE_AGENTS_TEST_PYTHON ?= $(VENV)/bin/python
 
-.PHONY: test test-deps lint unit e2e fmt build release run cluster-build cluster-up cluster-down cluster-smoke
+.PHONY: test test-deps lint unit e2e browser fmt build release run cluster-build cluster-up cluster-down cluster-smoke
 
 ## Everything CI checks: formatting, lints, unit and integration tests, and the suites that run
 ## against a real local Kubernetes control plane (built from Go modules on first use).
-test: lint unit e2e
+test: lint unit e2e browser
 
 lint:
 	cargo fmt --all -- --check
@@ -31,6 +31,11 @@ $(VENV)/.installed: tests/requirements.txt
 ## which is stopped afterwards whatever the outcome.
 e2e: cluster-smoke
 	status=0; cargo test -p voice-e2e -- --ignored || status=$$?; tests/cluster/down || true; exit $$status
+
+## The agent's page in headless Chromium with a fake microphone (tests/browser/run; needs
+## chromium, espeak-ng and node, which .ci/run installs). Screenshots land in test-output/browser/.
+browser:
+	tests/browser/run
 
 fmt:
 	cargo fmt --all

@@ -31,6 +31,8 @@ pub enum Command {
     Config(ServeArgs),
     /// Run a local fake of Amazon Bedrock's Nova Sonic stream (for development and tests).
     FakeBedrock(FakeBedrockArgs),
+    /// Talk to a running agent: say a WAV file or a message, print the transcripts, save the reply.
+    Talk(crate::talk::TalkArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -14,5 +14,6 @@ pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod talk;
 pub mod telemetry;
 pub mod tools;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some(Command::Config(args)) => print_config(&args),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::FakeBedrock(args)) => fake_bedrock(args),
+        Some(Command::Talk(args)) => voice_agent::talk::main(args),
         None => serve(cli.serve),
     }
 }

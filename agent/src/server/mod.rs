@@ -4,6 +4,7 @@
 mod drain;
 mod http;
 mod listener;
+mod page;
 mod sessions;
 mod ws;
 
@@ -105,6 +106,7 @@ impl Agent {
             .route("/healthz", get(http::healthz))
             .route("/readyz", get(http::readyz))
             .route("/metrics", get(http::metrics))
+            .merge(page::routes())
             .with_state(self.clone())
     }
 
