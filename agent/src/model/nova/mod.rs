@@ -3,7 +3,7 @@
 
 mod driver;
 mod history;
-mod mapping;
+pub mod mapping;
 mod stream;
 pub mod wire;
 

@@ -1,0 +1,384 @@
+//! The session state machine, driven directly: no sockets, no clock.
+use super::*;
+use crate::model::Role;
+use crate::protocol::StopReason;
+
+const LIMITS: SessionLimits = SessionLimits {
+    idle_timeout: Duration::from_secs(10),
+    max_duration: Duration::from_secs(60),
+    first_message_timeout: Duration::from_secs(5),
+    max_audio_rate: 1.5,
+    audio_burst: Duration::from_secs(2),
+};
+
+fn start(now: Instant) -> (Session, Vec<Action>) {
+    let mut actions = Vec::new();
+    let session = Session::start(
+        "s1".into(),
+        "simulated",
+        AudioOutput::Json,
+        (16000, 24000),
+        LIMITS,
+        now,
+        &mut actions,
+    );
+    (session, actions)
+}
+
+fn sent_events(actions: &[Action]) -> Vec<&ServerEvent> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(Outbound::Event(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn close_code(actions: &[Action]) -> Option<u16> {
+    actions.iter().find_map(|a| match a {
+        Action::Send(Outbound::Close { code, .. }) => Some(*code),
+        _ => None,
+    })
+}
+
+#[test]
+fn announces_itself_first() {
+    let (_, actions) = start(Instant::now());
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [ServerEvent::ConnectionStart { .. }]
+    ));
+}
+
+#[test]
+fn client_audio_goes_to_the_model_and_resets_idle() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    let later = t0 + Duration::from_secs(5);
+    s.on_client(
+        Ok(ClientMessage::Audio(Bytes::from_static(&[0, 0]))),
+        later,
+        &mut actions,
+    );
+    assert!(actions.contains(&Action::Model(ModelInput::Audio(Bytes::from_static(&[0, 0])))));
+    assert_eq!(s.deadline(), later + LIMITS.idle_timeout);
+}
+
+#[test]
+fn rejected_events_get_an_error_and_the_session_goes_on() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    let err = DecodeError::Rejected {
+        code: "unknown_event",
+        message: "nope".into(),
+    };
+    s.on_client(Err(err), Instant::now(), &mut actions);
+    assert!(matches!(sent_events(&actions)[..], [ServerEvent::Error { code, .. }] if code == "unknown_event"));
+    assert_eq!(s.ended(), None);
+}
+
+#[test]
+fn fatal_input_closes_with_its_code_after_announcing() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    let err = DecodeError::Fatal {
+        reason: EndReason::InvalidPayload,
+        detail: "invalid JSON".into(),
+    };
+    s.on_client(Err(err), Instant::now(), &mut actions);
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [ServerEvent::ConnectionClose {
+            reason: "invalid_payload",
+            ..
+        }]
+    ));
+    assert_eq!(close_code(&actions), Some(1007));
+    assert_eq!(actions.last(), Some(&Action::End(EndReason::InvalidPayload)));
+    assert_eq!(s.ended(), Some(EndReason::InvalidPayload));
+}
+
+#[test]
+fn a_silent_client_is_closed_after_the_first_message_timeout() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    assert_eq!(s.deadline(), t0 + LIMITS.first_message_timeout);
+    s.on_deadline(t0 + LIMITS.first_message_timeout, &mut actions);
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [ServerEvent::ConnectionClose {
+            reason: "policy_violation",
+            ..
+        }]
+    ));
+    assert_eq!(close_code(&actions), Some(1008));
+}
+
+#[test]
+fn audio_much_faster_than_real_time_is_refused_after_the_burst() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    let second = Bytes::from(vec![0u8; 32_000]);
+    // Real time is fine indefinitely.
+    for i in 0..10 {
+        s.on_client(
+            Ok(ClientMessage::Audio(second.clone())),
+            t0 + Duration::from_secs(i),
+            &mut actions,
+        );
+    }
+    assert_eq!(s.ended(), None);
+    // A burst beyond 2 s at 1.5x is not.
+    let later = t0 + Duration::from_secs(10);
+    for _ in 0..4 {
+        s.on_client(Ok(ClientMessage::Audio(second.clone())), later, &mut actions);
+    }
+    assert_eq!(s.ended(), Some(EndReason::PolicyViolation));
+    assert_eq!(close_code(&actions), Some(1008));
+}
+
+#[test]
+fn idle_timeout_closes_normally_with_reason() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    s.on_client(Ok(ClientMessage::Text("hi".into())), t0, &mut actions);
+    actions.clear();
+    s.on_deadline(t0 + Duration::from_secs(9), &mut actions);
+    assert!(actions.is_empty());
+    s.on_deadline(t0 + LIMITS.idle_timeout, &mut actions);
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [ServerEvent::ConnectionClose {
+            reason: "idle_timeout",
+            ..
+        }]
+    ));
+    assert_eq!(close_code(&actions), Some(1000));
+}
+
+#[test]
+fn max_duration_wins_even_with_activity() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    let end = t0 + LIMITS.max_duration;
+    s.on_client(
+        Ok(ClientMessage::Text("hi".into())),
+        end - Duration::from_secs(1),
+        &mut actions,
+    );
+    actions.clear();
+    assert_eq!(s.deadline(), end);
+    s.on_deadline(end, &mut actions);
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [ServerEvent::ConnectionClose {
+            reason: "max_duration",
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn drain_closes_with_1012() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    s.on_drain(&mut actions);
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [ServerEvent::ConnectionClose { reason: "draining", .. }]
+    ));
+    assert_eq!(close_code(&actions), Some(1012));
+}
+
+#[test]
+fn ends_only_once() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    s.on_drain(&mut actions);
+    let n = actions.len();
+    s.on_deadline(Instant::now() + Duration::from_secs(3600), &mut actions);
+    s.on_transport_end(EndReason::ClientGone, "gone", &mut actions);
+    assert_eq!(actions.len(), n);
+}
+
+#[test]
+fn measures_time_to_first_audio_once_per_turn() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    s.on_model(Some(ModelOutput::UserTurnEnd), t0, &mut actions);
+    let audio = || Some(ModelOutput::Audio(Bytes::from_static(&[0, 0])));
+    s.on_model(audio(), t0 + Duration::from_millis(300), &mut actions);
+    s.on_model(audio(), t0 + Duration::from_millis(400), &mut actions);
+    let ttfa: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Observe(Observation::TimeToFirstAudio(d)) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ttfa, vec![Duration::from_millis(300)]);
+}
+
+#[test]
+fn interruption_bumps_the_audio_epoch() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    s.on_model(
+        Some(ModelOutput::Audio(Bytes::from_static(&[1, 0]))),
+        Instant::now(),
+        &mut actions,
+    );
+    s.on_model(Some(ModelOutput::Interruption), Instant::now(), &mut actions);
+    s.on_model(
+        Some(ModelOutput::Audio(Bytes::from_static(&[2, 0]))),
+        Instant::now(),
+        &mut actions,
+    );
+    let epochs: Vec<u64> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(Outbound::Audio { epoch, .. }) => Some(*epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epochs, vec![0, 1]);
+    assert!(sent_events(&actions).contains(&&ServerEvent::Interruption { reason: "user_speech" }));
+}
+
+#[test]
+fn model_events_map_to_client_events() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    let now = Instant::now();
+    s.on_model(Some(ModelOutput::ResponseStart { id: "r1".into() }), now, &mut actions);
+    s.on_model(
+        Some(ModelOutput::Transcript {
+            role: Role::Assistant,
+            text: "Hi".into(),
+            is_final: true,
+        }),
+        now,
+        &mut actions,
+    );
+    s.on_model(
+        Some(ModelOutput::ResponseComplete {
+            id: "r1".into(),
+            stop_reason: StopReason::Complete,
+        }),
+        now,
+        &mut actions,
+    );
+    s.on_model(
+        Some(ModelOutput::Usage {
+            input_tokens: 2,
+            output_tokens: 3,
+        }),
+        now,
+        &mut actions,
+    );
+    s.on_model(
+        Some(ModelOutput::Restarted {
+            reason: "renewal".into(),
+        }),
+        now,
+        &mut actions,
+    );
+    let events = sent_events(&actions);
+    assert_eq!(
+        events[0],
+        &ServerEvent::ResponseStart {
+            response_id: "r1".into()
+        }
+    );
+    assert!(matches!(
+        events[1],
+        ServerEvent::TranscriptStream {
+            role: "assistant",
+            is_final: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        events[2],
+        ServerEvent::ResponseComplete {
+            stop_reason: StopReason::Complete,
+            ..
+        }
+    ));
+    assert_eq!(
+        events[3],
+        &ServerEvent::Usage {
+            input_tokens: 2,
+            output_tokens: 3,
+            total_tokens: 5
+        }
+    );
+    assert!(matches!(events[4], ServerEvent::ConnectionRestart { .. }));
+}
+
+#[test]
+fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    let input = serde_json::json!({"city": "Oslo"});
+    let call = ModelOutput::ToolUse {
+        id: "t1".into(),
+        name: "weather".into(),
+        input: input.clone(),
+    };
+    s.on_model(Some(call), Instant::now(), &mut actions);
+    assert!(matches!(sent_events(&actions)[..], [ServerEvent::ToolUse { .. }]));
+    assert!(actions.contains(&Action::CallTool {
+        id: "t1".into(),
+        name: "weather".into(),
+        input
+    }));
+    actions.clear();
+    s.on_tool_result("t1".into(), "weather".into(), false, "{\"c\":3}".into(), &mut actions);
+    assert!(
+        matches!(sent_events(&actions)[..], [ServerEvent::ToolResult { tool_result }] if tool_result.status == "success")
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Model(ModelInput::ToolResult { id, is_error: false, .. }) if id == "t1"))
+    );
+}
+
+#[test]
+fn fatal_model_errors_close_with_1011() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    let err = ModelOutput::Error {
+        code: "throttled",
+        message: "busy".into(),
+        fatal: true,
+    };
+    s.on_model(Some(err), Instant::now(), &mut actions);
+    assert!(matches!(sent_events(&actions)[0], ServerEvent::Error { code, .. } if code == "throttled"));
+    assert_eq!(close_code(&actions), Some(1011));
+}
+
+#[test]
+fn model_stream_ending_closes_with_1011() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    s.on_model(None, Instant::now(), &mut actions);
+    assert_eq!(close_code(&actions), Some(1011));
+    assert_eq!(s.ended(), Some(EndReason::ModelError));
+}
+
+#[test]
+fn close_reasons_fit_in_a_control_frame() {
+    let long = "é".repeat(200);
+    let reason = truncate_reason(&long);
+    assert!(reason.len() <= MAX_CLOSE_REASON);
+    assert!(reason.chars().all(|c| c == 'é'));
+}
