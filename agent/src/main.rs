@@ -35,7 +35,7 @@ fn print_config(args: &ServeArgs) -> ExitCode {
 }
 
 fn fake_bedrock(args: FakeBedrockArgs) -> ExitCode {
-    if let Err(e) = telemetry::init(args.log_format, &args.log) {
+    if let Err(e) = telemetry::init(args.log_format, &args.log, "fake-bedrock", Vec::new()) {
         eprintln!("voice-agent: {e}");
         return ExitCode::from(2);
     }
@@ -73,10 +73,6 @@ fn fake_bedrock(args: FakeBedrockArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    if let Err(e) = telemetry::init(args.log_format, &args.log) {
-        eprintln!("voice-agent: {e}");
-        return ExitCode::from(2);
-    }
     let config = match args.load_config() {
         Ok(config) => config,
         Err(e) => {
@@ -91,13 +87,44 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    // Inside the runtime's context: a gRPC trace exporter needs it.
+    let telemetry = {
+        let _context = runtime.enter();
+        telemetry::init(
+            args.log_format,
+            &args.log,
+            "voice-agent",
+            resource_attributes(&config.name),
+        )
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("voice-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(run(config));
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// What traces say about this process: the agent's name, and where it runs in Kubernetes
+/// (the operator passes the namespace and pod name through the downward API).
+fn resource_attributes(name: &str) -> Vec<opentelemetry::KeyValue> {
+    let mut attributes = vec![opentelemetry::KeyValue::new("voiceagent.name", name.to_owned())];
+    for (variable, key) in [("POD_NAMESPACE", "k8s.namespace.name"), ("POD_NAME", "k8s.pod.name")] {
+        if let Ok(value) = std::env::var(variable) {
+            attributes.push(opentelemetry::KeyValue::new(key, value));
+        }
+    }
+    attributes
 }
 
 async fn run(config: voice_agent::config::AgentConfig) -> anyhow::Result<()> {

@@ -23,6 +23,17 @@ pub enum StopReason {
     Error,
 }
 
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Interrupted => "interrupted",
+            Self::ToolUse => "tool_use",
+            Self::Error => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TranscriptDelta {
     pub text: String,

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use opentelemetry::trace::{TraceContextExt, TraceId};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::machine::{Action, Observation, Outbound, Session, SessionLimits};
 use super::tool_calls::ToolCalls;
@@ -51,6 +53,8 @@ pub struct SessionContext {
     pub tools: Option<Arc<Toolbox>>,
     /// Tool calls this session runs at once.
     pub max_tool_calls: usize,
+    /// The caller's trace context (W3C `traceparent` on the handshake), if any.
+    pub parent: opentelemetry::Context,
 }
 
 /// How the writer task stopped.
@@ -70,7 +74,29 @@ pub async fn run_session<S>(socket: S, ctx: SessionContext) -> EndReason
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
-    let span = info_span!("session", id = %ctx.id, subject = ctx.subject.as_deref().unwrap_or("-"));
+    let span = info_span!(
+        "session",
+        otel.name = "voice session",
+        id = %ctx.id,
+        subject = ctx.subject.as_deref().unwrap_or("-"),
+        model = ctx.model.model_id(),
+        trace_id = tracing::field::Empty,
+        close_reason = tracing::field::Empty,
+    );
+    let remote = ctx.parent.span().span_context().clone();
+    if remote.is_valid() {
+        let _ = span.set_parent(ctx.parent.clone());
+    }
+    // Logs carry the trace id: the exported trace's, else the caller's.
+    let own = span.context().span().span_context().trace_id();
+    let trace_id = if own != TraceId::INVALID {
+        own
+    } else {
+        remote.trace_id()
+    };
+    if trace_id != TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
     run(socket, ctx).instrument(span).await
 }
 
@@ -128,6 +154,7 @@ where
     };
 
     let duration = started.elapsed();
+    tracing::Span::current().record("close_reason", reason.as_str());
     ctx.metrics
         .sessions_ended
         .get_or_create(&ReasonLabels {
@@ -193,6 +220,7 @@ where
 {
     let mut actions = Vec::with_capacity(8);
     let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls);
+    let mut turn = TurnSpan::default();
     let mut session = Session::start(
         ctx.id.clone(),
         ctx.model.model_id(),
@@ -210,7 +238,10 @@ where
             match action {
                 Action::Send(outbound) => send(outbound, out_tx, &ctx.metrics).await,
                 Action::Model(input) => model_busy |= !feed_model(input, model, &ctx.metrics),
-                Action::Observe(observation) => observe(observation, &ctx.metrics),
+                Action::Observe(observation) => {
+                    turn.observe(&observation);
+                    observe(observation, &ctx.metrics);
+                }
                 Action::CallTool { id, name, input } => calls.start(id, name, input),
                 Action::End(_) => {}
             }
@@ -314,8 +345,41 @@ fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool
     }
 }
 
+/// The trace span of the turn in progress: from the end of the user's turn, through the first
+/// reply audio, to the end of the reply.
+#[derive(Default)]
+struct TurnSpan(Option<tracing::Span>);
+
+impl TurnSpan {
+    fn observe(&mut self, observation: &Observation) {
+        match observation {
+            Observation::TurnStarted => {
+                self.0 = Some(info_span!(
+                    "turn",
+                    otel.name = "turn",
+                    time_to_first_audio_ms = tracing::field::Empty,
+                    stop_reason = tracing::field::Empty,
+                ));
+            }
+            Observation::TimeToFirstAudio(elapsed) => {
+                if let Some(span) = &self.0 {
+                    span.record("time_to_first_audio_ms", elapsed.as_millis() as u64);
+                    span.in_scope(|| debug!("first reply audio"));
+                }
+            }
+            Observation::TurnEnded(stop_reason) => {
+                if let Some(span) = self.0.take() {
+                    span.record("stop_reason", stop_reason.as_str());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn observe(observation: Observation, metrics: &Metrics) {
     match observation {
+        Observation::TurnStarted | Observation::TurnEnded(_) => {}
         Observation::AudioIn => {
             metrics.audio_frames.get_or_create(&metrics::IN).inc();
         }

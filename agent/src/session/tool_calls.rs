@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::tools::{Outcome, ToolOutcome, Toolbox};
 
@@ -55,22 +55,33 @@ impl ToolCalls {
             return;
         }
         let slots = self.slots.clone();
-        self.running.spawn(async move {
-            let started = Instant::now();
-            // Waiting for a slot counts against the call's time budget.
-            let slot = tokio::time::timeout(toolbox.call_timeout(), slots.acquire_owned()).await;
-            let outcome = match slot {
-                Ok(Ok(_slot)) => toolbox.call(&name, input).await,
-                _ => {
-                    toolbox.record(&name, Outcome::Timeout, started.elapsed());
-                    ToolOutcome::failure(
-                        Outcome::Timeout,
-                        format!("the tool {name} could not start: too many calls were already running"),
-                    )
-                }
-            };
-            Finished { id, name, outcome }
-        });
+        let span = tracing::info_span!(
+            "tool_call",
+            otel.name = %format!("tool {name}"),
+            tool = %name,
+            outcome = tracing::field::Empty,
+        );
+        let task_span = span.clone();
+        self.running.spawn(
+            async move {
+                let started = Instant::now();
+                // Waiting for a slot counts against the call's time budget.
+                let slot = tokio::time::timeout(toolbox.call_timeout(), slots.acquire_owned()).await;
+                let outcome = match slot {
+                    Ok(Ok(_slot)) => toolbox.call(&name, input).await,
+                    _ => {
+                        toolbox.record(&name, Outcome::Timeout, started.elapsed());
+                        ToolOutcome::failure(
+                            Outcome::Timeout,
+                            format!("the tool {name} could not start: too many calls were already running"),
+                        )
+                    }
+                };
+                span.record("outcome", outcome.outcome.as_str());
+                Finished { id, name, outcome }
+            }
+            .instrument(task_span),
+        );
     }
 
     /// The next finished call (pending forever when none is running).

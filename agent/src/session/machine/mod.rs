@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use crate::model::{ModelInput, ModelOutput};
 use crate::protocol::{
-    AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, ToolResultBody, ToolResultContent, ToolUseBody,
-    TranscriptDelta,
+    AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, StopReason, ToolResultBody, ToolResultContent,
+    ToolUseBody, TranscriptDelta,
 };
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
@@ -82,6 +82,10 @@ pub enum Outbound {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Observation {
     AudioIn,
+    /// The user's turn ended (end of speech, or a text message): a turn begins.
+    TurnStarted,
+    /// A reply ended, and with it the turn.
+    TurnEnded(StopReason),
     TimeToFirstAudio(Duration),
     Interruption,
     /// A `bidi_error` was sent to the client, with this code.
@@ -224,6 +228,7 @@ impl Session {
         let event = match output {
             ModelOutput::UserTurnEnd => {
                 self.turn_ended_at = Some(now);
+                actions.push(Action::Observe(Observation::TurnStarted));
                 return;
             }
             ModelOutput::Audio(pcm) => {
@@ -246,10 +251,13 @@ impl Session {
                 text,
                 is_final,
             },
-            ModelOutput::ResponseComplete { id, stop_reason } => ServerEvent::ResponseComplete {
-                response_id: id,
-                stop_reason,
-            },
+            ModelOutput::ResponseComplete { id, stop_reason } => {
+                actions.push(Action::Observe(Observation::TurnEnded(stop_reason)));
+                ServerEvent::ResponseComplete {
+                    response_id: id,
+                    stop_reason,
+                }
+            }
             ModelOutput::Usage {
                 input_tokens,
                 output_tokens,

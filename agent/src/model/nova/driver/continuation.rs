@@ -85,7 +85,7 @@ impl Driver {
         let mut attempt = 0;
         let current = loop {
             let opened = {
-                let open = self.open();
+                let open = self.open(reason);
                 tokio::pin!(open);
                 loop {
                     tokio::select! {
@@ -166,7 +166,10 @@ impl Driver {
 
     /// Opens a stream: session and prompt start, system prompt, history, the audio block. The
     /// returned future owns what it needs, so input can be held while it runs.
-    pub(super) fn open(&self) -> impl std::future::Future<Output = Result<Current, StreamError>> + Send + 'static {
+    pub(super) fn open(
+        &self,
+        reason: &'static str,
+    ) -> impl std::future::Future<Output = Result<Current, StreamError>> + Send + 'static {
         let config = &self.shared.config;
         let prompt = uuid::Uuid::new_v4().to_string();
         let audio = uuid::Uuid::new_v4().to_string();
@@ -187,6 +190,14 @@ impl Driver {
             init.extend(wire::text_block(&prompt, &content, role, false, &message.text));
         }
         init.push(wire::audio_content_start(&prompt, &audio));
+        let span = tracing::info_span!(
+            parent: &self.session,
+            "model_stream",
+            otel.name = "model stream",
+            model = %config.model_id,
+            reason,
+            end = tracing::field::Empty,
+        );
         let client = self.shared.client.clone();
         let model_id = config.model_id.clone();
         async move {
@@ -196,6 +207,7 @@ impl Driver {
                 prompt,
                 audio,
                 opened: Instant::now(),
+                span,
             })
         }
     }

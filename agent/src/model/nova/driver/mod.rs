@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, sleep, sleep_until};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use super::NovaShared;
 mod continuation;
@@ -59,11 +59,15 @@ struct Current {
     prompt: String,
     audio: String,
     opened: Instant,
+    /// The stream's trace span, closed when the stream is replaced or the session ends.
+    span: tracing::Span,
 }
 
 pub(super) struct Driver {
     shared: Arc<NovaShared>,
     setup: SessionSetup,
+    /// The session's trace span: every stream's span is its child.
+    session: tracing::Span,
     output: mpsc::Sender<ModelOutput>,
     history: History,
     mapper: OutputMapper,
@@ -96,6 +100,7 @@ impl Driver {
         output: mpsc::Sender<ModelOutput>,
     ) -> Result<(), ModelError> {
         let driver = Self {
+            session: tracing::Span::current(),
             shared,
             setup,
             output,
@@ -115,7 +120,7 @@ impl Driver {
         };
         let mut attempt = 0;
         let current = loop {
-            match driver.open().await {
+            match driver.open("start").await {
                 Ok(current) => break current,
                 Err(error) => {
                     driver.count_error(&error);
@@ -130,7 +135,8 @@ impl Driver {
                 }
             }
         };
-        tokio::spawn(driver.run(current, input));
+        let session = driver.session.clone();
+        tokio::spawn(driver.run(current, input).instrument(session));
         Ok(())
     }
 
@@ -160,17 +166,20 @@ impl Driver {
             let replacement = match step {
                 Step::Continue => continue,
                 Step::Stop => {
+                    current.span.record("end", "session_ended");
                     let close = close_events(&current);
                     current.stream.finish(close, CLOSE_WAIT).await;
                     return;
                 }
                 Step::Renew(reason) => {
+                    current.span.record("end", "renewed");
                     // Planned: the old stream is at a turn boundary; close it cleanly.
                     let close = close_events(&current);
                     tokio::spawn(current.stream.finish(close, CLOSE_WAIT));
                     self.replace(reason, false, &mut input).await
                 }
                 Step::Fail(error) => {
+                    current.span.record("end", error.kind);
                     self.count_error(&error);
                     warn!(kind = error.kind, message = %error.message, "model stream failed");
                     if !self.may_recover(&error) {

@@ -1,0 +1,216 @@
+//! OpenTelemetry traces from a real conversation, received by an OTLP/HTTP endpoint in the
+//! test: the caller's trace is continued, and the span tree has the session, its turns, a tool
+//! call and one span per model stream (including a forced renewal).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+#[derive(Default)]
+struct Received {
+    spans: Vec<Span>,
+    resource: HashMap<String, String>,
+}
+
+/// A minimal OTLP/HTTP trace receiver: decodes `ExportTraceServiceRequest` protobuf bodies.
+async fn otlp_receiver() -> (String, Arc<Mutex<Received>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let received = Arc::new(Mutex::new(Received::default()));
+    let store = received.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(tcp);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if let Ok(request) = ExportTraceServiceRequest::decode(body.as_slice()) {
+                        let mut store = store.lock().expect("store");
+                        for resource_spans in request.resource_spans {
+                            if let Some(resource) = resource_spans.resource {
+                                for kv in resource.attributes {
+                                    store.resource.insert(kv.key.clone(), text(&kv));
+                                }
+                            }
+                            for scope in resource_spans.scope_spans {
+                                store.spans.extend(scope.spans);
+                            }
+                        }
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if reader.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, received)
+}
+
+fn text(kv: &KeyValue) -> String {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        Some(AnyValue::IntValue(i)) => i.to_string(),
+        Some(AnyValue::BoolValue(b)) => b.to_string(),
+        Some(AnyValue::DoubleValue(d)) => d.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key == key).map(text)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_conversation_is_one_trace_continuing_the_callers() {
+    let (endpoint, received) = otlp_receiver().await;
+    let mcp = McpServer::start(false);
+    let fake = FakeBedrock::start(&["--max-stream-age", "12s"]);
+    let dir = tempfile::tempdir().expect("dir");
+    let config = fake.agent_config(dir.path(), "");
+    let mut yaml = std::fs::read_to_string(&config).expect("config");
+    yaml.push_str(&format!("name: front-desk\ngateway:\n  url: {}\n", mcp.url));
+    std::fs::write(&config, yaml).expect("config");
+    let mut env = AWS_ENV.to_vec();
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("POD_NAMESPACE", "voice-prod"),
+    ]);
+    let mut agent = AgentProcess::start_with_env(&["--config", &config], &env);
+    wait_ready(&agent).await;
+
+    let mut request = agent.ws_url("").into_client_request().expect("request");
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    request
+        .headers_mut()
+        .insert("traceparent", HeaderValue::from_str(&traceparent).expect("header"));
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("connect");
+    let mut client = Client::from_stream(ws, Encoding::Json);
+    client.until_event("bidi_connection_start", LIMIT).await;
+    client.send_text(r#"tool:get_weather {"city": "Oslo"}"#).await;
+    client.until_event("bidi_response_complete", LIMIT).await;
+    // Keep the session going past the model stream's time limit, then take another turn.
+    client.until_event("bidi_connection_restart", LIMIT).await;
+    client.send_text("and tomorrow").await;
+    client.until_event("bidi_response_complete", LIMIT).await;
+    client.close().await;
+
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(LIMIT).await, Some(0));
+    let received = received.lock().expect("store");
+    let spans = &received.spans;
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+
+    assert_eq!(
+        received.resource.get("service.name").map(String::as_str),
+        Some("voice-agent")
+    );
+    assert_eq!(
+        received.resource.get("voiceagent.name").map(String::as_str),
+        Some("front-desk")
+    );
+    assert_eq!(
+        received.resource.get("k8s.namespace.name").map(String::as_str),
+        Some("voice-prod")
+    );
+
+    let sessions = named("voice session");
+    assert_eq!(
+        sessions.len(),
+        1,
+        "spans: {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let session = sessions[0];
+    assert_eq!(hex(&session.trace_id), CALLER_TRACE, "the caller's trace is continued");
+    assert_eq!(hex(&session.parent_span_id), CALLER_SPAN);
+    assert_eq!(attribute(session, "close_reason").as_deref(), Some("client_disconnect"));
+    assert_eq!(attribute(session, "model").as_deref(), Some("amazon.nova-2-sonic-v1:0"));
+
+    let children = |name: &str| {
+        named(name)
+            .into_iter()
+            .filter(|s| s.parent_span_id == session.span_id)
+            .collect::<Vec<_>>()
+    };
+    let turns = children("turn");
+    assert!(turns.len() >= 2, "a span per turn: {}", turns.len());
+    assert!(turns.iter().all(|t| attribute(t, "time_to_first_audio_ms").is_some()));
+    let tools = children("tool get_weather");
+    assert_eq!(tools.len(), 1);
+    assert_eq!(attribute(tools[0], "outcome").as_deref(), Some("success"));
+    let streams = children("model stream");
+    assert!(streams.len() >= 2, "a span per model stream: {}", streams.len());
+    let mut streams = streams;
+    streams.sort_by_key(|s| s.start_time_unix_nano);
+    assert_eq!(attribute(streams[0], "reason").as_deref(), Some("start"));
+    assert_eq!(attribute(streams[0], "end").as_deref(), Some("model_timeout"));
+    assert_eq!(attribute(streams[1], "reason").as_deref(), Some("model_timeout"));
+
+    assert!(
+        spans.iter().all(|s| hex(&s.trace_id) == CALLER_TRACE),
+        "everything is one trace"
+    );
+    for span in spans.iter() {
+        for kv in &span.attributes {
+            assert!(
+                text(kv).len() < 512,
+                "{}.{} is suspiciously large (audio?)",
+                span.name,
+                kv.key
+            );
+            assert!(
+                !text(kv).contains("voice-test-secret-key"),
+                "a secret in {}.{}",
+                span.name,
+                kv.key
+            );
+        }
+    }
+    let logs = agent.logs().join("\n");
+    assert!(logs.contains(CALLER_TRACE), "logs carry the trace id");
+}
