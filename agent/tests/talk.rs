@@ -443,3 +443,28 @@ async fn talks_through_a_tls_ingress_with_a_private_ca() {
     let line = assert_fails(&output, 1, "cannot connect to wss://localhost:");
     assert!(line.contains("point SSL_CERT_FILE at its certificate"), "{line}");
 }
+
+#[tokio::test]
+async fn against_an_agent_with_token_auth_only_the_right_token_talks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "right-token\n").expect("tokens");
+    let agent = AgentProcess::start(&["--auth-mode", "token", "--auth-token-file", &tokens.to_string_lossy()]);
+    let url = agent.ws_url("");
+
+    let missing = talk(&["--url", &url, "--text", "hello"]).await;
+    assert_fails(&missing, 1, "HTTP 401");
+    assert!(
+        text(&missing.stderr).contains("requires a token"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    let wrong = talk(&["--url", &url, "--token", "wrong-token", "--text", "hello"]).await;
+    assert_fails(&wrong, 1, "the token was refused");
+
+    let right = talk(&["--url", &url, "--token", "right-token", "--text", "hello"]).await;
+    let stdout = text(&right.stdout);
+    assert!(right.status.success(), "{stdout}{}", text(&right.stderr));
+    assert!(stdout.contains("] assistant: You wrote: hello."), "{stdout}");
+}
