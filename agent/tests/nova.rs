@@ -439,3 +439,32 @@ async fn a_mid_stream_rejection_ends_the_session_with_1011() {
     assert_eq!(error["code"], "model_rejected_request");
     assert_eq!(frame.map(|f| f.0), Some(1011));
 }
+
+#[tokio::test]
+async fn without_aws_credentials_the_agent_is_not_ready() {
+    let fake = FakeBedrock::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = fake.agent_config(dir.path(), "");
+    let no_credentials = [
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+    ];
+    let agent = AgentProcess::start_with_env(&["--config", &config], &no_credentials);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (status, body) = get(&agent.url("/readyz")).await;
+        if body.contains("credentials") {
+            assert_eq!(status, 503);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never reported the missing credentials: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let with_credentials = AgentProcess::start_with_env(&["--config", &config], AWS_ENV);
+    wait_ready(&with_credentials).await;
+}

@@ -147,4 +147,9 @@ pub trait ModelProvider: Send + Sync + 'static {
 
     /// Opens a stream for one session.
     fn connect(&self, setup: SessionSetup) -> ConnectFuture;
+
+    /// Why the model cannot take sessions right now (e.g. no credentials), if it cannot.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }

@@ -87,12 +87,15 @@ impl Agent {
         }))
     }
 
-    /// Why the agent is not ready, if it is not: draining, or tools not loaded yet.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    /// Why the agent is not ready, if it is not: draining, the model unavailable (e.g. no
+    /// credentials), or tools not loaded yet.
+    pub fn not_ready(&self) -> Option<String> {
         if self.drain.is_draining() {
-            Some("draining")
+            Some("draining".into())
+        } else if let Some(problem) = self.model.unavailable() {
+            Some(problem)
         } else if self.config.gateway.is_some() && self.tools.borrow().is_none() {
-            Some("tools not loaded from the gateway yet")
+            Some("tools not loaded from the gateway yet".into())
         } else {
             None
         }

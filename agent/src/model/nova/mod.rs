@@ -7,7 +7,11 @@ pub mod mapping;
 mod stream;
 pub mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use tracing::{debug, warn};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::Client;
@@ -30,6 +34,8 @@ struct NovaShared {
 
 pub struct NovaSonicProvider {
     shared: Arc<NovaShared>,
+    /// Why sessions cannot be served, while the credentials do not resolve.
+    credentials: Arc<RwLock<Option<String>>>,
 }
 
 impl NovaSonicProvider {
@@ -72,6 +78,13 @@ impl NovaSonicProvider {
         if let Some(url) = &config.endpoint_url {
             builder = builder.endpoint_url(url);
         }
+        let credentials = Arc::new(RwLock::new(Some("AWS credentials not resolved yet".to_owned())));
+        if let Some(provider) = sdk.credentials_provider() {
+            tokio::spawn(watch_credentials(provider, Arc::downgrade(&credentials)));
+        } else {
+            *credentials.write().unwrap_or_else(|p| p.into_inner()) =
+                Some("no AWS credential provider is configured".to_owned());
+        }
         Ok(Self {
             shared: Arc::new(NovaShared {
                 client: Client::from_conf(builder.build()),
@@ -79,13 +92,48 @@ impl NovaSonicProvider {
                 region,
                 metrics,
             }),
+            credentials,
         })
+    }
+}
+
+/// How often credentials are checked while they cannot be resolved, and once they can.
+const CREDENTIALS_RETRY: Duration = Duration::from_secs(10);
+const CREDENTIALS_RECHECK: Duration = Duration::from_secs(300);
+/// How long resolving credentials (IRSA, Pod Identity, profile) may take.
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keeps checking that the default chain yields credentials, so a pod without a working IAM
+/// identity reports not-ready instead of failing every call.
+async fn watch_credentials(provider: SharedCredentialsProvider, problem: Weak<RwLock<Option<String>>>) {
+    loop {
+        let result = tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await;
+        let found = match result {
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => Some(format!("no AWS credentials: {error}")),
+            Err(_) => Some("no AWS credentials: resolving them timed out".to_owned()),
+        };
+        let Some(problem) = problem.upgrade() else {
+            return;
+        };
+        let ok = found.is_none();
+        match &found {
+            Some(message) => warn!(%message, "model not available"),
+            None => debug!("AWS credentials resolved"),
+        }
+        *problem.write().unwrap_or_else(|p| p.into_inner()) = found;
+        drop(problem);
+        tokio::time::sleep(if ok { CREDENTIALS_RECHECK } else { CREDENTIALS_RETRY }).await;
     }
 }
 
 impl ModelProvider for NovaSonicProvider {
     fn model_id(&self) -> &str {
         &self.shared.config.model_id
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.credentials.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn connect(&self, setup: SessionSetup) -> ConnectFuture {
