@@ -1,0 +1,305 @@
+//! The controller: what is watched, and the driver that runs the reconcile pipeline for one
+//! VoiceAgent. Which steps touch the API: dereference (reads), apply (reads, and writes only
+//! what differs), status (writes only when it changed); validate and build are pure.
+
+mod watches;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::api::{ConditionStatus, VoiceAgent, VoiceAgentStatus};
+use crate::error::{Error, Result};
+use crate::metrics::{FailureLabels, Metrics, RejectionLabels};
+use crate::reconcile::apply::{self, Applied, ChangeKind};
+use crate::reconcile::build::{self, selector_string};
+use crate::reconcile::status::{self, Observation};
+use crate::reconcile::{RejectReason, Rejection, Settings, dereference, events, validate};
+
+/// Retry after children that belong to someone else: their deletion is not watched.
+const CONFLICT_RETRY: Duration = Duration::from_secs(30);
+/// Back-off after a failed reconcile: doubles per consecutive failure, up to the maximum.
+const MIN_ERROR_RETRY: Duration = Duration::from_secs(1);
+const MAX_ERROR_RETRY: Duration = Duration::from_secs(300);
+/// Reconciles running at once, across VoiceAgents (one object is never reconciled twice at
+/// once). Each is a few short API calls; this bounds the burst on the apiserver at start.
+const CONCURRENCY: u16 = 8;
+
+/// Where the operator looks for VoiceAgents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Cluster,
+    Namespace(String),
+}
+
+impl Scope {
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match self {
+            Scope::Cluster => Api::all(client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// How often an unchanged VoiceAgent is looked at again (reads only, unless something
+    /// drifted).
+    pub resync: Duration,
+    /// Consecutive failures per VoiceAgent uid, for the back-off.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Generation of each undecodable VoiceAgent (by uid) already reported in its status.
+    reported_undecodable: Mutex<HashMap<String, Option<i64>>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+        resync: Duration,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            resync,
+            failures: Mutex::default(),
+            reported_undecodable: Mutex::default(),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` completes, then waits for running reconciles.
+pub async fn run(ctx: Arc<Context>, scope: Scope, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let agents: Api<DeserializeGuard<VoiceAgent>> = scope.api(&client);
+    // Status changes (our own writes included) trigger a reconcile too; it is read-only when
+    // nothing changed.
+    let controller = Controller::new(agents, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(CONCURRENCY));
+    let controller = watches::add(controller, &client, &scope, ctx.settings.gateway_api);
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "reconcile ended with an error"),
+            }
+        })
+        .await;
+}
+
+async fn reconcile(guard: Arc<DeserializeGuard<VoiceAgent>>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
+    let result = match &guard.0 {
+        Ok(agent) => reconcile_agent(agent, &ctx).await,
+        Err(invalid) => report_undecodable(invalid, &ctx).await,
+    };
+    if result.is_ok()
+        && let Some(uid) = uid_of(&guard)
+        && let Ok(mut failures) = ctx.failures.lock()
+    {
+        failures.remove(&uid);
+    }
+    result
+}
+
+fn error_policy(guard: Arc<DeserializeGuard<VoiceAgent>>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .failures
+        .get_or_create(&FailureLabels {
+            reason: err.metric_label(),
+        })
+        .inc();
+    let attempts = uid_of(&guard)
+        .and_then(|uid| {
+            let mut failures = ctx.failures.lock().ok()?;
+            let n = failures.entry(uid).or_default();
+            *n = n.saturating_add(1);
+            Some(*n)
+        })
+        .unwrap_or(1);
+    let delay = MIN_ERROR_RETRY
+        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(16)))
+        .min(MAX_ERROR_RETRY);
+    let name = match &guard.0 {
+        Ok(a) => a.name_any(),
+        Err(e) => e.metadata.name.clone().unwrap_or_default(),
+    };
+    tracing::warn!(voiceagent = %name, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn uid_of(guard: &DeserializeGuard<VoiceAgent>) -> Option<String> {
+    match &guard.0 {
+        Ok(a) => a.uid(),
+        Err(e) => e.metadata.uid.clone(),
+    }
+}
+
+/// The pipeline for one decodable VoiceAgent.
+async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
+    if agent.metadata.deletion_timestamp.is_some() {
+        // Owner references make the garbage collector delete every child.
+        return Ok(Action::await_change());
+    }
+    let name = agent.name_any();
+    let namespace = agent.namespace().ok_or(Error::NotNamespaced)?;
+    let uid = agent.uid().unwrap_or_default();
+    tracing::debug!(voiceagent = %name, %namespace, "reconciling");
+
+    let dereferenced = dereference::dereference(&ctx.client, agent).await?;
+    let (applied, verdict) = match validate::validate(agent, &dereferenced, &ctx.settings) {
+        Ok(validated) => {
+            let children = build::build(&validated);
+            let applied =
+                apply::apply(&ctx.client, &namespace, &name, &uid, children, ctx.settings.gateway_api).await?;
+            (applied, Ok(validated.url))
+        }
+        Err(rejection) => {
+            ctx.metrics
+                .rejections
+                .get_or_create(&RejectionLabels {
+                    reason: rejection.reason.as_str(),
+                })
+                .inc();
+            tracing::info!(voiceagent = %name, reason = rejection.reason.as_str(), message = %rejection.message, "not accepted");
+            // Nothing is applied; the last accepted workload (if any) keeps running.
+            let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(&name)
+                .await
+                .map_err(Error::kube(format!("reading Deployment {name}")))?
+                .filter(|d| apply::controlled_by(&d.metadata, &uid));
+            let applied = Applied {
+                deployment,
+                ..Applied::default()
+            };
+            (applied, Err(rejection))
+        }
+    };
+    for change in &applied.changes {
+        let verb = match change.kind {
+            ChangeKind::Created | ChangeKind::Updated => "apply",
+            ChangeKind::Deleted => "delete",
+        };
+        ctx.metrics.record_write(&change.object_kind, verb);
+    }
+    // Reported before the status write, which may fail: the changes are made either way.
+    if let Some(event) = events::changes_event(&applied.changes) {
+        publish(ctx, agent, event).await;
+    }
+
+    let observation = Observation {
+        generation: agent.metadata.generation,
+        accepted: verdict.as_ref().map(|_| ()),
+        deployment: applied.deployment.as_ref(),
+        conflicts: &applied.conflicts,
+        url: verdict.as_ref().ok().cloned(),
+        selector: selector_string(&name),
+    };
+    let previous = agent.status.as_ref();
+    let next = status::desired_status(previous, &observation, &now());
+    let api: Api<VoiceAgent> = Api::namespaced(ctx.client.clone(), &namespace);
+    if status::write_status(&api, &name, previous, &next).await? {
+        tracing::info!(voiceagent = %name, ready = ?next.ready_replicas, replicas = ?next.replicas, "status updated");
+        ctx.metrics.record_write("VoiceAgent/status", "apply");
+        for transition in status::transitions(previous, &next) {
+            publish(ctx, agent, events::transition_event(&transition)).await;
+        }
+    }
+
+    Ok(match verdict {
+        // A rejected spec waits for a change of itself or of what it references (both
+        // watched), never for a timer.
+        Err(_) => Action::await_change(),
+        Ok(_) if !applied.conflicts.is_empty() => Action::requeue(CONFLICT_RETRY),
+        Ok(_) => Action::requeue(ctx.resync),
+    })
+}
+
+async fn publish(ctx: &Context, agent: &VoiceAgent, event: kube::runtime::events::Event) {
+    if events::publish(&ctx.recorder, agent, event).await {
+        ctx.metrics.record_write("Event", "create");
+    }
+}
+
+/// A stored VoiceAgent the current types cannot decode (e.g. written before a schema change):
+/// say so in its status once per generation, and wait for it to be fixed.
+async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
+    let meta = &invalid.metadata;
+    let (Some(name), Some(namespace), Some(uid)) = (&meta.name, &meta.namespace, &meta.uid) else {
+        return Ok(Action::await_change());
+    };
+    let already = ctx
+        .reported_undecodable
+        .lock()
+        .map(|r| r.get(uid) == Some(&meta.generation))
+        .unwrap_or(false);
+    if already {
+        return Ok(Action::await_change());
+    }
+    tracing::warn!(voiceagent = %name, %namespace, error = %invalid.error, "cannot decode VoiceAgent");
+    let rejection = Rejection {
+        reason: RejectReason::Undecodable,
+        message: format!("cannot decode the spec: {}", invalid.error),
+    };
+    let observation = Observation {
+        generation: meta.generation,
+        accepted: Err(&rejection),
+        deployment: None,
+        conflicts: &[],
+        url: None,
+        selector: selector_string(name),
+    };
+    let mut next: VoiceAgentStatus = status::desired_status(None, &observation, &now());
+    // Nothing was read about the workload: leave counts out rather than claim zero.
+    next.replicas = None;
+    next.ready_replicas = None;
+    let api: Api<VoiceAgent> = Api::namespaced(ctx.client.clone(), namespace);
+    status::write_status_unchecked(&api, name, &next).await?;
+    ctx.metrics.record_write("VoiceAgent/status", "apply");
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(crate::api::api_version()),
+        kind: Some("VoiceAgent".into()),
+        name: Some(name.clone()),
+        namespace: Some(namespace.clone()),
+        uid: Some(uid.clone()),
+        ..Default::default()
+    };
+    let transition = status::Transition {
+        type_: crate::api::ACCEPTED.into(),
+        status: ConditionStatus::False.as_str().into(),
+        reason: rejection.reason.as_str().into(),
+        message: rejection.message.clone(),
+    };
+    events::publish_about(&ctx.recorder, &reference, meta, events::transition_event(&transition)).await;
+    if let Ok(mut reported) = ctx.reported_undecodable.lock() {
+        reported.insert(uid.clone(), meta.generation);
+    }
+    Ok(Action::await_change())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

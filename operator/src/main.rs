@@ -1,0 +1,214 @@
+//! `voice-operator`: prints the CRD (`crd`), or runs the controller.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
+use kube::{Client, Config};
+use tokio_util::sync::CancellationToken;
+
+use voice_operator::api::{self, VoiceAgent};
+use voice_operator::cli::{Cli, Command, RunArgs};
+use voice_operator::controller::{self, Context, Scope};
+use voice_operator::metrics::Metrics;
+use voice_operator::reconcile::Settings;
+use voice_operator::{admin, leader, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", api::crd_yaml().context("rendering the CRD")?);
+            Ok(())
+        }
+        None => run(cli.run).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format, &args.log).context("invalid --log filter")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await.context("no kubeconfig and not in a cluster")?,
+    };
+    let default_namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).context("building the Kubernetes client")?;
+    let scope = match &args.namespace {
+        Some(ns) => Scope::Namespace(ns.clone()),
+        None => Scope::Cluster,
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = admin::AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let listener = admin::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
+    let admin = tokio::spawn(admin::serve(listener, admin_state, shutdown.clone().cancelled_owned()));
+
+    check_crd(&client, &scope).await?;
+    let gateway_api = serves_httproutes(&client).await;
+    tracing::info!(gateway_api, ?scope, "startup checks passed");
+    ready.store(true, Ordering::Release);
+
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let settings = Settings {
+        agent_image: args.agent_image.clone(),
+        gateway_api,
+    };
+    let reporter = Reporter {
+        controller: "voice-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        metrics.clone(),
+        reporter,
+        args.resync,
+    ));
+
+    let result = if args.leader_election {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or(default_namespace);
+        lead(ctx, scope, &args, &namespace, &identity, &metrics, &shutdown).await
+    } else {
+        metrics.leader.set(1);
+        controller::run(ctx, scope, shutdown.clone().cancelled_owned()).await;
+        Ok(())
+    };
+    metrics.leader.set(0);
+    shutdown.cancel();
+    match admin.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "admin server failed"),
+        Err(err) => tracing::warn!(error = %err, "admin server task failed"),
+    }
+    tracing::info!("stopped");
+    result
+}
+
+/// Runs the controller while holding the Lease.
+async fn lead(
+    ctx: Arc<Context>,
+    scope: Scope,
+    args: &RunArgs,
+    namespace: &str,
+    identity: &str,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut election = leader::start(
+        ctx.client.clone(),
+        namespace,
+        &args.lease_name,
+        identity,
+        args.lease_duration,
+    )
+    .await
+    .with_context(|| format!("starting leader election on Lease {namespace}/{}", args.lease_name))?;
+    tracing::info!(lease = %args.lease_name, %namespace, %identity, "waiting to lead");
+    tokio::select! {
+        acquired = election.acquired() => {
+            if !acquired {
+                bail!("leader election ended before this process could lead");
+            }
+        }
+        () = shutdown.cancelled() => {
+            election.release().await;
+            return Ok(());
+        }
+    }
+    metrics.leader.set(1);
+    tracing::info!("leading: starting the controller");
+
+    // The controller stops on shutdown or when the Lease is lost, whichever comes first.
+    let stop = shutdown.child_token();
+    let lost = election.lost();
+    let on_loss = stop.clone();
+    let watcher = tokio::spawn(async move {
+        lost.await;
+        on_loss.cancel();
+    });
+    controller::run(ctx, scope, stop.clone().cancelled_owned()).await;
+    watcher.abort();
+    let lost_lease = !election.leads() && !shutdown.is_cancelled();
+    election.release().await;
+    if lost_lease {
+        bail!("lost the leader Lease; exiting so a restart competes again");
+    }
+    Ok(())
+}
+
+async fn check_crd(client: &Client, scope: &Scope) -> anyhow::Result<()> {
+    let agents: Api<VoiceAgent> = match scope {
+        Scope::Cluster => Api::all(client.clone()),
+        Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+    };
+    agents
+        .list(&ListParams::default().limit(1))
+        .await
+        .context("cannot list VoiceAgents: is the CRD installed (`voice-operator crd | kubectl apply -f -`) and may this identity list them?")?;
+    Ok(())
+}
+
+/// Whether the cluster serves Gateway API HTTPRoutes (their CRDs are installed).
+async fn serves_httproutes(client: &Client) -> bool {
+    match client.list_api_group_resources("gateway.networking.k8s.io/v1").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "httproutes"),
+        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot discover the Gateway API; HTTPRoutes disabled");
+            false
+        }
+    }
+}
+
+fn default_identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "voice-operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn cancel_on_signal(token: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    // Cancel first: nothing, not even logging, may stand between a signal and the shutdown.
+    token.cancel();
+    tracing::info!(signal, "shutting down");
+}

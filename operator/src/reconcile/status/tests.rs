@@ -1,0 +1,157 @@
+use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::reconcile::RejectReason;
+
+fn at(secs: i64) -> Time {
+    Time(Timestamp::from_second(secs).expect("valid time"))
+}
+
+fn deployment(wanted: i32, ready: i32, updated: i32, available: bool) -> Deployment {
+    Deployment {
+        metadata: ObjectMeta {
+            generation: Some(2),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(wanted),
+            ..DeploymentSpec::default()
+        }),
+        status: Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(wanted.max(updated)),
+            ready_replicas: Some(ready),
+            updated_replicas: Some(updated),
+            conditions: Some(vec![DeploymentCondition {
+                type_: "Available".into(),
+                status: if available { "True" } else { "False" }.into(),
+                ..DeploymentCondition::default()
+            }]),
+            ..DeploymentStatus::default()
+        }),
+    }
+}
+
+fn observation<'a>(accepted: Result<(), &'a Rejection>, deployment: Option<&'a Deployment>) -> Observation<'a> {
+    Observation {
+        generation: Some(4),
+        accepted,
+        deployment,
+        conflicts: &[],
+        url: Some("wss://voice.example.com/ws".into()),
+        selector: "app.kubernetes.io/instance=support,app.kubernetes.io/name=voice-agent".into(),
+    }
+}
+
+fn condition<'a>(status: &'a VoiceAgentStatus, type_: &str) -> &'a Condition {
+    status.condition(type_).expect("condition present")
+}
+
+#[test]
+fn available_deployment_is_ready() {
+    let d = deployment(2, 2, 2, true);
+    let status = desired_status(None, &observation(Ok(()), Some(&d)), &at(100));
+    assert_eq!(status.observed_generation, Some(4));
+    assert_eq!(condition(&status, ACCEPTED).status, "True");
+    let ready = condition(&status, READY);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Available"));
+    assert_eq!(ready.message, "2/2 replicas ready");
+    assert_eq!(ready.observed_generation, Some(4));
+    assert_eq!(status.ready_replicas, Some(2));
+    assert_eq!(status.url.as_deref(), Some("wss://voice.example.com/ws"));
+}
+
+#[test]
+fn a_rollout_keeps_an_available_agent_ready() {
+    let d = deployment(2, 2, 1, true);
+    let status = desired_status(None, &observation(Ok(()), Some(&d)), &at(100));
+    let ready = condition(&status, READY);
+    assert_eq!(ready.status, "True");
+    assert!(ready.message.contains("rolling out (1/2 updated)"), "{}", ready.message);
+}
+
+#[test]
+fn waiting_pods_are_progressing() {
+    let d = deployment(1, 0, 1, false);
+    let status = desired_status(None, &observation(Ok(()), Some(&d)), &at(100));
+    let ready = condition(&status, READY);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Progressing"));
+    let status = desired_status(None, &observation(Ok(()), None), &at(100));
+    assert_eq!(condition(&status, READY).reason, "Progressing");
+}
+
+#[test]
+fn zero_replicas_is_not_ready() {
+    let d = deployment(0, 0, 0, true);
+    let status = desired_status(None, &observation(Ok(()), Some(&d)), &at(100));
+    assert_eq!(condition(&status, READY).reason, "ScaledToZero");
+}
+
+#[test]
+fn a_rejection_names_its_reason_and_keeps_the_last_url() {
+    let rejection = Rejection {
+        reason: RejectReason::ReferenceNotFound,
+        message: r#"Secret "prompts" not found"#.into(),
+    };
+    let d = deployment(1, 1, 1, true);
+    let previous = desired_status(None, &observation(Ok(()), Some(&d)), &at(100));
+    let mut obs = observation(Err(&rejection), Some(&d));
+    obs.url = None;
+    let status = desired_status(Some(&previous), &obs, &at(200));
+    let accepted = condition(&status, ACCEPTED);
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "ReferenceNotFound")
+    );
+    assert_eq!(accepted.message, r#"Secret "prompts" not found"#);
+    let ready = condition(&status, READY);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "NotAccepted"));
+    assert_eq!(status.url.as_deref(), Some("wss://voice.example.com/ws"));
+    // The last workload keeps running and is still counted.
+    assert_eq!(status.ready_replicas, Some(1));
+}
+
+#[test]
+fn conflicts_are_not_ready() {
+    let d = deployment(1, 1, 1, true);
+    let conflicts = vec![r#"Service "support" exists and is not owned by this VoiceAgent"#.to_owned()];
+    let mut obs = observation(Ok(()), Some(&d));
+    obs.conflicts = &conflicts;
+    let status = desired_status(None, &obs, &at(100));
+    let ready = condition(&status, READY);
+    assert_eq!(ready.reason, "Conflict");
+    assert_eq!(ready.message, conflicts[0]);
+}
+
+#[test]
+fn transition_times_move_only_when_the_status_flips() {
+    let d = deployment(1, 1, 1, true);
+    let first = desired_status(None, &observation(Ok(()), Some(&d)), &at(100));
+    let again = desired_status(Some(&first), &observation(Ok(()), Some(&d)), &at(200));
+    assert_eq!(again, first, "an unchanged world gives the same status");
+    assert!(transitions(Some(&first), &again).is_empty());
+
+    let down = deployment(1, 0, 1, false);
+    let later = desired_status(Some(&first), &observation(Ok(()), Some(&down)), &at(300));
+    assert_eq!(condition(&later, READY).last_transition_time, at(300));
+    assert_eq!(condition(&later, ACCEPTED).last_transition_time, at(100));
+    let changed = transitions(Some(&first), &later);
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        (
+            changed[0].type_.as_str(),
+            changed[0].status.as_str(),
+            changed[0].reason.as_str()
+        ),
+        ("Ready", "False", "Progressing")
+    );
+}
+
+#[test]
+fn the_first_status_reports_every_condition() {
+    let status = desired_status(None, &observation(Ok(()), None), &at(1));
+    let changed: Vec<_> = transitions(None, &status).into_iter().map(|t| t.type_).collect();
+    assert_eq!(changed, ["Accepted", "Ready"]);
+}

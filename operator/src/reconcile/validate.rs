@@ -1,0 +1,391 @@
+//! Step 2, pure: turn the raw spec plus what was dereferenced into a [`ValidatedAgent`], in
+//! which every default is applied and every derived number computed, so builders never juggle
+//! `Option`s. The apiserver's schema and CEL rules refuse most bad specs at admission; the
+//! same rules are checked here again for objects stored before a rule existed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+use voice_agent::config::AgentConfig;
+
+use super::agent_config::{self, CA_DIR, CA_FILE, PROMPT_DIR, PROMPT_FILE};
+use super::dereference::{Dereferenced, detect_controller, hex};
+use super::references::SourceKind;
+use super::{RejectReason, Rejection, Settings};
+use crate::api::{
+    GatewayExpose, ImagePullPolicy, IngressController, IngressTls, PodOverrides, VoiceAgent, VoiceAgentSpec,
+};
+
+/// Seconds the pod waits after it is marked terminating before the agent gets SIGTERM, so
+/// endpoint removal reaches proxies first.
+pub const PRE_STOP_SECS: i64 = 5;
+/// The same for the AWS Load Balancer Controller, whose target deregistration takes longer.
+pub const PRE_STOP_SECS_ALB: i64 = 15;
+/// Grace beyond pre-stop pause plus drain, for the agent to close sockets and exit.
+pub const EXIT_MARGIN_SECS: i64 = 10;
+/// Added to the longest session for proxy timeouts, so the agent, not a proxy, ends sessions.
+pub const PROXY_TIMEOUT_MARGIN_SECS: u64 = 60;
+
+/// A VoiceAgent that passed validation, with everything the builders need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedAgent {
+    pub name: String,
+    pub namespace: String,
+    /// Controller owner reference to the VoiceAgent, for every child.
+    pub owner: OwnerReference,
+    /// The agent's configuration file.
+    pub config: AgentConfig,
+    pub image: String,
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    pub resources: ResourceRequirements,
+    pub service_account_name: Option<String>,
+    pub pod: PodOverrides,
+    pub replicas: Replicas,
+    pub shutdown: Shutdown,
+    /// ConfigMap and Secret keys mounted as files.
+    pub files: Vec<MountedFile>,
+    /// Digest of the configuration and every referenced value: changes roll the pods.
+    pub checksum: String,
+    pub ingress: Option<ValidatedIngress>,
+    pub route: Option<GatewayExpose>,
+    /// What clients connect to.
+    pub url: String,
+}
+
+/// How many pods run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Replicas {
+    Fixed(i32),
+    Autoscaled(Autoscaling),
+}
+
+/// HorizontalPodAutoscaler settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Autoscaling {
+    pub min: i32,
+    pub max: i32,
+    pub target_sessions: i32,
+    pub metric: String,
+    pub scale_down_window_secs: i32,
+}
+
+impl Replicas {
+    /// Whether more than one pod may run (then a PodDisruptionBudget is worth having).
+    pub fn may_exceed_one(&self) -> bool {
+        match self {
+            Replicas::Fixed(n) => *n > 1,
+            Replicas::Autoscaled(a) => a.max > 1,
+        }
+    }
+}
+
+/// Timings of a pod's shutdown, derived from the drain timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shutdown {
+    pub pre_stop_secs: i64,
+    /// Pre-stop pause plus drain: how long a stopping pod still serves live sessions.
+    pub serving_secs: i64,
+    /// `terminationGracePeriodSeconds`: serving time plus a margin to exit.
+    pub grace_period_secs: i64,
+}
+
+/// A ConfigMap or Secret key mounted as a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountedFile {
+    pub volume: &'static str,
+    pub kind: SourceKind,
+    pub source: String,
+    pub key: String,
+    pub dir: &'static str,
+    pub file: &'static str,
+}
+
+/// An Ingress to build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedIngress {
+    pub class_name: Option<String>,
+    pub controller: IngressController,
+    pub host: String,
+    pub path: String,
+    pub tls: Option<IngressTls>,
+    /// The user's annotations; they win over derived ones.
+    pub annotations: BTreeMap<String, String>,
+    /// Proxy idle/read timeouts: the longest session plus a margin.
+    pub proxy_timeout_secs: u64,
+    /// How long a stopping pod still serves sessions (for load balancer deregistration).
+    pub serving_secs: i64,
+}
+
+/// Validates `agent` against what `dereferenced` found.
+pub fn validate(
+    agent: &VoiceAgent,
+    dereferenced: &Dereferenced,
+    settings: &Settings,
+) -> Result<ValidatedAgent, Rejection> {
+    let name = agent.name_any();
+    let namespace = agent.namespace().unwrap_or_default();
+    let spec = &agent.spec;
+    check_name(&name)?;
+    check_spec_rules(spec)?;
+
+    let config = agent_config::agent_config(&name, spec).map_err(|e| Rejection::invalid(format!("spec.{e}")))?;
+    config
+        .validate()
+        .map_err(|e| Rejection::invalid(format!("agent configuration: {e}")))?;
+
+    let route = spec.expose.as_ref().and_then(|e| e.gateway.clone());
+    if route.is_some() && !settings.gateway_api {
+        return Err(Rejection {
+            reason: RejectReason::GatewayApiUnavailable,
+            message: "spec.expose.gateway needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which this cluster did not serve when the operator started".into(),
+        });
+    }
+    check_references(dereferenced)?;
+
+    let owner = agent
+        .controller_owner_ref(&())
+        .ok_or_else(|| Rejection::invalid("the VoiceAgent has no uid yet".into()))?;
+    let ingress_spec = spec.expose.as_ref().and_then(|e| e.ingress.as_ref());
+    let controller = ingress_spec.map(|i| {
+        i.controller.unwrap_or_else(|| {
+            detect_controller(
+                dereferenced.ingress_class_controller.as_deref(),
+                i.class_name.as_deref(),
+            )
+        })
+    });
+    let pre_stop_secs = match controller {
+        Some(IngressController::AwsLoadBalancer) => PRE_STOP_SECS_ALB,
+        _ => PRE_STOP_SECS,
+    };
+    let drain_secs = i64::try_from(spec.session.drain_timeout.as_secs_ceil()).unwrap_or(i64::MAX);
+    let serving_secs = pre_stop_secs.saturating_add(drain_secs);
+    let shutdown = Shutdown {
+        pre_stop_secs,
+        serving_secs,
+        grace_period_secs: serving_secs.saturating_add(EXIT_MARGIN_SECS),
+    };
+    let ingress = ingress_spec.zip(controller).map(|(i, controller)| ValidatedIngress {
+        class_name: i.class_name.clone(),
+        controller,
+        host: i.host.clone(),
+        path: i.path.clone(),
+        tls: i.tls.clone(),
+        annotations: i.annotations.clone(),
+        proxy_timeout_secs: spec
+            .session
+            .max_duration
+            .as_secs_ceil()
+            .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
+        serving_secs,
+    });
+    let url = url(&name, &namespace, ingress.as_ref(), route.as_ref());
+
+    Ok(ValidatedAgent {
+        checksum: checksum(&config, dereferenced),
+        files: mounted_files(spec),
+        replicas: replicas(spec),
+        image: spec.image.clone().unwrap_or_else(|| settings.agent_image.clone()),
+        image_pull_policy: spec.image_pull_policy,
+        resources: spec.resources.clone().unwrap_or_else(default_resources),
+        service_account_name: spec.service_account_name.clone(),
+        pod: spec.pod.clone().unwrap_or_default(),
+        name,
+        namespace,
+        owner,
+        config,
+        shutdown,
+        ingress,
+        route,
+        url,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), Rejection> {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "metadata.name must be a DNS label: at most 63 lowercase letters, digits and '-', starting with a letter (it names the agent's Service)".into(),
+        ))
+    }
+}
+
+/// The CEL rules of the CRD, again.
+fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
+    let fail = |m: &str| Err(Rejection::invalid(m.to_owned()));
+    if spec.replicas.is_some() && spec.scaling.is_some() {
+        return fail("set either replicas or scaling, not both");
+    }
+    if let Some(s) = &spec.scaling {
+        if s.min_replicas > s.max_replicas {
+            return fail("scaling.minReplicas must not exceed scaling.maxReplicas");
+        }
+        if s.target_sessions_per_replica
+            .is_some_and(|t| t > spec.session.max_sessions_per_replica)
+        {
+            return fail("scaling.targetSessionsPerReplica must not exceed session.maxSessionsPerReplica");
+        }
+    }
+    let model = &spec.model;
+    if model.nova_sonic.is_some() && model.provider != crate::api::ModelProvider::NovaSonic {
+        return fail("model.novaSonic is only used when model.provider is NovaSonic");
+    }
+    if model.simulated.is_some() && model.provider != crate::api::ModelProvider::Simulated {
+        return fail("model.simulated is only used when model.provider is Simulated");
+    }
+    if let Some(p) = &spec.prompt {
+        if p.system.is_some() == p.system_from.is_some() {
+            return fail("set exactly one of prompt.system and prompt.systemFrom");
+        }
+        if let Some(from) = &p.system_from
+            && from.config_map_key_ref.is_some() == from.secret_key_ref.is_some()
+        {
+            return fail("set exactly one of configMapKeyRef and secretKeyRef");
+        }
+    }
+    if let Some(e) = &spec.expose
+        && e.ingress.is_none()
+        && e.gateway.is_none()
+    {
+        return fail("expose needs ingress, gateway, or both");
+    }
+    Ok(())
+}
+
+fn check_references(dereferenced: &Dereferenced) -> Result<(), Rejection> {
+    let missing: Vec<String> = dereferenced
+        .references
+        .iter()
+        .filter(|r| r.digest.is_none() && !r.reference.optional)
+        .map(|r| {
+            let (kind, name) = (r.reference.kind, &r.reference.name);
+            match (&r.reference.key, r.object_found) {
+                (Some(key), true) => format!("{kind} {name:?} has no key {key:?}"),
+                _ => format!("{kind} {name:?} not found"),
+            }
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection {
+            reason: RejectReason::ReferenceNotFound,
+            message: missing.join("; "),
+        })
+    }
+}
+
+fn replicas(spec: &VoiceAgentSpec) -> Replicas {
+    match &spec.scaling {
+        None => Replicas::Fixed(spec.replicas.unwrap_or(1)),
+        Some(s) => Replicas::Autoscaled(Autoscaling {
+            min: s.min_replicas,
+            max: s.max_replicas,
+            // 70% of capacity leaves headroom for bursts while new replicas start.
+            target_sessions: s
+                .target_sessions_per_replica
+                .unwrap_or_else(|| (spec.session.max_sessions_per_replica * 7 / 10).max(1)),
+            metric: s.metric_name.clone(),
+            scale_down_window_secs: i32::try_from(s.scale_down_stabilization_window.as_secs_ceil()).unwrap_or(i32::MAX),
+        }),
+    }
+}
+
+fn mounted_files(spec: &VoiceAgentSpec) -> Vec<MountedFile> {
+    let mut files = Vec::new();
+    if let Some(from) = spec.prompt.as_ref().and_then(|p| p.system_from.as_ref()) {
+        let (kind, r) = match (&from.config_map_key_ref, &from.secret_key_ref) {
+            (Some(r), _) => (SourceKind::ConfigMap, r),
+            (None, Some(r)) => (SourceKind::Secret, r),
+            (None, None) => return files,
+        };
+        files.push(MountedFile {
+            volume: "prompt",
+            kind,
+            source: r.name.clone(),
+            key: r.key.clone(),
+            dir: PROMPT_DIR,
+            file: PROMPT_FILE,
+        });
+    }
+    if let Some(r) = spec
+        .model
+        .nova_sonic
+        .as_ref()
+        .and_then(|n| n.ca_bundle.as_ref())
+        .filter(|_| spec.model.provider == crate::api::ModelProvider::NovaSonic)
+    {
+        files.push(MountedFile {
+            volume: "ca-bundle",
+            kind: SourceKind::ConfigMap,
+            source: r.name.clone(),
+            key: r.key.clone(),
+            dir: CA_DIR,
+            file: CA_FILE,
+        });
+    }
+    files
+}
+
+fn checksum(config: &AgentConfig, dereferenced: &Dereferenced) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(config.to_yaml().as_bytes());
+    for r in &dereferenced.references {
+        hasher.update(format!("\n{}={}", r.reference, r.digest.as_deref().unwrap_or("-")).as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
+fn url(name: &str, namespace: &str, ingress: Option<&ValidatedIngress>, route: Option<&GatewayExpose>) -> String {
+    if let Some(i) = ingress {
+        let scheme = if i.tls.is_some() { "wss" } else { "ws" };
+        return format!("{scheme}://{}{}", i.host, i.path);
+    }
+    if let Some(r) = route
+        && let Some(host) = r.hostnames.first()
+    {
+        let scheme = if r.tls { "wss" } else { "ws" };
+        return format!("{scheme}://{host}{}", r.path);
+    }
+    format!(
+        "ws://{name}.{namespace}.svc:{}{}",
+        agent_config::AGENT_PORT,
+        crate::api::WS_PATH
+    )
+}
+
+/// Requests that fit a few dozen sessions, and a memory limit that stops a leak from taking a
+/// node down.
+pub fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_owned());
+    ResourceRequirements {
+        requests: Some([("cpu".to_owned(), q("250m")), ("memory".to_owned(), q("256Mi"))].into()),
+        limits: Some([("memory".to_owned(), q("512Mi"))].into()),
+        ..ResourceRequirements::default()
+    }
+}
+
+impl Rejection {
+    fn invalid(message: String) -> Self {
+        Self {
+            reason: RejectReason::InvalidSpec,
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+use super::*;
+use crate::fixtures::{self, spec, try_validated, validated};
+use crate::reconcile::dereference::Resolved;
+use crate::reconcile::references::{Reference, references};
+
+fn rejected(yaml: &str) -> Rejection {
+    try_validated(spec(yaml), &Dereferenced::default()).expect_err("rejected")
+}
+
+fn resolved(spec: &VoiceAgentSpec, outcome: impl Fn(&Reference) -> (bool, Option<&'static str>)) -> Dereferenced {
+    Dereferenced {
+        references: references(spec)
+            .into_iter()
+            .map(|reference| {
+                let (object_found, digest) = outcome(&reference);
+                Resolved {
+                    reference,
+                    object_found,
+                    digest: digest.map(str::to_owned),
+                }
+            })
+            .collect(),
+        ingress_class_controller: None,
+    }
+}
+
+#[test]
+fn defaults_give_one_simulated_replica_inside_the_cluster() {
+    let agent = validated(VoiceAgentSpec::default());
+    assert_eq!(agent.replicas, Replicas::Fixed(1));
+    assert_eq!(agent.image, fixtures::IMAGE);
+    assert_eq!(agent.url, "ws://support.voice.svc:8080/ws");
+    assert_eq!(
+        agent.shutdown,
+        Shutdown {
+            pre_stop_secs: 5,
+            serving_secs: 305,
+            grace_period_secs: 315
+        }
+    );
+    assert_eq!(agent.resources, default_resources());
+    assert!(agent.files.is_empty());
+}
+
+#[test]
+fn the_url_follows_the_exposure() {
+    let tls = validated(spec("expose: {ingress: {host: voice.example.com, tls: {}}}"));
+    assert_eq!(tls.url, "wss://voice.example.com/ws");
+    let plain = validated(spec("expose: {ingress: {host: voice.example.com, path: /v}}"));
+    assert_eq!(plain.url, "ws://voice.example.com/v");
+    let route = validated(spec(
+        "expose: {gateway: {parentRefs: [{name: g}], hostnames: [a.example.com], tls: false}}",
+    ));
+    assert_eq!(route.url, "ws://a.example.com/ws");
+}
+
+#[test]
+fn the_ingress_controller_comes_from_the_class() {
+    let spec = spec("expose: {ingress: {className: public, host: a.example.com}}");
+    let found = Dereferenced {
+        ingress_class_controller: Some("k8s.io/ingress-nginx".into()),
+        ..Dereferenced::default()
+    };
+    let agent = try_validated(spec.clone(), &found).expect("valid");
+    assert_eq!(
+        agent.ingress.map(|i| i.controller),
+        Some(IngressController::IngressNginx)
+    );
+    let agent = try_validated(spec, &Dereferenced::default()).expect("valid");
+    assert_eq!(agent.ingress.map(|i| i.controller), Some(IngressController::Generic));
+}
+
+#[test]
+fn cel_rules_are_enforced_again_for_objects_that_slipped_past_admission() {
+    for (yaml, message) in [
+        (
+            "replicas: 2\nscaling: {maxReplicas: 3}",
+            "set either replicas or scaling, not both",
+        ),
+        (
+            "scaling: {minReplicas: 4, maxReplicas: 3}",
+            "scaling.minReplicas must not exceed scaling.maxReplicas",
+        ),
+        ("prompt: {}", "set exactly one of prompt.system and prompt.systemFrom"),
+        ("expose: {}", "expose needs ingress, gateway, or both"),
+        (
+            "model: {provider: Simulated, novaSonic: {}}",
+            "model.novaSonic is only used when model.provider is NovaSonic",
+        ),
+    ] {
+        let r = rejected(yaml);
+        assert_eq!(r.reason, RejectReason::InvalidSpec, "{yaml}");
+        assert_eq!(r.message, message, "{yaml}");
+    }
+}
+
+#[test]
+fn the_agents_own_validation_names_the_field() {
+    let r = rejected("model: {provider: NovaSonic, novaSonic: {temperature: 1.5}}");
+    assert_eq!(r.reason, RejectReason::InvalidSpec);
+    assert_eq!(
+        r.message,
+        "agent configuration: invalid configuration: model.temperature: must be between 0 and 1"
+    );
+    let r = rejected(
+        "model: {provider: NovaSonic, novaSonic: {modelId: amazon.nova-sonic-v1:0, endpointingSensitivity: HIGH}}",
+    );
+    assert!(r.message.contains("model.endpointingSensitivity"), "{}", r.message);
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let mut agent = fixtures::agent(VoiceAgentSpec::default());
+    agent.metadata.name = Some("Support".into());
+    let r = validate(&agent, &Dereferenced::default(), &fixtures::settings()).expect_err("refused");
+    assert!(r.message.starts_with("metadata.name must be a DNS label"));
+}
+
+#[test]
+fn missing_references_are_named_without_values() {
+    let spec = spec(
+        r#"
+prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
+pod:
+  envFrom: [{configMapRef: {name: proxy}}]
+  env:
+  - {name: OPTIONAL, valueFrom: {secretKeyRef: {name: extra, key: k, optional: true}}}
+"#,
+    );
+    let dereferenced = resolved(&spec, |r| match r.name.as_str() {
+        "prompts" => (true, None), // the Secret exists, the key does not
+        _ => (false, None),
+    });
+    let r = try_validated(spec, &dereferenced).expect_err("rejected");
+    assert_eq!(r.reason, RejectReason::ReferenceNotFound);
+    assert_eq!(
+        r.message,
+        r#"ConfigMap "proxy" not found; Secret "prompts" has no key "support""#
+    );
+}
+
+#[test]
+fn optional_references_may_be_missing() {
+    let spec = spec("pod: {env: [{name: T, valueFrom: {secretKeyRef: {name: extra, key: k, optional: true}}}]}");
+    let dereferenced = resolved(&spec, |_| (false, None));
+    try_validated(spec, &dereferenced).expect("accepted");
+}
+
+#[test]
+fn spec_errors_come_before_reference_errors() {
+    let spec = spec("replicas: 1\nscaling: {maxReplicas: 2}\nprompt: {systemFrom: {secretKeyRef: {name: p, key: k}}}");
+    let dereferenced = resolved(&spec, |_| (false, None));
+    let r = try_validated(spec, &dereferenced).expect_err("rejected");
+    assert_eq!(r.reason, RejectReason::InvalidSpec);
+}
+
+#[test]
+fn gateway_exposure_needs_the_gateway_api() {
+    let agent = fixtures::agent(spec("expose: {gateway: {parentRefs: [{name: g}]}}"));
+    let settings = Settings {
+        gateway_api: false,
+        ..fixtures::settings()
+    };
+    let r = validate(&agent, &Dereferenced::default(), &settings).expect_err("rejected");
+    assert_eq!(r.reason, RejectReason::GatewayApiUnavailable);
+}
+
+#[test]
+fn the_checksum_covers_config_and_referenced_values_only() {
+    let base = spec("prompt: {systemFrom: {configMapKeyRef: {name: p, key: k}}}");
+    let found = |digest: &'static str| resolved(&base, move |_| (true, Some(digest)));
+    let a = try_validated(base.clone(), &found("one")).expect("valid");
+    let b = try_validated(base.clone(), &found("two")).expect("valid");
+    let a_again = try_validated(base.clone(), &found("one")).expect("valid");
+    assert_ne!(a.checksum, b.checksum);
+    assert_eq!(a.checksum, a_again.checksum);
+    let mut scaled = base.clone();
+    scaled.replicas = Some(4);
+    let scaled = try_validated(scaled, &found("one")).expect("valid");
+    assert_eq!(a.checksum, scaled.checksum, "scaling must not roll the pods");
+}
+
+#[test]
+fn autoscaling_defaults_to_seventy_percent_of_capacity() {
+    let agent = validated(spec("session: {maxSessionsPerReplica: 40}\nscaling: {maxReplicas: 6}"));
+    let Replicas::Autoscaled(a) = agent.replicas else {
+        panic!("not autoscaled");
+    };
+    assert_eq!((a.min, a.max, a.target_sessions), (1, 6, 28));
+    assert_eq!(a.metric, "voice_agent_sessions_active");
+    assert_eq!(a.scale_down_window_secs, 300);
+}
+
+#[test]
+fn mounted_files_for_prompt_and_ca_bundle() {
+    let spec = spec(
+        r#"
+model: {provider: NovaSonic, novaSonic: {caBundle: {name: ca, key: ca.pem}}}
+prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
+"#,
+    );
+    let agent = try_validated(spec.clone(), &resolved(&spec, |_| (true, Some("d")))).expect("valid");
+    let volumes: Vec<(&str, SourceKind, &str)> = agent
+        .files
+        .iter()
+        .map(|f| (f.volume, f.kind, f.source.as_str()))
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            ("prompt", SourceKind::Secret, "prompts"),
+            ("ca-bundle", SourceKind::ConfigMap, "ca")
+        ]
+    );
+}

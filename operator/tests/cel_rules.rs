@@ -1,0 +1,175 @@
+//! The CRD's CEL rules, evaluated client-side against the generated schema (schema defaults
+//! applied first, as the apiserver does). The e2e suite sends the same kinds of objects to a
+//! real apiserver.
+
+use kube::core::cel::Validator;
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = serde_json::to_value(voice_operator::api::crd()).expect("json");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+fn object(name: &str, spec_yaml: &str) -> Value {
+    let spec: Value = serde_saphyr::from_str(spec_yaml).expect("spec yaml");
+    json!({
+        "apiVersion": "voiceagent.dev/v1alpha1",
+        "kind": "VoiceAgent",
+        "metadata": {"name": name, "namespace": "voice"},
+        "spec": spec,
+    })
+}
+
+/// Messages of the rules `spec_yaml` breaks.
+fn violations(name: &str, spec_yaml: &str) -> Vec<String> {
+    match Validator::new().validate(&schema(), &object(name, spec_yaml), None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
+    }
+}
+
+#[track_caller]
+fn refused(spec_yaml: &str, message: &str) {
+    let found = violations("support", spec_yaml);
+    assert!(
+        found.iter().any(|m| m == message),
+        "expected {message:?} for\n{spec_yaml}\ngot {found:?}"
+    );
+}
+
+#[track_caller]
+fn accepted(spec_yaml: &str) {
+    let found = violations("support", spec_yaml);
+    assert!(found.is_empty(), "unexpected {found:?} for\n{spec_yaml}");
+}
+
+#[test]
+fn an_empty_spec_is_valid() {
+    accepted("{}");
+}
+
+#[test]
+fn the_examples_style_specs_are_valid() {
+    accepted(
+        r#"
+model:
+  provider: NovaSonic
+  novaSonic: {region: us-east-1, voice: tiffany, endpointingSensitivity: HIGH, temperature: 0.5}
+prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
+scaling: {minReplicas: 2, maxReplicas: 10, targetSessionsPerReplica: 50}
+expose:
+  ingress: {className: nginx, host: voice.example.com, tls: {secretName: voice-tls}}
+  gateway: {parentRefs: [{name: public}], hostnames: [voice.example.com], timeouts: {request: 0s, backendRequest: 1h}}
+"#,
+    );
+}
+
+#[test]
+fn name_must_be_a_dns_label() {
+    let found = violations("Support_Line", "{}");
+    assert!(
+        found.iter().any(|m| m.starts_with("metadata.name must be a DNS label")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn replicas_and_scaling_are_exclusive() {
+    refused(
+        "replicas: 2\nscaling: {maxReplicas: 4}",
+        "set either replicas or scaling, not both",
+    );
+    accepted("replicas: 2");
+    accepted("scaling: {maxReplicas: 4}");
+}
+
+#[test]
+fn scaling_bounds_are_ordered() {
+    refused(
+        "scaling: {minReplicas: 5, maxReplicas: 2}",
+        "scaling.minReplicas must not exceed scaling.maxReplicas",
+    );
+}
+
+#[test]
+fn scaling_target_fits_in_a_replica() {
+    refused(
+        "session: {maxSessionsPerReplica: 10}\nscaling: {maxReplicas: 3, targetSessionsPerReplica: 20}",
+        "scaling.targetSessionsPerReplica must not exceed session.maxSessionsPerReplica",
+    );
+}
+
+#[test]
+fn prompt_is_inline_xor_referenced() {
+    refused(
+        "prompt: {system: hi, systemFrom: {configMapKeyRef: {name: p, key: k}}}",
+        "set exactly one of prompt.system and prompt.systemFrom",
+    );
+    refused("prompt: {}", "set exactly one of prompt.system and prompt.systemFrom");
+    refused(
+        "prompt: {systemFrom: {configMapKeyRef: {name: p, key: k}, secretKeyRef: {name: s, key: k}}}",
+        "set exactly one of configMapKeyRef and secretKeyRef",
+    );
+}
+
+#[test]
+fn provider_blocks_match_the_provider() {
+    refused(
+        "model: {provider: Simulated, novaSonic: {}}",
+        "model.novaSonic is only used when model.provider is NovaSonic",
+    );
+    refused(
+        "model: {provider: NovaSonic, simulated: {}}",
+        "model.simulated is only used when model.provider is Simulated",
+    );
+}
+
+#[test]
+fn nova_2_only_options_need_nova_2() {
+    refused(
+        "model: {provider: NovaSonic, novaSonic: {modelId: amazon.nova-sonic-v1:0, endpointingSensitivity: LOW}}",
+        "endpointingSensitivity is only supported by Nova 2 Sonic (amazon.nova-2-sonic-v1:0)",
+    );
+    accepted(
+        "model: {provider: NovaSonic, novaSonic: {modelId: us.amazon.nova-2-sonic-v1:0, endpointingSensitivity: LOW}}",
+    );
+}
+
+#[test]
+fn nova_model_ids_and_sample_rates() {
+    refused(
+        "model: {provider: NovaSonic, novaSonic: {modelId: anthropic.claude-v2}}",
+        "modelId must name a Nova Sonic model, e.g. amazon.nova-2-sonic-v1:0 or amazon.nova-sonic-v1:0",
+    );
+    refused(
+        "model: {provider: NovaSonic, novaSonic: {outputSampleRate: 44100}}",
+        "outputSampleRate must be 8000, 16000 or 24000",
+    );
+    refused(
+        "model: {provider: NovaSonic, novaSonic: {renewAfter: 9m}}",
+        "renewAfter must be between 10s and 7m55s (Nova ends streams after about 8 minutes)",
+    );
+}
+
+#[test]
+fn durations_are_bounded() {
+    refused("session: {maxDuration: 500ms}", "maxDuration must be at least 1s");
+    refused("session: {idleTimeout: 0s}", "idleTimeout must be at least 1s");
+    refused("session: {drainTimeout: 7h}", "drainTimeout must be at most 6h");
+    refused("model: {simulated: {thinkTime: 11s}}", "thinkTime must be at most 10s");
+    accepted("session: {maxDuration: 2h30m, idleTimeout: 45s, drainTimeout: 0s}");
+}
+
+#[test]
+fn expose_needs_a_way_in() {
+    refused("expose: {}", "expose needs ingress, gateway, or both");
+}
+
+#[test]
+fn route_timeouts_are_ordered() {
+    refused(
+        "expose: {gateway: {parentRefs: [{name: g}], timeouts: {request: 10s, backendRequest: 1m}}}",
+        "timeouts.backendRequest must not exceed timeouts.request",
+    );
+    accepted("expose: {gateway: {parentRefs: [{name: g}], timeouts: {request: 0s, backendRequest: 1m}}}");
+}

@@ -1,0 +1,139 @@
+//! The apiserver refuses invalid VoiceAgents at admission, with the messages documented in
+//! docs/crd-reference.md; the examples pass a server-side dry run. No operator runs here:
+//! this is the CRD's schema and CEL rules in a real apiserver.
+//!
+//! `cargo test -p voice-e2e --test operator_admission -- --ignored`
+
+mod operator_support;
+
+use operator_support::{OperatorEnv, try_pipe};
+
+/// A VoiceAgent manifest with `spec` (YAML, indented by two spaces).
+fn manifest(name: &str, spec: &str) -> String {
+    let spec: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+    format!("apiVersion: voiceagent.dev/v1alpha1\nkind: VoiceAgent\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn invalid_specs_are_refused_with_clear_messages() {
+    let env = OperatorEnv::new("op-admission").await.expect("test namespace");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "a",
+            "replicas: 2\nscaling: {maxReplicas: 4}",
+            "set either replicas or scaling, not both",
+        ),
+        (
+            "a",
+            "scaling: {minReplicas: 5, maxReplicas: 2}",
+            "scaling.minReplicas must not exceed scaling.maxReplicas",
+        ),
+        (
+            "a",
+            "session: {maxSessionsPerReplica: 10}\nscaling: {maxReplicas: 3, targetSessionsPerReplica: 20}",
+            "scaling.targetSessionsPerReplica must not exceed session.maxSessionsPerReplica",
+        ),
+        (
+            "a",
+            "prompt: {system: hi, systemFrom: {configMapKeyRef: {name: p, key: k}}}",
+            "set exactly one of prompt.system and prompt.systemFrom",
+        ),
+        (
+            "a",
+            "prompt: {systemFrom: {configMapKeyRef: {name: p, key: k}, secretKeyRef: {name: s, key: k}}}",
+            "set exactly one of configMapKeyRef and secretKeyRef",
+        ),
+        (
+            "a",
+            "model: {provider: Simulated, novaSonic: {}}",
+            "model.novaSonic is only used when model.provider is NovaSonic",
+        ),
+        (
+            "a",
+            "model: {provider: NovaSonic, novaSonic: {modelId: amazon.nova-sonic-v1:0, endpointingSensitivity: LOW}}",
+            "endpointingSensitivity is only supported by Nova 2 Sonic (amazon.nova-2-sonic-v1:0)",
+        ),
+        (
+            "a",
+            "model: {provider: NovaSonic, novaSonic: {modelId: anthropic.claude-v2}}",
+            "modelId must name a Nova Sonic model",
+        ),
+        (
+            "a",
+            "model: {provider: NovaSonic, novaSonic: {outputSampleRate: 44100}}",
+            "outputSampleRate must be 8000, 16000 or 24000",
+        ),
+        (
+            "a",
+            "model: {provider: NovaSonic, novaSonic: {renewAfter: 9m}}",
+            "renewAfter must be between 10s and 7m55s",
+        ),
+        (
+            "a",
+            "model: {provider: NovaSonic, novaSonic: {temperature: 1.5}}",
+            "spec.model.novaSonic.temperature: Invalid value",
+        ),
+        (
+            "a",
+            "model: {provider: OpenAI}",
+            r#"spec.model.provider: Unsupported value: "OpenAI""#,
+        ),
+        ("a", "session: {drainTimeout: 5 minutes}", "spec.session.drainTimeout"),
+        ("a", "session: {drainTimeout: 7h}", "drainTimeout must be at most 6h"),
+        ("a", "session: {idleTimeout: 0s}", "idleTimeout must be at least 1s"),
+        ("a", "replicas: -1", "spec.replicas: Invalid value: -1"),
+        ("a", "expose: {}", "expose needs ingress, gateway, or both"),
+        (
+            "a",
+            "expose: {ingress: {host: Voice.Example.com}}",
+            "spec.expose.ingress.host",
+        ),
+        (
+            "a",
+            "expose: {gateway: {parentRefs: []}}",
+            "spec.expose.gateway.parentRefs",
+        ),
+        (
+            "a",
+            "expose: {gateway: {parentRefs: [{name: g}], timeouts: {request: 10s, backendRequest: 1m}}}",
+            "timeouts.backendRequest must not exceed timeouts.request",
+        ),
+        ("support.line", "{}", "metadata.name must be a DNS label"),
+    ];
+    let mut failures = Vec::new();
+    for (name, spec, message) in cases {
+        let mut cmd = env.ns.kubectl();
+        cmd.args(["apply", "-f", "-"]);
+        let (ok, stderr) = try_pipe(cmd, &manifest(name, spec)).await.expect("kubectl runs");
+        if ok || !stderr.contains(message) {
+            failures.push(format!(
+                "spec {spec:?}: expected refusal with {message:?}, got {}: {stderr}",
+                if ok { "acceptance" } else { "refusal" }
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let stored = env.agents().list(&Default::default()).await.expect("list");
+    assert!(stored.items.is_empty(), "nothing invalid was stored");
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn the_examples_pass_a_server_side_dry_run() {
+    let env = OperatorEnv::new("op-dry-run").await.expect("test namespace");
+    for example in [
+        "examples/simulated-smoke.yaml",
+        "examples/ingress-nginx.yaml",
+        "examples/aws-alb.yaml",
+        "examples/gateway-api.yaml",
+    ] {
+        let path = operator_support::workspace().join(example);
+        let out = env
+            .ns
+            .kubectl_ok(["apply", "--dry-run=server", "-f", &path.to_string_lossy()])
+            .await
+            .unwrap_or_else(|e| panic!("{example}: {e:#}"));
+        assert!(out.contains("voiceagent.voiceagent.dev"), "{example}: {out}");
+    }
+}

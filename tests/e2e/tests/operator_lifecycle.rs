@@ -1,0 +1,293 @@
+//! A VoiceAgent's life: missing references, prompt changes that roll the pods, children that
+//! come and go with the spec, and garbage collection on delete.
+//!
+//! `cargo test -p voice-e2e --test operator_lifecycle -- --ignored`
+
+mod operator_support;
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams};
+use operator_support::{OperatorEnv, WAIT, eventually};
+use voice_operator::api::ACCEPTED;
+
+const SECRET_VALUE: &str = "s3cr3t-prompt-you-must-not-log";
+
+fn agent(prompt_source: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: voiceagent.dev/v1alpha1
+kind: VoiceAgent
+metadata: {{name: helpdesk}}
+spec:
+  prompt: {prompt_source}
+  session: {{drainTimeout: 20s}}
+{extra}"#
+    )
+}
+
+fn secret(value: &str) -> String {
+    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: prompts}}\nstringData: {{helpdesk: {value:?}}}\n")
+}
+
+/// Pod-template hashes of the agent's ReplicaSets that have pods wanted.
+async fn active_revisions(replicasets: &Api<ReplicaSet>) -> anyhow::Result<BTreeSet<String>> {
+    let list = replicasets
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=helpdesk"))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0)
+        .filter_map(|rs| rs.metadata.labels?.get("pod-template-hash").cloned())
+        .collect())
+}
+
+/// Waits until one revision runs every replica (a rollout, if any, is over).
+async fn wait_rolled_out(env: &OperatorEnv) -> BTreeSet<String> {
+    let deployments: Api<Deployment> = env.ns.api();
+    let replicasets: Api<ReplicaSet> = env.ns.api();
+    eventually("the rollout to finish", WAIT, || async {
+        let d = deployments.get("helpdesk").await?;
+        let wanted = d.spec.as_ref().and_then(|s| s.replicas);
+        let status = d.status.clone().unwrap_or_default();
+        let done = status.observed_generation == d.metadata.generation
+            && status.updated_replicas == wanted
+            && status.ready_replicas == wanted
+            && status.replicas == wanted;
+        let revisions = active_revisions(&replicasets).await?;
+        Ok((done && revisions.len() == 1).then_some(revisions))
+    })
+    .await
+    .expect("rolled out")
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn references_rollouts_pruning_and_garbage_collection() {
+    let env = OperatorEnv::new("op-lifecycle").await.expect("test namespace");
+    let operator = env.start_operator(&[]).await.expect("operator starts");
+    let deployments: Api<Deployment> = env.ns.api();
+    let replicasets: Api<ReplicaSet> = env.ns.api();
+    let secret_source = "{systemFrom: {secretKeyRef: {name: prompts, key: helpdesk}}}";
+    let exposed = "  replicas: 2\n  expose: {ingress: {className: nginx, host: helpdesk.example.com}}\n";
+
+    // 1. The Secret does not exist yet: not accepted, and no pod that could not start.
+    env.apply_yaml(&agent(secret_source, exposed)).await.expect("apply");
+    let accepted = env
+        .wait_condition("helpdesk", ACCEPTED, "False", "ReferenceNotFound")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    assert_eq!(accepted.message, r#"Secret "prompts" not found"#);
+    assert!(
+        deployments.get_opt("helpdesk").await.expect("get").is_none(),
+        "no Deployment before the Secret exists"
+    );
+
+    // 2. It appears: the operator notices by itself (it watches Secrets) and converges.
+    env.apply_yaml(&secret(SECRET_VALUE)).await.expect("secret");
+    env.wait_ready("helpdesk").await.expect("ready once the Secret exists");
+    let first = wait_rolled_out(&env).await;
+
+    // 3. A new prompt in the Secret rolls the pods.
+    env.apply_yaml(&secret("Be brief.")).await.expect("secret update");
+    let second = eventually("a rollout after the Secret changed", WAIT, || async {
+        let now = active_revisions(&replicasets).await?;
+        Ok((now.len() == 1 && now != first).then_some(now))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    env.wait_ready("helpdesk").await.expect("ready after the rollout");
+
+    // 4. An inline prompt: the ConfigMap changes and the pods roll again.
+    env.apply_yaml(&agent("{system: You answer IT questions.}", exposed))
+        .await
+        .expect("inline prompt");
+    eventually("a rollout after the inline prompt changed", WAIT, || async {
+        let now = active_revisions(&replicasets).await?;
+        Ok((now.len() == 1 && now != second).then_some(()))
+    })
+    .await
+    .expect("rollout");
+    let config = env
+        .ns
+        .api::<ConfigMap>()
+        .get("helpdesk-config")
+        .await
+        .expect("ConfigMap");
+    assert!(config.data.expect("data")["config.yaml"].contains("You answer IT questions."));
+    env.wait_ready("helpdesk").await.expect("ready");
+
+    // 5. Back to the Secret, then the Secret goes away: Accepted=False, the running pods stay,
+    //    nothing new is rolled out; restoring it recovers.
+    env.apply_yaml(&agent(secret_source, exposed))
+        .await
+        .expect("secret prompt again");
+    env.wait_ready("helpdesk").await.expect("ready");
+    let before = wait_rolled_out(&env).await;
+    env.ns
+        .kubectl_ok(["delete", "secret", "prompts"])
+        .await
+        .expect("delete secret");
+    env.wait_condition("helpdesk", ACCEPTED, "False", "ReferenceNotFound")
+        .await
+        .expect("not accepted");
+    let deployment = deployments.get("helpdesk").await.expect("the last Deployment stays");
+    assert_eq!(deployment.status.and_then(|s| s.ready_replicas), Some(2));
+    assert_eq!(
+        active_revisions(&replicasets).await.expect("revisions"),
+        before,
+        "no rollout without the Secret"
+    );
+    env.apply_yaml(&secret("Be brief.")).await.expect("restore");
+    env.wait_condition("helpdesk", ACCEPTED, "True", "Accepted")
+        .await
+        .expect("accepted again");
+    env.wait_ready("helpdesk").await.expect("ready again");
+
+    // 6. Children follow the spec: dropping expose and going to one replica deletes the
+    //    Ingress and the PDB; autoscaling adds an HPA.
+    let ingresses: Api<Ingress> = env.ns.api();
+    let pdbs: Api<PodDisruptionBudget> = env.ns.api();
+    let hpas: Api<HorizontalPodAutoscaler> = env.ns.api();
+    assert!(ingresses.get_opt("helpdesk").await.expect("get").is_some());
+    assert!(pdbs.get_opt("helpdesk").await.expect("get").is_some());
+    env.apply_yaml(&agent(secret_source, "  replicas: 1\n"))
+        .await
+        .expect("shrink");
+    eventually("Ingress and PDB deleted", WAIT, || async {
+        let gone = ingresses.get_opt("helpdesk").await?.is_none() && pdbs.get_opt("helpdesk").await?.is_none();
+        Ok(gone.then_some(()))
+    })
+    .await
+    .expect("pruned");
+    env.apply_yaml(&agent(secret_source, "  scaling: {minReplicas: 1, maxReplicas: 3}\n"))
+        .await
+        .expect("autoscale");
+    eventually("HPA and PDB created", WAIT, || async {
+        let there = hpas.get_opt("helpdesk").await?.is_some() && pdbs.get_opt("helpdesk").await?.is_some();
+        Ok(there.then_some(()))
+    })
+    .await
+    .expect("hpa");
+    env.wait_ready("helpdesk").await.expect("ready autoscaled");
+
+    // Transitions were reported as Events; the Secret's value never left the Secret.
+    let events: Api<Event> = env.ns.api();
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("VoiceAgent"))
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in ["ReferenceNotFound", "Accepted", "Available", "ChildrenApplied"] {
+        assert!(reasons.iter().any(|r| r == reason), "no {reason} Event in {reasons:?}");
+    }
+    let everything = format!(
+        "{}\n{}\n{}",
+        env.ns
+            .kubectl_ok(["get", "voiceagents,events,configmaps,deployments", "-o", "yaml"])
+            .await
+            .expect("dump"),
+        std::fs::read_to_string(&operator.log).expect("log"),
+        operator.get("/metrics").await.expect("metrics").1,
+    );
+    assert!(!everything.contains(SECRET_VALUE), "the Secret's value leaked");
+
+    // 7. Deleting the VoiceAgent deletes every child.
+    env.ns
+        .kubectl_ok(["delete", "voiceagent", "helpdesk", "--wait=true", "--timeout=60s"])
+        .await
+        .expect("delete");
+    let selector = ListParams::default().labels("app.kubernetes.io/instance=helpdesk");
+    eventually("every child garbage-collected", WAIT, || async {
+        let left = [
+            env.ns.api::<ConfigMap>().list(&selector).await?.items.len(),
+            deployments.list(&selector).await?.items.len(),
+            replicasets.list(&selector).await?.items.len(),
+            env.ns.api::<Pod>().list(&selector).await?.items.len(),
+            env.ns.api::<Service>().list(&selector).await?.items.len(),
+            ingresses.list(&selector).await?.items.len(),
+            hpas.list(&selector).await?.items.len(),
+            pdbs.list(&selector).await?.items.len(),
+        ];
+        Ok((left.iter().sum::<usize>() == 0).then_some(()))
+    })
+    .await
+    .expect("garbage collected");
+    // The Secret is the user's: it stays.
+    assert!(env.ns.api::<Secret>().get_opt("prompts").await.expect("get").is_some());
+    assert!(operator.stop().await.expect("stops").success());
+}
+
+/// A spec the schema accepts but the agent refuses is reported with the agent's field-named
+/// message and then left alone until it changes: no retries, no writes.
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn an_invalid_spec_waits_for_a_change() {
+    let env = OperatorEnv::new("op-invalid").await.expect("test namespace");
+    let operator = env.start_operator(&[]).await.expect("operator starts");
+    let blank_voice = r#"apiVersion: voiceagent.dev/v1alpha1
+kind: VoiceAgent
+metadata: {name: mumble}
+spec:
+  model: {provider: NovaSonic, novaSonic: {voice: "   "}}
+"#;
+    env.apply_yaml(blank_voice).await.expect("the schema lets it in");
+    let accepted = env
+        .wait_condition("mumble", ACCEPTED, "False", "InvalidSpec")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    assert_eq!(
+        accepted.message,
+        "agent configuration: invalid configuration: model.voice: must not be empty"
+    );
+    assert!(
+        env.ns
+            .api::<Deployment>()
+            .get_opt("mumble")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // Well past the resync interval (3 s): the rejected object is not reconciled again.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let reconciles = operator
+        .metric("voice_operator_reconciles_total")
+        .await
+        .expect("metrics");
+    let writes = env.operator_writes().await.expect("writes");
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert_eq!(
+        operator
+            .metric("voice_operator_reconciles_total")
+            .await
+            .expect("metrics"),
+        reconciles,
+        "a rejected spec was reconciled again without a change"
+    );
+    assert_eq!(env.operator_writes().await.expect("writes"), writes);
+    assert_eq!(
+        operator
+            .metric("voice_operator_reconcile_failures_total")
+            .await
+            .expect("metrics"),
+        0.0
+    );
+
+    // A fix is picked up at once.
+    env.apply_yaml(&blank_voice.replace(r#""   ""#, "amy"))
+        .await
+        .expect("fix");
+    env.wait_ready("mumble").await.expect("ready after the fix");
+    assert!(operator.stop().await.expect("stops").success());
+}
