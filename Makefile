@@ -6,11 +6,11 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 VENV ?= $(CACHE)/venv-tests-$(shell sha256sum tests/requirements.txt | cut -c1-12)
 export VOICE_AGENTS_TEST_PYTHON ?= $(VENV)/bin/python
 
-.PHONY: test test-deps lint unit e2e browser fmt build release run cluster-build cluster-up cluster-down cluster-smoke
+.PHONY: test test-deps lint unit e2e browser fuzz fmt build release run cluster-build cluster-up cluster-down cluster-smoke
 
 ## Everything CI checks: formatting, lints, unit and integration tests, and the suites that run
 ## against a real local Kubernetes control plane (built from Go modules on first use).
-test: lint unit e2e browser
+test: lint unit e2e browser fuzz
 
 lint:
 	cargo fmt --all -- --check
@@ -37,6 +37,20 @@ e2e: cluster-smoke
 browser:
 	tests/browser/run
 
+## Each fuzz target for FUZZ_SECONDS, from the committed seeds (cargo-fuzz, nightly Rust).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := client_frame nova_output
+CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-0.13.2/bin/cargo-fuzz
+
+fuzz: $(CARGO_FUZZ)
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  PATH=$(dir $(CARGO_FUZZ)):$$PATH CARGO_TARGET_DIR=$(CACHE)/target-fuzz \
+	    cargo +nightly fuzz run -O $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --version 0.13.2 --locked --root $(CACHE)/tools/cargo-fuzz-0.13.2
+
 fmt:
 	cargo fmt --all
 
@@ -62,3 +76,26 @@ cluster-down:
 
 cluster-smoke:
 	tests/cluster/smoke
+
+.PHONY: crd chart-lint chart-test image
+
+## Regenerates the VoiceAgent CRD from the Rust types into crds/ and into the chart (a test
+## fails when either copy drifts from the code).
+crd:
+	cargo run -q -p voice-operator -- crd > crds/voiceagents.voiceagent.dev.yaml
+	cp crds/voiceagents.voiceagent.dev.yaml charts/voice-operator/files/crds/
+
+## helm lint of the chart with the local cluster's helm (built on first use).
+chart-lint:
+	PATH="$$(tests/cluster/build --print-bin-dir):$$PATH" helm lint --strict charts/voice-operator
+
+## The chart and image suites alone (render, schema, install/upgrade/uninstall on the local
+## control plane, dashboard and alerts, Dockerfile); `make e2e` runs them with everything else.
+chart-test:
+	status=0; cargo test -p voice-e2e --test 'chart_*' -- --include-ignored || status=$$?; tests/cluster/down || true; exit $$status
+
+## Multi-arch images (needs Docker with buildx; not run by the tests, see docs/operations.md).
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/voice-operator/Chart.yaml)
+image:
+	docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/voiceagent-dev/voice-agent:$(IMAGE_TAG) .
+	docker buildx build --platform linux/amd64,linux/arm64 --target operator -t ghcr.io/voiceagent-dev/voice-operator:$(IMAGE_TAG) .

@@ -26,6 +26,13 @@ pub use process::Operator;
 pub const WAIT: Duration = Duration::from_secs(90);
 /// Gateway API release whose HTTPRoute CRD the suites install.
 const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.6.3";
+/// The chart's templates of the operator's identity and its permissions.
+const RBAC_TEMPLATES: [&str; 4] = [
+    "templates/serviceaccount.yaml",
+    "templates/clusterrole.yaml",
+    "templates/bindings.yaml",
+    "templates/leader-election.yaml",
+];
 /// Name of the operator's ServiceAccount in each test namespace.
 pub const OPERATOR_ACCOUNT: &str = "voice-operator";
 
@@ -62,6 +69,11 @@ impl OperatorEnv {
             .args(["--namespace", &name])
             .args(["--set", &format!("watchNamespaces={{{name}}}")])
             .args(["--set", &format!("serviceAccount.name={OPERATOR_ACCOUNT}")]);
+        // Only the identity and its roles: the CRD is installed once for all suites, and the
+        // chart's Deployment would be a second operator.
+        for template in RBAC_TEMPLATES {
+            helm.args(["--show-only", template]);
+        }
         let yaml = run_ok(&mut helm).await.context("rendering the chart's RBAC")?;
         std::fs::write(&rendered, yaml)?;
         let flow_schema = format!("e2e-writes-{name}");
