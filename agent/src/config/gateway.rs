@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
+/// The SigV4 signing service of AgentCore Gateway, the default for SigV4 authentication.
+pub const DEFAULT_SIGV4_SERVICE: &str = "bedrock-agentcore";
+
 /// Where tools come from and how they are called.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -55,6 +58,17 @@ pub enum GatewayAuth {
 }
 
 impl GatewayConfig {
+    /// A gateway at `url` with every other setting at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            auth: GatewayAuth::default(),
+            allowed_tools: Vec::new(),
+            call_timeout: default_call_timeout(),
+            max_concurrent_calls: default_max_concurrent_calls(),
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
         if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
@@ -89,5 +103,5 @@ fn default_max_concurrent_calls() -> u32 {
     4
 }
 fn default_sigv4_service() -> String {
-    "bedrock-agentcore".into()
+    DEFAULT_SIGV4_SERVICE.into()
 }

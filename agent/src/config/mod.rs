@@ -13,7 +13,7 @@ mod gateway;
 mod model;
 mod security;
 
-pub use gateway::{GatewayAuth, GatewayConfig};
+pub use gateway::{DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
 pub use model::{
     EndpointingSensitivity, ModelConfig, NOVA_2_SONIC, NOVA_SONIC_V1, NovaSonicConfig, SimulatedMode,
     SimulatedModelConfig,
@@ -188,8 +188,14 @@ impl AgentConfig {
         })
     }
 
+    /// The configuration as YAML, as [`from_yaml`](Self::from_yaml) reads it.
+    pub fn try_to_yaml(&self) -> Result<String, serde_saphyr::SerializeError> {
+        serde_saphyr::to_string(self)
+    }
+
+    /// [`try_to_yaml`](Self::try_to_yaml) for display: empty if serialization fails.
     pub fn to_yaml(&self) -> String {
-        serde_saphyr::to_string(self).unwrap_or_default()
+        self.try_to_yaml().unwrap_or_default()
     }
 
     /// Checks values serde cannot, naming the offending field.

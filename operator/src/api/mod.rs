@@ -9,8 +9,10 @@ mod duration;
 mod expose;
 mod model;
 mod schema;
+mod security;
 mod session;
 mod status;
+mod tools;
 mod workload;
 
 use kube::{CustomResource, KubeSchema};
@@ -26,8 +28,10 @@ pub use model::{
     ValueSource,
 };
 pub use schema::crd;
+pub use security::{AuthMode, AuthSpec, JwtAlgorithm, JwtSpec, LimitsSpec, NetworkPolicySpec};
 pub use session::{SessionSpec, WebSocketSpec};
 pub use status::{ACCEPTED, ConditionStatus, READY, VoiceAgentStatus};
+pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec};
 pub use workload::{ImagePullPolicy, PodOverrides, ScalingSpec};
 
 /// API group of the VoiceAgent resource.
@@ -111,6 +115,16 @@ pub struct VoiceAgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptSpec>,
 
+    /// The MCP tool gateway (an AgentCore Gateway or any MCP server) whose tools the model may
+    /// call. Without it the model has no tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ToolGatewaySpec>,
+
+    /// How callers authenticate when they open a session, which browser origins may connect,
+    /// and how many sessions one caller may hold. Defaults to no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+
     /// Limits on sessions: how many one replica holds, how long they last, and how long a
     /// stopping replica lets them finish.
     #[serde(default)]
@@ -119,6 +133,11 @@ pub struct VoiceAgentSpec {
     /// WebSocket framing limits.
     #[serde(default)]
     pub websocket: WebSocketSpec,
+
+    /// Protection against broken and hostile clients: handshake rate per IP, trusted proxies,
+    /// handshake and first-message timeouts, audio rate, JSON size and depth.
+    #[serde(default)]
+    pub limits: LimitsSpec,
 
     /// A fixed number of agent pods. Leave unset (and set `scaling`) to autoscale; when neither
     /// is set the agent runs one replica. `kubectl scale voiceagent/<name>` writes this field.
@@ -164,6 +183,11 @@ pub struct VoiceAgentSpec {
     /// both. Without it the agent is reachable only inside the cluster through its Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expose: Option<ExposeSpec>,
+
+    /// A NetworkPolicy for the agent pods: only the listed peers may reach the agent's port,
+    /// and optionally egress is limited too. Unset: no NetworkPolicy is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 }
 
 /// `apiVersion` of VoiceAgent objects.

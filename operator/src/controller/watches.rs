@@ -5,7 +5,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::core::PartialObjectMeta;
@@ -32,7 +32,8 @@ pub fn add(controller: Controller<Agent>, client: &Client, scope: &Scope, gatewa
         .owns(scope.api::<Service>(client), children.clone())
         .owns(scope.api::<Ingress>(client), children.clone())
         .owns(scope.api::<HorizontalPodAutoscaler>(client), children.clone())
-        .owns(scope.api::<PodDisruptionBudget>(client), children.clone());
+        .owns(scope.api::<PodDisruptionBudget>(client), children.clone())
+        .owns(scope.api::<NetworkPolicy>(client), children.clone());
     if gateway_api {
         controller = controller.owns(scope.api::<HTTPRoute>(client), children);
     }

@@ -6,11 +6,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use voice_agent::config::{
-    AgentConfig, EndpointingSensitivity as AgentSensitivity, ModelConfig, NovaSonicConfig, PromptConfig, SessionConfig,
-    SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig,
+    AgentConfig, AuthConfig, AuthMode as AgentAuthMode, DEFAULT_SIGV4_SERVICE,
+    EndpointingSensitivity as AgentSensitivity, GatewayAuth, GatewayConfig, JwtConfig, LimitsConfig, ModelConfig,
+    NovaSonicConfig, PromptConfig, SessionConfig, SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig,
 };
 
-use crate::api::{EndpointingSensitivity, ModelProvider, SimulatedMode, SimulatedSpec, VoiceAgentSpec};
+use crate::api::{
+    AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, SimulatedMode, SimulatedSpec,
+    ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
+};
 
 /// Port of the agent's single listener (WebSocket, probes and metrics).
 pub const AGENT_PORT: u16 = 8080;
@@ -24,6 +28,12 @@ pub const PROMPT_FILE: &str = "system.txt";
 /// Where a Nova Sonic CA bundle is mounted.
 pub const CA_DIR: &str = "/etc/voice-agent/ca";
 pub const CA_FILE: &str = "ca.pem";
+/// Where the accepted access tokens (auth mode Token) are mounted.
+pub const AUTH_TOKENS_DIR: &str = "/etc/voice-agent/auth";
+pub const AUTH_TOKENS_FILE: &str = "tokens";
+/// Where the tool gateway's bearer token is mounted.
+pub const GATEWAY_TOKEN_DIR: &str = "/etc/voice-agent/gateway";
+pub const GATEWAY_TOKEN_FILE: &str = "token";
 
 /// A value the spec holds that the agent's types cannot (e.g. a negative count).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -90,9 +100,88 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         prompt,
         session,
         websocket,
-        // Sections the VoiceAgent does not cover yet (the tool gateway) keep the agent's
-        // defaults, so the agent gaining a field does not break the operator.
+        gateway: spec.gateway.as_ref().map(gateway).transpose()?,
+        auth: spec.auth.as_ref().map(auth).transpose()?.unwrap_or_default(),
+        limits: limits(&spec.limits)?,
+        // TLS ends at the ingress or gateway; sections the VoiceAgent does not cover keep the
+        // agent's defaults, so the agent gaining a field does not break the operator.
         ..AgentConfig::default()
+    })
+}
+
+fn gateway(spec: &ToolGatewaySpec) -> Result<GatewayConfig, OutOfRange> {
+    let auth = match spec.auth.type_ {
+        ToolGatewayAuthType::None => GatewayAuth::None,
+        ToolGatewayAuthType::Bearer => GatewayAuth::Bearer {
+            token_file: Some(PathBuf::from(GATEWAY_TOKEN_DIR).join(GATEWAY_TOKEN_FILE)),
+            token_env: None,
+        },
+        ToolGatewayAuthType::SigV4 => GatewayAuth::SigV4 {
+            region: spec.auth.region.clone(),
+            service: spec
+                .auth
+                .service
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SIGV4_SERVICE.to_owned()),
+        },
+    };
+    Ok(GatewayConfig {
+        url: spec.url.clone(),
+        auth,
+        allowed_tools: spec.allowed_tools.clone(),
+        call_timeout: spec.call_timeout.into(),
+        max_concurrent_calls: non_negative("gateway.maxConcurrentCalls", spec.max_concurrent_calls)?,
+    })
+}
+
+fn auth(spec: &AuthSpec) -> Result<AuthConfig, OutOfRange> {
+    Ok(AuthConfig {
+        mode: match spec.mode {
+            AuthMode::None => AgentAuthMode::None,
+            AuthMode::Token => AgentAuthMode::Token,
+            AuthMode::Jwt => AgentAuthMode::Jwt,
+        },
+        token_file: spec
+            .token_secret_ref
+            .as_ref()
+            .filter(|_| spec.mode == AuthMode::Token)
+            .map(|_| PathBuf::from(AUTH_TOKENS_DIR).join(AUTH_TOKENS_FILE)),
+        jwt: spec
+            .jwt
+            .as_ref()
+            .filter(|_| spec.mode == AuthMode::Jwt)
+            .map(|jwt| JwtConfig {
+                issuer: jwt.issuer.clone(),
+                audiences: jwt.audiences.clone(),
+                jwks_url: jwt.jwks_url.clone(),
+                algorithms: jwt.algorithms.iter().map(|a| a.as_str().to_owned()).collect(),
+                leeway: jwt.leeway.into(),
+            }),
+        allow_query_token: spec.allow_query_token,
+        allowed_origins: spec.allowed_origins.clone(),
+        max_sessions_per_subject: spec
+            .max_sessions_per_subject
+            .map(|n| non_negative("auth.maxSessionsPerSubject", n))
+            .transpose()?,
+    })
+}
+
+fn limits(spec: &LimitsSpec) -> Result<LimitsConfig, OutOfRange> {
+    let size = |field, value: i64| {
+        usize::try_from(value).map_err(|_| OutOfRange {
+            field,
+            message: format!("must not be negative (got {value})"),
+        })
+    };
+    Ok(LimitsConfig {
+        handshakes_per_minute: non_negative("limits.handshakesPerMinute", spec.handshakes_per_minute)?,
+        trusted_proxies: spec.trusted_proxies.clone(),
+        handshake_timeout: spec.handshake_timeout.into(),
+        first_message_timeout: spec.first_message_timeout.into(),
+        max_audio_rate: spec.max_audio_rate,
+        audio_burst: spec.audio_burst.into(),
+        max_json_bytes: size("limits.maxJsonBytes", spec.max_json_bytes)?,
+        max_json_depth: size("limits.maxJsonDepth", i64::from(spec.max_json_depth))?,
     })
 }
 
@@ -210,5 +299,65 @@ mod tests {
         spec.session.max_sessions_per_replica = -1;
         let err = agent_config("a", &spec).expect_err("refused");
         assert_eq!(err.field, "session.maxSessionsPerReplica");
+    }
+
+    #[test]
+    fn jwt_gateway_and_limits_map_to_the_agents_fields() {
+        let spec: VoiceAgentSpec = crate::fixtures::spec(
+            r#"
+auth:
+  mode: Jwt
+  jwt:
+    issuer: https://issuer.example.com
+    audiences: [voice]
+    jwksUrl: https://issuer.example.com/.well-known/jwks.json
+    algorithms: [ES256, RS256]
+  allowQueryToken: true
+  maxSessionsPerSubject: 2
+gateway:
+  url: https://g.example.com/mcp
+  auth: {type: SigV4, region: eu-west-1}
+  allowedTools: [lookup]
+  callTimeout: 3s
+limits:
+  handshakesPerMinute: 30
+  trustedProxies: [10.0.0.0/8]
+  maxAudioRate: 2.5
+  firstMessageTimeout: 2s
+"#,
+        );
+        let config = agent_config("support", &spec).expect("renders");
+        config.validate().expect("the agent accepts it");
+        let jwt = config.auth.jwt.as_ref().expect("jwt");
+        assert_eq!(config.auth.mode, AgentAuthMode::Jwt);
+        assert_eq!(jwt.algorithms, ["ES256", "RS256"]);
+        assert_eq!(jwt.leeway, Duration::from_secs(30));
+        assert!(config.auth.allow_query_token);
+        assert_eq!(config.auth.max_sessions_per_subject, Some(2));
+        assert_eq!(config.auth.token_file, None);
+        let gateway = config.gateway.as_ref().expect("gateway");
+        assert_eq!(
+            gateway.auth,
+            GatewayAuth::SigV4 {
+                region: Some("eu-west-1".into()),
+                service: "bedrock-agentcore".into()
+            }
+        );
+        assert_eq!(gateway.call_timeout, Duration::from_secs(3));
+        assert_eq!(gateway.max_concurrent_calls, 4);
+        assert_eq!(config.limits.handshakes_per_minute, 30);
+        assert_eq!(config.limits.trusted_proxies, ["10.0.0.0/8"]);
+        assert_eq!(config.limits.max_audio_rate, 2.5);
+        assert_eq!(config.limits.first_message_timeout, Duration::from_secs(2));
+        assert_eq!(config.limits.max_json_bytes, LimitsConfig::default().max_json_bytes);
+    }
+
+    #[test]
+    fn the_specs_defaults_are_the_agents_defaults() {
+        let spec = crate::fixtures::spec("gateway: {url: 'https://g.example.com/mcp'}\nauth: {}");
+        let config = agent_config("support", &spec).expect("renders");
+        assert_eq!(config.limits, LimitsConfig::default());
+        assert_eq!(config.auth, AuthConfig::default());
+        assert_eq!(config.gateway, Some(GatewayConfig::new("https://g.example.com/mcp")));
     }
 }

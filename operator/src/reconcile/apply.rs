@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -88,6 +88,9 @@ pub async fn apply(
     writer
         .reconcile_optional::<PodDisruptionBudget>(name, children.pdb.as_ref(), &mut out)
         .await?;
+    writer
+        .reconcile_optional::<NetworkPolicy>(name, children.network_policy.as_ref(), &mut out)
+        .await?;
     Ok(out)
 }
 
@@ -106,6 +109,11 @@ impl Writer<'_> {
     }
 
     /// Applies `desired` unless the live object already matches it.
+    #[tracing::instrument(
+        name = "apply child",
+        skip_all,
+        fields(otel.name = format!("apply {}", K::kind(&())), kind = %K::kind(&()))
+    )]
     async fn ensure<K>(&self, desired: &K, out: &mut Applied) -> Result<Option<K>>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -154,6 +162,11 @@ impl Writer<'_> {
     }
 
     /// Applies the child when wanted, deletes the operator's one when not.
+    #[tracing::instrument(
+        name = "optional child",
+        skip_all,
+        fields(otel.name = format!("optional {}", K::kind(&())), kind = %K::kind(&()), wanted = desired.is_some())
+    )]
     async fn reconcile_optional<K>(&self, name: &str, desired: Option<&K>, out: &mut Applied) -> Result<()>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>

@@ -32,6 +32,9 @@ pub struct Reference {
     pub key: Option<String>,
     /// An `optional: true` reference may be absent; the pods then start without it.
     pub optional: bool,
+    /// A value the agent re-reads while running (token files): changing it must not roll the
+    /// pods, so it stays out of the pod template's checksum.
+    pub live: bool,
 }
 
 impl Reference {
@@ -41,6 +44,14 @@ impl Reference {
             name: r.name.clone(),
             key: Some(r.key.clone()),
             optional: false,
+            live: false,
+        }
+    }
+
+    fn live_key(kind: SourceKind, r: &KeyRef) -> Self {
+        Self {
+            live: true,
+            ..Self::key(kind, r)
         }
     }
 }
@@ -68,6 +79,12 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
     if let Some(r) = spec.model.nova_sonic.as_ref().and_then(|n| n.ca_bundle.as_ref()) {
         out.insert(Reference::key(SourceKind::ConfigMap, r));
     }
+    if let Some(r) = spec.auth.as_ref().and_then(|a| a.token_secret_ref.as_ref()) {
+        out.insert(Reference::live_key(SourceKind::Secret, r));
+    }
+    if let Some(r) = spec.gateway.as_ref().and_then(|g| g.auth.token_secret_ref.as_ref()) {
+        out.insert(Reference::live_key(SourceKind::Secret, r));
+    }
     let Some(pod) = &spec.pod else {
         return out;
     };
@@ -78,6 +95,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: Some(r.key.clone()),
                 optional: r.optional.unwrap_or(false),
+                live: false,
             });
         }
         if let Some(r) = &source.secret_key_ref {
@@ -86,6 +104,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: Some(r.key.clone()),
                 optional: r.optional.unwrap_or(false),
+                live: false,
             });
         }
     }
@@ -96,6 +115,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: None,
                 optional: r.optional.unwrap_or(false),
+                live: false,
             });
         }
         if let Some(r) = &source.secret_ref {
@@ -104,6 +124,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: None,
                 optional: r.optional.unwrap_or(false),
+                live: false,
             });
         }
     }
@@ -174,6 +195,27 @@ mod tests {
         );
         assert!(refers_to(&spec, SourceKind::Secret, "proxy"));
         assert!(!refers_to(&spec, SourceKind::ConfigMap, "proxy"));
+    }
+
+    #[test]
+    fn token_secrets_are_live_references() {
+        let spec: VoiceAgentSpec = crate::fixtures::spec(
+            r#"
+auth: {mode: Token, tokenSecretRef: {name: callers, key: tokens}}
+gateway: {url: "https://g.example.com/mcp", auth: {type: Bearer, tokenSecretRef: {name: gw, key: token}}}
+prompt: {systemFrom: {secretKeyRef: {name: prompts, key: p}}}
+"#,
+        );
+        let live: Vec<(String, bool)> = references(&spec).into_iter().map(|r| (r.name, r.live)).collect();
+        assert_eq!(
+            live,
+            [
+                ("callers".to_owned(), true),
+                ("gw".to_owned(), true),
+                ("prompts".to_owned(), false)
+            ]
+        );
+        assert!(refers_to(&spec, SourceKind::Secret, "callers"));
     }
 
     #[test]

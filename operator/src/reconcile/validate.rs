@@ -12,12 +12,16 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use voice_agent::config::AgentConfig;
 
-use super::agent_config::{self, CA_DIR, CA_FILE, PROMPT_DIR, PROMPT_FILE};
+use super::agent_config::{
+    self, AUTH_TOKENS_DIR, AUTH_TOKENS_FILE, CA_DIR, CA_FILE, GATEWAY_TOKEN_DIR, GATEWAY_TOKEN_FILE, PROMPT_DIR,
+    PROMPT_FILE,
+};
 use super::dereference::{Dereferenced, detect_controller, hex};
 use super::references::SourceKind;
 use super::{RejectReason, Rejection, Settings};
 use crate::api::{
-    GatewayExpose, ImagePullPolicy, IngressController, IngressTls, PodOverrides, VoiceAgent, VoiceAgentSpec,
+    AuthMode, GatewayExpose, ImagePullPolicy, IngressController, IngressTls, NetworkPolicySpec, PodOverrides,
+    ToolGatewayAuthType, VoiceAgent, VoiceAgentSpec,
 };
 
 /// Seconds the pod waits after it is marked terminating before the agent gets SIGTERM, so
@@ -37,8 +41,9 @@ pub struct ValidatedAgent {
     pub namespace: String,
     /// Controller owner reference to the VoiceAgent, for every child.
     pub owner: OwnerReference,
-    /// The agent's configuration file.
+    /// The agent's configuration, and the file rendered from it.
     pub config: AgentConfig,
+    pub config_yaml: String,
     pub image: String,
     pub image_pull_policy: Option<ImagePullPolicy>,
     pub resources: ResourceRequirements,
@@ -52,6 +57,7 @@ pub struct ValidatedAgent {
     pub checksum: String,
     pub ingress: Option<ValidatedIngress>,
     pub route: Option<GatewayExpose>,
+    pub network_policy: Option<NetworkPolicySpec>,
     /// What clients connect to.
     pub url: String,
 }
@@ -136,6 +142,9 @@ pub fn validate(
     config
         .validate()
         .map_err(|e| Rejection::invalid(format!("agent configuration: {e}")))?;
+    let config_yaml = config
+        .try_to_yaml()
+        .map_err(|e| Rejection::invalid(format!("agent configuration cannot be written: {e}")))?;
 
     let route = spec.expose.as_ref().and_then(|e| e.gateway.clone());
     if route.is_some() && !settings.gateway_api {
@@ -186,7 +195,7 @@ pub fn validate(
     let url = url(&name, &namespace, ingress.as_ref(), route.as_ref());
 
     Ok(ValidatedAgent {
-        checksum: checksum(&config, dereferenced),
+        checksum: checksum(&config_yaml, dereferenced),
         files: mounted_files(spec),
         replicas: replicas(spec),
         image: spec.image.clone().unwrap_or_else(|| settings.agent_image.clone()),
@@ -198,9 +207,11 @@ pub fn validate(
         namespace,
         owner,
         config,
+        config_yaml,
         shutdown,
         ingress,
         route,
+        network_policy: spec.network_policy.clone(),
         url,
     })
 }
@@ -261,6 +272,22 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
         && e.gateway.is_none()
     {
         return fail("expose needs ingress, gateway, or both");
+    }
+    if let Some(a) = &spec.auth {
+        if (a.mode == AuthMode::Token) != a.token_secret_ref.is_some() {
+            return fail("auth.tokenSecretRef is required with mode Token and only used with it");
+        }
+        if (a.mode == AuthMode::Jwt) != a.jwt.is_some() {
+            return fail("auth.jwt is required with mode Jwt and only used with it");
+        }
+    }
+    if let Some(g) = &spec.gateway {
+        if (g.auth.type_ == ToolGatewayAuthType::Bearer) != g.auth.token_secret_ref.is_some() {
+            return fail("gateway.auth.tokenSecretRef is required with type Bearer and only used with it");
+        }
+        if g.auth.type_ != ToolGatewayAuthType::SigV4 && (g.auth.region.is_some() || g.auth.service.is_some()) {
+            return fail("gateway.auth.region and gateway.auth.service are only used with type SigV4");
+        }
     }
     Ok(())
 }
@@ -337,13 +364,45 @@ fn mounted_files(spec: &VoiceAgentSpec) -> Vec<MountedFile> {
             file: CA_FILE,
         });
     }
+    if let Some(r) = spec
+        .auth
+        .as_ref()
+        .filter(|a| a.mode == AuthMode::Token)
+        .and_then(|a| a.token_secret_ref.as_ref())
+    {
+        files.push(MountedFile {
+            volume: "auth-tokens",
+            kind: SourceKind::Secret,
+            source: r.name.clone(),
+            key: r.key.clone(),
+            dir: AUTH_TOKENS_DIR,
+            file: AUTH_TOKENS_FILE,
+        });
+    }
+    if let Some(r) = spec
+        .gateway
+        .as_ref()
+        .filter(|g| g.auth.type_ == ToolGatewayAuthType::Bearer)
+        .and_then(|g| g.auth.token_secret_ref.as_ref())
+    {
+        files.push(MountedFile {
+            volume: "gateway-token",
+            kind: SourceKind::Secret,
+            source: r.name.clone(),
+            key: r.key.clone(),
+            dir: GATEWAY_TOKEN_DIR,
+            file: GATEWAY_TOKEN_FILE,
+        });
+    }
     files
 }
 
-fn checksum(config: &AgentConfig, dereferenced: &Dereferenced) -> String {
+/// Digest of the configuration file and of every referenced value the agent reads only at
+/// start. Values it re-reads while running (token files) stay out: rotating them rolls nothing.
+fn checksum(config_yaml: &str, dereferenced: &Dereferenced) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(config.to_yaml().as_bytes());
-    for r in &dereferenced.references {
+    hasher.update(config_yaml.as_bytes());
+    for r in dereferenced.references.iter().filter(|r| !r.reference.live) {
         hasher.update(format!("\n{}={}", r.reference, r.digest.as_deref().unwrap_or("-")).as_bytes());
     }
     hex(&hasher.finalize())

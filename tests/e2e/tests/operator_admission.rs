@@ -99,6 +99,75 @@ async fn invalid_specs_are_refused_with_clear_messages() {
             "expose: {gateway: {parentRefs: [{name: g}], timeouts: {request: 10s, backendRequest: 1m}}}",
             "timeouts.backendRequest must not exceed timeouts.request",
         ),
+        (
+            "a",
+            "auth: {mode: Token}",
+            "auth.tokenSecretRef is required with mode Token",
+        ),
+        (
+            "a",
+            "auth: {tokenSecretRef: {name: t, key: k}}",
+            "auth.tokenSecretRef is required with mode Token and only used with it",
+        ),
+        ("a", "auth: {mode: Jwt}", "auth.jwt is required with mode Jwt"),
+        (
+            "a",
+            "auth: {mode: Jwt, jwt: {issuer: i, audiences: [], jwksUrl: 'https://i.example.com/jwks'}}",
+            "spec.auth.jwt.audiences",
+        ),
+        (
+            "a",
+            "auth: {mode: Jwt, jwt: {issuer: i, audiences: [a], jwksUrl: 'https://i.example.com/jwks', algorithms: [HS256]}}",
+            r#"Unsupported value: "HS256""#,
+        ),
+        (
+            "a",
+            "auth: {mode: Jwt, jwt: {issuer: i, audiences: [a], jwksUrl: 'file:///etc/jwks'}}",
+            "spec.auth.jwt.jwksUrl",
+        ),
+        (
+            "a",
+            "auth: {maxSessionsPerSubject: 0}",
+            "spec.auth.maxSessionsPerSubject",
+        ),
+        ("a", "gateway: {url: 'ftp://tools.example.com'}", "spec.gateway.url"),
+        (
+            "a",
+            "gateway: {url: 'https://tools.example.com/mcp', auth: {type: Bearer}}",
+            "gateway.auth.tokenSecretRef is required with type Bearer",
+        ),
+        (
+            "a",
+            "gateway: {url: 'https://tools.example.com/mcp', auth: {service: bedrock-agentcore}}",
+            "gateway.auth.region and gateway.auth.service are only used with type SigV4",
+        ),
+        (
+            "a",
+            "gateway: {url: 'https://tools.example.com/mcp', callTimeout: 10m}",
+            "callTimeout must be between 100ms and 5m",
+        ),
+        (
+            "a",
+            "gateway: {url: 'https://tools.example.com/mcp', maxConcurrentCalls: 0}",
+            "spec.gateway.maxConcurrentCalls",
+        ),
+        ("a", "limits: {maxAudioRate: 0.5}", "spec.limits.maxAudioRate"),
+        (
+            "a",
+            "limits: {audioBurst: 2m}",
+            "audioBurst must be between 100ms and 60s",
+        ),
+        (
+            "a",
+            "limits: {firstMessageTimeout: 10ms}",
+            "firstMessageTimeout must be at least 100ms",
+        ),
+        ("a", "limits: {maxJsonDepth: 1}", "spec.limits.maxJsonDepth"),
+        (
+            "a",
+            "networkPolicy: {ingressFrom: [{ipBlock: {}}]}",
+            "spec.networkPolicy.ingressFrom[0].ipBlock.cidr",
+        ),
         ("support.line", "{}", "metadata.name must be a DNS label"),
     ];
     let mut failures = Vec::new();
@@ -127,6 +196,7 @@ async fn the_examples_pass_a_server_side_dry_run() {
         "examples/ingress-nginx.yaml",
         "examples/aws-alb.yaml",
         "examples/gateway-api.yaml",
+        "examples/secured.yaml",
     ] {
         let path = operator_support::workspace().join(example);
         let out = env

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, PostParams};
 use operator_support::{OperatorEnv, WAIT, eventually};
@@ -30,6 +30,7 @@ async fn every_example_becomes_ready_with_its_children() {
         "examples/ingress-nginx.yaml",
         "examples/aws-alb.yaml",
         "examples/gateway-api.yaml",
+        "examples/secured.yaml",
     ] {
         env.apply_file(example).await.expect(example);
     }
@@ -160,6 +161,27 @@ async fn every_example_becomes_ready_with_its_children() {
     assert!(
         pdbs.get_opt("lobby").await.expect("get").is_some(),
         "two replicas get a PDB"
+    );
+
+    // Locked down: JWT callers, SigV4 tools, limits, and a NetworkPolicy.
+    env.wait_ready("orders").await.expect("orders ready");
+    let config = configmaps.get("orders-config").await.expect("ConfigMap");
+    let yaml = &config.data.expect("data")["config.yaml"];
+    for expected in ["mode: Jwt", "type: SigV4", "trustedProxies:", "https://app.example.com"] {
+        assert!(yaml.contains(expected), "{expected:?} missing from\n{yaml}");
+    }
+    let policies: Api<NetworkPolicy> = env.ns.api();
+    let policy = policies.get("orders").await.expect("NetworkPolicy");
+    let from = policy
+        .spec
+        .and_then(|s| s.ingress)
+        .and_then(|rules| rules.into_iter().next())
+        .and_then(|rule| rule.from)
+        .unwrap_or_default();
+    assert_eq!(from.len(), 2, "ingress controller and Prometheus");
+    assert!(
+        policies.get_opt("support").await.expect("get").is_none(),
+        "no policy unless asked for"
     );
 
     assert_eq!(operator.get("/healthz").await.expect("healthz").0, 200);

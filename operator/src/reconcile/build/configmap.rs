@@ -15,7 +15,7 @@ pub fn configmap_name(agent: &str) -> String {
 pub fn build_configmap(agent: &ValidatedAgent) -> ConfigMap {
     ConfigMap {
         metadata: metadata(agent, configmap_name(&agent.name)),
-        data: Some([(CONFIG_FILE.to_owned(), agent.config.to_yaml())].into()),
+        data: Some([(CONFIG_FILE.to_owned(), agent.config_yaml.clone())].into()),
         ..ConfigMap::default()
     }
 }

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
-    Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, SleepAction, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -145,7 +145,7 @@ fn container(agent: &ValidatedAgent) -> Container {
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        env: Some(agent.pod.env.clone()).filter(|v| !v.is_empty()),
+        env: Some(env(agent)),
         env_from: Some(agent.pod.env_from.clone()).filter(|v| !v.is_empty()),
         resources: Some(agent.resources.clone()),
         // Readiness fails at once when the agent starts draining, taking it out of the
@@ -176,6 +176,28 @@ fn container(agent: &ValidatedAgent) -> Container {
         volume_mounts: Some(mounts),
         ..Container::default()
     }
+}
+
+/// Where the pod runs, from the downward API (the agent labels its traces with it), then the
+/// user's variables, which come later and so win over ours.
+fn env(agent: &ValidatedAgent) -> Vec<EnvVar> {
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let mut env = vec![
+        field("POD_NAMESPACE", "metadata.namespace"),
+        field("POD_NAME", "metadata.name"),
+    ];
+    env.extend(agent.pod.env.iter().cloned());
+    env
 }
 
 fn volumes(agent: &ValidatedAgent) -> Vec<Volume> {

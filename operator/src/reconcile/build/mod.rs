@@ -6,6 +6,7 @@ mod deployment;
 mod hpa;
 mod httproute;
 mod ingress;
+mod networkpolicy;
 mod pdb;
 mod service;
 
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -23,6 +24,7 @@ pub use deployment::{CHECKSUM_ANNOTATION, CONTAINER, build_deployment};
 pub use hpa::build_hpa;
 pub use httproute::build_httproute;
 pub use ingress::{build_ingress, controller_annotations};
+pub use networkpolicy::build_network_policy;
 pub use pdb::build_pdb;
 pub use service::{PORT_NAME, build_service};
 
@@ -44,6 +46,7 @@ pub struct Children {
     pub httproute: Option<HTTPRoute>,
     pub hpa: Option<HorizontalPodAutoscaler>,
     pub pdb: Option<PodDisruptionBudget>,
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Builds every child.
@@ -56,6 +59,7 @@ pub fn build(agent: &ValidatedAgent) -> Children {
         httproute: build_httproute(agent),
         hpa: build_hpa(agent),
         pdb: build_pdb(agent),
+        network_policy: build_network_policy(agent),
     }
 }
 

@@ -213,3 +213,117 @@ prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
         ]
     );
 }
+
+const SECURED: &str = r#"
+auth:
+  mode: Token
+  tokenSecretRef: {name: callers, key: tokens}
+  allowedOrigins: [https://app.example.com]
+gateway:
+  url: https://tools.example.com/mcp
+  auth: {type: Bearer, tokenSecretRef: {name: gateway, key: token}}
+prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
+"#;
+
+#[test]
+fn token_secrets_are_mounted_where_the_configuration_points() {
+    let spec = spec(SECURED);
+    let agent = try_validated(spec.clone(), &resolved(&spec, |_| (true, Some("d")))).expect("valid");
+    let files: Vec<(&str, &str, String)> = agent
+        .files
+        .iter()
+        .map(|f| (f.volume, f.source.as_str(), format!("{}/{}", f.dir, f.file)))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("prompt", "prompts", "/etc/voice-agent/prompt/system.txt".to_owned()),
+            ("auth-tokens", "callers", "/etc/voice-agent/auth/tokens".to_owned()),
+            ("gateway-token", "gateway", "/etc/voice-agent/gateway/token".to_owned()),
+        ]
+    );
+    assert_eq!(
+        agent.config.auth.token_file.as_deref(),
+        Some(std::path::Path::new("/etc/voice-agent/auth/tokens"))
+    );
+    let gateway = agent.config.gateway.as_ref().expect("a gateway");
+    assert_eq!(
+        gateway.auth,
+        voice_agent::config::GatewayAuth::Bearer {
+            token_file: Some("/etc/voice-agent/gateway/token".into()),
+            token_env: None
+        }
+    );
+    // The rendered file is what the ConfigMap carries, and the agent reads it back.
+    let back = voice_agent::config::AgentConfig::from_yaml(&agent.config_yaml).expect("parses");
+    assert_eq!(back, agent.config);
+}
+
+#[test]
+fn rotating_a_token_does_not_change_the_checksum_but_a_prompt_change_does() {
+    let spec = spec(SECURED);
+    let with = |tokens: &'static str, prompt: &'static str| {
+        let dereferenced = resolved(&spec, |r| {
+            (
+                true,
+                Some(if r.kind == SourceKind::Secret && r.name == "prompts" {
+                    prompt
+                } else {
+                    tokens
+                }),
+            )
+        });
+        try_validated(spec.clone(), &dereferenced).expect("valid").checksum
+    };
+    assert_eq!(
+        with("tokens-1", "p1"),
+        with("tokens-2", "p1"),
+        "token rotation must not roll the pods"
+    );
+    assert_ne!(with("tokens-1", "p1"), with("tokens-1", "p2"));
+}
+
+#[test]
+fn a_missing_token_secret_is_named_like_any_reference() {
+    let spec = spec(SECURED);
+    let r = try_validated(
+        spec.clone(),
+        &resolved(&spec, |r| {
+            if r.name == "callers" {
+                (false, None)
+            } else {
+                (true, Some("d"))
+            }
+        }),
+    )
+    .expect_err("rejected");
+    assert_eq!(r.reason, RejectReason::ReferenceNotFound);
+    assert_eq!(r.message, r#"Secret "callers" not found"#);
+}
+
+#[test]
+fn auth_and_gateway_rules_are_enforced_again() {
+    for (yaml, message) in [
+        ("auth: {mode: Token}", "auth.tokenSecretRef is required with mode Token"),
+        (
+            "auth: {mode: None, tokenSecretRef: {name: a, key: b}}",
+            "auth.tokenSecretRef is required with mode Token and only used with it",
+        ),
+        ("auth: {mode: Jwt}", "auth.jwt is required with mode Jwt"),
+        (
+            "gateway: {url: 'https://g.example.com/mcp', auth: {type: Bearer}}",
+            "gateway.auth.tokenSecretRef is required with type Bearer",
+        ),
+        (
+            "gateway: {url: 'https://g.example.com/mcp', auth: {type: None, region: us-east-1}}",
+            "gateway.auth.region and gateway.auth.service are only used with type SigV4",
+        ),
+    ] {
+        let r = rejected(yaml);
+        assert_eq!(r.reason, RejectReason::InvalidSpec, "{yaml}");
+        assert!(r.message.contains(message), "{yaml}: {}", r.message);
+    }
+    // What only the agent's own validation knows is reported with its field name.
+    let r = rejected("limits: {trustedProxies: [not-an-address]}");
+    assert!(r.message.contains("limits.trustedProxies"), "{}", r.message);
+}
