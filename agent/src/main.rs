@@ -119,11 +119,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// (the operator passes the namespace and pod name through the downward API).
 fn resource_attributes(name: &str) -> Vec<opentelemetry::KeyValue> {
     let mut attributes = vec![opentelemetry::KeyValue::new("voiceagent.name", name.to_owned())];
-    for (variable, key) in [("POD_NAMESPACE", "k8s.namespace.name"), ("POD_NAME", "k8s.pod.name")] {
-        if let Ok(value) = std::env::var(variable) {
-            attributes.push(opentelemetry::KeyValue::new(key, value));
-        }
-    }
+    attributes.extend(telemetry::pod_attributes());
     attributes
 }
 

@@ -1,25 +1,29 @@
 //! Logs and traces. Logs go to stderr as text or JSON lines. Traces go over OTLP (gRPC or
 //! HTTP/protobuf), configured with the standard `OTEL_*` environment variables, and only when
 //! an OTLP endpoint is set: without one no tracing pipeline exists and nothing is paid for it.
+//! The operator (`voice-operator`) sets up its telemetry with this module too.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TraceId, TracerProvider as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cli::LogFormat;
+/// The log format of [`init`], shared by the agent's and the operator's command lines.
+pub use crate::cli::LogFormat;
 
 /// Keeps the trace pipeline alive; [`shutdown`](Telemetry::shutdown) flushes it.
 #[derive(Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    service: String,
 }
 
 impl Telemetry {
@@ -33,26 +37,33 @@ impl Telemetry {
         if let Some(provider) = self.provider
             && let Err(error) = provider.shutdown()
         {
-            eprintln!("voice-agent: flushing traces failed: {error}");
+            // Not `eprintln!`: it panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "{}: flushing traces failed: {error}", self.service);
         }
     }
 }
 
 /// Installs logging (and tracing when configured). `service` names the process in traces;
-/// `attributes` describe it further (agent name, Kubernetes namespace and pod).
+/// `attributes` describe it further (agent name, Kubernetes namespace and pod, see
+/// [`pod_attributes`]). Fails on an invalid filter, an unsupported OTLP protocol, or when a
+/// global subscriber is already installed.
 pub fn init(format: LogFormat, filter: &str, service: &str, attributes: Vec<KeyValue>) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
     let ansi = std::io::stderr().is_terminal();
+    // A closed stderr (a log pipe that went away) must not take the process down:
+    // tracing-subscriber would report the failed write with `eprintln!`, which panics then.
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(ansi)
             .with_writer(std::io::stderr)
+            .log_internal_errors(false)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_writer(std::io::stderr)
+            .log_internal_errors(false)
             .boxed(),
     };
     let provider = if exporting() {
@@ -73,7 +84,25 @@ pub fn init(format: LogFormat, filter: &str, service: &str, attributes: Vec<KeyV
         Box::new(TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        service: service.to_owned(),
+    })
+}
+
+/// Where this process runs in Kubernetes, for the trace resource: `k8s.namespace.name` and
+/// `k8s.pod.name` from `POD_NAMESPACE` and `POD_NAME` (set through the downward API), when set.
+pub fn pod_attributes() -> Vec<KeyValue> {
+    [("POD_NAMESPACE", "k8s.namespace.name"), ("POD_NAME", "k8s.pod.name")]
+        .into_iter()
+        .filter_map(|(variable, key)| std::env::var(variable).ok().map(|value| KeyValue::new(key, value)))
+        .collect()
+}
+
+/// The id of the exported trace `span` belongs to; `None` when traces are not exported.
+pub fn trace_id(span: &tracing::Span) -> Option<TraceId> {
+    let id = span.context().span().span_context().trace_id();
+    (id != TraceId::INVALID).then_some(id)
 }
 
 /// Whether the environment asks for trace export: an OTLP endpoint is set, and neither

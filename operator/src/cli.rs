@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+pub use crate::telemetry::LogFormat;
 
 /// Agent image used when a VoiceAgent names none: the agent release matching this operator.
 pub const DEFAULT_AGENT_IMAGE: &str = concat!("ghcr.io/voiceagent-dev/voice-agent:", env!("CARGO_PKG_VERSION"));
@@ -81,12 +83,6 @@ pub struct RunArgs {
     /// Log filter, in `RUST_LOG` syntax.
     #[arg(long, env = "VOICE_OPERATOR_LOG", default_value = "info")]
     pub log: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[cfg(test)]

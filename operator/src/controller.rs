@@ -1,6 +1,12 @@
 //! The controller: what is watched, and the driver that runs the reconcile pipeline for one
 //! VoiceAgent. Which steps touch the API: dereference (reads), apply (reads, and writes only
 //! what differs), status (writes only when it changed); validate and build are pure.
+//!
+//! Tracing: every reconcile is a `reconcile` span (the VoiceAgent's name and namespace, the
+//! outcome, the requeue, the error kind of a failure; never spec contents or Secret data) with a
+//! child span per step, and per child kind inside `apply`. Log lines inside carry its
+//! `trace_id`. The span is a child of kube-runtime's `reconciling object` span (the object and
+//! why it was queued), so one trace covers one reconcile.
 
 mod watches;
 
@@ -17,6 +23,8 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span};
 
 use crate::api::{ConditionStatus, VoiceAgent, VoiceAgentStatus};
 use crate::error::{Error, Result};
@@ -25,6 +33,7 @@ use crate::reconcile::apply::{self, Applied, ChangeKind};
 use crate::reconcile::build::{self, selector_string};
 use crate::reconcile::status::{self, Observation};
 use crate::reconcile::{RejectReason, Rejection, Settings, dereference, events, validate};
+use crate::telemetry::{self, step, step_span};
 
 /// Retry after children that belong to someone else: their deletion is not watched.
 const CONFLICT_RETRY: Duration = Duration::from_secs(30);
@@ -87,6 +96,14 @@ impl Context {
             reported_undecodable: Mutex::default(),
         }
     }
+
+    /// Failures of the VoiceAgent with `uid` in a row, up to now.
+    fn consecutive_failures(&self, uid: &str) -> u32 {
+        self.failures
+            .lock()
+            .map(|f| f.get(uid).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
 }
 
 /// Runs the controller until `shutdown` completes, then waits for running reconciles.
@@ -112,15 +129,50 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, shutdown: impl Future<Output =
 
 async fn reconcile(guard: Arc<DeserializeGuard<VoiceAgent>>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
-    let result = match &guard.0 {
-        Ok(agent) => reconcile_agent(agent, &ctx).await,
-        Err(invalid) => report_undecodable(invalid, &ctx).await,
+    let (name, namespace) = match &guard.0 {
+        Ok(a) => (a.name_any(), a.namespace().unwrap_or_default()),
+        Err(e) => (
+            e.metadata.name.clone().unwrap_or_default(),
+            e.metadata.namespace.clone().unwrap_or_default(),
+        ),
     };
-    if result.is_ok()
-        && let Some(uid) = uid_of(&guard)
-        && let Ok(mut failures) = ctx.failures.lock()
-    {
-        failures.remove(&uid);
+    let span = tracing::info_span!(
+        "reconcile",
+        voiceagent.name = %name,
+        voiceagent.namespace = %namespace,
+        trace_id = Empty,
+        outcome = Empty,
+        reason = Empty,
+        requeue_after_s = Empty,
+        error.kind = Empty,
+        otel.status_code = Empty,
+    );
+    telemetry::record_trace_id(&span);
+    let result = async {
+        match &guard.0 {
+            Ok(agent) => reconcile_agent(agent, &ctx).await,
+            Err(invalid) => report_undecodable(invalid, &ctx).await,
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let uid = uid_of(&guard);
+    match &result {
+        Ok(_) => {
+            if let Some(uid) = uid
+                && let Ok(mut failures) = ctx.failures.lock()
+            {
+                failures.remove(&uid);
+            }
+        }
+        Err(err) => {
+            // The error policy decides the retry after this span ends; it counts this failure.
+            let attempts = uid.map_or(0, |uid| ctx.consecutive_failures(&uid)).saturating_add(1);
+            span.record("outcome", "failed");
+            span.record("error.kind", err.metric_label());
+            span.record("otel.status_code", "error");
+            span.record("requeue_after_s", retry_delay(attempts).as_secs());
+        }
     }
     result
 }
@@ -140,15 +192,22 @@ fn error_policy(guard: Arc<DeserializeGuard<VoiceAgent>>, err: &Error, ctx: Arc<
             Some(*n)
         })
         .unwrap_or(1);
-    let delay = MIN_ERROR_RETRY
-        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(16)))
-        .min(MAX_ERROR_RETRY);
+    let delay = retry_delay(attempts);
     let name = match &guard.0 {
         Ok(a) => a.name_any(),
         Err(e) => e.metadata.name.clone().unwrap_or_default(),
     };
-    tracing::warn!(voiceagent = %name, error = %err, retry_in = ?delay, "reconcile failed");
+    // Runs in kube-runtime's span of the reconcile, in the same trace as the `reconcile` span.
+    let trace_id = voice_agent::telemetry::trace_id(&Span::current()).map(tracing::field::display);
+    tracing::warn!(voiceagent = %name, error = %err, retry_in = ?delay, trace_id, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// Back-off before retrying after the `attempts`-th consecutive failure.
+fn retry_delay(attempts: u32) -> Duration {
+    MIN_ERROR_RETRY
+        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(16)))
+        .min(MAX_ERROR_RETRY)
 }
 
 fn uid_of(guard: &DeserializeGuard<VoiceAgent>) -> Option<String> {
@@ -162,19 +221,36 @@ fn uid_of(guard: &DeserializeGuard<VoiceAgent>) -> Option<String> {
 async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
     if agent.metadata.deletion_timestamp.is_some() {
         // Owner references make the garbage collector delete every child.
-        return Ok(Action::await_change());
+        return Ok(outcome("deleting", None));
     }
     let name = agent.name_any();
     let namespace = agent.namespace().ok_or(Error::NotNamespaced)?;
     let uid = agent.uid().unwrap_or_default();
     tracing::debug!(voiceagent = %name, %namespace, "reconciling");
 
-    let dereferenced = dereference::dereference(&ctx.client, agent).await?;
-    let (applied, verdict) = match validate::validate(agent, &dereferenced, &ctx.settings) {
+    let dereferenced = step(step_span!("dereference"), dereference::dereference(&ctx.client, agent)).await?;
+    let validation = {
+        let span = step_span!("validate", accepted = Empty, reason = Empty);
+        let validation = span.in_scope(|| validate::validate(agent, &dereferenced, &ctx.settings));
+        span.record("accepted", validation.is_ok());
+        if let Err(rejection) = &validation {
+            span.record("reason", rejection.reason.as_str());
+            Span::current().record("reason", rejection.reason.as_str());
+        }
+        validation
+    };
+    let (applied, verdict) = match validation {
         Ok(validated) => {
-            let children = build::build(&validated);
-            let applied =
-                apply::apply(&ctx.client, &namespace, &name, &uid, children, ctx.settings.gateway_api).await?;
+            let children = step_span!("build").in_scope(|| build::build(&validated));
+            let span = step_span!("apply", changes = Empty, conflicts = Empty);
+            let applied = step(
+                span.clone(),
+                apply::apply(&ctx.client, &namespace, &name, &uid, children, ctx.settings.gateway_api),
+            )
+            .await?;
+            span.record("changes", applied.changes.len());
+            span.record("conflicts", applied.conflicts.len());
+            drop(span);
             (applied, Ok(validated.url))
         }
         Err(rejection) => {
@@ -186,10 +262,14 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
                 .inc();
             tracing::info!(voiceagent = %name, reason = rejection.reason.as_str(), message = %rejection.message, "not accepted");
             // Nothing is applied; the last accepted workload (if any) keeps running.
-            let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
-                .get_opt(&name)
-                .await
-                .map_err(Error::kube(format!("reading Deployment {name}")))?
+            let read = async {
+                Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
+                    .get_opt(&name)
+                    .await
+                    .map_err(Error::kube(format!("reading Deployment {name}")))
+            };
+            let deployment = step(step_span!("read Deployment"), read)
+                .await?
                 .filter(|d| apply::controlled_by(&d.metadata, &uid));
             let applied = Applied {
                 deployment,
@@ -221,7 +301,11 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
     let previous = agent.status.as_ref();
     let next = status::desired_status(previous, &observation, &now());
     let api: Api<VoiceAgent> = Api::namespaced(ctx.client.clone(), &namespace);
-    if status::write_status(&api, &name, previous, &next).await? {
+    let span = step_span!("status", written = Empty);
+    let written = step(span.clone(), status::write_status(&api, &name, previous, &next)).await?;
+    span.record("written", written);
+    drop(span);
+    if written {
         tracing::info!(voiceagent = %name, ready = ?next.ready_replicas, replicas = ?next.replicas, "status updated");
         ctx.metrics.record_write("VoiceAgent/status", "apply");
         for transition in status::transitions(previous, &next) {
@@ -232,12 +316,27 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
     Ok(match verdict {
         // A rejected spec waits for a change of itself or of what it references (both
         // watched), never for a timer.
-        Err(_) => Action::await_change(),
-        Ok(_) if !applied.conflicts.is_empty() => Action::requeue(CONFLICT_RETRY),
-        Ok(_) => Action::requeue(ctx.resync),
+        Err(_) => outcome("rejected", None),
+        Ok(_) if !applied.conflicts.is_empty() => outcome("conflict", Some(CONFLICT_RETRY)),
+        Ok(_) => outcome("accepted", Some(ctx.resync)),
     })
 }
 
+/// How the reconcile ended, recorded on its span (the current one): `outcome`, and the delay
+/// before the next look when there is one (otherwise it waits for a change).
+fn outcome(label: &'static str, requeue: Option<Duration>) -> Action {
+    let span = Span::current();
+    span.record("outcome", label);
+    match requeue {
+        Some(after) => {
+            span.record("requeue_after_s", after.as_secs());
+            Action::requeue(after)
+        }
+        None => Action::await_change(),
+    }
+}
+
+#[tracing::instrument(name = "event", skip_all, fields(reason = %event.reason))]
 async fn publish(ctx: &Context, agent: &VoiceAgent, event: kube::runtime::events::Event) {
     if events::publish(&ctx.recorder, agent, event).await {
         ctx.metrics.record_write("Event", "create");
@@ -249,7 +348,7 @@ async fn publish(ctx: &Context, agent: &VoiceAgent, event: kube::runtime::events
 async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
     let meta = &invalid.metadata;
     let (Some(name), Some(namespace), Some(uid)) = (&meta.name, &meta.namespace, &meta.uid) else {
-        return Ok(Action::await_change());
+        return Ok(outcome("undecodable", None));
     };
     let already = ctx
         .reported_undecodable
@@ -257,7 +356,7 @@ async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
         .map(|r| r.get(uid) == Some(&meta.generation))
         .unwrap_or(false);
     if already {
-        return Ok(Action::await_change());
+        return Ok(outcome("undecodable", None));
     }
     tracing::warn!(voiceagent = %name, %namespace, error = %invalid.error, "cannot decode VoiceAgent");
     let rejection = Rejection {
@@ -277,7 +376,11 @@ async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
     next.replicas = None;
     next.ready_replicas = None;
     let api: Api<VoiceAgent> = Api::namespaced(ctx.client.clone(), namespace);
-    status::write_status_unchecked(&api, name, &next).await?;
+    step(
+        step_span!("status", written = true),
+        status::write_status_unchecked(&api, name, &next),
+    )
+    .await?;
     ctx.metrics.record_write("VoiceAgent/status", "apply");
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(crate::api::api_version()),
@@ -297,7 +400,7 @@ async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
     if let Ok(mut reported) = ctx.reported_undecodable.lock() {
         reported.insert(uid.clone(), meta.generation);
     }
-    Ok(Action::await_change())
+    Ok(outcome("undecodable", None))
 }
 
 fn now() -> Time {

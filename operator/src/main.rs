@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use clap::Parser;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -26,12 +26,21 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", api::crd_yaml().context("rendering the CRD")?);
             Ok(())
         }
-        None => run(cli.run).await,
+        None => {
+            let telemetry = telemetry::init(cli.run.log_format, &cli.run.log)
+                .map_err(|e| anyhow!(e))
+                .context("setting up logs and traces")?;
+            let result = run(cli.run).await;
+            // Exporting the last spans blocks until the collector answers (or times out).
+            if let Err(err) = tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+                tracing::warn!(error = %err, "flushing traces failed");
+            }
+            result
+        }
     }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format, &args.log).context("invalid --log filter")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 

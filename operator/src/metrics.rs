@@ -2,6 +2,12 @@
 
 use std::time::Instant;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Resource;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -9,9 +15,37 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::gateway_api::HTTPRoute;
+use crate::reconcile::RejectReason;
+
 /// Reconcile duration buckets (seconds): most reconciles are a handful of reads; a slow
 /// apiserver or a first apply of every child takes longer.
 const DURATION_BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 15.0];
+
+/// Every `reason` of `reconcile_failures`: the values of [`crate::error::Error::metric_label`].
+pub const FAILURE_REASONS: [&str; 8] = [
+    "forbidden",
+    "conflict",
+    "not_found",
+    "invalid",
+    "api",
+    "transport",
+    "not_namespaced",
+    "encode",
+];
+
+/// Every reason a reconcile can reject a VoiceAgent with (`rejections`).
+pub const REJECT_REASONS: [RejectReason; 4] = [
+    RejectReason::InvalidSpec,
+    RejectReason::ReferenceNotFound,
+    RejectReason::GatewayApiUnavailable,
+    RejectReason::Undecodable,
+];
+
+/// `kind` of the status writes in `writes`.
+pub const STATUS_KIND: &str = "VoiceAgent/status";
+/// `kind` of Event writes in `writes`.
+pub const EVENT_KIND: &str = "Event";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
@@ -55,6 +89,19 @@ impl Metrics {
         let writes = Family::<WriteLabels, Counter>::default();
         let duration = Histogram::new(DURATION_BUCKETS);
         let leader = Gauge::default();
+        // Every known label value starts at zero, so each series exists from the start (rates
+        // and alerts work before the first event, and dashboards find every name).
+        for reason in FAILURE_REASONS {
+            let _ = failures.get_or_create(&FailureLabels { reason });
+        }
+        for reason in REJECT_REASONS {
+            let _ = rejections.get_or_create(&RejectionLabels {
+                reason: reason.as_str(),
+            });
+        }
+        for (kind, verb) in known_writes() {
+            let _ = writes.get_or_create(&WriteLabels { kind, verb });
+        }
         registry.register("reconciles", "VoiceAgent reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -116,6 +163,30 @@ impl Metrics {
     }
 }
 
+/// Every (kind, verb) the operator writes: server-side apply of each child, deletion of the
+/// optional ones no longer wanted, status and Events.
+fn known_writes() -> Vec<(String, &'static str)> {
+    fn kind<K: Resource<DynamicType = ()>>() -> String {
+        K::kind(&()).into_owned()
+    }
+    let always = [kind::<ConfigMap>(), kind::<Service>(), kind::<Deployment>()];
+    let optional = [
+        kind::<Ingress>(),
+        kind::<HTTPRoute>(),
+        kind::<HorizontalPodAutoscaler>(),
+        kind::<PodDisruptionBudget>(),
+        kind::<NetworkPolicy>(),
+    ];
+    let mut writes: Vec<_> = always.into_iter().map(|k| (k, "apply")).collect();
+    for k in optional {
+        writes.push((k.clone(), "apply"));
+        writes.push((k, "delete"));
+    }
+    writes.push((STATUS_KIND.to_owned(), "apply"));
+    writes.push((EVENT_KIND.to_owned(), "create"));
+    writes
+}
+
 /// Observes the reconcile duration on drop.
 pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
@@ -131,6 +202,7 @@ impl Drop for ReconcileTimer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn exposes_reconciles_failures_and_duration() {
@@ -150,6 +222,77 @@ mod tests {
             "voice_operator_leader 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn known_series_exist_at_zero_before_any_reconcile() {
+        let text = Metrics::new().encode();
+        for needle in [
+            "voice_operator_reconciles_total 0",
+            r#"voice_operator_reconcile_failures_total{reason="forbidden"} 0"#,
+            r#"voice_operator_reconcile_failures_total{reason="transport"} 0"#,
+            r#"voice_operator_rejections_total{reason="InvalidSpec"} 0"#,
+            r#"voice_operator_rejections_total{reason="ReferenceNotFound"} 0"#,
+            r#"voice_operator_rejections_total{reason="GatewayAPIUnavailable"} 0"#,
+            r#"voice_operator_writes_total{kind="ConfigMap",verb="apply"} 0"#,
+            r#"voice_operator_writes_total{kind="Deployment",verb="apply"} 0"#,
+            r#"voice_operator_writes_total{kind="HTTPRoute",verb="delete"} 0"#,
+            r#"voice_operator_writes_total{kind="HorizontalPodAutoscaler",verb="apply"} 0"#,
+            r#"voice_operator_writes_total{kind="VoiceAgent/status",verb="apply"} 0"#,
+            r#"voice_operator_writes_total{kind="Event",verb="create"} 0"#,
+            "voice_operator_reconcile_duration_seconds_count 0",
+            "voice_operator_leader 0",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_failure_label_is_precreated() {
+        let api = |reason: &str, code: u16| Error::Kube {
+            context: "test".into(),
+            source: kube::Error::Api(kube::core::Status::failure("test", reason).with_code(code).boxed()),
+        };
+        let encode = serde_json::from_str::<u8>("x").expect_err("not JSON");
+        let errors = [
+            api("Forbidden", 403),
+            api("Conflict", 409),
+            api("NotFound", 404),
+            api("Invalid", 422),
+            api("InternalError", 500),
+            Error::Kube {
+                context: "test".into(),
+                source: kube::Error::LinesCodecMaxLineLengthExceeded,
+            },
+            Error::NotNamespaced,
+            Error::Encode {
+                what: "test",
+                source: encode,
+            },
+        ];
+        let labels: Vec<_> = errors.iter().map(Error::metric_label).collect();
+        assert_eq!(labels, FAILURE_REASONS);
+    }
+
+    #[test]
+    fn every_reject_reason_is_precreated() {
+        let all = [
+            RejectReason::InvalidSpec,
+            RejectReason::ReferenceNotFound,
+            RejectReason::GatewayApiUnavailable,
+            RejectReason::Undecodable,
+        ];
+        for reason in all {
+            // Exhaustive: a new reason fails to compile here until it is listed above (and in
+            // REJECT_REASONS).
+            match reason {
+                RejectReason::InvalidSpec
+                | RejectReason::ReferenceNotFound
+                | RejectReason::GatewayApiUnavailable
+                | RejectReason::Undecodable => {}
+            }
+            assert!(REJECT_REASONS.contains(&reason), "{reason:?} is not pre-created");
         }
     }
 }

@@ -1,22 +1,52 @@
-//! Logging: human-readable or JSON lines on stderr.
+//! Logs and traces, set up as the agent does it ([`voice_agent::telemetry`]): logs on stderr as
+//! text or JSON lines; OpenTelemetry traces over OTLP, configured by the standard `OTEL_*`
+//! environment variables and only when an OTLP endpoint is set. Every reconcile is one span
+//! (see [`crate::controller`]), and log lines inside it carry its `trace_id`.
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Instrument as _, Span};
+pub use voice_agent::telemetry::{LogFormat, Telemetry};
 
-use crate::cli::LogFormat;
+use crate::error::Result;
 
-/// Installs the global subscriber. Fails when `filter` is not a valid `RUST_LOG` directive.
-pub fn init(format: LogFormat, filter: &str) -> Result<(), tracing_subscriber::filter::ParseError> {
-    let filter = EnvFilter::try_new(filter)?;
-    // A closed stderr (a log pipe that went away) must not take the operator down:
-    // tracing-subscriber would report the failed write with `eprintln!`, which panics then.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
-    // A second initialisation (tests) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+/// `service.name` of the operator's traces (`OTEL_SERVICE_NAME` overrides it).
+pub const SERVICE: &str = "voice-operator";
+
+/// Installs the global subscriber, and the trace pipeline when an OTLP endpoint is configured.
+/// Call it inside the tokio runtime (the gRPC exporter needs one); flush with
+/// [`Telemetry::shutdown`] before exiting.
+pub fn init(format: LogFormat, filter: &str) -> Result<Telemetry, String> {
+    voice_agent::telemetry::init(format, filter, SERVICE, voice_agent::telemetry::pod_attributes())
+}
+
+/// Records the id of the trace `span` belongs to in its `trace_id` field (declared empty), so
+/// that every log line inside it names the trace. Nothing when traces are not exported.
+pub fn record_trace_id(span: &Span) {
+    if let Some(id) = voice_agent::telemetry::trace_id(span) {
+        span.record("trace_id", tracing::field::display(id));
+    }
+}
+
+/// A span for one step of the reconcile pipeline: `step_span!("apply", changes = Empty)`, with
+/// the fields [`step`] fills in when the step fails.
+macro_rules! step_span {
+    ($name:literal $(, $($fields:tt)+)?) => {
+        tracing::info_span!(
+            $name,
+            error.kind = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty
+            $(, $($fields)+)?
+        )
     };
-    Ok(())
+}
+pub(crate) use step_span;
+
+/// Runs one step of the pipeline in `span` (made by [`step_span!`]); a failure marks the span
+/// as failed, with the error's kind.
+pub async fn step<T>(span: Span, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let result = work.instrument(span.clone()).await;
+    if let Err(err) = &result {
+        span.record("error.kind", err.metric_label());
+        span.record("otel.status_code", "error");
+    }
+    result
 }

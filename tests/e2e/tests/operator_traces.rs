@@ -1,0 +1,347 @@
+//! The operator's telemetry on the local control plane: right after start its `/metrics` shows
+//! every known series at zero; with `OTEL_EXPORTER_OTLP_ENDPOINT` set it exports one trace per
+//! reconcile (a `reconcile` span with the VoiceAgent, the outcome and the requeue, and a child
+//! span per pipeline step and per applied child) to an OTLP/HTTP receiver in this test, its log
+//! lines carry the trace id, and no span says anything about the Secret it read.
+//!
+//! `cargo test -p voice-e2e --test operator_traces -- --ignored`
+
+mod operator_support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use operator_support::OperatorEnv;
+use operator_support::process::log_tail;
+use prost::Message as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use voice_operator::api::ACCEPTED;
+
+const SECRET_VALUE: &str = "s3cr3t-prompt-never-in-a-span";
+const AGENT: &str = "helpdesk";
+const POD_NAME: &str = "voice-operator-e2e-traced";
+/// The traced operator's resync: what an accepted reconcile's `requeue_after_s` must say.
+const RESYNC_SECS: u64 = 600;
+/// How long a stopping operator may take, flushing its last spans included.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest OTLP request the receiver accepts; a batch of reconcile spans is far smaller.
+const MAX_EXPORT_BYTES: usize = 16 * 1024 * 1024;
+
+fn agent_yaml() -> String {
+    format!(
+        r#"apiVersion: voiceagent.dev/v1alpha1
+kind: VoiceAgent
+metadata: {{name: {AGENT}}}
+spec:
+  prompt: {{systemFrom: {{secretKeyRef: {{name: prompts, key: {AGENT}}}}}}}
+  replicas: 1
+  expose: {{ingress: {{className: nginx, host: helpdesk.example.com}}}}
+"#
+    )
+}
+
+fn secret_yaml() -> String {
+    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: prompts}}\nstringData: {{{AGENT}: {SECRET_VALUE:?}}}\n")
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn a_reconcile_is_one_trace_and_metrics_start_at_zero() {
+    let env = OperatorEnv::new("op-traces").await.expect("test namespace");
+
+    // 1. The suites' operator, without traces, before any VoiceAgent exists.
+    let plain = env.start_operator(&[]).await.expect("operator starts");
+    let (status, metrics) = plain.get("/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    for series in [
+        "voice_operator_reconciles_total 0",
+        r#"voice_operator_reconcile_failures_total{reason="forbidden"} 0"#,
+        r#"voice_operator_reconcile_failures_total{reason="transport"} 0"#,
+        r#"voice_operator_rejections_total{reason="ReferenceNotFound"} 0"#,
+        r#"voice_operator_rejections_total{reason="InvalidSpec"} 0"#,
+        r#"voice_operator_writes_total{kind="Deployment",verb="apply"} 0"#,
+        r#"voice_operator_writes_total{kind="Ingress",verb="delete"} 0"#,
+        r#"voice_operator_writes_total{kind="VoiceAgent/status",verb="apply"} 0"#,
+        r#"voice_operator_writes_total{kind="Event",verb="create"} 0"#,
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing right after start:\n{metrics}"
+        );
+    }
+    // The same binary runs again below, with the trace exporter configured in its environment.
+    let pid = plain.pid().expect("running");
+    let binary = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the operator's executable");
+    assert!(plain.stop().await.expect("stops").success());
+
+    // 2. Traced: a rejected reconcile (the Secret is missing), then accepted ones.
+    let (endpoint, received) = otlp_receiver().await;
+    let mut operator = TracedOperator::start(&env, &binary, &endpoint).expect("traced operator starts");
+    env.apply_yaml(&agent_yaml()).await.expect("apply");
+    env.wait_condition(AGENT, ACCEPTED, "False", "ReferenceNotFound")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", log_tail(&operator.log, 40)));
+    env.apply_yaml(&secret_yaml()).await.expect("secret");
+    env.wait_ready(AGENT)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", log_tail(&operator.log, 40)));
+    let status = operator.stop().await.expect("stops");
+    assert!(status.success(), "{status}\n{}", log_tail(&operator.log, 40));
+
+    let received = received.lock().expect("store");
+    let spans = &received.spans;
+    let names = || spans.iter().map(|s| s.name.as_str()).collect::<Vec<_>>();
+    for (key, value) in [
+        ("service.name", "voice-operator"),
+        ("k8s.namespace.name", env.name()),
+        ("k8s.pod.name", POD_NAME),
+    ] {
+        assert_eq!(
+            received.resource.get(key).map(String::as_str),
+            Some(value),
+            "resource {key}"
+        );
+    }
+    let children = |parent: &Span| {
+        spans
+            .iter()
+            .filter(|s| s.parent_span_id == parent.span_id)
+            .collect::<Vec<_>>()
+    };
+    let child = |parent: &Span, name: &str| {
+        let found = children(parent).into_iter().find(|s| s.name == name);
+        found.unwrap_or_else(|| panic!("no {name} span under {}; spans: {:?}", parent.name, names()))
+    };
+    let reconciles = spans
+        .iter()
+        .filter(|s| s.name == "reconcile" && attribute(s, "voiceagent.name").as_deref() == Some(AGENT))
+        .collect::<Vec<_>>();
+    for reconcile in &reconciles {
+        assert_eq!(
+            attribute(reconcile, "voiceagent.namespace").as_deref(),
+            Some(env.name())
+        );
+    }
+
+    // The Secret is missing: rejected, waiting for a change rather than a timer.
+    let rejected = reconciles
+        .iter()
+        .find(|s| attribute(s, "outcome").as_deref() == Some("rejected"))
+        .unwrap_or_else(|| panic!("no rejected reconcile; spans: {:?}", names()));
+    assert_eq!(attribute(rejected, "reason").as_deref(), Some("ReferenceNotFound"));
+    assert_eq!(attribute(rejected, "requeue_after_s"), None);
+    let validate = child(rejected, "validate");
+    assert_eq!(attribute(validate, "accepted").as_deref(), Some("false"));
+    assert_eq!(attribute(validate, "reason").as_deref(), Some("ReferenceNotFound"));
+
+    // The Secret exists: the reconcile that creates the children, every step a child span of
+    // it, every child kind a span inside `apply`, all in one trace.
+    let creating = reconciles
+        .iter()
+        .find(|r| {
+            attribute(r, "outcome").as_deref() == Some("accepted")
+                && children(r)
+                    .iter()
+                    .any(|s| s.name == "apply" && attribute(s, "changes").is_some_and(|n| n != "0"))
+        })
+        .unwrap_or_else(|| panic!("no accepted reconcile that applied children; spans: {:?}", names()));
+    assert_eq!(
+        attribute(creating, "requeue_after_s").as_deref(),
+        Some(RESYNC_SECS.to_string().as_str())
+    );
+    assert_eq!(attribute(creating, "error.kind"), None);
+    for step in ["dereference", "validate", "build", "apply", "status"] {
+        assert_eq!(
+            child(creating, step).trace_id,
+            creating.trace_id,
+            "{step} in another trace"
+        );
+    }
+    assert_eq!(
+        attribute(child(creating, "validate"), "accepted").as_deref(),
+        Some("true")
+    );
+    assert_eq!(attribute(child(creating, "status"), "written").as_deref(), Some("true"));
+    let apply = child(creating, "apply");
+    for kind in ["ConfigMap", "Service", "Deployment"] {
+        let applied = child(apply, &format!("apply {kind}"));
+        assert_eq!(attribute(applied, "kind").as_deref(), Some(kind));
+        assert_eq!(applied.trace_id, creating.trace_id);
+    }
+    let ingress = child(apply, "optional Ingress");
+    assert_eq!(attribute(ingress, "wanted").as_deref(), Some("true"));
+    assert_eq!(child(ingress, "apply Ingress").trace_id, creating.trace_id);
+    assert_eq!(
+        attribute(child(apply, "optional HorizontalPodAutoscaler"), "wanted").as_deref(),
+        Some("false")
+    );
+
+    // Nothing about the Secret's content, anywhere.
+    for span in spans.iter() {
+        let events = span.events.iter().flat_map(|e| &e.attributes);
+        for kv in span.attributes.iter().chain(events) {
+            assert!(
+                !text(kv).contains(SECRET_VALUE),
+                "the Secret's value in {}.{}",
+                span.name,
+                kv.key
+            );
+        }
+    }
+    let logs = std::fs::read_to_string(&operator.log).expect("log");
+    assert!(!logs.contains(SECRET_VALUE), "the Secret's value in the log");
+    let trace_id = hex(&creating.trace_id);
+    assert!(
+        logs.lines().any(|l| l.contains(&trace_id) && l.contains("applied")),
+        "no log line of the reconcile carries its trace id {trace_id}\n{}",
+        log_tail(&operator.log, 40)
+    );
+}
+
+/// The operator binary as a child process with the OTLP exporter configured: the suites'
+/// flags (see operator_support/process.rs) plus the standard `OTEL_*` variables.
+struct TracedOperator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl TracedOperator {
+    fn start(env: &OperatorEnv, binary: &Path, endpoint: &str) -> anyhow::Result<Self> {
+        let log = std::env::temp_dir().join(format!("voice-operator-{}-traced.log", env.name()));
+        let file = std::fs::File::create(&log)?;
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new(binary)
+            .arg(format!("--kubeconfig={}", env.account.path().display()))
+            .arg(format!("--namespace={}", env.name()))
+            .arg(format!("--admin-addr={admin}"))
+            .arg("--leader-election=false")
+            .arg(format!("--resync={RESYNC_SECS}s"))
+            .arg("--log=info,voice_operator=debug")
+            .env_remove("KUBECONFIG")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("POD_NAMESPACE", env.name())
+            .env("POD_NAME", POD_NAME)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        eprintln!("voice-e2e: started the traced operator; log {}", log.display());
+        Ok(Self { child, log })
+    }
+
+    /// SIGTERM, then waits for the exit (which flushes the last spans).
+    async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        let pid = self.child.id().ok_or_else(|| anyhow!("the operator has exited"))?;
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+        tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+            .await
+            .map_err(|_| anyhow!("the operator did not stop within {STOP_TIMEOUT:?}"))?
+            .map_err(Into::into)
+    }
+}
+
+impl Drop for TracedOperator {
+    /// The log is kept when the test fails (its path is printed at start).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Received {
+    spans: Vec<Span>,
+    resource: HashMap<String, String>,
+}
+
+/// A minimal OTLP/HTTP trace receiver: decodes `ExportTraceServiceRequest` protobuf bodies.
+async fn otlp_receiver() -> (String, Arc<Mutex<Received>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let received = Arc::new(Mutex::new(Received::default()));
+    let store = received.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(serve_exports(BufReader::new(tcp), store.clone()));
+        }
+    });
+    (endpoint, received)
+}
+
+/// Answers the HTTP/1.1 requests of one connection, keeping what they export.
+async fn serve_exports(mut reader: BufReader<tokio::net::TcpStream>, store: Arc<Mutex<Received>>) {
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        if length > MAX_EXPORT_BYTES {
+            return;
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        if let Ok(request) = ExportTraceServiceRequest::decode(body.as_slice())
+            && let Ok(mut store) = store.lock()
+        {
+            for resource_spans in request.resource_spans {
+                for kv in resource_spans.resource.into_iter().flat_map(|r| r.attributes) {
+                    store.resource.insert(kv.key.clone(), text(&kv));
+                }
+                for scope in resource_spans.scope_spans {
+                    store.spans.extend(scope.spans);
+                }
+            }
+        }
+        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        if reader.get_mut().write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn text(kv: &KeyValue) -> String {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        Some(AnyValue::IntValue(i)) => i.to_string(),
+        Some(AnyValue::BoolValue(b)) => b.to_string(),
+        Some(AnyValue::DoubleValue(d)) => d.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key == key).map(text)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
