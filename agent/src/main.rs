@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -11,7 +10,7 @@ use voice_agent::server::Agent;
 use voice_agent::telemetry;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
     match cli.command {
         Some(Command::Config(args)) => print_config(&args),
         Some(Command::Serve(args)) => serve(args),

@@ -23,7 +23,7 @@ impl Default for ModelConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "camelCase")]
 pub enum SimulatedMode {
     /// Turn detection and spoken replies.
@@ -58,7 +58,7 @@ pub const NOVA_2_SONIC: &str = "amazon.nova-2-sonic-v1:0";
 pub const NOVA_SONIC_V1: &str = "amazon.nova-sonic-v1:0";
 
 /// How eagerly Nova 2 Sonic decides the user finished speaking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum EndpointingSensitivity {
     High,
