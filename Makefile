@@ -5,12 +5,14 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 # Python test peers live in a virtualenv keyed by the requirements' hash.
 VENV ?= $(CACHE)/venv-tests-$(shell sha256sum tests/requirements.txt | cut -c1-12)
 export VOICE_AGENTS_TEST_PYTHON ?= $(VENV)/bin/python
+# The benchmark's Python peer relay has its own virtualenv, keyed the same way.
+BENCH_VENV ?= $(CACHE)/venv-bench-$(shell sha256sum bench/python/requirements.txt | cut -c1-12)
 
 .PHONY: test test-deps lint unit e2e browser fuzz fmt build release run cluster-build cluster-up cluster-down cluster-smoke
 
 ## Everything CI checks: formatting, lints, unit and integration tests, and the suites that run
 ## against a real local Kubernetes control plane (built from Go modules on first use).
-test: lint unit e2e browser fuzz
+test: lint unit bench-smoke e2e browser fuzz
 
 lint:
 	cargo fmt --all -- --check
@@ -99,3 +101,38 @@ IMAGE_TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/voice-operator
 image:
 	docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/voiceagent-dev/voice-agent:$(IMAGE_TAG) .
 	docker buildx build --platform linux/amd64,linux/arm64 --target operator -t ghcr.io/voiceagent-dev/voice-operator:$(IMAGE_TAG) .
+
+.PHONY: bench bench-smoke bench-deps
+
+## The benchmarks behind BENCHMARKS.md (about 30 minutes on 2 cores; wants an otherwise idle
+## machine): release builds, then every section, then the report. Not part of `make test`.
+bench: bench-deps
+	# Separately, so the agent is the same binary `make release` builds (building packages
+	# together unifies their dependencies' features).
+	cargo build --release -p voice-agent
+	cargo build --release -p voice-operator
+	cargo build --release -p voice-bench
+	mkdir -p test-output/bench
+	$(CARGO_TARGET_DIR)/release/voice-bench all \
+	  --agent-bin $(CARGO_TARGET_DIR)/release/voice-agent \
+	  --operator-bin $(CARGO_TARGET_DIR)/release/voice-operator \
+	  --python $(BENCH_VENV)/bin/python \
+	  --json test-output/bench/results.json --out BENCHMARKS.md
+
+## The benchmark tooling end to end in well under a minute (debug builds, a few sessions per
+## relay, no capacity search): proves it runs, asserts almost nothing about speed.
+bench-smoke: bench-deps
+	cargo build -p voice-agent -p voice-bench
+	mkdir -p test-output/bench
+	$(CARGO_TARGET_DIR)/debug/voice-bench all --smoke \
+	  --agent-bin $(CARGO_TARGET_DIR)/debug/voice-agent \
+	  --python $(BENCH_VENV)/bin/python \
+	  --command-line "make bench-smoke" \
+	  --json test-output/bench/smoke.json --out test-output/bench/smoke.md
+
+bench-deps: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: bench/python/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/python/requirements.txt
+	touch $@

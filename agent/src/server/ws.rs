@@ -21,8 +21,11 @@ use crate::protocol::{AudioOutput, INPUT_SAMPLE_RATE};
 use crate::session::{SessionContext, SessionLimits, run_session};
 
 /// Socket read buffer per connection. tungstenite allocates it eagerly (128 KiB by default),
-/// which would dominate memory with thousands of sessions; client frames are 1-3 KiB.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// which would dominate memory with thousands of sessions; client frames are 1-3 KiB. It is
+/// also zero-filled before every read, so a smaller one is cheaper per frame too: 4 KiB instead
+/// of 8 KiB took 4 KiB off every idle session (BENCHMARKS.md, tuning). Larger messages still
+/// arrive, in several reads.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Bytes buffered before a write reaches the socket; every message is flushed anyway.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Upper bound of unsent data per connection before writes fail, a backstop behind the

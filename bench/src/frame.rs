@@ -1,0 +1,187 @@
+//! Audio frames as the load generator sends and reads them, in both wire encodings.
+//!
+//! In loopback runs every frame carries a stamp in its first bytes: when it was sent and its
+//! sequence number. The loopback model returns input audio byte for byte, so the echo brings
+//! the stamp back and the generator measures the round trip per frame without any bookkeeping.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use tokio_tungstenite::tungstenite::Message;
+
+/// One frame of microphone audio: 32 ms, the cadence clients and Nova Sonic use.
+pub const FRAME: Duration = Duration::from_millis(32);
+/// 512 samples of PCM16LE at 16 kHz.
+pub const FRAME_BYTES: usize = 1024;
+/// Send time (nanoseconds since the run's epoch) then sequence number, both u64 LE.
+pub const STAMP_BYTES: usize = 16;
+
+/// The conversation workload speaks for one second, then listens: long enough for the
+/// simulated model's reply (about five seconds) to finish before the next question.
+const SPEECH_FRAMES: u64 = 31;
+const CYCLE_FRAMES: u64 = 250;
+/// A 220 Hz tone well above the simulator's speech threshold.
+const TONE_HZ: f64 = 220.0;
+const TONE_AMPLITUDE: f64 = 8000.0;
+const INPUT_RATE: f64 = 16_000.0;
+
+/// How audio travels on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Raw PCM in binary frames both ways (`?audio_output=binary`).
+    Binary,
+    /// `bidi_audio_input` / `bidi_audio_stream` events with base64 audio.
+    Json,
+}
+
+impl Encoding {
+    pub fn query(self) -> &'static str {
+        match self {
+            Self::Binary => "?audio_output=binary",
+            Self::Json => "?audio_output=json",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Binary => "binary",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// A silent frame carrying a stamp.
+pub fn stamped_frame(sent_ns: u64, seq: u64) -> Vec<u8> {
+    let mut pcm = vec![0u8; FRAME_BYTES];
+    pcm[..8].copy_from_slice(&sent_ns.to_le_bytes());
+    pcm[8..STAMP_BYTES].copy_from_slice(&seq.to_le_bytes());
+    pcm
+}
+
+/// The stamp of an echoed frame: (send time in ns, sequence number).
+pub fn read_stamp(pcm: &[u8]) -> Option<(u64, u64)> {
+    let sent = pcm.get(..8)?.try_into().ok()?;
+    let seq = pcm.get(8..STAMP_BYTES)?.try_into().ok()?;
+    Some((u64::from_le_bytes(sent), u64::from_le_bytes(seq)))
+}
+
+/// Frame `index` of a caller who asks a one-second question every eight seconds.
+pub fn speech_frame(index: u64) -> Vec<u8> {
+    let mut pcm = vec![0u8; FRAME_BYTES];
+    if index % CYCLE_FRAMES < SPEECH_FRAMES {
+        let first = index * (FRAME_BYTES as u64 / 2);
+        for (i, sample) in pcm.chunks_exact_mut(2).enumerate() {
+            let t = (first + i as u64) as f64 / INPUT_RATE;
+            let v = (TONE_AMPLITUDE * (std::f64::consts::TAU * TONE_HZ * t).sin()) as i16;
+            sample.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    pcm
+}
+
+/// Frames per question-and-answer cycle, for spreading sessions over the cycle.
+pub fn speech_cycle_frames() -> u64 {
+    CYCLE_FRAMES
+}
+
+/// Wraps PCM for the socket.
+pub fn audio_message(pcm: Vec<u8>, encoding: Encoding) -> Message {
+    match encoding {
+        Encoding::Binary => Message::Binary(pcm.into()),
+        Encoding::Json => Message::Text(
+            format!(
+                r#"{{"type":"bidi_audio_input","audio":"{}","format":"pcm","sample_rate":16000,"channels":1}}"#,
+                BASE64.encode(pcm)
+            )
+            .into(),
+        ),
+    }
+}
+
+/// What a message from the server is, as far as the generator cares.
+#[derive(Debug, PartialEq)]
+pub enum Incoming<'a> {
+    /// Reply audio (PCM16LE), from a binary frame or a `bidi_audio_stream` event.
+    Audio(Cow<'a, [u8]>),
+    /// Any other JSON event, by `type`.
+    Event(String),
+    /// Pings, pongs, close frames, and text the generator could not read.
+    Other,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    audio: Option<Cow<'a, str>>,
+}
+
+pub fn classify(message: &Message) -> Incoming<'_> {
+    match message {
+        Message::Binary(pcm) => Incoming::Audio(Cow::Borrowed(pcm)),
+        Message::Text(text) => match serde_json::from_str::<Envelope<'_>>(text.as_str()) {
+            Ok(Envelope {
+                kind,
+                audio: Some(audio),
+            }) if kind == "bidi_audio_stream" => match BASE64.decode(audio.as_bytes()) {
+                Ok(pcm) => Incoming::Audio(Cow::Owned(pcm)),
+                Err(_) => Incoming::Other,
+            },
+            Ok(Envelope { kind, .. }) => Incoming::Event(kind.into_owned()),
+            Err(_) => Incoming::Other,
+        },
+        _ => Incoming::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_survive_both_encodings() {
+        let pcm = stamped_frame(123_456_789, 42);
+        assert_eq!(read_stamp(&pcm), Some((123_456_789, 42)));
+        let binary = audio_message(pcm.clone(), Encoding::Binary);
+        let Incoming::Audio(back) = classify(&binary) else {
+            panic!("binary audio not recognised");
+        };
+        assert_eq!(read_stamp(&back), Some((123_456_789, 42)));
+
+        // The agent answers JSON clients with bidi_audio_stream; same base64 payload.
+        let reply = format!(
+            r#"{{"type":"bidi_audio_stream","audio":"{}","format":"pcm","sample_rate":24000,"channels":1}}"#,
+            BASE64.encode(&pcm)
+        );
+        let message = Message::Text(reply.into());
+        let Incoming::Audio(back) = classify(&message) else {
+            panic!("json audio not recognised");
+        };
+        assert_eq!(read_stamp(&back), Some((123_456_789, 42)));
+    }
+
+    #[test]
+    fn other_events_are_named_by_type() {
+        let message = Message::Text(r#"{"type": "bidi_response_start", "response_id": "r1"}"#.into());
+        assert_eq!(classify(&message), Incoming::Event("bidi_response_start".into()));
+        assert_eq!(classify(&Message::Text("not json".into())), Incoming::Other);
+    }
+
+    #[test]
+    fn speech_frames_alternate_question_and_silence() {
+        assert!(speech_frame(0).iter().any(|&b| b != 0));
+        assert!(speech_frame(SPEECH_FRAMES).iter().all(|&b| b == 0));
+        assert!(speech_frame(CYCLE_FRAMES).iter().any(|&b| b != 0));
+        assert_eq!(speech_frame(7).len(), FRAME_BYTES);
+    }
+
+    #[test]
+    fn short_payloads_have_no_stamp() {
+        assert_eq!(read_stamp(&[0; 10]), None);
+    }
+}

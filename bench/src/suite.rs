@@ -1,0 +1,556 @@
+//! The whole benchmark in one run: relay capacity (agent against the Python peer, both
+//! encodings), memory per session, the production path through the Bedrock SDK, and the
+//! operator. Each section starts its own servers and stops them before the next.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::frame::Encoding;
+use crate::load::{self, PointResult, PointSpec, Workload};
+use crate::machine::{self, Machine};
+use crate::operator::{self, OperatorResult};
+use crate::ramp::{self, Ramp, Search, Verdict};
+use crate::servers::{self, Programs, Server};
+
+/// Step-downs from the searched capacity before the confirmation gives up.
+const MAX_CONFIRM_STEPS: usize = 8;
+
+/// How thorough the run is.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: &'static str,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Capacity searches; `None` runs one small point per relay instead (the smoke).
+    pub relay_search: Option<(Search, Search)>,
+    pub fixed_sessions: usize,
+    /// Repeats at the capacity found.
+    pub confirm_runs: usize,
+    pub idle_sessions: usize,
+    pub active_sessions: usize,
+    pub sdk_search: Option<Search>,
+    pub sdk_measure: Duration,
+    pub with_uvloop: bool,
+    /// VoiceAgent counts for the operator section (empty: skipped).
+    pub operator_counts: Vec<usize>,
+    /// Longest wait for a quiet machine before a section.
+    pub quiet_wait: Duration,
+}
+
+impl Profile {
+    pub fn full() -> Self {
+        Self {
+            name: "full",
+            warmup: Duration::from_secs(2),
+            measure: Duration::from_secs(8),
+            relay_search: Some((
+                // The agent.
+                Search {
+                    start: 250,
+                    max: 8000,
+                    resolution: 0.1,
+                    min_step: 25,
+                },
+                // The Python relay.
+                Search {
+                    start: 50,
+                    max: 4000,
+                    resolution: 0.1,
+                    min_step: 10,
+                },
+            )),
+            fixed_sessions: 0,
+            confirm_runs: 3,
+            idle_sessions: 1000,
+            active_sessions: 200,
+            sdk_search: Some(Search {
+                start: 50,
+                max: 2000,
+                resolution: 0.15,
+                min_step: 25,
+            }),
+            sdk_measure: Duration::from_secs(16),
+            with_uvloop: true,
+            operator_counts: vec![100, 500],
+            quiet_wait: Duration::from_secs(300),
+        }
+    }
+
+    /// Proves the tooling end to end in well under a minute; asserts almost nothing.
+    pub fn smoke() -> Self {
+        Self {
+            name: "smoke",
+            warmup: Duration::from_millis(500),
+            measure: Duration::from_secs(2),
+            relay_search: None,
+            fixed_sessions: 10,
+            confirm_runs: 1,
+            idle_sessions: 20,
+            active_sessions: 10,
+            sdk_search: None,
+            sdk_measure: Duration::from_secs(4),
+            with_uvloop: false,
+            operator_counts: Vec::new(),
+            quiet_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Which sections to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    Relay,
+    Memory,
+    Sdk,
+    Operator,
+}
+
+/// One relay under one encoding: its search (or single point) and the confirmation runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayResult {
+    pub relay: Relay,
+    pub encoding: Encoding,
+    pub ramp: Ramp,
+    /// Repeats at the confirmed capacity (all passed), or at the last count tried.
+    pub confirmation: Vec<PointResult>,
+    /// The largest count where every confirmation run passed.
+    pub capacity: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relay {
+    Agent,
+    Python,
+    PythonUvloop,
+}
+
+impl Relay {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Agent => "voice-agent (Rust, 1 worker thread)",
+            Self::Python => "Python websockets relay (asyncio)",
+            Self::PythonUvloop => "Python websockets relay (uvloop)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemoryResult {
+    pub relay: Relay,
+    pub idle: PointResult,
+    pub active: PointResult,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteResult {
+    pub profile: String,
+    pub machine: Machine,
+    pub machine_after: machine::Load,
+    pub relays: Vec<RelayResult>,
+    pub floor: Vec<PointResult>,
+    /// The agent at the Python relay's capacity, per encoding.
+    pub equal_load: Vec<PointResult>,
+    pub memory: Vec<MemoryResult>,
+    pub sdk: Option<Ramp>,
+    pub operator: Option<OperatorResult>,
+    pub operator_skipped: Option<String>,
+    pub notes: Vec<String>,
+    pub seconds: f64,
+}
+
+pub struct Suite {
+    pub profile: Profile,
+    pub programs: Programs,
+    pub sections: Vec<Section>,
+    pub operator: operator::Setup,
+}
+
+/// The agent as the relay benchmark runs it: loopback model, limits opened for one client IP.
+pub fn loopback_agent_config(max_sessions: usize) -> String {
+    format!(
+        "name: bench\nlisten: 127.0.0.1:0\n\
+         model: {{provider: Simulated, mode: loopback, thinkTime: 0s}}\n\
+         session: {{maxSessions: {max_sessions}}}\n\
+         limits: {{handshakesPerMinute: 0}}\n"
+    )
+}
+
+impl Suite {
+    pub async fn run(&self) -> anyhow::Result<SuiteResult> {
+        let started = Instant::now();
+        let mut notes = Vec::new();
+        if let Some(note) = machine::wait_for_quiet(self.profile.quiet_wait).await {
+            notes.push(note);
+        }
+        let machine = machine::describe(&self.programs).await;
+        let mut result = SuiteResult {
+            profile: self.profile.name.to_owned(),
+            machine,
+            machine_after: machine::Load::default(),
+            relays: Vec::new(),
+            floor: Vec::new(),
+            equal_load: Vec::new(),
+            memory: Vec::new(),
+            sdk: None,
+            operator: None,
+            operator_skipped: None,
+            notes,
+            seconds: 0.0,
+        };
+
+        if self.sections.contains(&Section::Relay) {
+            let mut relays = vec![Relay::Agent, Relay::Python];
+            if self.profile.with_uvloop {
+                relays.push(Relay::PythonUvloop);
+            }
+            for encoding in [Encoding::Binary, Encoding::Json] {
+                for &relay in &relays {
+                    // uvloop changes the event loop, not the JSON work: binary is enough.
+                    if relay == Relay::PythonUvloop && encoding == Encoding::Json {
+                        continue;
+                    }
+                    self.quiet(&mut result.notes).await;
+                    let measured = self.relay(relay, encoding).await?;
+                    eprintln!(
+                        "voice-bench: {} {}: capacity {:?}",
+                        relay.label(),
+                        encoding.as_str(),
+                        measured.capacity
+                    );
+                    result.relays.push(measured);
+                }
+                let capacity_of = |relay: Relay| {
+                    result
+                        .relays
+                        .iter()
+                        .find(|r| r.relay == relay && r.encoding == encoding)
+                        .and_then(|r| r.capacity)
+                };
+                // The floor at the agent's capacity: what the generator and kernel alone cost.
+                let at = capacity_of(Relay::Agent).unwrap_or(self.profile.fixed_sessions.max(1));
+                let echo = servers::echo(&self.programs)?;
+                result
+                    .floor
+                    .push(self.point(&echo, at, encoding, Workload::Loopback).await?);
+                drop(echo);
+                // The agent under the load the Python relay just manages: latency side by side.
+                if let (Some(at), Some(_)) = (capacity_of(Relay::Python), self.profile.relay_search) {
+                    let (point, _) = self.judged_point(Relay::Agent, at, encoding).await;
+                    result.equal_load.push(point);
+                }
+            }
+        }
+
+        if self.sections.contains(&Section::Memory) {
+            for relay in [Relay::Agent, Relay::Python] {
+                self.quiet(&mut result.notes).await;
+                result.memory.push(self.memory(relay).await?);
+            }
+        }
+
+        if self.sections.contains(&Section::Sdk) {
+            self.quiet(&mut result.notes).await;
+            result.sdk = Some(self.sdk().await?);
+        }
+
+        if self.sections.contains(&Section::Operator) {
+            if self.profile.operator_counts.is_empty() {
+                result.operator_skipped = Some("not part of this profile".into());
+            } else {
+                self.quiet(&mut result.notes).await;
+                match operator::run(&self.operator, &self.profile.operator_counts).await {
+                    Ok(measured) => result.operator = Some(measured),
+                    Err(error) => {
+                        eprintln!("voice-bench: operator section: {error:#}");
+                        result.operator_skipped = Some(format!("{error:#}"));
+                    }
+                }
+            }
+        }
+
+        result.machine_after = machine::Load::now();
+        result.seconds = started.elapsed().as_secs_f64();
+        Ok(result)
+    }
+
+    async fn quiet(&self, notes: &mut Vec<String>) {
+        if let Some(note) = machine::wait_for_quiet(self.profile.quiet_wait).await {
+            eprintln!("voice-bench: {note}");
+            notes.push(note);
+        }
+    }
+
+    fn start(&self, relay: Relay, max_sessions: usize) -> anyhow::Result<Server> {
+        match relay {
+            Relay::Agent => servers::agent(
+                &self.programs,
+                "agent-loopback",
+                &loopback_agent_config(max_sessions),
+                1,
+                &[],
+            ),
+            Relay::Python => servers::python_relay(&self.programs, false),
+            Relay::PythonUvloop => servers::python_relay(&self.programs, true),
+        }
+    }
+
+    async fn point(
+        &self,
+        server: &Server,
+        sessions: usize,
+        encoding: Encoding,
+        workload: Workload,
+    ) -> anyhow::Result<PointResult> {
+        let spec = PointSpec {
+            url: server.ws_url()?,
+            sessions,
+            encoding,
+            workload,
+            warmup: self.profile.warmup,
+            measure: self.profile.measure,
+        };
+        let point = load::run_point(&spec, Some(server.pid()), None).await;
+        if point.connect_failures > 0 || point.ended_early > 0 {
+            // Say why on the console; the report keeps only the counts.
+            let logs = server.recent_logs();
+            let tail = &logs[logs.len().saturating_sub(5)..];
+            eprintln!(
+                "voice-bench: sessions failed; the server's last lines:\n{}",
+                tail.join("\n")
+            );
+        }
+        Ok(point)
+    }
+
+    /// One loopback point against a fresh server. A failure while other processes were busy
+    /// is repeated once the machine is quiet again (at most three times).
+    async fn judged_point(&self, relay: Relay, sessions: usize, encoding: Encoding) -> (PointResult, Verdict) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let measured = match self.start(relay, sessions) {
+                Ok(server) => self.point(&server, sessions, encoding, Workload::Loopback).await,
+                Err(error) => Err(error),
+            };
+            let point = match measured {
+                Ok(point) => point,
+                Err(error) => {
+                    return (
+                        failed_point(sessions, encoding, &error),
+                        Verdict::Fail(format!("{error:#}")),
+                    );
+                }
+            };
+            let verdict = ramp::judge_loopback(&point);
+            eprintln!(
+                "voice-bench:   {} {} n={sessions}: p99 {} µs, late {}, dropped {}, server cpu {:.0}%, generator cpu {:.0}%, others {:.0}% (peak {:.0}%): {verdict:?}",
+                relay.label(),
+                encoding.as_str(),
+                point.round_trip.p99_us,
+                point.frames_late,
+                point.frames_dropped,
+                point.server.map_or(0.0, |u| u.cpu_percent),
+                point.generator.cpu_percent,
+                point.others_cpu_percent,
+                point.others_peak_cpu_percent,
+            );
+            let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
+                || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
+            if verdict.passed() || !noisy || attempt > 3 || self.profile.quiet_wait.is_zero() {
+                return (point, verdict);
+            }
+            let _ = machine::wait_for_quiet(self.profile.quiet_wait).await;
+        }
+    }
+
+    async fn relay(&self, relay: Relay, encoding: Encoding) -> anyhow::Result<RelayResult> {
+        let Some((agent_search, python_search)) = self.profile.relay_search else {
+            let sessions = self.profile.fixed_sessions;
+            let (point, verdict) = self.judged_point(relay, sessions, encoding).await;
+            let capacity = verdict.passed().then_some(sessions);
+            return Ok(RelayResult {
+                relay,
+                encoding,
+                ramp: Ramp {
+                    points: vec![(point.clone(), verdict)],
+                    capacity,
+                    first_failure: None,
+                    open_ended: true,
+                },
+                confirmation: vec![point],
+                capacity,
+            });
+        };
+        let bounds = if relay == Relay::Agent {
+            agent_search
+        } else {
+            python_search
+        };
+        let ramp = ramp::search(bounds, |n| self.judged_point(relay, n, encoding)).await;
+
+        // Confirm: every repeat must pass; otherwise step down by the search's resolution
+        // (a relay whose tail is erratic near its limit can need several steps).
+        let mut candidate = ramp.capacity;
+        let mut confirmation = Vec::new();
+        let mut capacity = None;
+        for _ in 0..MAX_CONFIRM_STEPS {
+            let Some(n) = candidate else { break };
+            confirmation.clear();
+            let mut all_passed = true;
+            for _ in 0..self.profile.confirm_runs {
+                let (point, verdict) = self.judged_point(relay, n, encoding).await;
+                confirmation.push(point);
+                if !verdict.passed() {
+                    all_passed = false;
+                    break;
+                }
+            }
+            if all_passed {
+                capacity = Some(n);
+                break;
+            }
+            let step = bounds.min_step.max((n as f64 * bounds.resolution) as usize);
+            candidate = n.checked_sub(step).filter(|&n| n > 0);
+        }
+        Ok(RelayResult {
+            relay,
+            encoding,
+            ramp,
+            confirmation,
+            capacity,
+        })
+    }
+
+    async fn memory(&self, relay: Relay) -> anyhow::Result<MemoryResult> {
+        let idle_n = self.profile.idle_sessions;
+        let server = self.start(relay, idle_n)?;
+        let idle = load::run_point(
+            &PointSpec {
+                url: server.ws_url()?,
+                sessions: idle_n,
+                encoding: Encoding::Binary,
+                workload: Workload::Idle,
+                // Long enough for every connection to settle; the smoke's short warm-up is not.
+                warmup: self.profile.warmup.max(Duration::from_secs(1)),
+                measure: Duration::from_secs(1),
+            },
+            Some(server.pid()),
+            None,
+        )
+        .await;
+        drop(server);
+        let active_n = self.profile.active_sessions;
+        let server = self.start(relay, active_n)?;
+        let active = self
+            .point(&server, active_n, Encoding::Binary, Workload::Loopback)
+            .await?;
+        Ok(MemoryResult { relay, idle, active })
+    }
+
+    async fn sdk(&self) -> anyhow::Result<Ramp> {
+        Ok(match self.profile.sdk_search {
+            Some(bounds) => ramp::search(bounds, |n| self.sdk_judged(n)).await,
+            None => {
+                let n = self.profile.fixed_sessions.min(5);
+                let (point, verdict) = self.sdk_judged(n).await;
+                Ramp {
+                    capacity: verdict.passed().then_some(n),
+                    points: vec![(point, verdict)],
+                    first_failure: None,
+                    open_ended: true,
+                }
+            }
+        })
+    }
+
+    async fn sdk_judged(&self, sessions: usize) -> (PointResult, Verdict) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let point = match self.sdk_point(sessions).await {
+                Ok(point) => point,
+                Err(error) => {
+                    return (
+                        failed_point(sessions, Encoding::Binary, &error),
+                        Verdict::Fail(format!("{error:#}")),
+                    );
+                }
+            };
+            let verdict = ramp::judge_conversation(&point);
+            eprintln!(
+                "voice-bench:   NovaSonic n={sessions}: responses {}, late chunks {}, errors {}, agent cpu {:.0}%, fake cpu {:.0}%, generator cpu {:.0}%, others {:.0}% (peak {:.0}%): {verdict:?}",
+                point.replies.responses,
+                point.replies.late_chunks,
+                point.replies.errors,
+                point.server.map_or(0.0, |u| u.cpu_percent),
+                point.helper_cpu_percent,
+                point.generator.cpu_percent,
+                point.others_cpu_percent,
+                point.others_peak_cpu_percent,
+            );
+            let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
+                || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
+            if verdict.passed() || !noisy || attempt > 3 || self.profile.quiet_wait.is_zero() {
+                return (point, verdict);
+            }
+            let _ = machine::wait_for_quiet(self.profile.quiet_wait).await;
+        }
+    }
+
+    /// One conversation point: the fake shares the generator's CPUs, the agent has its own.
+    async fn sdk_point(&self, sessions: usize) -> anyhow::Result<PointResult> {
+        let (fake, endpoint, ca_file) = servers::fake_bedrock(&self.programs)?;
+        let config = format!(
+            "name: bench\nlisten: 127.0.0.1:0\n\
+             model: {{provider: NovaSonic, region: us-east-1, endpointUrl: \"{endpoint}\", caBundleFile: \"{}\"}}\n\
+             session: {{maxSessions: {sessions}}}\n\
+             limits: {{handshakesPerMinute: 0}}\n",
+            ca_file.display()
+        );
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        let agent = servers::agent(&self.programs, "agent-nova", &config, 1, &env)?;
+        let spec = PointSpec {
+            url: agent.ws_url()?,
+            sessions,
+            encoding: Encoding::Binary,
+            workload: Workload::Conversation,
+            warmup: self.profile.warmup,
+            measure: self.profile.sdk_measure,
+        };
+        Ok(load::run_point(&spec, Some(agent.pid()), Some(fake.pid())).await)
+    }
+}
+
+/// A point that could not run at all (the server did not start).
+fn failed_point(sessions: usize, encoding: Encoding, error: &anyhow::Error) -> PointResult {
+    PointResult {
+        sessions,
+        encoding,
+        workload: Workload::Loopback,
+        connected: 0,
+        connect_failures: sessions,
+        ended_early: 0,
+        frames_sent: 0,
+        frames_echoed: 0,
+        frames_late: 0,
+        frames_dropped: 0,
+        round_trip: load::Percentiles::default(),
+        send_lag: load::Percentiles::default(),
+        replies: load::ReplyCounts::default(),
+        server: None,
+        server_rss_before_kib: None,
+        generator: crate::procfs::Usage::default(),
+        others_cpu_percent: 0.0,
+        others_peak_cpu_percent: 0.0,
+        helper_cpu_percent: 0.0,
+        measured_seconds: 0.0,
+        errors: vec![format!("{error:#}")],
+    }
+}
