@@ -113,6 +113,10 @@ pub struct FakeBedrockArgs {
     /// The simulated model's pause before replying.
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     pub think_time: Duration,
+    /// Streams one HTTP/2 connection may carry at once, as the server advertises it (hyper's
+    /// default; what Bedrock advertises is not published).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -276,6 +280,9 @@ pub struct ModelArgs {
     /// Nova Sonic: stream age at which it is renewed at the next turn boundary, 10s to 7m55s [config: model.renewAfter, default 7m].
     #[arg(long, env = "VOICE_AGENT_NOVA_RENEW_AFTER", value_parser = humantime::parse_duration)]
     pub nova_renew_after: Option<Duration>,
+    /// Nova Sonic: model streams per HTTP/2 connection to Bedrock before another connection is opened, 1 to 1000 [config: model.streamsPerConnection, default 100].
+    #[arg(long, env = "VOICE_AGENT_NOVA_STREAMS_PER_CONNECTION")]
+    pub nova_streams_per_connection: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -483,6 +490,11 @@ impl ModelArgs {
             flag!(self.nova_ca_bundle_file),
         );
         overrides.set(&mut nova.renew_after, "model.renewAfter", flag!(self.nova_renew_after));
+        overrides.set(
+            &mut nova.streams_per_connection,
+            "model.streamsPerConnection",
+            flag!(self.nova_streams_per_connection),
+        );
     }
 }
 

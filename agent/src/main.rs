@@ -43,6 +43,7 @@ fn fake_bedrock(args: FakeBedrockArgs) -> ExitCode {
         input_timeout: args.input_timeout,
         silence_timeout: args.silence_timeout,
         think_time: args.think_time,
+        max_concurrent_streams: args.max_concurrent_streams,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -159,6 +159,43 @@ async fn text_input_reaches_nova_2_and_gets_a_reply() {
     );
 }
 
+/// Bedrock-like servers cap the streams one HTTP/2 connection carries, and the SDK would queue
+/// every stream beyond the cap on its one connection: the agent opens more connections instead.
+#[tokio::test]
+async fn sessions_beyond_one_connections_stream_limit_get_connections_of_their_own() {
+    const SESSIONS: usize = 5;
+    let s = setup(&["--max-concurrent-streams", "2"], "  streamsPerConnection: 2\n");
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        let mut client = Client::connect(&s.agent.ws_url(""), Encoding::Json).await;
+        client.until_event("bidi_connection_start", LIMIT).await;
+        clients.push(client);
+    }
+    // All sessions stay open while every one of them talks.
+    let turns = clients.iter_mut().enumerate().map(|(i, client)| async move {
+        client.send_text(&format!("Caller {i} asks for a table")).await;
+        let received = client.until_event("bidi_response_complete", LIMIT).await;
+        assert!(
+            transcripts(&received, "assistant", true)
+                .iter()
+                .any(|t| t.contains(&format!("Caller {i}"))),
+            "caller {i} got no reply"
+        );
+    });
+    futures::future::join_all(turns).await;
+
+    let streams = s.fake.streams().await;
+    assert_eq!(streams.len(), SESSIONS);
+    let mut per_connection: HashMap<u64, usize> = HashMap::new();
+    for stream in &streams {
+        let connection = stream["connection"].as_u64().expect("connection id");
+        *per_connection.entry(connection).or_default() += 1;
+        assert!(stream["ended"].is_null(), "a stream ended early: {stream}");
+    }
+    assert_eq!(per_connection.len(), SESSIONS.div_ceil(2), "{per_connection:?}");
+    assert!(per_connection.values().all(|n| *n <= 2), "{per_connection:?}");
+}
+
 #[tokio::test]
 async fn barge_in_interrupts_the_reply_without_leaking_the_marker() {
     let s = setup(&[], "");

@@ -100,6 +100,11 @@ pub struct NovaSonicConfig {
     /// stream limit of about eight minutes.
     #[serde(default = "default_renew_after", with = "humantime_serde")]
     pub renew_after: Duration,
+    /// Model streams carried by one HTTP/2 connection to Bedrock. Servers cap concurrent
+    /// streams per connection and the SDK never opens a second connection on its own, so the
+    /// agent opens another connection whenever all of its connections carry this many.
+    #[serde(default = "default_streams_per_connection")]
+    pub streams_per_connection: u32,
 }
 
 impl Default for NovaSonicConfig {
@@ -116,6 +121,7 @@ impl Default for NovaSonicConfig {
             endpoint_url: None,
             ca_bundle_file: None,
             renew_after: default_renew_after(),
+            streams_per_connection: default_streams_per_connection(),
         }
     }
 }
@@ -170,6 +176,12 @@ impl NovaSonicConfig {
         if self.renew_after < Duration::from_secs(10) || self.renew_after > Duration::from_secs(475) {
             return invalid("model.renewAfter", "must be between 10s and 7m55s".into());
         }
+        if !(1..=MAX_STREAMS_PER_CONNECTION).contains(&self.streams_per_connection) {
+            return invalid(
+                "model.streamsPerConnection",
+                format!("must be between 1 and {MAX_STREAMS_PER_CONNECTION}"),
+            );
+        }
         if let Some(url) = &self.endpoint_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -197,3 +209,10 @@ fn default_output_sample_rate() -> u32 {
 fn default_renew_after() -> Duration {
     Duration::from_secs(420)
 }
+/// Below the limits HTTP/2 servers commonly advertise (100 to 250 concurrent streams), so a
+/// connection never makes a new stream wait; Bedrock does not publish its own.
+fn default_streams_per_connection() -> u32 {
+    100
+}
+/// Far above any server's per-connection limit; a larger setting could only mean a typo.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1000;

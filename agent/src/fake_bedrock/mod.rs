@@ -72,6 +72,7 @@ pub struct FakeBedrock {
     records: Mutex<Vec<StreamRecord>>,
     faults: Mutex<VecDeque<Fault>>,
     next_id: AtomicU64,
+    next_connection: AtomicU64,
 }
 
 /// Where the fake listens and how clients reach it.
@@ -89,6 +90,7 @@ impl FakeBedrock {
             records: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
         })
     }
 
@@ -120,12 +122,15 @@ impl FakeBedrock {
             let fake = self.clone();
             let acceptor = acceptor.clone();
             let shutdown = shutdown.clone();
+            let connection_id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            let max_streams = self.limits.max_concurrent_streams;
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let fake = fake.clone();
-                    async move { Ok::<_, Infallible>(fake.handle(req).await) }
+                    async move { Ok::<_, Infallible>(fake.handle(req, connection_id).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http2().max_concurrent_streams(max_streams);
                 let served = match acceptor {
                     Some(acceptor) => match acceptor.accept(tcp).await {
                         Ok(tls) => {
@@ -149,7 +154,7 @@ impl FakeBedrock {
         }
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, connection: u64) -> Response<Body> {
         let path = req.uri().path().to_owned();
         match (req.method().clone(), path.as_str()) {
             (Method::GET, "/_fake/streams") => {
@@ -170,7 +175,7 @@ impl FakeBedrock {
                 json_response(StatusCode::OK, &json!({"ok": true}))
             }
             (Method::POST, p) if p.starts_with("/model/") && p.ends_with("/invoke-with-bidirectional-stream") => {
-                self.stream(req).await
+                self.stream(req, connection).await
             }
             _ => service_error(StatusCode::NOT_FOUND, "UnknownOperationException", "no such operation"),
         }
@@ -191,7 +196,7 @@ impl FakeBedrock {
         Some(taken)
     }
 
-    async fn stream(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    async fn stream(self: Arc<Self>, req: Request<Incoming>, connection: u64) -> Response<Body> {
         let model_id = req
             .uri()
             .path()
@@ -228,6 +233,7 @@ impl FakeBedrock {
             service,
             signed: true,
             http_version: format!("{:?}", req.version()),
+            connection,
             ..StreamData::default()
         });
         self.records

@@ -31,6 +31,8 @@ pub struct StreamData {
     pub service: Option<String>,
     pub signed: bool,
     pub http_version: String,
+    /// Which client connection carried the stream (numbered from 1 in accept order).
+    pub connection: u64,
     /// How many of each input event arrived.
     pub events: BTreeMap<String, u64>,
     pub audio_bytes: u64,

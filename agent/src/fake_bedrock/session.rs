@@ -32,6 +32,9 @@ pub struct Limits {
     pub silence_timeout: Duration,
     /// The simulated model's pause before replying.
     pub think_time: Duration,
+    /// Streams one HTTP/2 connection may carry at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+    /// further requests on that connection wait for a stream to end.
+    pub max_concurrent_streams: u32,
 }
 
 /// An error the stream answers with, ending it.

@@ -149,6 +149,12 @@ pub struct NovaSonicSpec {
     #[serde(default = "default_renew_after")]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s') && duration(self) <= duration('7m55s')").message("renewAfter must be between 10s and 7m55s (Nova ends streams after about 8 minutes)"))]
     pub renew_after: Duration,
+
+    /// Model streams one HTTP/2 connection to Bedrock carries before the agent opens another
+    /// (1 to 1000). Servers limit the concurrent streams per connection; keep this below it.
+    #[serde(default = "default_streams_per_connection")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub streams_per_connection: i32,
 }
 
 impl Default for NovaSonicSpec {
@@ -165,6 +171,7 @@ impl Default for NovaSonicSpec {
             endpoint_url: None,
             ca_bundle: None,
             renew_after: default_renew_after(),
+            streams_per_connection: default_streams_per_connection(),
         }
     }
 }
@@ -232,4 +239,9 @@ fn default_output_sample_rate() -> i32 {
 }
 fn default_renew_after() -> Duration {
     NovaSonicConfig::default().renew_after.into()
+}
+
+fn default_streams_per_connection() -> i32 {
+    // The agent's default is a small constant (100), well inside i32.
+    i32::try_from(NovaSonicConfig::default().streams_per_connection).unwrap_or(i32::MAX)
 }

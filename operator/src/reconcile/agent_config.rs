@@ -68,6 +68,10 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
                 endpoint_url: nova.endpoint_url,
                 ca_bundle_file: nova.ca_bundle.map(|_| PathBuf::from(CA_DIR).join(CA_FILE)),
                 renew_after: nova.renew_after.into(),
+                streams_per_connection: non_negative(
+                    "model.novaSonic.streamsPerConnection",
+                    nova.streams_per_connection,
+                )?,
             })
         }
     };

@@ -1,6 +1,7 @@
 //! The `NovaSonic` provider: Amazon Nova Sonic through Bedrock's bidirectional stream, with
 //! transparent stream renewal (see [`driver`]).
 
+mod connections;
 mod driver;
 mod history;
 pub mod mapping;
@@ -14,7 +15,6 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use tracing::{debug, warn};
 
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use tokio::sync::mpsc;
@@ -22,11 +22,12 @@ use tokio::sync::mpsc;
 use super::{ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelProvider, ModelStream, SessionSetup};
 use crate::config::{ConfigError, NovaSonicConfig};
 use crate::metrics::Metrics;
+use connections::Connections;
 use driver::Driver;
 
 /// What every session of the provider shares.
 struct NovaShared {
-    client: Client,
+    connections: Connections,
     config: NovaSonicConfig,
     region: Option<String>,
     metrics: Arc<Metrics>,
@@ -46,24 +47,30 @@ impl NovaSonicProvider {
         if let Some(region) = &config.region {
             loader = loader.region(Region::new(region.clone()));
         }
-        if let Some(path) = &config.ca_bundle_file {
-            let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let context = TlsContext::builder()
-                .with_trust_store(TrustStore::default().with_pem_certificate(pem))
-                .build()
-                .map_err(|e| ConfigError::Invalid {
-                    field: "model.caBundleFile",
-                    message: e.to_string(),
+        let tls_context = match &config.ca_bundle_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
                 })?;
-            let http = aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-                .tls_context(context)
-                .build_https();
-            loader = loader.http_client(http);
-        }
+                let context = TlsContext::builder()
+                    .with_trust_store(TrustStore::default().with_pem_certificate(pem))
+                    .build()
+                    .map_err(|e| ConfigError::Invalid {
+                        field: "model.caBundleFile",
+                        message: e.to_string(),
+                    })?;
+                // The credential providers (STS for IRSA, for one) reach AWS through the
+                // same private network path.
+                let http = aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+                    .tls_context(context.clone())
+                    .build_https();
+                loader = loader.http_client(http);
+                Some(context)
+            }
+            None => None,
+        };
         let sdk = loader.load().await;
         let region = sdk.region().map(|r| r.to_string());
         if region.is_none() {
@@ -87,7 +94,7 @@ impl NovaSonicProvider {
         }
         Ok(Self {
             shared: Arc::new(NovaShared {
-                client: Client::from_conf(builder.build()),
+                connections: Connections::new(builder.build(), tls_context, config.streams_per_connection),
                 config,
                 region,
                 metrics,

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::error::SdkError;
 use aws_sdk_bedrockruntime::operation::invoke_model_with_bidirectional_stream::InvokeModelWithBidirectionalStreamError as OpenError;
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -19,6 +18,8 @@ use aws_sdk_bedrockruntime::types::{
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+
+use super::connections::Lease;
 
 /// Events queued for the SDK to write. 32 frames of 32 ms is one second of audio: if Bedrock
 /// does not take input that fast the connection is in trouble, and audio is dropped (counted)
@@ -75,6 +76,8 @@ impl StreamError {
 pub struct BedrockStream {
     input: mpsc::Sender<Input>,
     output: aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<Output, OutputError>,
+    /// The stream's place on its connection, held until the stream is dropped.
+    _lease: Lease,
 }
 
 impl BedrockStream {
@@ -82,10 +85,11 @@ impl BedrockStream {
     ///
     /// The SDK call is spawned before the first events are queued: Bedrock answers only once it
     /// has read input, so awaiting the call first would wait forever.
-    pub async fn open(client: &Client, model_id: &str, init: Vec<String>) -> Result<Self, StreamError> {
+    pub async fn open(lease: Lease, model_id: &str, init: Vec<String>) -> Result<Self, StreamError> {
         let (input, mut queue) = mpsc::channel::<Input>(BEDROCK_INPUT_QUEUE);
         let body = futures::stream::poll_fn(move |cx| queue.poll_recv(cx)).map(Ok::<Input, InputError>);
-        let request = client
+        let request = lease
+            .client()
             .invoke_model_with_bidirectional_stream()
             .model_id(model_id)
             .body(body.into());
@@ -116,6 +120,7 @@ impl BedrockStream {
         Ok(Self {
             input,
             output: response.body,
+            _lease: lease,
         })
     }
 
@@ -164,7 +169,12 @@ impl BedrockStream {
     /// Ends the input (Bedrock sees the end of the request body) and waits briefly for the
     /// output to finish, so the service frees the session promptly.
     pub async fn finish(self, close_events: Vec<String>, wait: Duration) {
-        let Self { input, mut output } = self;
+        // The lease is held until the output has finished: the stream occupies its place until then.
+        let Self {
+            input,
+            mut output,
+            _lease,
+        } = self;
         for event in close_events {
             if input.try_send(chunk(event)).is_err() {
                 break;

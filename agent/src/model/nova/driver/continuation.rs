@@ -198,10 +198,10 @@ impl Driver {
             reason,
             end = tracing::field::Empty,
         );
-        let client = self.shared.client.clone();
+        let lease = self.shared.connections.lease();
         let model_id = config.model_id.clone();
         async move {
-            let stream = BedrockStream::open(&client, &model_id, init).await?;
+            let stream = BedrockStream::open(lease, &model_id, init).await?;
             Ok(Current {
                 stream,
                 prompt,
