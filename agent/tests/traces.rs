@@ -2,106 +2,20 @@
 //! test: the caller's trace is continued, and the span tree has the session, its turns, a tool
 //! call and one span per model stream (including a forced renewal).
 
+#[path = "../../tests/support/otlp.rs"]
+mod otlp;
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message as _;
+use otlp::{attribute, hex, otlp_receiver, text};
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const LIMIT: Duration = Duration::from_secs(30);
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-
-#[derive(Default)]
-struct Received {
-    spans: Vec<Span>,
-    resource: HashMap<String, String>,
-}
-
-/// A minimal OTLP/HTTP trace receiver: decodes `ExportTraceServiceRequest` protobuf bodies.
-async fn otlp_receiver() -> (String, Arc<Mutex<Received>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    let received = Arc::new(Mutex::new(Received::default()));
-    let store = received.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(tcp);
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    if let Ok(request) = ExportTraceServiceRequest::decode(body.as_slice()) {
-                        let mut store = store.lock().expect("store");
-                        for resource_spans in request.resource_spans {
-                            if let Some(resource) = resource_spans.resource {
-                                for kv in resource.attributes {
-                                    store.resource.insert(kv.key.clone(), text(&kv));
-                                }
-                            }
-                            for scope in resource_spans.scope_spans {
-                                store.spans.extend(scope.spans);
-                            }
-                        }
-                    }
-                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
-                    if reader.get_mut().write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (endpoint, received)
-}
-
-fn text(kv: &KeyValue) -> String {
-    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(AnyValue::StringValue(s)) => s.clone(),
-        Some(AnyValue::IntValue(i)) => i.to_string(),
-        Some(AnyValue::BoolValue(b)) => b.to_string(),
-        Some(AnyValue::DoubleValue(d)) => d.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn attribute(span: &Span, key: &str) -> Option<String> {
-    span.attributes.iter().find(|kv| kv.key == key).map(text)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test]
 async fn a_conversation_is_one_trace_continuing_the_callers() {
