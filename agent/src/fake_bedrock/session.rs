@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::record::StreamRecord;
 use crate::model::simulated::vad::{TurnDetector, VadEvent};
 use crate::model::simulated::{Conversation, Mode, SimulatorConfig};
-use crate::model::{ModelOutput, Role};
+use crate::model::{ModelOutput, Role, ToolUse};
 
 /// Longest accepted `textInput` content (bytes).
 const MAX_TEXT_INPUT: usize = 1024;
@@ -510,7 +510,8 @@ impl FakeStream {
                     "totalTokens": input_tokens + output_tokens,
                 }),
             )),
-            ModelOutput::ToolUse { id, name, input } => {
+            ModelOutput::ToolUse(call) => {
+                let ToolUse { id, name, input } = *call;
                 if !self.tools.contains(&name) {
                     // The real model only calls tools it was given.
                     if let Some(conversation) = &mut self.conversation {

@@ -29,13 +29,18 @@ pub enum ModelInput {
     Audio(Bytes),
     /// A user text message.
     Text(String),
-    /// The outcome of a tool call the model asked for.
-    ToolResult {
-        id: String,
-        name: String,
-        content: String,
-        is_error: bool,
-    },
+    /// The outcome of a tool call the model asked for. Boxed: rare, and unboxed it would set the
+    /// size of every slot in the channel.
+    ToolResult(Box<ToolResult>),
+}
+
+/// A finished tool call, reported back to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolResult {
+    pub id: String,
+    pub name: String,
+    pub content: String,
+    pub is_error: bool,
 }
 
 /// A tool offered to the model.
@@ -91,23 +96,40 @@ pub enum ModelOutput {
         input_tokens: u64,
         output_tokens: u64,
     },
-    /// The model asked for a tool call.
-    ToolUse {
-        id: String,
-        name: String,
-        input: serde_json::Value,
-    },
+    /// The model asked for a tool call. Boxed, like `Error`: rare, and unboxed either would set
+    /// the size of every slot in the channel.
+    ToolUse(Box<ToolUse>),
     /// The provider replaced its underlying stream; the conversation goes on.
     Restarted {
         reason: String,
     },
-    /// Something went wrong. `fatal` errors end the session. `code` comes from a small fixed
-    /// set (it labels metrics).
-    Error {
-        code: &'static str,
-        message: String,
-        fatal: bool,
-    },
+    /// Something went wrong.
+    Error(Box<ErrorReport>),
+}
+
+// Memory per session: tokio allocates channel slots in blocks of 32, full or not, and a channel
+// carrying audio keeps two blocks, so every byte here costs 64 per session. Large, rare
+// variants go behind a `Box`; the floor is `Bytes` plus a tag (`Bytes` has room to mark only
+// one other variant, not the several these enums have).
+const _: () = assert!(std::mem::size_of::<ModelInput>() <= 40);
+const _: () = assert!(std::mem::size_of::<ModelOutput>() <= 40);
+
+/// A tool call the model asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolUse {
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+}
+
+/// An error the model reports during the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReport {
+    /// From a small fixed set (it labels metrics).
+    pub code: &'static str,
+    pub message: String,
+    /// Fatal errors end the session.
+    pub fatal: bool,
 }
 
 /// What a provider needs to open a stream for one session.

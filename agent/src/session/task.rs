@@ -134,11 +134,11 @@ where
                 ModelError::Misconfigured(_) => "model_misconfigured",
             };
             let _ = out_tx
-                .send(Outbound::Event(ServerEvent::error(code, error.to_string())))
+                .send(Outbound::event(ServerEvent::error(code, error.to_string())))
                 .await;
             let reason = EndReason::ModelError;
             let _ = out_tx
-                .send(Outbound::Event(ServerEvent::ConnectionClose {
+                .send(Outbound::event(ServerEvent::ConnectionClose {
                     connection_id: ctx.id.clone(),
                     reason: reason.as_str(),
                 }))

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::wire::OutputEvent;
-use crate::model::{ModelOutput, Role};
+use crate::model::{ModelOutput, Role, ToolUse};
 use crate::protocol::StopReason;
 
 /// What the driver must do with one mapped event.
@@ -133,11 +133,11 @@ impl OutputMapper {
                 .as_deref()
                 .and_then(|c| serde_json::from_str(c).ok())
                 .unwrap_or(Value::Object(Default::default()));
-            out.push(Mapped::Output(ModelOutput::ToolUse {
+            out.push(Mapped::Output(ModelOutput::ToolUse(Box::new(ToolUse {
                 id: tool.tool_use_id.into_owned(),
                 name: tool.tool_name.into_owned(),
                 input,
-            }));
+            }))));
         }
         if let Some(end) = event.content_end {
             let content = end.content_id.as_deref().and_then(|id| self.contents.remove(id));
@@ -429,11 +429,11 @@ mod tests {
                 r#"{"event":{"toolUse":{"contentId":"t","toolName":"get_weather","toolUseId":"u1","content":"{\"city\":\"Paris\"}"}}}"#,
             ],
         );
-        assert!(outputs(&mapped).contains(&ModelOutput::ToolUse {
+        assert!(outputs(&mapped).contains(&ModelOutput::ToolUse(Box::new(ToolUse {
             id: "u1".into(),
             name: "get_weather".into(),
             input: serde_json::json!({"city": "Paris"})
-        }));
+        }))));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::script;
 use super::vad::{TurnDetector, VadEvent};
 use super::voice::Utterance;
-use crate::model::{ModelOutput, Role};
+use crate::model::{ModelOutput, Role, ToolUse};
 use crate::protocol::StopReason;
 
 /// Reply audio is released in 32 ms chunks, the cadence real speech models use.
@@ -135,11 +135,11 @@ impl Conversation {
             self.tool_calls += 1;
             let id = format!("tooluse-{}", self.tool_calls);
             self.pending_tools.push((id.clone(), request.name.clone()));
-            self.outputs.push_back(ModelOutput::ToolUse {
+            self.outputs.push_back(ModelOutput::ToolUse(Box::new(ToolUse {
                 id,
                 name: request.name,
                 input: request.input,
-            });
+            })));
         }
     }
 
@@ -335,8 +335,8 @@ mod tests {
                 ModelOutput::ResponseComplete { .. } => "complete",
                 ModelOutput::Usage { .. } => "usage",
                 ModelOutput::Restarted { .. } => "restarted",
-                ModelOutput::Error { .. } => "error",
-                ModelOutput::ToolUse { .. } => "tool_use",
+                ModelOutput::Error(_) => "error",
+                ModelOutput::ToolUse(_) => "tool_use",
             })
             .collect();
         kinds.dedup();
@@ -439,7 +439,7 @@ mod tests {
         let calls: Vec<(String, String)> = asked
             .iter()
             .filter_map(|o| match o {
-                ModelOutput::ToolUse { id, name, .. } => Some((id.clone(), name.clone())),
+                ModelOutput::ToolUse(call) => Some((call.id.clone(), call.name.clone())),
                 _ => None,
             })
             .collect();
@@ -447,11 +447,11 @@ mod tests {
             calls.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
             vec!["get_weather", "slow"]
         );
-        assert!(asked.contains(&ModelOutput::ToolUse {
+        assert!(asked.contains(&ModelOutput::ToolUse(Box::new(ToolUse {
             id: calls[0].0.clone(),
             name: "get_weather".into(),
             input: serde_json::json!({"city": "Oslo"})
-        }));
+        }))));
         c.on_tool_result(&calls[1].0, "done slowly", false, t0);
         c.on_tool_result(&calls[0].0, "{\"temp\": 3}", false, t0);
         let (out, _) = run_until_idle(&mut c, t0);

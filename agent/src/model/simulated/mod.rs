@@ -68,8 +68,8 @@ async fn drive(
             message = input.recv() => match message {
                 Some(ModelInput::Audio(pcm)) => conversation.on_audio(&pcm, Instant::now()),
                 Some(ModelInput::Text(text)) => conversation.on_text(&text, Instant::now()),
-                Some(ModelInput::ToolResult { id, content, is_error, .. }) => {
-                    conversation.on_tool_result(&id, &content, is_error, Instant::now());
+                Some(ModelInput::ToolResult(result)) => {
+                    conversation.on_tool_result(&result.id, &result.content, result.is_error, Instant::now());
                 }
                 None => return,
             },

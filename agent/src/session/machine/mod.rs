@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::model::{ModelInput, ModelOutput};
+use crate::model::{ErrorReport, ModelInput, ModelOutput, ToolResult, ToolUse};
 use crate::protocol::{
     AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, StopReason, ToolResultBody, ToolResultContent,
     ToolUseBody, TranscriptDelta,
@@ -66,7 +66,9 @@ impl AudioAllowance {
 /// A message for the client socket writer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
-    Event(ServerEvent),
+    /// Boxed: rare next to audio, and unboxed the largest event would set the size of every
+    /// slot in the channel.
+    Event(Box<ServerEvent>),
     /// Reply audio (PCM16LE). `epoch` lets the writer drop audio queued before an interruption.
     Audio {
         epoch: u64,
@@ -76,6 +78,18 @@ pub enum Outbound {
         code: u16,
         reason: String,
     },
+}
+
+// Memory per session: tokio allocates channel slots in blocks of 32, full or not, and a channel
+// carrying audio keeps two blocks, so every byte here costs 64 per session. Large, rare
+// payloads go behind a `Box`; the audio variant (`Bytes`, the epoch, a tag) is the floor.
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 48);
+
+impl Outbound {
+    /// An event for the client, boxed.
+    pub fn event(event: ServerEvent) -> Self {
+        Self::Event(Box::new(event))
+    }
 }
 
 /// Things worth counting that the machine notices.
@@ -135,7 +149,7 @@ impl Session {
         now: Instant,
         actions: &mut Vec<Action>,
     ) -> Self {
-        actions.push(Action::Send(Outbound::Event(ServerEvent::ConnectionStart {
+        actions.push(Action::Send(Outbound::event(ServerEvent::ConnectionStart {
             connection_id: id.clone(),
             model: model.to_owned(),
             input_sample_rate: rates.0,
@@ -205,7 +219,7 @@ impl Session {
             }
             Err(DecodeError::Rejected { code, message }) => {
                 actions.push(Action::Observe(Observation::ClientError(code)));
-                actions.push(Action::Send(Outbound::Event(ServerEvent::error(code, message))));
+                actions.push(Action::Send(Outbound::event(ServerEvent::error(code, message))));
             }
             Err(DecodeError::Fatal { reason, detail }) => self.end_with(reason, &detail, actions),
         }
@@ -218,7 +232,7 @@ impl Session {
         }
         let Some(output) = output else {
             actions.push(Action::Observe(Observation::ModelError("stream_ended")));
-            actions.push(Action::Send(Outbound::Event(ServerEvent::error(
+            actions.push(Action::Send(Outbound::event(ServerEvent::error(
                 "model_stream_ended",
                 "the model stream ended unexpectedly",
             ))));
@@ -266,8 +280,9 @@ impl Session {
                 output_tokens,
                 total_tokens: input_tokens + output_tokens,
             },
-            ModelOutput::ToolUse { id, name, input } => {
-                actions.push(Action::Send(Outbound::Event(ServerEvent::ToolUse {
+            ModelOutput::ToolUse(tool_use) => {
+                let ToolUse { id, name, input } = *tool_use;
+                actions.push(Action::Send(Outbound::event(ServerEvent::ToolUse {
                     current_tool_use: ToolUseBody {
                         tool_use_id: id.clone(),
                         name: name.clone(),
@@ -278,17 +293,18 @@ impl Session {
                 return;
             }
             ModelOutput::Restarted { reason } => ServerEvent::ConnectionRestart { reason },
-            ModelOutput::Error { code, message, fatal } => {
+            ModelOutput::Error(error) => {
+                let ErrorReport { code, message, fatal } = *error;
                 // Providers count their own errors (recovered ones too); clients see them here.
                 actions.push(Action::Observe(Observation::ClientError(code)));
-                actions.push(Action::Send(Outbound::Event(ServerEvent::error(code, message.clone()))));
+                actions.push(Action::Send(Outbound::event(ServerEvent::error(code, message.clone()))));
                 if fatal {
                     self.end_with(EndReason::ModelError, &message, actions);
                 }
                 return;
             }
         };
-        actions.push(Action::Send(Outbound::Event(event)));
+        actions.push(Action::Send(Outbound::event(event)));
     }
 
     /// A tool call finished: the model gets the result, the client sees it.
@@ -303,7 +319,7 @@ impl Session {
         if self.ended.is_some() {
             return;
         }
-        actions.push(Action::Send(Outbound::Event(ServerEvent::ToolResult {
+        actions.push(Action::Send(Outbound::event(ServerEvent::ToolResult {
             tool_result: ToolResultBody {
                 tool_use_id: id.clone(),
                 name: name.clone(),
@@ -311,12 +327,12 @@ impl Session {
                 content: vec![ToolResultContent { text: content.clone() }],
             },
         })));
-        actions.push(Action::Model(ModelInput::ToolResult {
+        actions.push(Action::Model(ModelInput::ToolResult(Box::new(ToolResult {
             id,
             name,
             content,
             is_error,
-        }));
+        }))));
     }
 
     /// Time passed: enforce the idle timeout and the maximum duration.
@@ -352,7 +368,7 @@ impl Session {
             return;
         }
         actions.push(Action::Observe(Observation::ClientError("model_busy")));
-        actions.push(Action::Send(Outbound::Event(ServerEvent::error(
+        actions.push(Action::Send(Outbound::event(ServerEvent::error(
             "model_busy",
             "the model is not keeping up; the message was dropped",
         ))));
@@ -364,7 +380,7 @@ impl Session {
         }
         self.ended = Some(reason);
         if reason.announce() {
-            actions.push(Action::Send(Outbound::Event(ServerEvent::ConnectionClose {
+            actions.push(Action::Send(Outbound::event(ServerEvent::ConnectionClose {
                 connection_id: self.id.clone(),
                 reason: reason.as_str(),
             })));

@@ -29,7 +29,7 @@ fn sent_events(actions: &[Action]) -> Vec<&ServerEvent> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send(Outbound::Event(e)) => Some(e),
+            Action::Send(Outbound::Event(e)) => Some(e.as_ref()),
             _ => None,
         })
         .collect()
@@ -328,11 +328,11 @@ fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
     let (mut s, _) = start(Instant::now());
     let mut actions = Vec::new();
     let input = serde_json::json!({"city": "Oslo"});
-    let call = ModelOutput::ToolUse {
+    let call = ModelOutput::ToolUse(Box::new(ToolUse {
         id: "t1".into(),
         name: "weather".into(),
         input: input.clone(),
-    };
+    }));
     s.on_model(Some(call), Instant::now(), &mut actions);
     assert!(matches!(sent_events(&actions)[..], [ServerEvent::ToolUse { .. }]));
     assert!(actions.contains(&Action::CallTool {
@@ -346,9 +346,9 @@ fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
         matches!(sent_events(&actions)[..], [ServerEvent::ToolResult { tool_result }] if tool_result.status == "success")
     );
     assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Model(ModelInput::ToolResult { id, is_error: false, .. }) if id == "t1"))
+        actions.iter().any(
+            |a| matches!(a, Action::Model(ModelInput::ToolResult(result)) if result.id == "t1" && !result.is_error)
+        )
     );
 }
 
@@ -356,11 +356,11 @@ fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
 fn fatal_model_errors_close_with_1011() {
     let (mut s, _) = start(Instant::now());
     let mut actions = Vec::new();
-    let err = ModelOutput::Error {
+    let err = ModelOutput::Error(Box::new(ErrorReport {
         code: "throttled",
         message: "busy".into(),
         fatal: true,
-    };
+    }));
     s.on_model(Some(err), Instant::now(), &mut actions);
     assert!(matches!(sent_events(&actions)[0], ServerEvent::Error { code, .. } if code == "throttled"));
     assert_eq!(close_code(&actions), Some(1011));

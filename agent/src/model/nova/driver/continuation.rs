@@ -12,7 +12,7 @@ use super::super::stream::{BedrockStream, Recovery, StreamError};
 use super::super::wire::{self, TextRole};
 use super::{Current, Driver, FIRST_BACKOFF, HELD_AUDIO_BYTES, HELD_TEXTS, KEEPALIVE_GAP, OPEN_ATTEMPTS};
 use crate::metrics::{self, ReasonLabels};
-use crate::model::{ModelInput, ModelOutput, Role};
+use crate::model::{ModelInput, ModelOutput, Role, ToolResult};
 
 impl Driver {
     pub(super) fn hold(&mut self, message: ModelInput) {
@@ -42,12 +42,13 @@ impl Driver {
             }
             // The stream that asked for this result is gone; the new one learns the outcome as
             // a message, so the conversation can still use it.
-            ModelInput::ToolResult {
-                name,
-                content,
-                is_error,
-                ..
-            } => {
+            ModelInput::ToolResult(result) => {
+                let ToolResult {
+                    name,
+                    content,
+                    is_error,
+                    ..
+                } = *result;
                 if self.held_texts.len() < HELD_TEXTS {
                     let status = if is_error { "failed" } else { "returned" };
                     self.held_texts

@@ -26,7 +26,7 @@ use super::stream::{BedrockStream, Recovery, StreamError};
 use super::wire::{self, TextRole};
 use crate::metrics::{self, KindLabels};
 use crate::model::simulated::vad::{TurnDetector, VadEvent};
-use crate::model::{ModelError, ModelInput, ModelOutput, Role, SessionSetup};
+use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, Role, SessionSetup, ToolResult};
 
 /// One frame of audio at 16 kHz: the keep-alive unit.
 const FRAME: Duration = Duration::from_millis(32);
@@ -147,7 +147,8 @@ impl Driver {
                 message = input.recv() => match message {
                     Some(ModelInput::Audio(pcm)) => self.on_audio(&current, pcm),
                     Some(ModelInput::Text(text)) => self.on_text(&current, text).await,
-                    Some(ModelInput::ToolResult { id, name, content, is_error }) => {
+                    Some(ModelInput::ToolResult(result)) => {
+                        let ToolResult { id, name, content, is_error } = *result;
                         self.on_tool_result(&current, &id, &name, &content, is_error).await
                     }
                     None => Step::Stop,
@@ -217,14 +218,14 @@ impl Driver {
         if !self.shared.config.is_nova_2() {
             let _ = self
                 .output
-                .send(ModelOutput::Error {
+                .send(ModelOutput::Error(Box::new(ErrorReport {
                     code: "text_input_unsupported",
                     message: format!(
                         "{} does not take text input; use Nova 2 Sonic",
                         self.shared.config.model_id
                     ),
                     fatal: false,
-                })
+                })))
                 .await;
             return Step::Continue;
         }
@@ -383,11 +384,11 @@ impl Driver {
     async fn fail(&self, error: &StreamError) {
         let _ = self
             .output
-            .send(ModelOutput::Error {
+            .send(ModelOutput::Error(Box::new(ErrorReport {
                 code: error.client_code(),
                 message: self.explain(error),
                 fatal: true,
-            })
+            })))
             .await;
     }
 
