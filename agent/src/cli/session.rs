@@ -1,0 +1,149 @@
+//! Session limits and security settings on the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::overrides::{Overrides, flag};
+use crate::config::{AgentConfig, AuthMode, JwtConfig, TlsConfig};
+
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Maximum concurrent sessions; more handshakes get HTTP 503 [config: session.maxSessions, default 100].
+    #[arg(long, env = "VOICE_AGENT_MAX_SESSIONS")]
+    pub max_sessions: Option<u32>,
+    /// Longest a session may last [config: session.maxDuration, default 1h].
+    #[arg(long, env = "VOICE_AGENT_MAX_SESSION_DURATION", value_parser = humantime::parse_duration)]
+    pub max_session_duration: Option<Duration>,
+    /// Close sessions without client input for this long [config: session.idleTimeout, default 2m].
+    #[arg(long, env = "VOICE_AGENT_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// On SIGTERM, how long live sessions may continue, e.g. 30s or 5m [config: session.drainTimeout, default 5m].
+    #[arg(long, env = "VOICE_AGENT_DRAIN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// Largest client WebSocket message in bytes [config: websocket.maxMessageBytes, default 262144].
+    #[arg(long, env = "VOICE_AGENT_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SecurityArgs {
+    /// Handshake authentication [config: auth.mode, default none].
+    #[arg(long, env = "VOICE_AGENT_AUTH_MODE", value_enum, ignore_case = true)]
+    pub auth_mode: Option<AuthMode>,
+    /// File with accepted tokens, one per line, re-read on change [config: auth.tokenFile].
+    #[arg(long, env = "VOICE_AGENT_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Expected JWT issuer [config: auth.jwt.issuer].
+    #[arg(long, env = "VOICE_AGENT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Accepted JWT audience(s), comma-separated [config: auth.jwt.audiences].
+    #[arg(long, env = "VOICE_AGENT_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// The issuer's JWKS URL [config: auth.jwt.jwksUrl].
+    #[arg(long, env = "VOICE_AGENT_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Browser origins allowed to connect, comma-separated (exact, or *.example.com) [config: auth.allowedOrigins].
+    #[arg(long, env = "VOICE_AGENT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Accept the token in the `token` query parameter [config: auth.allowQueryToken].
+    #[arg(long, env = "VOICE_AGENT_ALLOW_QUERY_TOKEN")]
+    pub allow_query_token: bool,
+    /// Concurrent sessions per authenticated caller [config: auth.maxSessionsPerSubject].
+    #[arg(long, env = "VOICE_AGENT_MAX_SESSIONS_PER_SUBJECT")]
+    pub max_sessions_per_subject: Option<u32>,
+    /// WebSocket handshakes per client IP per minute, 0 for no limit [config: limits.handshakesPerMinute, default 120].
+    #[arg(long, env = "VOICE_AGENT_HANDSHAKES_PER_MINUTE")]
+    pub handshakes_per_minute: Option<u32>,
+    /// Proxies whose X-Forwarded-For is trusted, comma-separated CIDRs [config: limits.trustedProxies].
+    #[arg(long, env = "VOICE_AGENT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Serve TLS with this certificate chain (PEM), re-read on change [config: tls.certFile].
+    #[arg(long, env = "VOICE_AGENT_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The TLS private key (PEM) [config: tls.keyFile].
+    #[arg(long, env = "VOICE_AGENT_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl SessionArgs {
+    pub(super) fn apply(&self, config: &mut AgentConfig, overrides: &mut Overrides) {
+        let session = &mut config.session;
+        overrides.set(
+            &mut session.max_sessions,
+            "session.maxSessions",
+            flag!(self.max_sessions),
+        );
+        overrides.set(
+            &mut session.max_duration,
+            "session.maxDuration",
+            flag!(self.max_session_duration),
+        );
+        overrides.set(
+            &mut session.idle_timeout,
+            "session.idleTimeout",
+            flag!(self.idle_timeout),
+        );
+        overrides.set(
+            &mut session.drain_timeout,
+            "session.drainTimeout",
+            flag!(self.drain_timeout),
+        );
+        overrides.set(
+            &mut config.websocket.max_message_bytes,
+            "websocket.maxMessageBytes",
+            flag!(self.max_message_bytes),
+        );
+    }
+}
+
+impl SecurityArgs {
+    pub(super) fn apply(&self, config: &mut AgentConfig, overrides: &mut Overrides) {
+        let auth = &mut config.auth;
+        overrides.set(&mut auth.mode, "auth.mode", flag!(self.auth_mode));
+        overrides.set_some(&mut auth.token_file, "auth.tokenFile", flag!(self.auth_token_file));
+        if self.jwt_issuer.is_some() || !self.jwt_audience.is_empty() || self.jwks_url.is_some() {
+            let jwt = auth.jwt.get_or_insert_with(|| JwtConfig {
+                issuer: String::new(),
+                audiences: Vec::new(),
+                jwks_url: String::new(),
+                algorithms: vec!["RS256".into()],
+                leeway: Duration::from_secs(30),
+            });
+            overrides.set(&mut jwt.issuer, "auth.jwt.issuer", flag!(self.jwt_issuer));
+            overrides.set_list(&mut jwt.audiences, "auth.jwt.audiences", flag!(self.jwt_audience));
+            overrides.set(&mut jwt.jwks_url, "auth.jwt.jwksUrl", flag!(self.jwks_url));
+        }
+        overrides.set_list(
+            &mut auth.allowed_origins,
+            "auth.allowedOrigins",
+            flag!(self.allowed_origins),
+        );
+        if self.allow_query_token {
+            auth.allow_query_token = true;
+        }
+        overrides.set_some(
+            &mut auth.max_sessions_per_subject,
+            "auth.maxSessionsPerSubject",
+            flag!(self.max_sessions_per_subject),
+        );
+        let limits = &mut config.limits;
+        overrides.set(
+            &mut limits.handshakes_per_minute,
+            "limits.handshakesPerMinute",
+            flag!(self.handshakes_per_minute),
+        );
+        overrides.set_list(
+            &mut limits.trusted_proxies,
+            "limits.trustedProxies",
+            flag!(self.trusted_proxies),
+        );
+        if let (Some(cert_file), Some(key_file)) = (&self.tls_cert_file, &self.tls_key_file) {
+            config.tls = Some(TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            });
+        }
+    }
+}
