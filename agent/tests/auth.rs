@@ -255,18 +255,22 @@ async fn forwarded_clients_are_told_apart_behind_trusted_proxies() {
 struct Jwks {
     url: String,
     fetches: Arc<AtomicUsize>,
+    /// What the issuer publishes; replace it to rotate keys.
+    body: Arc<std::sync::Mutex<String>>,
 }
 
 async fn serve_jwks(body: String) -> Jwks {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let counter = fetches.clone();
+    let body = Arc::new(std::sync::Mutex::new(body));
+    let (counter, published) = (fetches.clone(), body.clone());
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             let mut request = [0u8; 2048];
             let _ = tcp.read(&mut request).await;
+            let body = published.lock().expect("body").clone();
             let response = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
                 body.len(),
@@ -275,7 +279,20 @@ async fn serve_jwks(body: String) -> Jwks {
             let _ = tcp.write_all(response.as_bytes()).await;
         }
     });
-    Jwks { url, fetches }
+    Jwks { url, fetches, body }
+}
+
+/// An agent in JWT mode trusting the JWKS at `url` (ES256).
+fn jwt_agent(dir: &std::path::Path, url: &str) -> AgentProcess {
+    let config = dir.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  mode: Jwt\n  jwt:\n    issuer: https://issuer.test/pool\n    audiences: [voice-app]\n    jwksUrl: {url}\n    algorithms: [ES256]\n"
+        ),
+    )
+    .expect("config");
+    AgentProcess::start(&["--config", &config.to_string_lossy()])
 }
 
 struct Signer {
@@ -331,16 +348,7 @@ async fn jwt_mode_checks_signature_issuer_audience_and_time() {
     let signer = es256_signer("key-1");
     let jwks = serve_jwks(json!({ "keys": [signer.jwk] }).to_string()).await;
     let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("agent.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "auth:\n  mode: Jwt\n  jwt:\n    issuer: https://issuer.test/pool\n    audiences: [voice-app]\n    jwksUrl: {}\n    algorithms: [ES256]\n",
-            jwks.url
-        ),
-    )
-    .expect("config");
-    let agent = AgentProcess::start(&["--config", &config.to_string_lossy()]);
+    let agent = jwt_agent(dir.path(), &jwks.url);
     let bearer = |token: &str| format!("Bearer {token}");
 
     let valid = sign(&signer, "key-1", claims(json!({})));
@@ -427,22 +435,61 @@ async fn jwt_mode_checks_signature_issuer_audience_and_time() {
     assert_clean_logs(&agent, &secrets);
 }
 
+/// Issuers rotate signing keys by publishing the new key, then signing with it: a token naming
+/// a key the agent has not seen makes it fetch the JWKS again (at most every 30 seconds), and
+/// the key set it fetched replaces the old one.
 #[tokio::test]
-async fn the_agent_can_serve_tls_itself() {
+async fn a_rotated_signing_key_is_picked_up_from_the_jwks() {
+    let (old, new) = (es256_signer("key-1"), es256_signer("key-2"));
+    let jwks = serve_jwks(json!({ "keys": [old.jwk] }).to_string()).await;
     let dir = tempfile::tempdir().expect("dir");
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&cert, certified.cert.pem()).expect("cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
-    let agent = AgentProcess::start(&[
-        "--tls-cert-file",
-        &cert.to_string_lossy(),
-        "--tls-key-file",
-        &key.to_string_lossy(),
-    ]);
+    let agent = jwt_agent(dir.path(), &jwks.url);
+    let status = async |signer: &Signer, kid: &str| {
+        let bearer = format!("Bearer {}", sign(signer, kid, claims(json!({}))));
+        handshake(&agent, "", &[("authorization", &bearer)]).await.0
+    };
+    assert_eq!(status(&old, "key-1").await, 101);
+    // Not published yet: refused, and the refetch it causes (if any) finds nothing new.
+    assert_eq!(status(&new, "key-2").await, 401);
 
+    *jwks.body.lock().expect("body") = json!({ "keys": [new.jwk] }).to_string();
+    let fetched = jwks.fetches.load(Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    while status(&new, "key-2").await != 101 {
+        assert!(tokio::time::Instant::now() < deadline, "the new key was never accepted");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let refetches = jwks.fetches.load(Ordering::SeqCst) - fetched;
+    assert!(
+        refetches <= 2,
+        "{refetches} JWKS fetches while waiting: the refetch is not rate limited"
+    );
+    // The retired key went with the old key set.
+    assert_eq!(status(&old, "key-1").await, 401);
+}
+
+/// A self-signed certificate for `localhost`, written as `tls.crt` and `tls.key` in `dir`.
+fn write_certificate(dir: &std::path::Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    // Written to a temporary name and renamed, as a Secret volume update swaps files whole.
+    for (name, pem) in [
+        ("tls.crt", certified.cert.pem()),
+        ("tls.key", certified.signing_key.serialize_pem()),
+    ] {
+        let partial = dir.join(format!(".{name}.new"));
+        std::fs::write(&partial, pem).expect("write");
+        std::fs::rename(&partial, dir.join(name)).expect("rename");
+    }
+    certified
+}
+
+/// Opens a session over `wss://` to the agent, trusting only `root`.
+async fn connect_tls(
+    agent: &AgentProcess,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(certified.cert.der().clone()).expect("root");
+    roots.add(root.clone()).expect("root");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -451,17 +498,77 @@ async fn the_agent_can_serve_tls_itself() {
         .with_no_client_auth();
     let url = format!("wss://localhost:{}/ws", agent.addr.port());
     let connector = tokio_tungstenite::Connector::Rustls(Arc::new(config));
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
-        .await
-        .expect("wss handshake");
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)).await?;
     let mut client = Client::from_stream(ws, Encoding::Json);
     client
         .until_event("bidi_connection_start", Duration::from_secs(10))
         .await;
+    Ok(client)
+}
+
+fn tls_agent(dir: &std::path::Path) -> AgentProcess {
+    AgentProcess::start(&[
+        "--tls-cert-file",
+        &dir.join("tls.crt").to_string_lossy(),
+        "--tls-key-file",
+        &dir.join("tls.key").to_string_lossy(),
+    ])
+}
+
+#[tokio::test]
+async fn the_agent_can_serve_tls_itself() {
+    let dir = tempfile::tempdir().expect("dir");
+    let certified = write_certificate(dir.path());
+    let agent = tls_agent(dir.path());
+
+    let mut client = connect_tls(&agent, certified.cert.der()).await.expect("wss handshake");
     client.send_text("over tls").await;
     client.until_event("bidi_response_start", Duration::from_secs(10)).await;
 
     // Plain WebSocket on the TLS port gets nowhere.
     assert!(tokio_tungstenite::connect_async(agent.ws_url("")).await.is_err());
     assert_clean_logs(&agent, &[&certified.signing_key.serialize_pem()]);
+}
+
+/// cert-manager renews certificates in place: new handshakes get the new certificate without a
+/// restart, and sessions opened under the old one carry on.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let old = write_certificate(dir.path());
+    let agent = tls_agent(dir.path());
+    let mut live = connect_tls(&agent, old.cert.der()).await.expect("wss handshake");
+    live.send_text("before the renewal").await;
+    live.until_event("bidi_response_complete", Duration::from_secs(10))
+        .await;
+
+    let new = write_certificate(dir.path());
+    // The agent looks for changed files every 10 seconds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut renewed = loop {
+        if let Ok(client) = connect_tls(&agent, new.cert.der()).await {
+            break client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        connect_tls(&agent, old.cert.der()).await.is_err(),
+        "the old certificate is still served"
+    );
+    assert!(agent.logs().iter().any(|l| l.contains("TLS certificate reloaded")));
+
+    renewed.send_text("after the renewal").await;
+    renewed
+        .until_event("bidi_response_start", Duration::from_secs(10))
+        .await;
+    live.send_text("still here").await;
+    live.until_event("bidi_response_start", Duration::from_secs(10)).await;
+    assert_clean_logs(
+        &agent,
+        &[&old.signing_key.serialize_pem(), &new.signing_key.serialize_pem()],
+    );
 }
