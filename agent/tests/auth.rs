@@ -260,23 +260,62 @@ struct Jwks {
 }
 
 async fn serve_jwks(body: String) -> Jwks {
+    serve_jwks_with(body, None).await
+}
+
+/// Serves the JWKS over HTTPS with `certified` as the server certificate.
+async fn serve_jwks_tls(body: String, certified: &rcgen::CertifiedKey<rcgen::KeyPair>) -> Jwks {
+    let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).expect("key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+    serve_jwks_with(body, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+}
+
+async fn serve_jwks_with(body: String, tls: Option<tokio_rustls::TlsAcceptor>) -> Jwks {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    let port = listener.local_addr().expect("addr").port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}/jwks.json"),
+        None => format!("http://127.0.0.1:{port}/jwks.json"),
+    };
     let fetches = Arc::new(AtomicUsize::new(0));
     let body = Arc::new(std::sync::Mutex::new(body));
     let (counter, published) = (fetches.clone(), body.clone());
     tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
+        while let Ok((tcp, _)) = listener.accept().await {
+            let response = |body: String| {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                    body.len(),
+                    body
+                )
+            };
             let mut request = [0u8; 2048];
-            let _ = tcp.read(&mut request).await;
-            let body = published.lock().expect("body").clone();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-                body.len(),
-                body
-            );
-            let _ = tcp.write_all(response.as_bytes()).await;
+            match &tls {
+                None => {
+                    let mut tcp = tcp;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = tcp.read(&mut request).await;
+                    let body = published.lock().expect("body").clone();
+                    let _ = tcp.write_all(response(body).as_bytes()).await;
+                }
+                // A client that does not trust the certificate never gets this far.
+                Some(acceptor) => {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        continue;
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = tls.read(&mut request).await;
+                    let body = published.lock().expect("body").clone();
+                    let _ = tls.write_all(response(body).as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                }
+            }
         }
     });
     Jwks { url, fetches, body }
@@ -284,11 +323,16 @@ async fn serve_jwks(body: String) -> Jwks {
 
 /// An agent in JWT mode trusting the JWKS at `url` (ES256).
 fn jwt_agent(dir: &std::path::Path, url: &str) -> AgentProcess {
+    jwt_agent_with(dir, url, "")
+}
+
+/// The same, with `extra` lines in the `auth.jwt` section.
+fn jwt_agent_with(dir: &std::path::Path, url: &str, extra: &str) -> AgentProcess {
     let config = dir.join("agent.yaml");
     std::fs::write(
         &config,
         format!(
-            "auth:\n  mode: Jwt\n  jwt:\n    issuer: https://issuer.test/pool\n    audiences: [voice-app]\n    jwksUrl: {url}\n    algorithms: [ES256]\n"
+            "auth:\n  mode: Jwt\n  jwt:\n    issuer: https://issuer.test/pool\n    audiences: [voice-app]\n    jwksUrl: {url}\n    algorithms: [ES256]\n{extra}"
         ),
     )
     .expect("config");
@@ -466,6 +510,32 @@ async fn a_rotated_signing_key_is_picked_up_from_the_jwks() {
     );
     // The retired key went with the old key set.
     assert_eq!(status(&old, "key-1").await, 401);
+}
+
+/// An issuer inside the cluster often has a certificate from a private CA: the agent trusts it
+/// with `caFile`, and without it refuses the tokens (it cannot fetch the keys).
+#[tokio::test]
+async fn a_jwks_behind_a_private_ca_is_trusted_with_ca_file() {
+    let signer = es256_signer("key-1");
+    let issuer_cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let jwks = serve_jwks_tls(json!({ "keys": [signer.jwk] }).to_string(), &issuer_cert).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("issuer-ca.pem");
+    std::fs::write(&ca_file, issuer_cert.cert.pem()).expect("ca");
+    let bearer = format!("Bearer {}", sign(&signer, "key-1", claims(json!({}))));
+
+    let trusting = jwt_agent_with(dir.path(), &jwks.url, &format!("    caFile: {}\n", ca_file.display()));
+    assert_eq!(handshake(&trusting, "", &[("authorization", &bearer)]).await.0, 101);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+
+    let other = tempfile::tempdir().expect("dir");
+    let untrusting = jwt_agent(other.path(), &jwks.url);
+    assert_eq!(handshake(&untrusting, "", &[("authorization", &bearer)]).await.0, 401);
+    assert_eq!(
+        jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "the untrusted fetch got past TLS"
+    );
 }
 
 /// A self-signed certificate for `localhost`, written as `tls.crt` and `tls.key` in `dir`.

@@ -69,10 +69,20 @@ impl JwtVerifier {
             .iter()
             .map(|a| Algorithm::from_str(a).map_err(|_| format!("unknown JWT algorithm {a:?}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let http = reqwest::Client::builder()
-            .timeout(JWKS_TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut http = reqwest::Client::builder().timeout(JWKS_TIMEOUT);
+        if let Some(path) = &config.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read auth.jwt.caFile {}: {e}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("auth.jwt.caFile {} holds no usable certificate: {e}", path.display()))?;
+            if certificates.is_empty() {
+                return Err(format!("auth.jwt.caFile {} holds no certificate", path.display()));
+            }
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build().map_err(|e| e.to_string())?;
         Ok(Self {
             config,
             algorithms,

@@ -44,6 +44,9 @@ pub struct SecurityArgs {
     /// The issuer's JWKS URL [config: auth.jwt.jwksUrl].
     #[arg(long, env = "VOICE_AGENT_JWKS_URL")]
     pub jwks_url: Option<String>,
+    /// Extra PEM CA certificates to trust for the JWKS URL [config: auth.jwt.caFile].
+    #[arg(long, env = "VOICE_AGENT_JWT_CA_FILE")]
+    pub jwt_ca_file: Option<PathBuf>,
     /// Browser origins allowed to connect, comma-separated (exact, or *.example.com) [config: auth.allowedOrigins].
     #[arg(long, env = "VOICE_AGENT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -103,17 +106,23 @@ impl SecurityArgs {
         let auth = &mut config.auth;
         overrides.set(&mut auth.mode, "auth.mode", flag!(self.auth_mode));
         overrides.set_some(&mut auth.token_file, "auth.tokenFile", flag!(self.auth_token_file));
-        if self.jwt_issuer.is_some() || !self.jwt_audience.is_empty() || self.jwks_url.is_some() {
+        if self.jwt_issuer.is_some()
+            || !self.jwt_audience.is_empty()
+            || self.jwks_url.is_some()
+            || self.jwt_ca_file.is_some()
+        {
             let jwt = auth.jwt.get_or_insert_with(|| JwtConfig {
                 issuer: String::new(),
                 audiences: Vec::new(),
                 jwks_url: String::new(),
                 algorithms: vec!["RS256".into()],
                 leeway: Duration::from_secs(30),
+                ca_file: None,
             });
             overrides.set(&mut jwt.issuer, "auth.jwt.issuer", flag!(self.jwt_issuer));
             overrides.set_list(&mut jwt.audiences, "auth.jwt.audiences", flag!(self.jwt_audience));
             overrides.set(&mut jwt.jwks_url, "auth.jwt.jwksUrl", flag!(self.jwks_url));
+            overrides.set_some(&mut jwt.ca_file, "auth.jwt.caFile", flag!(self.jwt_ca_file));
         }
         overrides.set_list(
             &mut auth.allowed_origins,

@@ -61,6 +61,10 @@ pub struct JwtConfig {
     /// Clock skew tolerated on `exp` and `nbf`.
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
+    /// Extra PEM CA certificates to trust for `jwksUrl`, for an issuer behind a private CA
+    /// (an in-cluster Keycloak or Dex, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Limits that protect the agent from hostile or broken clients.

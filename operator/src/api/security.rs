@@ -127,6 +127,11 @@ pub struct JwtSpec {
     #[serde(default = "default_leeway")]
     #[x_kube(validation = Rule::new("duration(self) <= duration('5m')").message("leeway must be at most 5m"))]
     pub leeway: Duration,
+
+    /// Extra CA certificates (PEM) to trust for `jwksUrl`, from a ConfigMap key: for an
+    /// issuer whose certificate comes from a private CA (an in-cluster Keycloak or Dex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<KeyRef>,
 }
 
 /// Limits that protect the agent from broken and hostile clients.

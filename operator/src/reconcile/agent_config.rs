@@ -28,6 +28,9 @@ pub const PROMPT_FILE: &str = "system.txt";
 /// Where a Nova Sonic CA bundle is mounted.
 pub const CA_DIR: &str = "/etc/voice-agent/ca";
 pub const CA_FILE: &str = "ca.pem";
+/// Where the CA bundle for a JWT issuer's JWKS is mounted.
+pub const JWKS_CA_DIR: &str = "/etc/voice-agent/jwks-ca";
+pub const JWKS_CA_FILE: &str = "ca.pem";
 /// Where the accepted access tokens (auth mode Token) are mounted.
 pub const AUTH_TOKENS_DIR: &str = "/etc/voice-agent/auth";
 pub const AUTH_TOKENS_FILE: &str = "tokens";
@@ -160,6 +163,10 @@ fn auth(spec: &AuthSpec) -> Result<AuthConfig, OutOfRange> {
                 jwks_url: jwt.jwks_url.clone(),
                 algorithms: jwt.algorithms.iter().map(|a| a.as_str().to_owned()).collect(),
                 leeway: jwt.leeway.into(),
+                ca_file: jwt
+                    .ca_bundle
+                    .as_ref()
+                    .map(|_| PathBuf::from(JWKS_CA_DIR).join(JWKS_CA_FILE)),
             }),
         allow_query_token: spec.allow_query_token,
         allowed_origins: spec.allowed_origins.clone(),
@@ -316,6 +323,7 @@ auth:
     audiences: [voice]
     jwksUrl: https://issuer.example.com/.well-known/jwks.json
     algorithms: [ES256, RS256]
+    caBundle: {name: issuer-ca, key: ca.crt}
   allowQueryToken: true
   maxSessionsPerSubject: 2
 gateway:
@@ -336,6 +344,10 @@ limits:
         assert_eq!(config.auth.mode, AgentAuthMode::Jwt);
         assert_eq!(jwt.algorithms, ["ES256", "RS256"]);
         assert_eq!(jwt.leeway, Duration::from_secs(30));
+        assert_eq!(
+            jwt.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/voice-agent/jwks-ca/ca.pem"))
+        );
         assert!(config.auth.allow_query_token);
         assert_eq!(config.auth.max_sessions_per_subject, Some(2));
         assert_eq!(config.auth.token_file, None);

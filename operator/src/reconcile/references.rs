@@ -79,6 +79,14 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
     if let Some(r) = spec.model.nova_sonic.as_ref().and_then(|n| n.ca_bundle.as_ref()) {
         out.insert(Reference::key(SourceKind::ConfigMap, r));
     }
+    if let Some(r) = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|j| j.ca_bundle.as_ref())
+    {
+        out.insert(Reference::key(SourceKind::ConfigMap, r));
+    }
     if let Some(r) = spec.auth.as_ref().and_then(|a| a.token_secret_ref.as_ref()) {
         out.insert(Reference::live_key(SourceKind::Secret, r));
     }

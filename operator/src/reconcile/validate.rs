@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use voice_agent::config::AgentConfig;
 
 use super::agent_config::{
-    self, AUTH_TOKENS_DIR, AUTH_TOKENS_FILE, CA_DIR, CA_FILE, GATEWAY_TOKEN_DIR, GATEWAY_TOKEN_FILE, PROMPT_DIR,
-    PROMPT_FILE,
+    self, AUTH_TOKENS_DIR, AUTH_TOKENS_FILE, CA_DIR, CA_FILE, GATEWAY_TOKEN_DIR, GATEWAY_TOKEN_FILE, JWKS_CA_DIR,
+    JWKS_CA_FILE, PROMPT_DIR, PROMPT_FILE,
 };
 use super::dereference::{Dereferenced, detect_controller, hex};
 use super::references::SourceKind;
@@ -377,6 +377,22 @@ fn mounted_files(spec: &VoiceAgentSpec) -> Vec<MountedFile> {
             key: r.key.clone(),
             dir: AUTH_TOKENS_DIR,
             file: AUTH_TOKENS_FILE,
+        });
+    }
+    if let Some(r) = spec
+        .auth
+        .as_ref()
+        .filter(|a| a.mode == AuthMode::Jwt)
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|j| j.ca_bundle.as_ref())
+    {
+        files.push(MountedFile {
+            volume: "jwks-ca",
+            kind: SourceKind::ConfigMap,
+            source: r.name.clone(),
+            key: r.key.clone(),
+            dir: JWKS_CA_DIR,
+            file: JWKS_CA_FILE,
         });
     }
     if let Some(r) = spec

@@ -214,6 +214,32 @@ prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
     );
 }
 
+#[test]
+fn a_jwt_issuers_ca_bundle_is_mounted_only_in_jwt_mode() {
+    let jwt = r#"
+auth:
+  mode: Jwt
+  jwt:
+    issuer: https://keycloak.auth.svc/realms/voice
+    audiences: [voice]
+    jwksUrl: https://keycloak.auth.svc/realms/voice/protocol/openid-connect/certs
+    caBundle: {name: issuer-ca, key: ca.crt}
+"#;
+    let spec = spec(jwt);
+    let agent = try_validated(spec.clone(), &resolved(&spec, |_| (true, Some("d")))).expect("valid");
+    let files: Vec<(&str, &str, &str, &str)> = agent
+        .files
+        .iter()
+        .map(|f| (f.volume, f.source.as_str(), f.key.as_str(), f.dir))
+        .collect();
+    assert_eq!(files, [("jwks-ca", "issuer-ca", "ca.crt", "/etc/voice-agent/jwks-ca")]);
+    let jwt_config = agent.config.auth.jwt.as_ref().expect("jwt");
+    assert_eq!(
+        jwt_config.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/voice-agent/jwks-ca/ca.pem"))
+    );
+}
+
 const SECURED: &str = r#"
 auth:
   mode: Token
