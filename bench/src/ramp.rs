@@ -39,13 +39,7 @@ pub fn judge_loopback(point: &PointResult) -> Verdict {
     if let Some(reason) = generator_trouble(point) {
         return Verdict::GeneratorBound(reason);
     }
-    let mut reasons = Vec::new();
-    if point.connect_failures > 0 {
-        reasons.push(format!("{} sessions failed to connect", point.connect_failures));
-    }
-    if point.ended_early > 0 {
-        reasons.push(format!("{} sessions closed early", point.ended_early));
-    }
+    let mut reasons = session_failures(point);
     if point.frames_echoed == 0 {
         reasons.push("no frame came back".to_owned());
     }
@@ -67,13 +61,7 @@ pub fn judge_conversation(point: &PointResult) -> Verdict {
     if let Some(reason) = generator_trouble(point) {
         return Verdict::GeneratorBound(reason);
     }
-    let mut reasons = Vec::new();
-    if point.connect_failures > 0 {
-        reasons.push(format!("{} sessions failed to connect", point.connect_failures));
-    }
-    if point.ended_early > 0 {
-        reasons.push(format!("{} sessions closed early", point.ended_early));
-    }
+    let mut reasons = session_failures(point);
     if point.replies.errors > 0 {
         reasons.push(format!("{} errors", point.replies.errors));
     }
@@ -84,6 +72,18 @@ pub fn judge_conversation(point: &PointResult) -> Verdict {
         reasons.push(format!("{} reply chunks late", point.replies.late_chunks));
     }
     verdict(reasons)
+}
+
+/// What fails any point: sessions that never connected or did not last.
+fn session_failures(point: &PointResult) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if point.connect_failures > 0 {
+        reasons.push(format!("{} sessions failed to connect", point.connect_failures));
+    }
+    if point.ended_early > 0 {
+        reasons.push(format!("{} sessions closed early", point.ended_early));
+    }
+    reasons
 }
 
 fn verdict(reasons: Vec<String>) -> Verdict {

@@ -327,6 +327,18 @@ impl Suite {
 
     /// One loopback point against a fresh server. A failure while other processes were busy
     /// is repeated once the machine is quiet again (at most three times).
+    /// Whether a failed point deserves another attempt because other processes were busy
+    /// while it was measured; if so, first waits for the machine to be quiet.
+    async fn measure_again(&self, point: &PointResult, verdict: &Verdict, attempt: u32) -> bool {
+        let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
+            || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
+        if verdict.passed() || !noisy || attempt > 3 || self.profile.quiet_wait.is_zero() {
+            return false;
+        }
+        let _ = machine::wait_for_quiet(self.profile.quiet_wait).await;
+        true
+    }
+
     async fn judged_point(&self, relay: Relay, sessions: usize, encoding: Encoding) -> (PointResult, Verdict) {
         let mut attempt = 0;
         loop {
@@ -357,12 +369,9 @@ impl Suite {
                 point.others_cpu_percent,
                 point.others_peak_cpu_percent,
             );
-            let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
-                || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
-            if verdict.passed() || !noisy || attempt > 3 || self.profile.quiet_wait.is_zero() {
+            if !self.measure_again(&point, &verdict, attempt).await {
                 return (point, verdict);
             }
-            let _ = machine::wait_for_quiet(self.profile.quiet_wait).await;
         }
     }
 
@@ -491,12 +500,9 @@ impl Suite {
                 point.others_cpu_percent,
                 point.others_peak_cpu_percent,
             );
-            let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
-                || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
-            if verdict.passed() || !noisy || attempt > 3 || self.profile.quiet_wait.is_zero() {
+            if !self.measure_again(&point, &verdict, attempt).await {
                 return (point, verdict);
             }
-            let _ = machine::wait_for_quiet(self.profile.quiet_wait).await;
         }
     }
 
