@@ -77,15 +77,8 @@ pub enum ServerEvent {
     },
     #[serde(rename = "bidi_response_start")]
     ResponseStart { response_id: String },
-    /// Reply audio in JSON mode. Built by the socket writer from raw PCM, so the session never
-    /// holds base64 copies of audio.
-    #[serde(rename = "bidi_audio_stream")]
-    AudioStream {
-        audio: String,
-        format: &'static str,
-        sample_rate: u32,
-        channels: u16,
-    },
+    // Reply audio in JSON mode (`bidi_audio_stream`) is not here: the socket writer builds it
+    // from raw PCM (`codec::encode_audio_json`), so the session never holds base64 copies.
     #[serde(rename = "bidi_transcript_stream")]
     TranscriptStream {
         role: &'static str,
