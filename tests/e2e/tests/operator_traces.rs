@@ -9,17 +9,10 @@
 mod operator_support;
 #[path = "../../support/otlp.rs"]
 mod otlp;
-
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
-
-use anyhow::{Context as _, anyhow};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use operator_support::OperatorEnv;
 use operator_support::process::log_tail;
 use otlp::{attribute, hex, otlp_receiver, text};
-use tokio::process::{Child, Command};
 use voice_operator::api::ACCEPTED;
 
 const SECRET_VALUE: &str = "s3cr3t-prompt-never-in-a-span";
@@ -27,8 +20,6 @@ const AGENT: &str = "helpdesk";
 const POD_NAME: &str = "voice-operator-e2e-traced";
 /// The traced operator's resync: what an accepted reconcile's `requeue_after_s` must say.
 const RESYNC_SECS: u64 = 600;
-/// How long a stopping operator may take, flushing its last spans included.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn agent_yaml() -> String {
     format!(
@@ -72,14 +63,24 @@ async fn a_reconcile_is_one_trace_and_metrics_start_at_zero() {
             "{series} missing right after start:\n{metrics}"
         );
     }
-    // The same binary runs again below, with the trace exporter configured in its environment.
-    let pid = plain.pid().expect("running");
-    let binary = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the operator's executable");
     assert!(plain.stop().await.expect("stops").success());
 
     // 2. Traced: a rejected reconcile (the Secret is missing), then accepted ones.
     let (endpoint, received) = otlp_receiver().await;
-    let mut operator = TracedOperator::start(&env, &binary, &endpoint).expect("traced operator starts");
+    let resync = format!("{RESYNC_SECS}s");
+    let operator = env
+        .start_operator_with_env(
+            &[("--resync", &resync)],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+                ("POD_NAMESPACE", env.name()),
+                ("POD_NAME", POD_NAME),
+            ],
+        )
+        .await
+        .expect("traced operator starts");
     env.apply_yaml(&agent_yaml()).await.expect("apply");
     env.wait_condition(AGENT, ACCEPTED, "False", "ReferenceNotFound")
         .await
@@ -88,8 +89,11 @@ async fn a_reconcile_is_one_trace_and_metrics_start_at_zero() {
     env.wait_ready(AGENT)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", log_tail(&operator.log, 40)));
+    // The log goes with the operator's value once it has stopped: keep it for the checks below.
+    let logs = std::fs::read_to_string(&operator.log).expect("log");
+    let tail = log_tail(&operator.log, 40);
     let status = operator.stop().await.expect("stops");
-    assert!(status.success(), "{status}\n{}", log_tail(&operator.log, 40));
+    assert!(status.success(), "{status}\n{tail}");
 
     let received = received.lock().expect("store");
     let spans = &received.spans;
@@ -191,67 +195,10 @@ async fn a_reconcile_is_one_trace_and_metrics_start_at_zero() {
             );
         }
     }
-    let logs = std::fs::read_to_string(&operator.log).expect("log");
     assert!(!logs.contains(SECRET_VALUE), "the Secret's value in the log");
     let trace_id = hex(&creating.trace_id);
     assert!(
         logs.lines().any(|l| l.contains(&trace_id) && l.contains("applied")),
-        "no log line of the reconcile carries its trace id {trace_id}\n{}",
-        log_tail(&operator.log, 40)
+        "no log line of the reconcile carries its trace id {trace_id}\n{tail}"
     );
-}
-
-/// The operator binary as a child process with the OTLP exporter configured: the suites'
-/// flags (see operator_support/process.rs) plus the standard `OTEL_*` variables.
-struct TracedOperator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl TracedOperator {
-    fn start(env: &OperatorEnv, binary: &Path, endpoint: &str) -> anyhow::Result<Self> {
-        let log = std::env::temp_dir().join(format!("voice-operator-{}-traced.log", env.name()));
-        let file = std::fs::File::create(&log)?;
-        let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(binary)
-            .arg(format!("--kubeconfig={}", env.account.path().display()))
-            .arg(format!("--namespace={}", env.name()))
-            .arg(format!("--admin-addr={admin}"))
-            .arg("--leader-election=false")
-            .arg(format!("--resync={RESYNC_SECS}s"))
-            .arg("--log=info,voice_operator=debug")
-            .env_remove("KUBECONFIG")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-            .env("POD_NAMESPACE", env.name())
-            .env("POD_NAME", POD_NAME)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        eprintln!("voice-e2e: started the traced operator; log {}", log.display());
-        Ok(Self { child, log })
-    }
-
-    /// SIGTERM, then waits for the exit (which flushes the last spans).
-    async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
-        let pid = self.child.id().ok_or_else(|| anyhow!("the operator has exited"))?;
-        Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
-        tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .map_err(|_| anyhow!("the operator did not stop within {STOP_TIMEOUT:?}"))?
-            .map_err(Into::into)
-    }
-}
-
-impl Drop for TracedOperator {
-    /// The log is kept when the test fails (its path is printed at start).
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
 }

@@ -102,8 +102,17 @@ impl OperatorEnv {
 
     /// Starts the operator with the suites' defaults plus `extra` flags.
     pub async fn start_operator(&self, extra: &[(&str, &str)]) -> anyhow::Result<Operator> {
+        self.start_operator_with_env(extra, &[]).await
+    }
+
+    /// The same, with `variables` added to the operator's environment.
+    pub async fn start_operator_with_env(
+        &self,
+        extra: &[(&str, &str)],
+        variables: &[(&str, &str)],
+    ) -> anyhow::Result<Operator> {
         let n = self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Operator::start(self, n, extra).await
+        Operator::start(self, n, extra, variables).await
     }
 
     /// `kubectl apply -n <ns> -f <path>` (path relative to the workspace).

@@ -26,8 +26,14 @@ pub struct Operator {
 
 impl Operator {
     /// Starts the binary as the test's operator account, watching only the test namespace,
-    /// and waits for `/readyz`. `overrides` replace or add flags (`("--resync", "1s")`).
-    pub(super) async fn start(env: &OperatorEnv, n: usize, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
+    /// and waits for `/readyz`. `overrides` replace or add flags (`("--resync", "1s")`);
+    /// `variables` are added to its environment.
+    pub(super) async fn start(
+        env: &OperatorEnv,
+        n: usize,
+        overrides: &[(&str, &str)],
+        variables: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let binary = binary().await?;
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let identity = format!("e2e-operator-{n}");
@@ -57,6 +63,7 @@ impl Operator {
         }
         let child = cmd
             .env_remove("KUBECONFIG")
+            .envs(variables.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
