@@ -151,18 +151,6 @@ impl GatewayArgs {
             (None, Some(_)) => Some("gateway_token_env"),
             (None, None) => None,
         };
-        if let Some(variable) = &self.gateway_token_env
-            && !is_variable_name(variable)
-        {
-            // The value is not echoed: it may be the token itself, set here by mistake.
-            return Err(ConfigError::Invalid {
-                field: "gateway.auth.tokenEnv",
-                message: format!(
-                    "{} must name an environment variable (letters, digits, _), not hold the token",
-                    describe_flag("gateway_token_env")
-                ),
-            });
-        }
         match (&mut *auth, token_arg) {
             (GatewayAuth::Bearer { token_file, token_env }, Some(arg)) => {
                 // A token source from flags replaces the file's: exactly one stays.
@@ -182,10 +170,4 @@ impl GatewayArgs {
         }
         Ok(())
     }
-}
-
-fn is_variable_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

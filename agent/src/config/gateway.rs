@@ -84,6 +84,14 @@ impl GatewayConfig {
             return invalid("gateway.maxConcurrentCalls", "must be between 1 and 64".into());
         }
         match &self.auth {
+            // The value is not echoed: it may be the token itself, put there by mistake.
+            GatewayAuth::Bearer {
+                token_env: Some(variable),
+                ..
+            } if !is_variable_name(variable) => invalid(
+                "gateway.auth.tokenEnv",
+                "must name an environment variable (letters, digits, _), not hold the token".into(),
+            ),
             GatewayAuth::Bearer { token_file, token_env } if token_file.is_some() == token_env.is_some() => invalid(
                 "gateway.auth",
                 "Bearer needs exactly one of tokenFile and tokenEnv".into(),
@@ -94,6 +102,12 @@ impl GatewayConfig {
             _ => Ok(()),
         }
     }
+}
+
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn default_call_timeout() -> Duration {

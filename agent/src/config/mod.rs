@@ -459,6 +459,18 @@ gateway:
     }
 
     #[test]
+    fn a_token_in_the_token_variable_name_is_refused_without_echoing_it() {
+        let yaml = "gateway:\n  url: http://127.0.0.1:9/mcp\n  auth:\n    type: Bearer\n    tokenEnv: eyJhbGciOi.secret-part\n";
+        let err = AgentConfig::from_yaml(yaml)
+            .expect("parses")
+            .validate()
+            .expect_err("invalid");
+        let message = err.to_string();
+        assert!(message.contains("gateway.auth.tokenEnv"), "{message}");
+        assert!(!message.contains("secret-part"), "{message}");
+    }
+
+    #[test]
     fn validation_names_the_field() {
         let mut config = AgentConfig::default();
         config.session.max_sessions = 0;
