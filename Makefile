@@ -11,15 +11,18 @@ BENCH_VENV ?= $(CACHE)/venv-bench-$(shell sha256sum bench/python/requirements.tx
 .PHONY: test test-deps lint unit e2e browser fuzz fmt build release run cluster-build cluster-up cluster-down cluster-smoke
 
 ## Everything CI checks: formatting, lints, unit and integration tests, and the suites that run
-## against a real local Kubernetes control plane (built from Go modules on first use).
-test: lint unit bench-smoke e2e browser fuzz
+## against a real local Kubernetes control plane (built from Go modules on first use). Every
+## part runs even when an earlier one fails (-k), so one run reports every failure.
+TEST_PARTS := lint unit bench-smoke e2e browser fuzz
+test:
+	$(MAKE) -k $(TEST_PARTS)
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
 unit: test-deps
-	cargo test --workspace
+	cargo test --workspace --no-fail-fast
 
 ## Python packages the tests run as independent peers (an MCP server).
 test-deps: $(VENV)/.installed
@@ -32,7 +35,7 @@ $(VENV)/.installed: tests/requirements.txt
 ## Cluster suites: the control-plane smoke test, then the Rust e2e tests on a shared cluster,
 ## which is stopped afterwards whatever the outcome.
 e2e: cluster-smoke
-	status=0; cargo test -p voice-e2e -- --ignored || status=$$?; tests/cluster/down || true; exit $$status
+	status=0; cargo test -p voice-e2e --no-fail-fast -- --ignored || status=$$?; tests/cluster/down || true; exit $$status
 
 ## The agent's page in headless Chromium with a fake microphone (tests/browser/run; needs
 ## chromium, espeak-ng and node, which .ci/run installs). Screenshots land in test-output/browser/.
@@ -79,7 +82,7 @@ cluster-down:
 cluster-smoke:
 	tests/cluster/smoke
 
-.PHONY: crd chart-lint chart-test image
+.PHONY: crd chart-lint chart-test image image-push
 
 ## Regenerates the VoiceAgent CRD from the Rust types into crds/ and into the chart (a test
 ## fails when either copy drifts from the code).
@@ -97,10 +100,17 @@ chart-test:
 	status=0; cargo test -p voice-e2e --test 'chart_*' -- --include-ignored || status=$$?; tests/cluster/down || true; exit $$status
 
 ## Multi-arch images (needs Docker with buildx; not run by the tests, see docs/operations.md).
+## `make image-push REGISTRY=registry.example.com/team` builds and pushes both to your registry.
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/voice-operator/Chart.yaml)
+REGISTRY ?= ghcr.io/voiceagent-dev
+PLATFORMS ?= linux/amd64,linux/arm64
 image:
-	docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/voiceagent-dev/voice-agent:$(IMAGE_TAG) .
-	docker buildx build --platform linux/amd64,linux/arm64 --target operator -t ghcr.io/voiceagent-dev/voice-operator:$(IMAGE_TAG) .
+	docker buildx build --platform $(PLATFORMS) -t $(REGISTRY)/voice-agent:$(IMAGE_TAG) .
+	docker buildx build --platform $(PLATFORMS) --target operator -t $(REGISTRY)/voice-operator:$(IMAGE_TAG) .
+
+image-push:
+	docker buildx build --platform $(PLATFORMS) -t $(REGISTRY)/voice-agent:$(IMAGE_TAG) --push .
+	docker buildx build --platform $(PLATFORMS) --target operator -t $(REGISTRY)/voice-operator:$(IMAGE_TAG) --push .
 
 .PHONY: bench bench-smoke bench-deps
 
