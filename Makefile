@@ -121,6 +121,7 @@ bench: bench-deps
 	# together unifies their dependencies' features).
 	cargo build --release -p voice-agent
 	cargo build --release -p voice-operator
+	cargo build --release -p fake-bedrock
 	cargo build --release -p voice-bench
 	mkdir -p test-output/bench
 	$(CARGO_TARGET_DIR)/release/voice-bench all \
@@ -132,7 +133,7 @@ bench: bench-deps
 ## The benchmark tooling end to end in well under a minute (debug builds, a few sessions per
 ## relay, no capacity search): proves it runs, asserts almost nothing about speed.
 bench-smoke: bench-deps
-	cargo build -p voice-agent -p voice-bench
+	cargo build -p voice-agent -p fake-bedrock -p voice-bench
 	mkdir -p test-output/bench
 	$(CARGO_TARGET_DIR)/debug/voice-bench all --smoke \
 	  --agent-bin $(CARGO_TARGET_DIR)/debug/voice-agent \

@@ -3,17 +3,16 @@
 //!
 //! Where things live: [`protocol`] is the client wire format, [`session`] the per-connection
 //! state machine and its task, [`model`] the model boundary and providers, [`server`] the
-//! listener, probes and drain, [`config`] the configuration file shared with the operator.
+//! listener, probes and drain. The configuration file shared with the operator is the
+//! `voice-config` crate; logs and traces are set up by `voice-telemetry`.
 
+pub mod audio;
 pub mod auth;
 pub mod cli;
-pub mod config;
-pub mod fake_bedrock;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod talk;
-pub mod telemetry;
 pub mod tools;

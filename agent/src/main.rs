@@ -4,17 +4,15 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use voice_agent::cli::{Cli, Command, FakeBedrockArgs, ServeArgs};
-use voice_agent::fake_bedrock::{self, Limits};
+use voice_agent::cli::{Cli, Command, ServeArgs};
 use voice_agent::server::Agent;
-use voice_agent::telemetry;
+use voice_telemetry as telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
     match cli.command {
         Some(Command::Config(args)) => print_config(&args),
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::FakeBedrock(args)) => fake_bedrock(args),
         Some(Command::Talk(args)) => voice_agent::talk::main(args),
         None => serve(cli.serve),
     }
@@ -29,45 +27,6 @@ fn print_config(args: &ServeArgs) -> ExitCode {
         Err(e) => {
             eprintln!("voice-agent: {e}");
             ExitCode::from(2)
-        }
-    }
-}
-
-fn fake_bedrock(args: FakeBedrockArgs) -> ExitCode {
-    if let Err(e) = telemetry::init(args.log_format, &args.log, "fake-bedrock", Vec::new()) {
-        eprintln!("voice-agent: {e}");
-        return ExitCode::from(2);
-    }
-    let limits = Limits {
-        max_age: args.max_stream_age,
-        input_timeout: args.input_timeout,
-        silence_timeout: args.silence_timeout,
-        think_time: args.think_time,
-        max_concurrent_streams: args.max_concurrent_streams,
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("voice-agent: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            stop.cancel();
-        });
-        fake_bedrock::run(args.listen, !args.plain_http, args.ca_file, limits, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{e:#}");
-            ExitCode::FAILURE
         }
     }
 }
@@ -123,7 +82,7 @@ fn resource_attributes(name: &str) -> Vec<opentelemetry::KeyValue> {
     attributes
 }
 
-async fn run(config: voice_agent::config::AgentConfig) -> anyhow::Result<()> {
+async fn run(config: voice_config::AgentConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let agent = Agent::new(config).await?;
     let listener = TcpListener::bind(listen)

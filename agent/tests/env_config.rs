@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
-use voice_agent::config::{AgentConfig, ModelConfig};
+use voice_config::{AgentConfig, ModelConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -6,10 +6,10 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use fake_bedrock::frame_digest;
 use serde_json::{Value, json};
 use support::*;
 use tokio::time::Instant;
-use voice_agent::fake_bedrock::frame_digest;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -53,6 +53,10 @@ struct AllArgs {
     /// The voice-agent binary to measure (build it with --release for real numbers).
     #[arg(long, env = "VOICE_BENCH_AGENT")]
     agent_bin: PathBuf,
+    /// The Bedrock-wire fake for the Nova Sonic section [default: `fake-bedrock` next to the
+    /// agent binary, where `cargo build -p fake-bedrock` puts it].
+    #[arg(long, env = "VOICE_BENCH_FAKE_BEDROCK")]
+    fake_bedrock_bin: Option<PathBuf>,
     /// The Python interpreter with bench/python/requirements.txt installed.
     #[arg(long, env = "VOICE_BENCH_PYTHON", default_value = "python3")]
     python: PathBuf,
@@ -196,6 +200,10 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&scratch).with_context(|| format!("create {}", scratch.display()))?;
     let programs = servers::Programs {
         agent: args.agent_bin.clone(),
+        fake_bedrock: args
+            .fake_bedrock_bin
+            .clone()
+            .unwrap_or_else(|| args.agent_bin.with_file_name("fake-bedrock")),
         python: args.python.clone(),
         relay_script: args.relay_script.clone(),
         bench: std::env::current_exe().context("find this binary")?,
@@ -274,6 +282,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let comparison = compare::Comparison {
         programs: servers::Programs {
             agent: PathBuf::new(),
+            fake_bedrock: PathBuf::new(),
             python: PathBuf::from("python3"),
             relay_script: PathBuf::new(),
             bench: std::env::current_exe()?,

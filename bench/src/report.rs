@@ -467,7 +467,7 @@ fn sdk(out: &mut String, result: &SuiteResult) {
         out,
         "The agent with the `NovaSonic` provider (one worker thread, CPU 0) opens one \
          `InvokeModelWithBidirectionalStream` per session through `aws-sdk-bedrockruntime` (SigV4, TLS, \
-         HTTP/2) to the Bedrock-wire fake (`voice-agent fake-bedrock`, CPU 1, next to the generator). \
+         HTTP/2) to the Bedrock-wire fake (`fake-bedrock`, CPU 1, next to the generator). \
          Each caller asks a one-second question every eight seconds in binary audio; the fake detects \
          the turn and streams a spoken reply of a few seconds in real time. A point passes when every \
          session stays up, no `bidi_error` arrives and no reply chunk arrives after the moment a \

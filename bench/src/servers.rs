@@ -22,6 +22,8 @@ const KEPT_LINES: usize = 40;
 #[derive(Debug, Clone)]
 pub struct Programs {
     pub agent: PathBuf,
+    /// The Bedrock-wire fake (`fake-bedrock`, a development tool of this workspace).
+    pub fake_bedrock: PathBuf,
     pub python: PathBuf,
     pub relay_script: PathBuf,
     /// This benchmark's own binary (its `echo` subcommand is the floor server).
@@ -125,13 +127,13 @@ pub fn fake_bedrock(programs: &Programs) -> anyhow::Result<(Server, String, Path
     let mut command = match &programs.generator_cpus {
         Some(cpus) => {
             let mut c = Command::new("taskset");
-            c.args(["-c", cpus]).arg(&programs.agent);
+            c.args(["-c", cpus]).arg(&programs.fake_bedrock);
             c
         }
-        None => Command::new(&programs.agent),
+        None => Command::new(&programs.fake_bedrock),
     };
     command
-        .args(["fake-bedrock", "--listen", "127.0.0.1:0", "--ca-file"])
+        .args(["--listen", "127.0.0.1:0", "--ca-file"])
         .arg(&ca_file)
         .args(["--log", "warn"])
         .env("TOKIO_WORKER_THREADS", "1");

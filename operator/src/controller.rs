@@ -198,7 +198,7 @@ fn error_policy(guard: Arc<DeserializeGuard<VoiceAgent>>, err: &Error, ctx: Arc<
         Err(e) => e.metadata.name.clone().unwrap_or_default(),
     };
     // Runs in kube-runtime's span of the reconcile, in the same trace as the `reconcile` span.
-    let trace_id = voice_agent::telemetry::trace_id(&Span::current()).map(tracing::field::display);
+    let trace_id = voice_telemetry::trace_id(&Span::current()).map(tracing::field::display);
     tracing::warn!(voiceagent = %name, error = %err, retry_in = ?delay, trace_id, "reconcile failed");
     Action::requeue(delay)
 }

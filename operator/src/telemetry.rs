@@ -1,10 +1,10 @@
-//! Logs and traces, set up as the agent does it ([`voice_agent::telemetry`]): logs on stderr as
+//! Logs and traces, set up as the agent does it ([`voice_telemetry`]): logs on stderr as
 //! text or JSON lines; OpenTelemetry traces over OTLP, configured by the standard `OTEL_*`
 //! environment variables and only when an OTLP endpoint is set. Every reconcile is one span
 //! (see [`crate::controller`]), and log lines inside it carry its `trace_id`.
 
 use tracing::{Instrument as _, Span};
-pub use voice_agent::telemetry::{LogFormat, Telemetry};
+pub use voice_telemetry::{LogFormat, Telemetry};
 
 use crate::error::Result;
 
@@ -15,13 +15,13 @@ pub const SERVICE: &str = "voice-operator";
 /// Call it inside the tokio runtime (the gRPC exporter needs one); flush with
 /// [`Telemetry::shutdown`] before exiting.
 pub fn init(format: LogFormat, filter: &str) -> Result<Telemetry, String> {
-    voice_agent::telemetry::init(format, filter, SERVICE, voice_agent::telemetry::pod_attributes())
+    voice_telemetry::init(format, filter, SERVICE, voice_telemetry::pod_attributes())
 }
 
 /// Records the id of the trace `span` belongs to in its `trace_id` field (declared empty), so
 /// that every log line inside it names the trace. Nothing when traces are not exported.
 pub fn record_trace_id(span: &Span) {
-    if let Some(id) = voice_agent::telemetry::trace_id(span) {
+    if let Some(id) = voice_telemetry::trace_id(span) {
         span.record("trace_id", tracing::field::display(id));
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
-use crate::config::JwtConfig;
+use voice_config::JwtConfig;
 
 /// Keys are fetched again after this long, so keys the issuer withdrew stop working.
 const KEYS_MAX_AGE: Duration = Duration::from_secs(600);

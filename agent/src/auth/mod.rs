@@ -20,11 +20,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use tracing::debug;
 
-use crate::config::{AuthConfig, AuthMode, LimitsConfig};
 use client::{ClientAddress, HandshakeLimiter};
 use jwt::JwtVerifier;
 use origin::OriginPolicy;
 use token::TokenStore;
+use voice_config::{AuthConfig, AuthMode, LimitsConfig};
 
 /// The subprotocol a browser client offers (alone, and prefixed to its token).
 pub const BEARER_SUBPROTOCOL: &str = "base64UrlBearerAuthorization";

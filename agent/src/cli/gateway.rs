@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::overrides::{Overrides, describe_flag, flag};
-use crate::config::{ConfigError, DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
+use voice_config::{ConfigError, DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
 
 /// How the agent authenticates to the tool gateway (`gateway.auth.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

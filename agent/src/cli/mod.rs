@@ -16,17 +16,16 @@ mod tests;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 pub use gateway::{GatewayArgs, GatewayAuthType};
 pub use model::{ModelArgs, ModelProvider, PromptArgs};
 pub use session::{SecurityArgs, SessionArgs};
 
-use crate::config::{AgentConfig, ConfigError};
 use overrides::{Overrides, flag};
+use voice_config::{AgentConfig, ConfigError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,52 +92,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file, environment and flags) as YAML, then exit.
     Config(ServeArgs),
-    /// Run a local fake of Amazon Bedrock's Nova Sonic stream (for development and tests).
-    FakeBedrock(FakeBedrockArgs),
     /// Talk to a running agent: say a WAV file or a message, print the transcripts, save the reply.
     Talk(crate::talk::TalkArgs),
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct FakeBedrockArgs {
-    /// Address to listen on.
-    #[arg(long, env = "FAKE_BEDROCK_LISTEN", default_value = "127.0.0.1:8443")]
-    pub listen: SocketAddr,
-    /// Serve plain HTTP (HTTP/1.1 and h2c) instead of TLS with HTTP/2.
-    #[arg(long)]
-    pub plain_http: bool,
-    /// Where to write the self-signed certificate clients must trust (TLS mode).
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
-    /// Streams end with modelTimeoutException at this age, as Bedrock's do after about 8 minutes.
-    #[arg(long, default_value = "8m", value_parser = humantime::parse_duration)]
-    pub max_stream_age: Duration,
-    /// Streams with no input event for this long end with "Timed out waiting for input events".
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub input_timeout: Duration,
-    /// Streams without speech for this long end with the silence error (InternalErrorCode=531).
-    #[arg(long, default_value = "175s", value_parser = humantime::parse_duration)]
-    pub silence_timeout: Duration,
-    /// The simulated model's pause before replying.
-    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
-    pub think_time: Duration,
-    /// Streams one HTTP/2 connection may carry at once, as the server advertises it (hyper's
-    /// default; what Bedrock advertises is not published).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrent_streams: u32,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// Log filter.
-    #[arg(long, default_value = "info")]
-    pub log: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use voice_telemetry::LogFormat;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::overrides::{Overrides, describe_flag, flag};
-use crate::config::{
+use voice_config::{
     ConfigError, EndpointingSensitivity, ModelConfig, NovaSonicConfig, PromptConfig, SimulatedMode,
     SimulatedModelConfig,
 };

@@ -4,7 +4,7 @@
 use clap::Args as _;
 
 use super::ServeArgs;
-use crate::config::ConfigError;
+use voice_config::ConfigError;
 
 /// A flag's value together with its clap id (the field name), so errors can name the flag.
 macro_rules! flag {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::overrides::{Overrides, flag};
-use crate::config::{AgentConfig, AuthMode, JwtConfig, TlsConfig};
+use voice_config::{AgentConfig, AuthMode, JwtConfig, TlsConfig};
 
 #[derive(Debug, Clone, Args)]
 pub struct SessionArgs {

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-use crate::config::TlsConfig;
+use voice_config::TlsConfig;
 
 /// How often certificate files are checked for changes.
 const CERT_RECHECK: Duration = Duration::from_secs(10);

@@ -22,13 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::Gatekeeper;
-use crate::config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode};
 use crate::metrics::Metrics;
 use crate::model::ModelProvider;
 use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
 use crate::tools::Toolbox;
 use tokio::sync::watch;
+use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode};
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);

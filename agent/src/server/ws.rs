@@ -176,7 +176,7 @@ pub async fn upgrade(
             .as_ref()
             .map_or(1, |g| g.max_concurrent_calls as usize),
         tools: toolbox,
-        parent: crate::telemetry::remote_context(&headers),
+        parent: voice_telemetry::remote_context(&headers),
     };
     let max_message = agent.config.websocket.max_message_bytes;
     let mut upgrade = upgrade

@@ -12,7 +12,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use http::{HeaderName, HeaderValue};
 
-use crate::config::GatewayAuth;
+use voice_config::GatewayAuth;
 
 /// Credentials are refreshed this long before they expire.
 const CREDENTIAL_REFRESH_MARGIN: Duration = Duration::from_secs(300);

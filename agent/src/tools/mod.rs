@@ -13,11 +13,11 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::config::GatewayConfig;
 use crate::metrics::{Metrics, ToolLabels, ToolNameLabels};
 use crate::model::ToolSpec;
 use auth::Authenticator;
 use mcp::McpGateway;
+use voice_config::GatewayConfig;
 
 /// How a call ended (the `outcome` label of the tool metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

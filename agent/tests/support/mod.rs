@@ -382,7 +382,7 @@ pub async fn wait_metric(agent: &AgentProcess, sample: &str, expected: f64) {
     }
 }
 
-/// The Bedrock-wire fake (`voice-agent fake-bedrock`), killed on drop.
+/// The Bedrock-wire fake (the workspace's `fake-bedrock` tool), killed on drop.
 pub struct FakeBedrock {
     child: Child,
     pub endpoint: String,
@@ -394,8 +394,8 @@ impl FakeBedrock {
     pub fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_file = dir.path().join("fake-bedrock.pem");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_voice-agent"))
-            .args(["fake-bedrock", "--listen", "127.0.0.1:0", "--ca-file"])
+        let mut child = Command::new(fake_bedrock_bin())
+            .args(["--listen", "127.0.0.1:0", "--ca-file"])
             .arg(&ca_file)
             .args(args)
             .stdout(Stdio::piped())
@@ -458,6 +458,38 @@ impl FakeBedrock {
         std::fs::write(&path, yaml).expect("write config");
         path.to_string_lossy().into_owned()
     }
+}
+
+/// The `fake-bedrock` executable: `$FAKE_BEDROCK_BIN`, else built once per test process with
+/// `cargo build -p fake-bedrock` (a no-op when it is up to date). It is another package's
+/// binary, which cargo does not build for this package's tests.
+fn fake_bedrock_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("FAKE_BEDROCK_BIN") {
+            return bin.into();
+        }
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "fake-bedrock",
+                "--bin",
+                "fake-bedrock",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build");
+        assert!(out.status.success(), "cargo build -p fake-bedrock failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "fake-bedrock")
+            .find_map(|message| message["executable"].as_str().map(std::path::PathBuf::from))
+            .expect("cargo build named the fake-bedrock executable")
+    })
+    .clone()
 }
 
 impl Drop for FakeBedrock {

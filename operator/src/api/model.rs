@@ -3,7 +3,7 @@
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use voice_agent::config::{NOVA_2_SONIC, NovaSonicConfig, SimulatedModelConfig};
+use voice_config::{NOVA_2_SONIC, NovaSonicConfig, SimulatedModelConfig};
 
 use super::Duration;
 

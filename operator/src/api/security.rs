@@ -6,7 +6,7 @@ use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicyPee
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use voice_agent::config::LimitsConfig;
+use voice_config::LimitsConfig;
 
 use super::{Duration, KeyRef};
 

@@ -4,7 +4,7 @@
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use voice_agent::config::{SessionConfig, WebSocketConfig};
+use voice_config::{SessionConfig, WebSocketConfig};
 
 use super::Duration;
 

@@ -4,7 +4,7 @@
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use voice_agent::config::GatewayConfig;
+use voice_config::GatewayConfig;
 
 use super::{Duration, KeyRef};
 

@@ -1,11 +1,11 @@
-//! The agent's own configuration (`voice_agent::config::AgentConfig`) rendered from a spec. The
+//! The agent's own configuration (`voice_config::AgentConfig`) rendered from a spec. The
 //! operator serializes the very type the agent deserializes, so the file and the agent cannot
 //! drift apart; the agent's `validate()` then judges the values with its own field names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use voice_agent::config::{
+use voice_config::{
     AgentConfig, AuthConfig, AuthMode as AgentAuthMode, DEFAULT_SIGV4_SERVICE,
     EndpointingSensitivity as AgentSensitivity, GatewayAuth, GatewayConfig, JwtConfig, LimitsConfig, ModelConfig,
     NovaSonicConfig, PromptConfig, SessionConfig, SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig,

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
-use voice_agent::config::AgentConfig;
+use voice_config::AgentConfig;
 
 use super::agent_config::{
     self, AUTH_TOKENS_DIR, AUTH_TOKENS_FILE, CA_DIR, CA_FILE, GATEWAY_TOKEN_DIR, GATEWAY_TOKEN_FILE, JWKS_CA_DIR,

@@ -143,8 +143,8 @@ async fn build_context_holds_a_complete_locked_workspace() {
             "{excluded} is in the build context"
         );
     }
-    // Everything the two crates compile from is there.
-    for dir in ["agent/src", "agent/web", "operator/src"] {
+    // Everything the two binaries compile from is there, their shared crates included.
+    for dir in ["config/src", "telemetry/src", "agent/src", "agent/web", "operator/src"] {
         for file in walk(&workspace().join(dir)) {
             let rel = file
                 .strip_prefix(workspace())
@@ -193,12 +193,7 @@ async fn workspace_binaries(root: &Path) -> BTreeSet<(String, String)> {
     // --locked on the full resolve as well: the lock file needs no change.
     let mut cargo = tokio::process::Command::new(env!("CARGO"));
     cargo
-        .args([
-            "metadata",
-            "--locked",
-            "--format-version=1",
-            "--manifest-path",
-        ])
+        .args(["metadata", "--locked", "--format-version=1", "--manifest-path"])
         .arg(root.join("Cargo.toml"));
     run_ok(&mut cargo).await.expect("the lock file is complete");
     bins

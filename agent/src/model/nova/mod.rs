@@ -20,10 +20,10 @@ use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider:
 use tokio::sync::mpsc;
 
 use super::{ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelProvider, ModelStream, SessionSetup};
-use crate::config::{ConfigError, NovaSonicConfig};
 use crate::metrics::Metrics;
 use connections::Connections;
 use driver::Driver;
+use voice_config::{ConfigError, NovaSonicConfig};
 
 /// What every session of the provider shares.
 struct NovaShared {

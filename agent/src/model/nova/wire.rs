@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::{EndpointingSensitivity, NovaSonicConfig};
 use crate::model::ToolSpec;
+use voice_config::{EndpointingSensitivity, NovaSonicConfig};
 
 /// Nova's limit for one `textInput` (bytes); longer texts are split across several textInputs
 /// of the same content block.

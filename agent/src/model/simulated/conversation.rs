@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::script;
-use super::vad::{TurnDetector, VadEvent};
 use super::voice::Utterance;
+use crate::audio::vad::{TurnDetector, VadEvent};
 use crate::model::{ModelOutput, Role, ToolUse};
 use crate::protocol::StopReason;
 
@@ -292,7 +292,7 @@ impl Conversation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::simulated::vad::tests::{silence, tone};
+    use crate::audio::vad::tests::{silence, tone};
 
     fn conversation() -> Conversation {
         Conversation::new(SimulatorConfig {

@@ -4,7 +4,6 @@
 
 mod conversation;
 mod script;
-pub(crate) mod vad;
 mod voice;
 
 pub use conversation::{Conversation, Mode, SimulatorConfig};

@@ -275,13 +275,13 @@ fn token_secrets_are_mounted_where_the_configuration_points() {
     let gateway = agent.config.gateway.as_ref().expect("a gateway");
     assert_eq!(
         gateway.auth,
-        voice_agent::config::GatewayAuth::Bearer {
+        voice_config::GatewayAuth::Bearer {
             token_file: Some("/etc/voice-agent/gateway/token".into()),
             token_env: None
         }
     );
     // The rendered file is what the ConfigMap carries, and the agent reads it back.
-    let back = voice_agent::config::AgentConfig::from_yaml(&agent.config_yaml).expect("parses");
+    let back = voice_config::AgentConfig::from_yaml(&agent.config_yaml).expect("parses");
     assert_eq!(back, agent.config);
 }
 

@@ -24,8 +24,8 @@ use super::history::History;
 use super::mapping::{Mapped, OutputMapper};
 use super::stream::{BedrockStream, Recovery, StreamError};
 use super::wire::{self, TextRole};
+use crate::audio::vad::{TurnDetector, VadEvent};
 use crate::metrics::{self, KindLabels};
-use crate::model::simulated::vad::{TurnDetector, VadEvent};
 use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, Role, SessionSetup, ToolResult};
 
 /// One frame of audio at 16 kHz: the keep-alive unit.

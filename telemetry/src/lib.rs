@@ -1,7 +1,8 @@
 //! Logs and traces. Logs go to stderr as text or JSON lines. Traces go over OTLP (gRPC or
 //! HTTP/protobuf), configured with the standard `OTEL_*` environment variables, and only when
 //! an OTLP endpoint is set: without one no tracing pipeline exists and nothing is paid for it.
-//! The operator (`voice-operator`) sets up its telemetry with this module too.
+//! Shared by the agent (`voice-agent`) and the operator (`voice-operator`), so both log and
+//! trace alike.
 
 use std::io::{IsTerminal, Write as _};
 
@@ -17,7 +18,11 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// The log format of [`init`], shared by the agent's and the operator's command lines.
-pub use crate::cli::LogFormat;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Keeps the trace pipeline alive; [`shutdown`](Telemetry::shutdown) flushes it.
 #[derive(Default)]

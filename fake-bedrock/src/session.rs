@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::record::StreamRecord;
-use crate::model::simulated::vad::{TurnDetector, VadEvent};
-use crate::model::simulated::{Conversation, Mode, SimulatorConfig};
-use crate::model::{ModelOutput, Role, ToolUse};
+use voice_agent::audio::vad::{TurnDetector, VadEvent};
+use voice_agent::model::simulated::{Conversation, Mode, SimulatorConfig};
+use voice_agent::model::{ModelOutput, Role, ToolUse};
 
 /// Longest accepted `textInput` content (bytes).
 const MAX_TEXT_INPUT: usize = 1024;

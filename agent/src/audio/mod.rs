@@ -1,0 +1,5 @@
+//! Audio processing shared by every part that listens: turn detection on 16-bit PCM, used by
+//! the Simulated provider, the Nova driver (to tell speech from silence while it renews
+//! streams), the Bedrock-wire fake and `voice-agent talk`.
+
+pub mod vad;
