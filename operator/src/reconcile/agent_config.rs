@@ -1,9 +1,10 @@
 //! The agent's own configuration (`voice_config::AgentConfig`) rendered from a spec. The
 //! operator serializes the very type the agent deserializes, so the file and the agent cannot
-//! drift apart; the agent's `validate()` then judges the values with its own field names.
+//! drift apart; the agent's `validate()` then judges the values with its own field names. Paths
+//! of mounted files come from the table of [`super::mounts`], set exactly when the file is
+//! mounted.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use voice_config::{
     AgentConfig, AuthConfig, AuthMode as AgentAuthMode, DEFAULT_SIGV4_SERVICE,
@@ -11,6 +12,7 @@ use voice_config::{
     NovaSonicConfig, PromptConfig, SessionConfig, SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig,
 };
 
+use super::mounts::{CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, PROMPT};
 use crate::api::{
     AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, SimulatedMode, SimulatedSpec,
     ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
@@ -18,25 +20,9 @@ use crate::api::{
 
 /// Port of the agent's single listener (WebSocket, probes and metrics).
 pub const AGENT_PORT: u16 = 8080;
-/// Where the ConfigMap is mounted, and the config file in it. Each mounted source gets its own
-/// directory: a mount inside a ConfigMap volume would be at the mercy of the kubelet's updates.
+/// Where the ConfigMap is mounted, and the config file in it.
 pub const CONFIG_DIR: &str = "/etc/voice-agent/config";
 pub const CONFIG_FILE: &str = "config.yaml";
-/// Where a `systemFrom` prompt is mounted.
-pub const PROMPT_DIR: &str = "/etc/voice-agent/prompt";
-pub const PROMPT_FILE: &str = "system.txt";
-/// Where a Nova Sonic CA bundle is mounted.
-pub const CA_DIR: &str = "/etc/voice-agent/ca";
-pub const CA_FILE: &str = "ca.pem";
-/// Where the CA bundle for a JWT issuer's JWKS is mounted.
-pub const JWKS_CA_DIR: &str = "/etc/voice-agent/jwks-ca";
-pub const JWKS_CA_FILE: &str = "ca.pem";
-/// Where the accepted access tokens (auth mode Token) are mounted.
-pub const AUTH_TOKENS_DIR: &str = "/etc/voice-agent/auth";
-pub const AUTH_TOKENS_FILE: &str = "tokens";
-/// Where the tool gateway's bearer token is mounted.
-pub const GATEWAY_TOKEN_DIR: &str = "/etc/voice-agent/gateway";
-pub const GATEWAY_TOKEN_FILE: &str = "token";
 
 /// A value the spec holds that the agent's types cannot (e.g. a negative count).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,7 +55,7 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
                 top_p: nova.top_p.map(|p| p as f32),
                 endpointing_sensitivity: nova.endpointing_sensitivity.map(sensitivity),
                 endpoint_url: nova.endpoint_url,
-                ca_bundle_file: nova.ca_bundle.map(|_| PathBuf::from(CA_DIR).join(CA_FILE)),
+                ca_bundle_file: MODEL_CA.path_in(spec),
                 renew_after: nova.renew_after.into(),
                 streams_per_connection: non_negative(
                     "model.novaSonic.streamsPerConnection",
@@ -82,10 +68,7 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         None => PromptConfig::default(),
         Some(p) => PromptConfig {
             system: p.system.clone(),
-            system_file: p
-                .system_from
-                .as_ref()
-                .map(|_| PathBuf::from(PROMPT_DIR).join(PROMPT_FILE)),
+            system_file: PROMPT.path_in(spec),
         },
     };
     let session = SessionConfig {
@@ -107,8 +90,13 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         prompt,
         session,
         websocket,
-        gateway: spec.gateway.as_ref().map(gateway).transpose()?,
-        auth: spec.auth.as_ref().map(auth).transpose()?.unwrap_or_default(),
+        gateway: spec.gateway.as_ref().map(|g| gateway(g, spec)).transpose()?,
+        auth: spec
+            .auth
+            .as_ref()
+            .map(|a| auth(a, spec))
+            .transpose()?
+            .unwrap_or_default(),
         limits: limits(&spec.limits)?,
         // TLS ends at the ingress or gateway; sections the VoiceAgent does not cover keep the
         // agent's defaults, so the agent gaining a field does not break the operator.
@@ -116,11 +104,11 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
     })
 }
 
-fn gateway(spec: &ToolGatewaySpec) -> Result<GatewayConfig, OutOfRange> {
+fn gateway(spec: &ToolGatewaySpec, whole: &VoiceAgentSpec) -> Result<GatewayConfig, OutOfRange> {
     let auth = match spec.auth.type_ {
         ToolGatewayAuthType::None => GatewayAuth::None,
         ToolGatewayAuthType::Bearer => GatewayAuth::Bearer {
-            token_file: Some(PathBuf::from(GATEWAY_TOKEN_DIR).join(GATEWAY_TOKEN_FILE)),
+            token_file: GATEWAY_TOKEN.path_in(whole),
             token_env: None,
         },
         ToolGatewayAuthType::SigV4 => GatewayAuth::SigV4 {
@@ -141,18 +129,14 @@ fn gateway(spec: &ToolGatewaySpec) -> Result<GatewayConfig, OutOfRange> {
     })
 }
 
-fn auth(spec: &AuthSpec) -> Result<AuthConfig, OutOfRange> {
+fn auth(spec: &AuthSpec, whole: &VoiceAgentSpec) -> Result<AuthConfig, OutOfRange> {
     Ok(AuthConfig {
         mode: match spec.mode {
             AuthMode::None => AgentAuthMode::None,
             AuthMode::Token => AgentAuthMode::Token,
             AuthMode::Jwt => AgentAuthMode::Jwt,
         },
-        token_file: spec
-            .token_secret_ref
-            .as_ref()
-            .filter(|_| spec.mode == AuthMode::Token)
-            .map(|_| PathBuf::from(AUTH_TOKENS_DIR).join(AUTH_TOKENS_FILE)),
+        token_file: CALLER_TOKENS.path_in(whole),
         jwt: spec
             .jwt
             .as_ref()
@@ -163,10 +147,7 @@ fn auth(spec: &AuthSpec) -> Result<AuthConfig, OutOfRange> {
                 jwks_url: jwt.jwks_url.clone(),
                 algorithms: jwt.algorithms.iter().map(|a| a.as_str().to_owned()).collect(),
                 leeway: jwt.leeway.into(),
-                ca_file: jwt
-                    .ca_bundle
-                    .as_ref()
-                    .map(|_| PathBuf::from(JWKS_CA_DIR).join(JWKS_CA_FILE)),
+                ca_file: JWKS_CA.path_in(whole),
             }),
         allow_query_token: spec.allow_query_token,
         allowed_origins: spec.allowed_origins.clone(),

@@ -8,6 +8,7 @@ pub mod build;
 pub mod compare;
 pub mod dereference;
 pub mod events;
+pub mod mounts;
 pub mod references;
 pub mod status;
 pub mod validate;

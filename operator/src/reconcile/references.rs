@@ -1,11 +1,13 @@
 //! What a VoiceAgent refers to outside itself (ConfigMap and Secret keys, whole objects), found
-//! by reading the spec alone. Shared by the dereference step (which fetches them) and by the
-//! watch mapper (which finds the VoiceAgents a changed Secret or ConfigMap concerns).
+//! by reading the spec alone: the mounted files of [`super::mounts`], and the pod's `env` and
+//! `envFrom`. Shared by the dereference step (which fetches them) and by the watch mapper
+//! (which finds the VoiceAgents a changed Secret or ConfigMap concerns).
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::api::{KeyRef, VoiceAgentSpec};
+use super::mounts::MOUNTS;
+use crate::api::VoiceAgentSpec;
 
 /// The two kinds of object a VoiceAgent may reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,26 +36,7 @@ pub struct Reference {
     pub optional: bool,
     /// A value the agent re-reads while running (token files): changing it must not roll the
     /// pods, so it stays out of the pod template's checksum.
-    pub live: bool,
-}
-
-impl Reference {
-    fn key(kind: SourceKind, r: &KeyRef) -> Self {
-        Self {
-            kind,
-            name: r.name.clone(),
-            key: Some(r.key.clone()),
-            optional: false,
-            live: false,
-        }
-    }
-
-    fn live_key(kind: SourceKind, r: &KeyRef) -> Self {
-        Self {
-            live: true,
-            ..Self::key(kind, r)
-        }
-    }
+    pub reread: bool,
 }
 
 impl fmt::Display for Reference {
@@ -68,30 +51,16 @@ impl fmt::Display for Reference {
 /// Every ConfigMap and Secret the spec refers to, in a stable order.
 pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
     let mut out = BTreeSet::new();
-    if let Some(from) = spec.prompt.as_ref().and_then(|p| p.system_from.as_ref()) {
-        if let Some(r) = &from.config_map_key_ref {
-            out.insert(Reference::key(SourceKind::ConfigMap, r));
+    for mount in MOUNTS {
+        if let Some((kind, r)) = mount.source(spec) {
+            out.insert(Reference {
+                kind,
+                name: r.name.clone(),
+                key: Some(r.key.clone()),
+                optional: false,
+                reread: mount.reread,
+            });
         }
-        if let Some(r) = &from.secret_key_ref {
-            out.insert(Reference::key(SourceKind::Secret, r));
-        }
-    }
-    if let Some(r) = spec.model.nova_sonic.as_ref().and_then(|n| n.ca_bundle.as_ref()) {
-        out.insert(Reference::key(SourceKind::ConfigMap, r));
-    }
-    if let Some(r) = spec
-        .auth
-        .as_ref()
-        .and_then(|a| a.jwt.as_ref())
-        .and_then(|j| j.ca_bundle.as_ref())
-    {
-        out.insert(Reference::key(SourceKind::ConfigMap, r));
-    }
-    if let Some(r) = spec.auth.as_ref().and_then(|a| a.token_secret_ref.as_ref()) {
-        out.insert(Reference::live_key(SourceKind::Secret, r));
-    }
-    if let Some(r) = spec.gateway.as_ref().and_then(|g| g.auth.token_secret_ref.as_ref()) {
-        out.insert(Reference::live_key(SourceKind::Secret, r));
     }
     let Some(pod) = &spec.pod else {
         return out;
@@ -103,7 +72,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: Some(r.key.clone()),
                 optional: r.optional.unwrap_or(false),
-                live: false,
+                reread: false,
             });
         }
         if let Some(r) = &source.secret_key_ref {
@@ -112,7 +81,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: Some(r.key.clone()),
                 optional: r.optional.unwrap_or(false),
-                live: false,
+                reread: false,
             });
         }
     }
@@ -123,7 +92,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: None,
                 optional: r.optional.unwrap_or(false),
-                live: false,
+                reread: false,
             });
         }
         if let Some(r) = &source.secret_ref {
@@ -132,7 +101,7 @@ pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
                 name: r.name.clone(),
                 key: None,
                 optional: r.optional.unwrap_or(false),
-                live: false,
+                reread: false,
             });
         }
     }
@@ -149,7 +118,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, EnvVarSource, SecretEnvSource, SecretKeySelector};
 
     use super::*;
-    use crate::api::{PodOverrides, PromptSpec, ValueSource};
+    use crate::api::{KeyRef, PodOverrides, PromptSpec, ValueSource};
 
     fn key(name: &str, key: &str) -> KeyRef {
         KeyRef {
@@ -206,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn token_secrets_are_live_references() {
+    fn token_secrets_are_reread_references() {
         let spec: VoiceAgentSpec = crate::fixtures::spec(
             r#"
 auth: {mode: Token, tokenSecretRef: {name: callers, key: tokens}}
@@ -214,9 +183,9 @@ gateway: {url: "https://g.example.com/mcp", auth: {type: Bearer, tokenSecretRef:
 prompt: {systemFrom: {secretKeyRef: {name: prompts, key: p}}}
 "#,
         );
-        let live: Vec<(String, bool)> = references(&spec).into_iter().map(|r| (r.name, r.live)).collect();
+        let reread: Vec<(String, bool)> = references(&spec).into_iter().map(|r| (r.name, r.reread)).collect();
         assert_eq!(
-            live,
+            reread,
             [
                 ("callers".to_owned(), true),
                 ("gw".to_owned(), true),

@@ -12,12 +12,9 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use voice_config::AgentConfig;
 
-use super::agent_config::{
-    self, AUTH_TOKENS_DIR, AUTH_TOKENS_FILE, CA_DIR, CA_FILE, GATEWAY_TOKEN_DIR, GATEWAY_TOKEN_FILE, JWKS_CA_DIR,
-    JWKS_CA_FILE, PROMPT_DIR, PROMPT_FILE,
-};
+use super::agent_config;
 use super::dereference::{Dereferenced, detect_controller, hex};
-use super::references::SourceKind;
+use super::mounts::{MountedFile, mounted_files};
 use super::{RejectReason, Rejection, Settings};
 use crate::api::{
     AuthMode, GatewayExpose, ImagePullPolicy, IngressController, IngressTls, NetworkPolicySpec, PodOverrides,
@@ -51,7 +48,7 @@ pub struct ValidatedAgent {
     pub pod: PodOverrides,
     pub replicas: Replicas,
     pub shutdown: Shutdown,
-    /// ConfigMap and Secret keys mounted as files.
+    /// ConfigMap and Secret keys mounted as files (entries of [`super::mounts::MOUNTS`]).
     pub files: Vec<MountedFile>,
     /// Digest of the configuration and every referenced value: changes roll the pods.
     pub checksum: String,
@@ -97,17 +94,6 @@ pub struct Shutdown {
     pub serving_secs: i64,
     /// `terminationGracePeriodSeconds`: serving time plus a margin to exit.
     pub grace_period_secs: i64,
-}
-
-/// A ConfigMap or Secret key mounted as a file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountedFile {
-    pub volume: &'static str,
-    pub kind: SourceKind,
-    pub source: String,
-    pub key: String,
-    pub dir: &'static str,
-    pub file: &'static str,
 }
 
 /// An Ingress to build.
@@ -331,94 +317,12 @@ fn replicas(spec: &VoiceAgentSpec) -> Replicas {
     }
 }
 
-fn mounted_files(spec: &VoiceAgentSpec) -> Vec<MountedFile> {
-    let mut files = Vec::new();
-    if let Some(from) = spec.prompt.as_ref().and_then(|p| p.system_from.as_ref()) {
-        let (kind, r) = match (&from.config_map_key_ref, &from.secret_key_ref) {
-            (Some(r), _) => (SourceKind::ConfigMap, r),
-            (None, Some(r)) => (SourceKind::Secret, r),
-            (None, None) => return files,
-        };
-        files.push(MountedFile {
-            volume: "prompt",
-            kind,
-            source: r.name.clone(),
-            key: r.key.clone(),
-            dir: PROMPT_DIR,
-            file: PROMPT_FILE,
-        });
-    }
-    if let Some(r) = spec
-        .model
-        .nova_sonic
-        .as_ref()
-        .and_then(|n| n.ca_bundle.as_ref())
-        .filter(|_| spec.model.provider == crate::api::ModelProvider::NovaSonic)
-    {
-        files.push(MountedFile {
-            volume: "ca-bundle",
-            kind: SourceKind::ConfigMap,
-            source: r.name.clone(),
-            key: r.key.clone(),
-            dir: CA_DIR,
-            file: CA_FILE,
-        });
-    }
-    if let Some(r) = spec
-        .auth
-        .as_ref()
-        .filter(|a| a.mode == AuthMode::Token)
-        .and_then(|a| a.token_secret_ref.as_ref())
-    {
-        files.push(MountedFile {
-            volume: "auth-tokens",
-            kind: SourceKind::Secret,
-            source: r.name.clone(),
-            key: r.key.clone(),
-            dir: AUTH_TOKENS_DIR,
-            file: AUTH_TOKENS_FILE,
-        });
-    }
-    if let Some(r) = spec
-        .auth
-        .as_ref()
-        .filter(|a| a.mode == AuthMode::Jwt)
-        .and_then(|a| a.jwt.as_ref())
-        .and_then(|j| j.ca_bundle.as_ref())
-    {
-        files.push(MountedFile {
-            volume: "jwks-ca",
-            kind: SourceKind::ConfigMap,
-            source: r.name.clone(),
-            key: r.key.clone(),
-            dir: JWKS_CA_DIR,
-            file: JWKS_CA_FILE,
-        });
-    }
-    if let Some(r) = spec
-        .gateway
-        .as_ref()
-        .filter(|g| g.auth.type_ == ToolGatewayAuthType::Bearer)
-        .and_then(|g| g.auth.token_secret_ref.as_ref())
-    {
-        files.push(MountedFile {
-            volume: "gateway-token",
-            kind: SourceKind::Secret,
-            source: r.name.clone(),
-            key: r.key.clone(),
-            dir: GATEWAY_TOKEN_DIR,
-            file: GATEWAY_TOKEN_FILE,
-        });
-    }
-    files
-}
-
 /// Digest of the configuration file and of every referenced value the agent reads only at
 /// start. Values it re-reads while running (token files) stay out: rotating them rolls nothing.
 fn checksum(config_yaml: &str, dereferenced: &Dereferenced) -> String {
     let mut hasher = Sha256::new();
     hasher.update(config_yaml.as_bytes());
-    for r in dereferenced.references.iter().filter(|r| !r.reference.live) {
+    for r in dereferenced.references.iter().filter(|r| !r.reference.reread) {
         hasher.update(format!("\n{}={}", r.reference, r.digest.as_deref().unwrap_or("-")).as_bytes());
     }
     hex(&hasher.finalize())

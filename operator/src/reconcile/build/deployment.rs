@@ -13,8 +13,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{PORT_NAME, configmap_name, labels, metadata, selector_labels};
 use crate::reconcile::agent_config::{AGENT_PORT, CONFIG_DIR, CONFIG_FILE};
+use crate::reconcile::mounts::MountedFile;
 use crate::reconcile::references::SourceKind;
-use crate::reconcile::validate::{MountedFile, Replicas, ValidatedAgent};
+use crate::reconcile::validate::{Replicas, ValidatedAgent};
 
 /// Name of the agent container.
 pub const CONTAINER: &str = "agent";
@@ -129,8 +130,8 @@ fn container(agent: &ValidatedAgent) -> Container {
         },
     ];
     mounts.extend(agent.files.iter().map(|f| VolumeMount {
-        name: f.volume.into(),
-        mount_path: f.dir.into(),
+        name: f.mount.volume.into(),
+        mount_path: f.mount.dir.into(),
         read_only: Some(true),
         ..VolumeMount::default()
     }));
@@ -224,12 +225,12 @@ fn volumes(agent: &ValidatedAgent) -> Vec<Volume> {
 fn file_volume(file: &MountedFile) -> Volume {
     let items = Some(vec![KeyToPath {
         key: file.key.clone(),
-        path: file.file.into(),
+        path: file.mount.file.into(),
         ..KeyToPath::default()
     }]);
     match file.kind {
         SourceKind::ConfigMap => Volume {
-            name: file.volume.into(),
+            name: file.mount.volume.into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: file.source.clone(),
                 items,
@@ -239,7 +240,7 @@ fn file_volume(file: &MountedFile) -> Volume {
             ..Volume::default()
         },
         SourceKind::Secret => Volume {
-            name: file.volume.into(),
+            name: file.mount.volume.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(file.source.clone()),
                 items,

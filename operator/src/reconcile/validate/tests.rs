@@ -1,7 +1,7 @@
 use super::*;
 use crate::fixtures::{self, spec, try_validated, validated};
 use crate::reconcile::dereference::Resolved;
-use crate::reconcile::references::{Reference, references};
+use crate::reconcile::references::{Reference, SourceKind, references};
 
 fn rejected(yaml: &str) -> Rejection {
     try_validated(spec(yaml), &Dereferenced::default()).expect_err("rejected")
@@ -203,7 +203,7 @@ prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
     let volumes: Vec<(&str, SourceKind, &str)> = agent
         .files
         .iter()
-        .map(|f| (f.volume, f.kind, f.source.as_str()))
+        .map(|f| (f.mount.volume, f.kind, f.source.as_str()))
         .collect();
     assert_eq!(
         volumes,
@@ -230,7 +230,7 @@ auth:
     let files: Vec<(&str, &str, &str, &str)> = agent
         .files
         .iter()
-        .map(|f| (f.volume, f.source.as_str(), f.key.as_str(), f.dir))
+        .map(|f| (f.mount.volume, f.source.as_str(), f.key.as_str(), f.mount.dir))
         .collect();
     assert_eq!(files, [("jwks-ca", "issuer-ca", "ca.crt", "/etc/voice-agent/jwks-ca")]);
     let jwt_config = agent.config.auth.jwt.as_ref().expect("jwt");
@@ -258,7 +258,7 @@ fn token_secrets_are_mounted_where_the_configuration_points() {
     let files: Vec<(&str, &str, String)> = agent
         .files
         .iter()
-        .map(|f| (f.volume, f.source.as_str(), format!("{}/{}", f.dir, f.file)))
+        .map(|f| (f.mount.volume, f.source.as_str(), f.mount.path().display().to_string()))
         .collect();
     assert_eq!(
         files,

@@ -1,0 +1,206 @@
+//! The ConfigMap and Secret keys the agent reads as files, in one table. Each entry says where
+//! the spec names the key, where the file is mounted, and whether the agent re-reads it while
+//! running. The table drives the references the dereference step reads and the watch mapper
+//! follows ([`super::references`]), the pod's volumes and mounts
+//! ([`super::build::build_deployment`]), the file paths in the rendered agent configuration
+//! ([`super::agent_config`]) and the rollout checksum (re-read files stay out of it).
+//!
+//! A new mounted value is one entry here (and the field that points the agent at it).
+
+use std::path::PathBuf;
+
+use super::references::SourceKind;
+use crate::api::{AuthMode, KeyRef, ModelProvider, ToolGatewayAuthType, VoiceAgentSpec};
+
+/// One file the agent may read from a ConfigMap or Secret key.
+#[derive(Debug)]
+pub struct Mount {
+    /// Name of the pod volume.
+    pub volume: &'static str,
+    /// Directory the volume is mounted at. Each mounted source gets its own directory: a mount
+    /// inside another ConfigMap volume would be at the mercy of the kubelet's updates.
+    pub dir: &'static str,
+    /// The file's name in `dir`.
+    pub file: &'static str,
+    /// Whether the agent re-reads the file while running (token files): changing the value
+    /// must not roll the pods, so it stays out of the pod template's checksum.
+    pub reread: bool,
+    /// The key the spec mounts here, when the agent uses one.
+    source: fn(&VoiceAgentSpec) -> Option<(SourceKind, &KeyRef)>,
+}
+
+/// The system prompt of `prompt.systemFrom`.
+pub static PROMPT: Mount = Mount {
+    volume: "prompt",
+    dir: "/etc/voice-agent/prompt",
+    file: "system.txt",
+    reread: false,
+    source: |spec| {
+        let from = spec.prompt.as_ref()?.system_from.as_ref()?;
+        match (&from.config_map_key_ref, &from.secret_key_ref) {
+            (Some(r), _) => Some((SourceKind::ConfigMap, r)),
+            (None, Some(r)) => Some((SourceKind::Secret, r)),
+            (None, None) => None,
+        }
+    },
+};
+
+/// The CA bundle Nova Sonic's endpoint is verified with.
+pub static MODEL_CA: Mount = Mount {
+    volume: "ca-bundle",
+    dir: "/etc/voice-agent/ca",
+    file: "ca.pem",
+    reread: false,
+    source: |spec| {
+        let nova = spec.model.nova_sonic.as_ref()?;
+        let r = nova
+            .ca_bundle
+            .as_ref()
+            .filter(|_| spec.model.provider == ModelProvider::NovaSonic)?;
+        Some((SourceKind::ConfigMap, r))
+    },
+};
+
+/// The access tokens callers present (auth mode Token).
+pub static CALLER_TOKENS: Mount = Mount {
+    volume: "auth-tokens",
+    dir: "/etc/voice-agent/auth",
+    file: "tokens",
+    reread: true,
+    source: |spec| {
+        let auth = spec.auth.as_ref().filter(|a| a.mode == AuthMode::Token)?;
+        Some((SourceKind::Secret, auth.token_secret_ref.as_ref()?))
+    },
+};
+
+/// The CA bundle a JWT issuer's JWKS endpoint is verified with (auth mode Jwt).
+pub static JWKS_CA: Mount = Mount {
+    volume: "jwks-ca",
+    dir: "/etc/voice-agent/jwks-ca",
+    file: "ca.pem",
+    reread: false,
+    source: |spec| {
+        let auth = spec.auth.as_ref().filter(|a| a.mode == AuthMode::Jwt)?;
+        Some((SourceKind::ConfigMap, auth.jwt.as_ref()?.ca_bundle.as_ref()?))
+    },
+};
+
+/// The bearer token the agent sends to its tool gateway.
+pub static GATEWAY_TOKEN: Mount = Mount {
+    volume: "gateway-token",
+    dir: "/etc/voice-agent/gateway",
+    file: "token",
+    reread: true,
+    source: |spec| {
+        let gateway = spec
+            .gateway
+            .as_ref()
+            .filter(|g| g.auth.type_ == ToolGatewayAuthType::Bearer)?;
+        Some((SourceKind::Secret, gateway.auth.token_secret_ref.as_ref()?))
+    },
+};
+
+/// Every mounted file, in the order of the pod's volumes.
+pub static MOUNTS: [&Mount; 5] = [&PROMPT, &MODEL_CA, &CALLER_TOKENS, &JWKS_CA, &GATEWAY_TOKEN];
+
+impl Mount {
+    /// The ConfigMap or Secret key the spec mounts here, if the agent uses one.
+    pub fn source<'a>(&self, spec: &'a VoiceAgentSpec) -> Option<(SourceKind, &'a KeyRef)> {
+        (self.source)(spec)
+    }
+
+    /// Where the agent finds the file when it is mounted.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(self.dir).join(self.file)
+    }
+
+    /// The file's path for the agent's configuration: set exactly when the spec mounts it.
+    pub fn path_in(&self, spec: &VoiceAgentSpec) -> Option<PathBuf> {
+        self.source(spec).map(|_| self.path())
+    }
+}
+
+/// A table entry the spec fills: which key of which object becomes the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountedFile {
+    pub mount: &'static Mount,
+    pub kind: SourceKind,
+    pub source: String,
+    pub key: String,
+}
+
+impl PartialEq for Mount {
+    fn eq(&self, other: &Self) -> bool {
+        // Entries are statics: one entry, one address.
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Mount {}
+
+/// Every file the spec mounts, in the table's order.
+pub fn mounted_files(spec: &VoiceAgentSpec) -> Vec<MountedFile> {
+    MOUNTS
+        .iter()
+        .filter_map(|&mount| {
+            let (kind, r) = mount.source(spec)?;
+            Some(MountedFile {
+                mount,
+                kind,
+                source: r.name.clone(),
+                key: r.key.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::spec;
+
+    #[test]
+    fn every_entry_has_its_own_volume_and_directory() {
+        for (i, a) in MOUNTS.iter().enumerate() {
+            for b in &MOUNTS[i + 1..] {
+                assert_ne!(a.volume, b.volume);
+                assert_ne!(a.dir, b.dir);
+            }
+        }
+    }
+
+    #[test]
+    fn only_token_files_are_reread() {
+        let reread: Vec<&str> = MOUNTS.iter().filter(|m| m.reread).map(|m| m.volume).collect();
+        assert_eq!(reread, ["auth-tokens", "gateway-token"]);
+    }
+
+    #[test]
+    fn a_key_the_agent_does_not_use_is_not_mounted() {
+        // A token Secret named outside Token mode, a CA bundle for another provider.
+        let unused = spec(
+            r#"
+auth: {mode: None, tokenSecretRef: {name: callers, key: tokens}}
+gateway: {url: "https://g.example.com/mcp", auth: {type: SigV4, tokenSecretRef: {name: gw, key: t}}}
+"#,
+        );
+        assert_eq!(mounted_files(&unused), []);
+        assert_eq!(CALLER_TOKENS.path_in(&unused), None);
+    }
+
+    #[test]
+    fn the_path_is_set_exactly_when_the_file_is_mounted() {
+        let s = spec("prompt: {systemFrom: {configMapKeyRef: {name: prompts, key: p}}}");
+        assert_eq!(
+            PROMPT.path_in(&s).as_deref(),
+            Some(std::path::Path::new("/etc/voice-agent/prompt/system.txt"))
+        );
+        let files = mounted_files(&s);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].mount, &PROMPT);
+        assert_eq!(
+            (files[0].kind, files[0].source.as_str()),
+            (SourceKind::ConfigMap, "prompts")
+        );
+    }
+}
