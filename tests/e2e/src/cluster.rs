@@ -54,6 +54,9 @@ use serde_json::json;
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 
+use crate::command::run_ok;
+use crate::wait::eventually_every;
+
 /// Label put on every namespace made by [`TestCluster::namespace`].
 pub const NAMESPACE_LABEL: &str = "voice-agents.dev/e2e";
 
@@ -244,13 +247,13 @@ impl TestCluster {
             .with_context(|| format!("creating namespace {name}"))?;
         // Pods are refused until the namespace has its default ServiceAccount.
         let sas = Api::<ServiceAccount>::namespaced(client.clone(), &name);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while sas.get_opt("default").await?.is_none() {
-            if tokio::time::Instant::now() > deadline {
-                bail!("namespace {name} got no default ServiceAccount within 60s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually_every(
+            &format!("the default ServiceAccount of namespace {name}"),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async { Ok(sas.get_opt("default").await?.map(|_| ())) },
+        )
+        .await?;
         Ok(TestNamespace {
             name,
             client,
@@ -557,25 +560,6 @@ impl Drop for ServiceAccountKubeconfig {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Runs `cmd`, failing with its stderr unless it exits 0; returns stdout.
-pub async fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
-    let shown = format!("{:?}", cmd.as_std());
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("cannot run {shown}"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8(out.stdout).with_context(|| format!("output of {shown} is not UTF-8"))
 }
 
 async fn client_for(kubeconfig: Kubeconfig) -> anyhow::Result<Client> {

@@ -1,5 +1,34 @@
-//! Helpers shared by the end-to-end suites.
+//! What the end-to-end suites (`tests/*.rs`) and the benchmark (`bench/`) share, one concern
+//! per module:
+//!
+//! * [`cluster`]: the local Kubernetes control plane and a namespace per test;
+//! * [`crds`]: the CRDs the suites install into it;
+//! * [`command`]: running `kubectl`, `helm` and the other tools, bounded;
+//! * [`workspace`]: the workspace root, the chart, the agent and operator binaries, test tools;
+//! * [`process`]: a binary under test as a child process with an HTTP endpoint;
+//! * [`http`]: a bare `GET` to such an endpoint;
+//! * [`metrics`]: reading what it serves on `/metrics`;
+//! * [`wait`]: bounded polling (`eventually`);
+//! * [`voiceagent`]: waiting on a VoiceAgent's status;
+//! * [`writes`]: counting a ServiceAccount's writes on the apiserver's side.
+//!
+//! [`cluster`], [`crds`] and [`voiceagent`] need kube, k8s-openapi and the operator's types,
+//! behind the default feature `cluster`; the benchmark, which drives its own cluster with
+//! kubectl, goes without them.
 
+#[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod command;
+#[cfg(feature = "cluster")]
+pub mod crds;
+pub mod http;
+pub mod metrics;
+pub mod process;
+#[cfg(feature = "cluster")]
+pub mod voiceagent;
+pub mod wait;
+pub mod workspace;
+pub mod writes;
 
+#[cfg(feature = "cluster")]
 pub use cluster::{ServiceAccountKubeconfig, TestCluster, TestNamespace};

@@ -13,8 +13,9 @@ mod chart_support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use chart_support::{run, run_ok, tool, workspace};
 use serde_json::Value;
+use voice_e2e::command::{COMMAND_TIMEOUT, run, run_ok};
+use voice_e2e::workspace::{self, tool};
 
 const PACKAGES: [&str; 2] = ["voice-agent", "voice-operator"];
 const RUNTIME_BASE: &str = "gcr.io/distroless/cc-debian12:nonroot";
@@ -25,10 +26,8 @@ async fn hadolint_finds_nothing() {
     let hadolint = tool("hadolint").await.expect("hadolint installs");
     let mut cmd = tokio::process::Command::new(hadolint);
     cmd.args(["--no-color", "--failure-threshold", "style"])
-        .arg(workspace().join("Dockerfile"));
-    let out = run(&mut cmd, chart_support::COMMAND_TIMEOUT)
-        .await
-        .expect("hadolint runs");
+        .arg(workspace::root().join("Dockerfile"));
+    let out = run(&mut cmd, COMMAND_TIMEOUT).await.expect("hadolint runs");
     assert!(
         out.success && out.stdout.trim().is_empty(),
         "hadolint:\n{}{}",
@@ -40,14 +39,14 @@ async fn hadolint_finds_nothing() {
 #[tokio::test]
 #[ignore = "runs cargo metadata, which downloads every locked crate for every platform on first use"]
 async fn stages_build_and_ship_the_workspace_binaries() {
-    let bins = workspace_binaries(&workspace()).await;
+    let bins = workspace_binaries(&workspace::root()).await;
     assert!(bins.contains(&("voice-agent".into(), "voice-agent".into())), "{bins:?}");
     assert!(
         bins.contains(&("voice-operator".into(), "voice-operator".into())),
         "{bins:?}"
     );
 
-    let text = std::fs::read_to_string(workspace().join("Dockerfile")).expect("Dockerfile");
+    let text = std::fs::read_to_string(workspace::root().join("Dockerfile")).expect("Dockerfile");
     let stages = stages(&text);
     let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
@@ -126,9 +125,13 @@ async fn stages_build_and_ship_the_workspace_binaries() {
 async fn build_context_holds_a_complete_locked_workspace() {
     let context_tool = tool("docker-context").await.expect("docker-context builds");
     let copy = tempdir();
-    let listing = run_ok(tokio::process::Command::new(context_tool).arg(workspace()).arg(&copy))
-        .await
-        .expect("docker-context runs");
+    let listing = run_ok(
+        tokio::process::Command::new(context_tool)
+            .arg(workspace::root())
+            .arg(&copy),
+    )
+    .await
+    .expect("docker-context runs");
     let files: BTreeSet<&str> = listing.lines().collect();
 
     for excluded in [
@@ -145,9 +148,9 @@ async fn build_context_holds_a_complete_locked_workspace() {
     }
     // Everything the two binaries compile from is there, their shared crates included.
     for dir in ["config/src", "telemetry/src", "agent/src", "agent/web", "operator/src"] {
-        for file in walk(&workspace().join(dir)) {
+        for file in walk(&workspace::root().join(dir)) {
             let rel = file
-                .strip_prefix(workspace())
+                .strip_prefix(workspace::root())
                 .expect("under the workspace")
                 .to_string_lossy()
                 .replace('\\', "/");
@@ -156,7 +159,7 @@ async fn build_context_holds_a_complete_locked_workspace() {
     }
     // The copy is a workspace cargo can load with the committed lock file unchanged.
     let bins = workspace_binaries(&copy).await;
-    assert_eq!(bins, workspace_binaries(&workspace()).await);
+    assert_eq!(bins, workspace_binaries(&workspace::root()).await);
     let _ = std::fs::remove_dir_all(&copy);
 }
 

@@ -7,15 +7,17 @@
 
 mod chart_support;
 
-use chart_support::{
-    COMMAND_TIMEOUT, Process, WAIT, binaries, eventually, free_addr, install_monitoring_crds, render, run, run_ok,
-};
+use chart_support::render;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::Value;
-use voice_e2e::{TestCluster, TestNamespace};
-use voice_operator::api::VoiceAgent;
+use voice_e2e::command::{COMMAND_TIMEOUT, run, run_ok};
+use voice_e2e::crds::install_monitoring_crds;
+use voice_e2e::process::{Process, free_addr};
+use voice_e2e::voiceagent::wait_ready;
+use voice_e2e::wait::{WAIT, eventually};
+use voice_e2e::{TestCluster, TestNamespace, workspace};
 
 const CRD: &str = "voiceagents.voiceagent.dev";
 
@@ -140,7 +142,7 @@ async fn install_reconcile_upgrade_and_uninstall_keeping_the_crd() {
     ns.kubectl_ok(["apply", "-f", &workspace_path("examples/simulated-smoke.yaml")])
         .await
         .expect("example applied");
-    wait_ready(&ns, "voice-smoke")
+    wait_ready(&ns.api(), "voice-smoke", WAIT)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log_tail(40)))
         .expect("Ready");
@@ -220,7 +222,7 @@ async fn install_reconcile_upgrade_and_uninstall_keeping_the_crd() {
     ])
     .await
     .expect("spec changed");
-    wait_ready(&ns, "voice-smoke")
+    wait_ready(&ns.api(), "voice-smoke", WAIT)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", operator.log_tail(40)))
         .expect("Ready again");
@@ -320,7 +322,7 @@ async fn start_operator(
     ns: &str,
     name: &str,
 ) -> anyhow::Result<Process> {
-    let (_, operator) = binaries().await?;
+    let operator = workspace::operator_binary().await?;
     let addr = free_addr()?;
     let mut cmd = tokio::process::Command::new(operator);
     for arg in container_args(deployment) {
@@ -384,22 +386,6 @@ async fn deployments_revision(ns: &TestNamespace, deployment: &Deployment) -> an
         .and_then(|a| a.get("deployment.kubernetes.io/revision").cloned()))
 }
 
-async fn wait_ready(ns: &TestNamespace, name: &str) -> anyhow::Result<VoiceAgent> {
-    let agents: Api<VoiceAgent> = ns.api();
-    eventually(&format!("VoiceAgent {name} Ready=True"), WAIT, || async {
-        let Some(agent) = agents.get_opt(name).await? else {
-            return Ok(None);
-        };
-        let status = agent.status.as_ref();
-        let current = status.and_then(|s| s.observed_generation) == agent.metadata.generation;
-        let ready = status
-            .and_then(|s| s.condition("Ready"))
-            .is_some_and(|c| c.status == "True");
-        Ok((current && ready).then_some(agent))
-    })
-    .await
-}
-
 /// When the CRD already exists (installed with kubectl by another suite, or kept by an earlier
 /// release), marks it as belonging to `release` so that `helm install` adopts it instead of
 /// refusing: what docs/operations.md tells users to do.
@@ -442,9 +428,9 @@ async fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> anyhow::Result<Va
 
 fn chart_dir() -> &'static str {
     static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| chart_support::chart().to_string_lossy().into_owned())
+    DIR.get_or_init(|| workspace::chart().to_string_lossy().into_owned())
 }
 
 fn workspace_path(path: &str) -> String {
-    chart_support::workspace().join(path).to_string_lossy().into_owned()
+    workspace::root().join(path).to_string_lossy().into_owned()
 }

@@ -9,12 +9,15 @@ mod chart_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chart_support::{
-    Process, binaries, ensure_voiceagent_crd, eventually, exposed_metric_names, free_addr, object, render_documents,
-    tool,
-};
+use chart_support::{object, render_documents};
 use serde_json::Value;
 use voice_e2e::TestCluster;
+use voice_e2e::command::pipe;
+use voice_e2e::crds::install_voiceagent_crd;
+use voice_e2e::metrics::series_names;
+use voice_e2e::process::{Process, free_addr};
+use voice_e2e::wait::{WAIT, eventually};
+use voice_e2e::workspace::{self, tool};
 
 const ENABLE: &[&str] = &[
     "--set",
@@ -64,7 +67,7 @@ async fn dashboard_and_alerts_parse_and_use_only_metrics_the_binaries_serve() {
     let checker = tool("promql-check").await.expect("promql-check builds");
     let input = serde_json::to_string(&expressions).expect("JSON");
     let mut cmd = tokio::process::Command::new(&checker);
-    let out = pipe(&mut cmd, &input).await;
+    let out = pipe(&mut cmd, &input).await.expect("promql-check runs");
     let results: Vec<Value> = serde_json::from_str(&out).expect("promql-check prints JSON");
     assert_eq!(results.len(), expressions.len());
     let mut used = BTreeSet::new();
@@ -187,7 +190,8 @@ fn rule_expressions(rule: &Value) -> BTreeMap<String, Value> {
 /// Secret is missing (`rejections`), and writes that VoiceAgent's status and the other
 /// VoiceAgent's ConfigMap (`writes`).
 async fn served_metric_names(cluster: &'static TestCluster) -> BTreeSet<String> {
-    let (agent_bin, operator_bin) = binaries().await.expect("binaries build");
+    let agent_bin = workspace::agent_binary().await.expect("the agent builds");
+    let operator_bin = workspace::operator_binary().await.expect("the operator builds");
 
     let addr = free_addr().expect("a free port");
     let mut cmd = tokio::process::Command::new(agent_bin);
@@ -199,10 +203,10 @@ async fn served_metric_names(cluster: &'static TestCluster) -> BTreeSet<String> 
         .expect("agent starts");
     let (status, body) = agent.get("/metrics").await.expect("agent /metrics");
     assert_eq!(status, 200);
-    let mut names = exposed_metric_names(&body);
+    let mut names = series_names(&body);
     assert!(names.contains("voice_agent_sessions_active"), "{body}");
 
-    ensure_voiceagent_crd(cluster).await.expect("VoiceAgent CRD");
+    install_voiceagent_crd(cluster).await.expect("VoiceAgent CRD");
     let ns = cluster.namespace("chart-metrics").await;
     let identity = operator_without_deployment_writes(cluster, &ns).await;
     let addr = free_addr().expect("a free port");
@@ -224,9 +228,9 @@ async fn served_metric_names(cluster: &'static TestCluster) -> BTreeSet<String> 
         "voice_operator_leader",
         "voice_operator_reconcile_duration_seconds_bucket",
     ];
-    let operator_names = eventually("every operator metric family", chart_support::WAIT, || async {
+    let operator_names = eventually("every operator metric family", WAIT, || async {
         let (_, body) = operator.get("/metrics").await?;
-        let names = exposed_metric_names(&body);
+        let names = series_names(&body);
         Ok(wanted.iter().all(|w| names.contains(*w)).then_some(names))
     })
     .await
@@ -296,32 +300,7 @@ async fn operator_without_deployment_writes(
 }
 
 async fn apply(ns: &voice_e2e::TestNamespace, yaml: &str) {
-    let mut cmd = ns.kubectl();
-    cmd.args(["apply", "-f", "-"]);
-    pipe(&mut cmd, yaml).await;
-}
-
-async fn pipe(cmd: &mut tokio::process::Command, input: &str) -> String {
-    use tokio::io::AsyncWriteExt as _;
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the command starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).await.expect("write");
-    drop(stdin);
-    let out = tokio::time::timeout(chart_support::COMMAND_TIMEOUT, child.wait_with_output())
+    pipe(ns.kubectl().args(["apply", "-f", "-"]), yaml)
         .await
-        .expect("the command finishes in time")
-        .expect("the command runs");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        cmd.as_std(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .expect("kubectl apply");
 }

@@ -6,10 +6,12 @@
 
 mod chart_support;
 
-use chart_support::{chart, helm_template, object, of_kind, render_documents, run, run_ok, strings, workspace};
+use chart_support::{helm_template, object, of_kind, render_documents, strings};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 use voice_e2e::TestCluster;
+use voice_e2e::command::{COMMAND_TIMEOUT, run, run_ok};
+use voice_e2e::workspace;
 
 const CRD_COPY: &str = "charts/voice-operator/files/crds/voiceagents.voiceagent.dev.yaml";
 
@@ -27,7 +29,7 @@ const EVERYTHING: &[&str] = &[
 
 #[test]
 fn chart_crd_copy_matches_the_generated_crd() {
-    let copy = std::fs::read_to_string(workspace().join(CRD_COPY)).expect("the chart's CRD copy exists");
+    let copy = std::fs::read_to_string(workspace::root().join(CRD_COPY)).expect("the chart's CRD copy exists");
     let generated = voice_operator::api::crd_yaml().expect("renders");
     assert!(
         copy == generated,
@@ -41,7 +43,7 @@ async fn lints_with_defaults_and_with_every_option() {
     let cluster = TestCluster::shared().await;
     for args in [&[][..], EVERYTHING] {
         let mut helm = cluster.helm();
-        helm.args(["lint", "--strict"]).arg(chart()).args(args);
+        helm.args(["lint", "--strict"]).arg(workspace::chart()).args(args);
         let out = run_ok(&mut helm).await.expect("helm lint passes");
         assert!(out.contains("0 chart(s) failed"), "{out}");
     }
@@ -66,7 +68,7 @@ async fn schema_rejects_wrong_types_unknown_keys_and_out_of_range_values() {
     for (value, named) in cases {
         let out = run(
             &mut helm_template(cluster, "schema", "schema", &["--set", value]),
-            chart_support::COMMAND_TIMEOUT,
+            COMMAND_TIMEOUT,
         )
         .await
         .expect("helm runs");
@@ -86,7 +88,7 @@ async fn schema_rejects_wrong_types_unknown_keys_and_out_of_range_values() {
     // Unknown keys are reported as such.
     let out = run(
         &mut helm_template(cluster, "schema", "schema", &["--set", "replicasCount=2"]),
-        chart_support::COMMAND_TIMEOUT,
+        COMMAND_TIMEOUT,
     )
     .await
     .expect("helm runs");
@@ -340,7 +342,7 @@ async fn deployment_is_restricted_and_follows_the_values() {
             "ops",
             &["--set", "replicaCount=2,leaderElection.enabled=false"],
         ),
-        chart_support::COMMAND_TIMEOUT,
+        COMMAND_TIMEOUT,
     )
     .await
     .expect("helm runs");
@@ -362,7 +364,7 @@ async fn deployment_is_restricted_and_follows_the_values() {
 }
 
 fn chart_app_version() -> String {
-    let text = std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml");
+    let text = std::fs::read_to_string(workspace::chart().join("Chart.yaml")).expect("Chart.yaml");
     let chart: Value = serde_saphyr::from_str(&text).expect("Chart.yaml parses");
     chart["appVersion"].as_str().expect("appVersion").to_owned()
 }

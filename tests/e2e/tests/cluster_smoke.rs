@@ -23,23 +23,9 @@ use kube::runtime::wait::await_condition;
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use voice_e2e::cluster::{TestCluster, TestNamespace, run_ok};
-
-/// Polls `f` every 250 ms until it returns true, for at most `secs` seconds.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+use voice_e2e::cluster::{TestCluster, TestNamespace};
+use voice_e2e::command::run_ok;
+use voice_e2e::wait::eventually;
 
 fn labels(app: &str) -> BTreeMap<String, String> {
     [("app".to_owned(), app.to_owned())].into()
@@ -159,19 +145,18 @@ async fn service_gets_endpoint_slices() {
 
     let slices: Api<EndpointSlice> = ns.api();
     let by_service = ListParams::default().labels("kubernetes.io/service-name=api");
-    eventually(60, "two ready endpoints", || async {
-        let Ok(list) = slices.list(&by_service).await else {
-            return false;
-        };
+    eventually("two ready endpoints", Duration::from_secs(60), || async {
+        let list = slices.list(&by_service).await?;
         let ready = list
             .items
             .iter()
             .flat_map(|s| s.endpoints.iter().flatten())
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
             .count();
-        ready == 2
+        Ok((ready == 2).then_some(()))
     })
-    .await;
+    .await
+    .expect("endpoints");
 }
 
 #[tokio::test]
@@ -188,12 +173,17 @@ async fn deleting_a_deployment_collects_replicasets_and_pods() {
         .delete("gc", &DeleteParams::background())
         .await
         .expect("delete deployment");
-    eventually(60, "ReplicaSets and Pods to be collected", || async {
-        let rs = replicasets.list(&by_app).await.map(|l| l.items.len());
-        let po = pods.list(&by_app).await.map(|l| l.items.len());
-        matches!((rs, po), (Ok(0), Ok(0)))
-    })
-    .await;
+    eventually(
+        "ReplicaSets and Pods to be collected",
+        Duration::from_secs(60),
+        || async {
+            let rs = replicasets.list(&by_app).await?.items.len();
+            let po = pods.list(&by_app).await?.items.len();
+            Ok((rs == 0 && po == 0).then_some(()))
+        },
+    )
+    .await
+    .expect("garbage collected");
 }
 
 /// A custom resource only these tests use.
@@ -243,20 +233,12 @@ async fn crd_is_served_and_custom_resources_round_trip() {
         tags: vec!["blue".to_owned()],
     };
     // Discovery of a new CRD can lag a moment behind Established.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let created = loop {
-        match gadgets
-            .create(&PostParams::default(), &Gadget::new("one", spec.clone()))
-            .await
-        {
-            Ok(g) => break g,
-            Err(err) if tokio::time::Instant::now() < deadline => {
-                eprintln!("create gadget: {err}; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(err) => panic!("create gadget: {err}"),
-        }
-    };
+    let created = eventually("the Gadget to be created", Duration::from_secs(30), || async {
+        let gadget = Gadget::new("one", spec.clone());
+        Ok(Some(gadgets.create(&PostParams::default(), &gadget).await?))
+    })
+    .await
+    .expect("create gadget");
     assert_eq!(created.spec, spec);
     let status = serde_json::json!({ "status": { "phase": "Ready" } });
     gadgets
@@ -347,10 +329,11 @@ async fn service_account_without_rights_is_forbidden() {
         .create(&PostParams::default(), &binding)
         .await
         .expect("create rolebinding");
-    eventually(30, "the RoleBinding to take effect", || async {
-        as_sa.list(&ListParams::default()).await.is_ok()
+    eventually("the RoleBinding to take effect", Duration::from_secs(30), || async {
+        Ok(as_sa.list(&ListParams::default()).await.is_ok().then_some(()))
     })
-    .await;
+    .await
+    .expect("allowed");
 }
 
 #[tokio::test]

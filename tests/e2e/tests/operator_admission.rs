@@ -6,7 +6,9 @@
 
 mod operator_support;
 
-use operator_support::{OperatorEnv, try_pipe};
+use operator_support::OperatorEnv;
+use voice_e2e::command::try_pipe;
+use voice_e2e::workspace;
 
 /// A VoiceAgent manifest with `spec` (YAML, indented by two spaces).
 fn manifest(name: &str, spec: &str) -> String {
@@ -172,9 +174,10 @@ async fn invalid_specs_are_refused_with_clear_messages() {
     ];
     let mut failures = Vec::new();
     for (name, spec, message) in cases {
-        let mut cmd = env.ns.kubectl();
-        cmd.args(["apply", "-f", "-"]);
-        let (ok, stderr) = try_pipe(cmd, &manifest(name, spec)).await.expect("kubectl runs");
+        let out = try_pipe(env.ns.kubectl().args(["apply", "-f", "-"]), &manifest(name, spec))
+            .await
+            .expect("kubectl runs");
+        let (ok, stderr) = (out.success, out.stderr);
         if ok || !stderr.contains(message) {
             failures.push(format!(
                 "spec {spec:?}: expected refusal with {message:?}, got {}: {stderr}",
@@ -198,7 +201,7 @@ async fn the_examples_pass_a_server_side_dry_run() {
         "examples/gateway-api.yaml",
         "examples/secured.yaml",
     ] {
-        let path = operator_support::workspace().join(example);
+        let path = workspace::root().join(example);
         let out = env
             .ns
             .kubectl_ok(["apply", "--dry-run=server", "-f", &path.to_string_lossy()])

@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, PostParams};
-use operator_support::{OperatorEnv, WAIT, eventually};
+use operator_support::OperatorEnv;
+use voice_e2e::wait::{WAIT, eventually};
 use voice_operator::gateway_api::HTTPRoute;
 
 fn annotations(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> BTreeMap<String, String> {

@@ -14,7 +14,8 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
-use operator_support::{OperatorEnv, WAIT, eventually};
+use operator_support::OperatorEnv;
+use voice_e2e::wait::{WAIT, eventually};
 use voice_operator::api::ACCEPTED;
 
 const SECRET_VALUE: &str = "s3cr3t-prompt-you-must-not-log";

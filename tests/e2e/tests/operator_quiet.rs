@@ -8,7 +8,8 @@ mod operator_support;
 
 use std::time::Duration;
 
-use operator_support::{OperatorEnv, WAIT, eventually};
+use operator_support::OperatorEnv;
+use voice_e2e::wait::{WAIT, eventually};
 
 /// The quiet period the issue asks for is at least 30 s.
 const QUIET: Duration = Duration::from_secs(35);

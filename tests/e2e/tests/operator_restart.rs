@@ -11,7 +11,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
-use operator_support::{OperatorEnv, WAIT, eventually};
+use operator_support::OperatorEnv;
+use voice_e2e::wait::{WAIT, eventually};
 
 const LEASE_DURATION: &str = "8s";
 

@@ -7,7 +7,6 @@
 //!
 //! `cargo test -p voice-e2e --test operator_security -- --ignored`
 
-mod chart_support;
 mod operator_support;
 
 use std::net::SocketAddr;
@@ -17,8 +16,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, Patch, PatchParams};
-use operator_support::{OperatorEnv, WAIT, eventually};
+use operator_support::OperatorEnv;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use voice_e2e::process::{Process, free_addr};
+use voice_e2e::wait::{WAIT, eventually};
+use voice_e2e::workspace;
 
 const AGENT: &str = "secured";
 const CHECKSUM: &str = "voiceagent.dev/config-checksum";
@@ -229,13 +231,13 @@ async fn token_secrets_are_required_mounted_and_rotated_without_a_rollout() {
     std::fs::write(dir.join("auth/tokens"), &tokens).expect("tokens");
     std::fs::write(dir.join("prompt/system.txt"), "Be brief.").expect("prompt");
     std::fs::write(dir.join("config.yaml"), &local).expect("config");
-    let (agent_bin, _) = chart_support::binaries().await.expect("binaries");
-    let addr = chart_support::free_addr().expect("port");
+    let agent_bin = workspace::agent_binary().await.expect("the agent builds");
+    let addr = free_addr().expect("port");
     let mut cmd = tokio::process::Command::new(agent_bin);
     cmd.arg("--config")
         .arg(dir.join("config.yaml"))
         .args(["--listen", &addr.to_string()]);
-    let agent = chart_support::Process::start(cmd, "secured-agent", addr, "/readyz")
+    let agent = Process::start(cmd, "secured-agent", addr, "/readyz")
         .await
         .expect("agent starts");
 

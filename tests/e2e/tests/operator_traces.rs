@@ -11,7 +11,6 @@ mod operator_support;
 mod otlp;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use operator_support::OperatorEnv;
-use operator_support::process::log_tail;
 use otlp::{attribute, hex, otlp_receiver, text};
 use voice_operator::api::ACCEPTED;
 
@@ -84,14 +83,14 @@ async fn a_reconcile_is_one_trace_and_metrics_start_at_zero() {
     env.apply_yaml(&agent_yaml()).await.expect("apply");
     env.wait_condition(AGENT, ACCEPTED, "False", "ReferenceNotFound")
         .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", log_tail(&operator.log, 40)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
     env.apply_yaml(&secret_yaml()).await.expect("secret");
     env.wait_ready(AGENT)
         .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", log_tail(&operator.log, 40)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
     // The log goes with the operator's value once it has stopped: keep it for the checks below.
     let logs = std::fs::read_to_string(&operator.log).expect("log");
-    let tail = log_tail(&operator.log, 40);
+    let tail = operator.log_tail(40);
     let status = operator.stop().await.expect("stops");
     assert!(status.success(), "{status}\n{tail}");
 
