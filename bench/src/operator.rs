@@ -4,14 +4,16 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, sleep};
+use voice_e2e::process::{Process, free_addr};
+use voice_e2e::wait::eventually_every;
+use voice_e2e::writes::WriteCounter;
 
 use crate::procfs;
 
@@ -22,6 +24,8 @@ const CLUSTER_NAME: &str = "voice-bench";
 const CLUSTER_NODES: &str = "5";
 /// Longest wait for N VoiceAgents (or the floor's Deployments) to become ready.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(600);
+/// How often convergence is checked: each check lists up to 500 objects with kubectl, which
+/// should not weigh on the apiserver it measures.
 const POLL: Duration = Duration::from_millis(500);
 /// The quiet period in which the operator's writes are counted.
 const QUIET: Duration = Duration::from_secs(60);
@@ -143,19 +147,6 @@ impl Drop for Cluster {
     }
 }
 
-/// A running operator process, killed on drop.
-struct Operator {
-    child: Child,
-    admin: String,
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub async fn run(setup: &Setup, counts: &[usize]) -> anyhow::Result<OperatorResult> {
     let binary = setup
         .operator_bin
@@ -208,21 +199,21 @@ async fn measure(
     with_quiet_minute: bool,
 ) -> anyhow::Result<(OperatorPoint, Option<QuietMinute>)> {
     let namespace = format!("bench-operator-{n}");
-    let flow_schema = format!("voice-bench-writes-{n}");
-    prepare_namespace(cluster, &namespace, &flow_schema)?;
+    let writes = WriteCounter::new(&format!("voice-bench-writes-{n}"), &namespace, ACCOUNT);
+    prepare_namespace(cluster, &namespace, &writes)?;
     let kubeconfig = account_kubeconfig(cluster, &namespace, &setup.scratch)?;
-    let operator = start_operator(binary, &kubeconfig, &namespace, &setup.scratch).await?;
-    let pid = operator.child.id();
+    let operator = start_operator(binary, &kubeconfig, &namespace).await?;
+    let pid = operator.pid()?;
 
     let agents = setup.scratch.join(format!("agents-{n}.yaml"));
     std::fs::write(&agents, agents_yaml(n))?;
     let cpu_before = procfs::sample(pid);
     let started = Instant::now();
     cluster.apply_file(&namespace, &agents)?;
-    wait_until(CONVERGE_LIMIT, "VoiceAgents Ready", || {
+    eventually_every("VoiceAgents Ready", CONVERGE_LIMIT, POLL, || async {
         let list: Value =
             serde_json::from_str(&cluster.run(&["get", "voiceagents", "-n", &namespace, "-o", "json"])?)?;
-        Ok(count_ready_agents(&list) >= n)
+        Ok((count_ready_agents(&list) >= n).then_some(()))
     })
     .await?;
     let operator_seconds = started.elapsed().as_secs_f64();
@@ -255,10 +246,10 @@ async fn measure(
         .map_or(0, |items| items.iter().filter(|o| o["kind"] == "Deployment").count());
     let floor = async {
         cluster.apply_file(&floor_namespace, &floor_file)?;
-        wait_until(CONVERGE_LIMIT, "floor Deployments available", || {
+        eventually_every("floor Deployments available", CONVERGE_LIMIT, POLL, || async {
             let list: Value =
                 serde_json::from_str(&cluster.run(&["get", "deployments", "-n", &floor_namespace, "-o", "json"])?)?;
-            Ok(count_available(&list) >= deployments)
+            Ok((count_available(&list) >= deployments).then_some(()))
         })
         .await
     };
@@ -272,16 +263,17 @@ async fn measure(
     };
 
     let quiet = if with_quiet_minute {
-        Some(quiet_minute(cluster, &operator, &flow_schema, n).await?)
+        Some(quiet_minute(cluster, &operator, &writes, n).await?)
     } else {
         None
     };
     let memory = procfs::sample(pid);
-    drop(operator);
+    // SIGKILL and reaped before the next point; one that already exited is as good.
+    let _ = operator.kill().await;
     for ns in [&namespace, &floor_namespace] {
         let _ = cluster.run(&["delete", "namespace", ns, "--wait=false"]);
     }
-    let _ = cluster.run(&["delete", "flowschema", &flow_schema, "--ignore-not-found"]);
+    let _ = cluster.run(&["delete", "flowschema", writes.flow_schema(), "--ignore-not-found"]);
     Ok((
         OperatorPoint {
             agents: n,
@@ -298,18 +290,18 @@ async fn measure(
 
 async fn quiet_minute(
     cluster: &Cluster,
-    operator: &Operator,
-    flow_schema: &str,
+    operator: &Process,
+    counter: &WriteCounter,
     n: usize,
 ) -> anyhow::Result<QuietMinute> {
     // Let the last status updates and the Deployments' own status churn settle first.
     sleep(Duration::from_secs(10)).await;
-    let writes_before = writes(cluster, flow_schema)?;
-    let reconciles_before = metric(&operator.admin, "voice_operator_reconciles_total").await;
+    let writes_before = writes(cluster, counter)?;
+    let reconciles_before = operator.metric("voice_operator_reconciles_total").await.ok();
     let started = Instant::now();
     sleep(QUIET).await;
-    let writes_after = writes(cluster, flow_schema)?;
-    let reconciles_after = metric(&operator.admin, "voice_operator_reconciles_total").await;
+    let writes_after = writes(cluster, counter)?;
+    let reconciles_after = operator.metric("voice_operator_reconciles_total").await.ok();
     Ok(QuietMinute {
         agents: n,
         seconds: started.elapsed().as_secs_f64(),
@@ -321,7 +313,7 @@ async fn quiet_minute(
 /// Namespace, the operator's RBAC as the Helm chart renders it for a one-namespace operator,
 /// and a FlowSchema through which the apiserver counts that account's writes (every kind but
 /// its leader Lease).
-fn prepare_namespace(cluster: &Cluster, namespace: &str, flow_schema: &str) -> anyhow::Result<()> {
+fn prepare_namespace(cluster: &Cluster, namespace: &str, writes: &WriteCounter) -> anyhow::Result<()> {
     cluster.run(&["create", "namespace", namespace])?;
     let mut helm = Command::new("helm");
     helm.env("KUBECONFIG", &cluster.kubeconfig)
@@ -334,26 +326,7 @@ fn prepare_namespace(cluster: &Cluster, namespace: &str, flow_schema: &str) -> a
     if !rendered.status.success() {
         bail!("helm template: {}", String::from_utf8_lossy(&rendered.stderr).trim());
     }
-    let flow = format!(
-        r#"apiVersion: flowcontrol.apiserver.k8s.io/v1
-kind: FlowSchema
-metadata: {{name: {flow_schema}}}
-spec:
-  priorityLevelConfiguration: {{name: workload-low}}
-  matchingPrecedence: 500
-  distinguisherMethod: {{type: ByUser}}
-  rules:
-  - subjects:
-    - kind: ServiceAccount
-      serviceAccount: {{name: {ACCOUNT}, namespace: {namespace}}}
-    resourceRules:
-    - verbs: [create, update, patch, delete, deletecollection]
-      apiGroups: ["", apps, networking.k8s.io, autoscaling, policy, voiceagent.dev, gateway.networking.k8s.io, events.k8s.io]
-      resources: ["*"]
-      namespaces: ["*"]
-      clusterScope: true
-"#
-    );
+    let flow = writes.manifest();
     let file = std::env::temp_dir().join(format!("voice-bench-{namespace}.yaml"));
     std::fs::write(
         &file,
@@ -383,32 +356,19 @@ fn account_kubeconfig(cluster: &Cluster, namespace: &str, scratch: &Path) -> any
     Ok(path)
 }
 
-async fn start_operator(binary: &Path, kubeconfig: &Path, namespace: &str, scratch: &Path) -> anyhow::Result<Operator> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let admin = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(scratch.join(format!("operator-{namespace}.log")))?;
-    let child = Command::new(binary)
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+/// The operator as its own ServiceAccount, watching `namespace`, ready once its admin port's
+/// `/readyz` answers 200.
+async fn start_operator(binary: &Path, kubeconfig: &Path, namespace: &str) -> anyhow::Result<Process> {
+    let admin = free_addr()?;
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
         .arg(format!("--namespace={namespace}"))
         .arg(format!("--lease-namespace={namespace}"))
         .arg(format!("--admin-addr={admin}"))
         .arg(format!("--resync={RESYNC}"))
         .arg("--log=warn")
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("start {}", binary.display()))?;
-    let operator = Operator { child, admin };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(&operator.admin, "/readyz").await.map(|(status, _)| status) != Some(200) {
-        if Instant::now() > deadline {
-            bail!("the operator did not become ready within 30 s");
-        }
-        sleep(POLL).await;
-    }
-    Ok(operator)
+        .env_remove("KUBECONFIG");
+    Process::start(cmd, &format!("voice-operator-{namespace}"), admin, "/readyz").await
 }
 
 /// N small VoiceAgents with the built-in simulated model.
@@ -501,60 +461,8 @@ fn floor_objects(children: &Value) -> (Value, usize) {
 }
 
 /// Writes by the operator's identity so far, as the apiserver counts them for the FlowSchema.
-fn writes(cluster: &Cluster, flow_schema: &str) -> anyhow::Result<u64> {
-    let metrics = cluster.run(&["get", "--raw", "/metrics"])?;
-    let needle = format!("apiserver_flowcontrol_dispatched_requests_total{{flow_schema=\"{flow_schema}\",");
-    Ok(metrics
-        .lines()
-        .filter(|l| l.starts_with(&needle))
-        .filter_map(|l| l.rsplit(' ').next())
-        .filter_map(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum())
-}
-
-/// Sum of a metric family's samples on the operator's admin port.
-async fn metric(admin: &str, name: &str) -> Option<f64> {
-    let (_, body) = http_get(admin, "/metrics").await?;
-    let values: Vec<f64> = body
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
-}
-
-/// A bare HTTP/1.0 GET on loopback: status code and body.
-async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Some((status, body))
-}
-
-async fn wait_until<F>(limit: Duration, what: &str, mut done: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> anyhow::Result<bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if done()? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        sleep(POLL).await;
-    }
+fn writes(cluster: &Cluster, counter: &WriteCounter) -> anyhow::Result<u64> {
+    Ok(counter.writes(&cluster.run(&["get", "--raw", "/metrics"])?))
 }
 
 /// The operator section of BENCHMARKS.md.
