@@ -1,6 +1,7 @@
 //! The controller: what is watched, and the driver that runs the reconcile pipeline for one
-//! VoiceAgent. Which steps touch the API: dereference (reads), apply (reads, and writes only
-//! what differs), status (writes only when it changed); validate and build are pure.
+//! VoiceAgent. Which steps touch the API: dereference (reads), apply (compares with the watch
+//! caches; reads only what the cache cannot vouch for, and writes only what differs), status
+//! (writes only when it changed); validate and build are pure.
 //!
 //! Tracing: every reconcile is a `reconcile` span (the VoiceAgent's name and namespace, the
 //! outcome, the requeue, the error kind of a failure; never spec contents or Secret data) with a
@@ -29,8 +30,9 @@ use tracing::{Instrument as _, Span};
 use crate::api::{ConditionStatus, VoiceAgent, VoiceAgentStatus};
 use crate::error::{Error, Result};
 use crate::metrics::{FailureLabels, Metrics, RejectionLabels};
-use crate::reconcile::apply::{self, Applied, ChangeKind};
-use crate::reconcile::build::{self, selector_string};
+use crate::reconcile::apply::{self, Applied, ChangeKind, Target};
+use crate::reconcile::build::selector_string;
+use crate::reconcile::children::{ChildCaches, Children};
 use crate::reconcile::status::{self, Observation};
 use crate::reconcile::{RejectReason, Rejection, Settings, dereference, events, validate};
 use crate::telemetry::{self, step, step_span};
@@ -52,7 +54,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn api<K>(&self, client: &Client) -> Api<K>
+    pub(crate) fn api<K>(&self, client: &Client) -> Api<K>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
     {
@@ -69,8 +71,8 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
-    /// How often an unchanged VoiceAgent is looked at again (reads only, unless something
-    /// drifted).
+    /// How often an unchanged VoiceAgent is looked at again (reads of its references only,
+    /// unless something drifted).
     pub resync: Duration,
     /// Consecutive failures per VoiceAgent uid, for the back-off.
     failures: Mutex<HashMap<String, u32>>,
@@ -114,7 +116,12 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, shutdown: impl Future<Output =
     // nothing changed.
     let controller = Controller::new(agents, watcher::Config::default().any_semantic())
         .with_config(ControllerConfig::default().concurrency(CONCURRENCY));
-    let controller = watches::add(controller, &client, &scope, ctx.settings.gateway_api);
+    let (controller, caches) = watches::add(controller, &client, &scope, &ctx.settings);
+    let caches = Arc::new(caches);
+    let reconcile = move |guard, ctx| {
+        let caches = caches.clone();
+        async move { reconcile(guard, ctx, &caches).await }
+    };
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -127,7 +134,11 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, shutdown: impl Future<Output =
         .await;
 }
 
-async fn reconcile(guard: Arc<DeserializeGuard<VoiceAgent>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(
+    guard: Arc<DeserializeGuard<VoiceAgent>>,
+    ctx: Arc<Context>,
+    caches: &ChildCaches,
+) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     let (name, namespace) = match &guard.0 {
         Ok(a) => (a.name_any(), a.namespace().unwrap_or_default()),
@@ -150,7 +161,7 @@ async fn reconcile(guard: Arc<DeserializeGuard<VoiceAgent>>, ctx: Arc<Context>) 
     telemetry::record_trace_id(&span);
     let result = async {
         match &guard.0 {
-            Ok(agent) => reconcile_agent(agent, &ctx).await,
+            Ok(agent) => reconcile_agent(agent, &ctx, caches).await,
             Err(invalid) => report_undecodable(invalid, &ctx).await,
         }
     }
@@ -218,7 +229,7 @@ fn uid_of(guard: &DeserializeGuard<VoiceAgent>) -> Option<String> {
 }
 
 /// The pipeline for one decodable VoiceAgent.
-async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
+async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context, caches: &ChildCaches) -> Result<Action> {
     if agent.metadata.deletion_timestamp.is_some() {
         // Owner references make the garbage collector delete every child.
         return Ok(outcome("deleting", None));
@@ -239,13 +250,18 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
         }
         validation
     };
+    let target = Target {
+        namespace: &namespace,
+        name: &name,
+        owner_uid: &uid,
+    };
     let (applied, verdict) = match validation {
         Ok(validated) => {
-            let children = step_span!("build").in_scope(|| build::build(&validated));
+            let children = step_span!("build").in_scope(|| Children::build(&validated));
             let span = step_span!("apply", changes = Empty, conflicts = Empty);
             let applied = step(
                 span.clone(),
-                apply::apply(&ctx.client, &namespace, &name, &uid, children, ctx.settings.gateway_api),
+                apply::apply(&ctx.client, caches, target, children, &ctx.settings),
             )
             .await?;
             span.record("changes", applied.changes.len());
@@ -262,20 +278,9 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
                 .inc();
             tracing::info!(voiceagent = %name, reason = rejection.reason.as_str(), message = %rejection.message, "not accepted");
             // Nothing is applied; the last accepted workload (if any) keeps running.
-            let read = async {
-                Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
-                    .get_opt(&name)
-                    .await
-                    .map_err(Error::kube(format!("reading Deployment {name}")))
-            };
-            let deployment = step(step_span!("read Deployment"), read)
-                .await?
-                .filter(|d| apply::controlled_by(&d.metadata, &uid));
-            let applied = Applied {
-                deployment,
-                ..Applied::default()
-            };
-            (applied, Err(rejection))
+            let read = apply::read_owned::<Deployment>(&ctx.client, caches, &target, &name);
+            let deployment = step(step_span!("read Deployment"), read).await?;
+            (Applied::with_live(deployment), Err(rejection))
         }
     };
     for change in &applied.changes {
@@ -293,7 +298,7 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context) -> Result<Action> {
     let observation = Observation {
         generation: agent.metadata.generation,
         accepted: verdict.as_ref().map(|_| ()),
-        deployment: applied.deployment.as_ref(),
+        deployment: applied.live::<Deployment>(),
         conflicts: &applied.conflicts,
         url: verdict.as_ref().ok().cloned(),
         selector: selector_string(&name),

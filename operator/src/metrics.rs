@@ -2,12 +2,6 @@
 
 use std::time::Instant;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::Resource;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,8 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::gateway_api::HTTPRoute;
 use crate::reconcile::RejectReason;
+use crate::reconcile::children::CHILD_KINDS;
 
 /// Reconcile duration buckets (seconds): most reconciles are a handful of reads; a slow
 /// apiserver or a first apply of every child takes longer.
@@ -163,24 +157,15 @@ impl Metrics {
     }
 }
 
-/// Every (kind, verb) the operator writes: server-side apply of each child, deletion of the
-/// optional ones no longer wanted, status and Events.
+/// Every (kind, verb) the operator writes: server-side apply of each kind of child, deletion of
+/// the optional ones no longer wanted, status and Events.
 fn known_writes() -> Vec<(String, &'static str)> {
-    fn kind<K: Resource<DynamicType = ()>>() -> String {
-        K::kind(&()).into_owned()
-    }
-    let always = [kind::<ConfigMap>(), kind::<Service>(), kind::<Deployment>()];
-    let optional = [
-        kind::<Ingress>(),
-        kind::<HTTPRoute>(),
-        kind::<HorizontalPodAutoscaler>(),
-        kind::<PodDisruptionBudget>(),
-        kind::<NetworkPolicy>(),
-    ];
-    let mut writes: Vec<_> = always.into_iter().map(|k| (k, "apply")).collect();
-    for k in optional {
-        writes.push((k.clone(), "apply"));
-        writes.push((k, "delete"));
+    let mut writes = Vec::new();
+    for kind in CHILD_KINDS {
+        writes.push((kind.kind().into_owned(), "apply"));
+        if kind.is_optional() {
+            writes.push((kind.kind().into_owned(), "delete"));
+        }
     }
     writes.push((STATUS_KIND.to_owned(), "apply"));
     writes.push((EVENT_KIND.to_owned(), "create"));

@@ -1,12 +1,11 @@
 //! What wakes a VoiceAgent up besides its own changes: its children (owner references), and
 //! the ConfigMaps and Secrets it refers to, so a missing one that appears is noticed at once.
-//! Secrets and ConfigMaps are watched by metadata only: their values are never cached.
+//! Children are watched per kind of the registry ([`CHILD_KINDS`]), and the same watch keeps
+//! the cache the apply step compares against; only the operator's own children (by label) are
+//! watched. Secrets and ConfigMaps are also watched by metadata only: their values are never
+//! cached.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
@@ -16,40 +15,41 @@ use kube::runtime::watcher;
 
 use super::Scope;
 use crate::api::VoiceAgent;
-use crate::gateway_api::HTTPRoute;
+use crate::reconcile::Settings;
 use crate::reconcile::build::MANAGER;
+use crate::reconcile::children::{CHILD_KINDS, ChildCaches};
 use crate::reconcile::references::{SourceKind, refers_to};
 
 type Agent = DeserializeGuard<VoiceAgent>;
 
-/// Adds the child and reference watches to `controller`.
-pub fn add(controller: Controller<Agent>, client: &Client, scope: &Scope, gateway_api: bool) -> Controller<Agent> {
-    // Only the operator's own children are cached.
+/// Adds the child and reference watches to `controller`; returns it with the children's caches.
+pub fn add(
+    controller: Controller<Agent>,
+    client: &Client,
+    scope: &Scope,
+    settings: &Settings,
+) -> (Controller<Agent>, ChildCaches) {
     let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
     let agents = controller.store();
-    let mut controller = controller
-        .owns(scope.api::<Deployment>(client), children.clone())
-        .owns(scope.api::<Service>(client), children.clone())
-        .owns(scope.api::<Ingress>(client), children.clone())
-        .owns(scope.api::<HorizontalPodAutoscaler>(client), children.clone())
-        .owns(scope.api::<PodDisruptionBudget>(client), children.clone())
-        .owns(scope.api::<NetworkPolicy>(client), children.clone());
-    if gateway_api {
-        controller = controller.owns(scope.api::<HTTPRoute>(client), children);
+    let mut caches = ChildCaches::default();
+    let mut controller = controller;
+    for kind in CHILD_KINDS.iter().filter(|k| k.is_served(settings)) {
+        controller = kind.watch(controller, client, scope, children.clone(), &mut caches);
     }
-    // One metadata watch per kind serves both purposes for ConfigMaps: the agent's own
-    // (owner reference) and referenced ones.
+    // The metadata watches also see the agent's own ConfigMap (by owner reference), so one
+    // whose label was removed still wakes its VoiceAgent.
     let store = agents.clone();
     let controller = controller.watches(
         scope.api::<PartialObjectMeta<ConfigMap>>(client),
         watcher::Config::default(),
         move |cm| affected(&store, SourceKind::ConfigMap, &cm),
     );
-    controller.watches(
+    let controller = controller.watches(
         scope.api::<PartialObjectMeta<Secret>>(client),
         watcher::Config::default(),
         move |secret| affected(&agents, SourceKind::Secret, &secret),
-    )
+    );
+    (controller, caches)
 }
 
 /// VoiceAgents that own or refer to the object.

@@ -1,27 +1,28 @@
 //! Step 4, writes: server-side apply of every child that differs from what is live, with one
 //! field manager and force (the operator owns these fields); deletion of children no longer
-//! wanted. A child that is already as wanted costs one read and no write.
+//! wanted. Kinds come in the order of [`super::children::CHILD_KINDS`].
+//!
+//! "What is live" comes from the controller's watch caches: a child that is already as wanted
+//! costs no request at all. Only when the cache shows a difference, shows nothing, or has not
+//! finished its first list is the object read from the API before deciding: the cache may lag
+//! behind a write just made, and a write must not be repeated (nor reported twice) for that.
 
-use std::fmt::Debug;
+use std::any::Any;
+use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::{Client, Resource};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::build::{Children, MANAGER};
+use super::Settings;
+use super::build::MANAGER;
+use super::children::{Cached, ChildCaches, ChildObject, Children};
 use super::compare::is_subset;
 use super::dereference::hex;
 use crate::error::{Error, Result};
-use crate::gateway_api::HTTPRoute;
 
 /// Annotation on every child: digest of what the operator last applied. It changes whenever the
 /// desired object does, including when a field is dropped, which a field-by-field comparison
@@ -47,101 +48,122 @@ pub struct Change {
 /// The outcome of the apply step.
 #[derive(Clone, Debug, Default)]
 pub struct Applied {
-    /// The live Deployment after the step (for status).
-    pub deployment: Option<Deployment>,
+    /// Each wanted child as it is after the step (live, or as just applied), by kind.
+    live: Vec<Arc<dyn Any + Send + Sync>>,
     pub changes: Vec<Change>,
     /// Children that exist but belong to someone else; left untouched.
     pub conflicts: Vec<String>,
 }
 
-/// Applies `children` of the VoiceAgent `namespace/name` with uid `owner_uid`.
+impl Applied {
+    /// The child of kind `K` as it is after the step, if it exists and is the operator's.
+    pub fn live<K: ChildObject>(&self) -> Option<&K> {
+        self.live.iter().find_map(|object| object.downcast_ref())
+    }
+
+    /// Nothing applied; `object` (if any) is what is live.
+    pub fn with_live<K: ChildObject>(object: Option<K>) -> Self {
+        let mut applied = Self::default();
+        if let Some(object) = object {
+            applied.record_live(object);
+        }
+        applied
+    }
+
+    fn record_live<K: ChildObject>(&mut self, object: K) {
+        self.live.push(Arc::new(object));
+    }
+}
+
+/// Where the children of one VoiceAgent go.
+pub struct Target<'a> {
+    pub namespace: &'a str,
+    /// The VoiceAgent's name, which optional children share.
+    pub name: &'a str,
+    pub owner_uid: &'a str,
+}
+
+/// Applies `children` of the VoiceAgent `target`, skipping kinds the cluster does not serve.
 pub async fn apply(
     client: &Client,
-    namespace: &str,
-    name: &str,
-    owner_uid: &str,
+    caches: &ChildCaches,
+    target: Target<'_>,
     children: Children,
-    gateway_api: bool,
+    settings: &Settings,
 ) -> Result<Applied> {
     let mut out = Applied::default();
-    let writer = Writer {
-        client,
-        namespace,
-        owner_uid,
-    };
-    // The ConfigMap first, so new pods find their configuration.
-    writer.ensure::<ConfigMap>(&children.configmap, &mut out).await?;
-    writer.ensure::<Service>(&children.service, &mut out).await?;
-    out.deployment = writer.ensure::<Deployment>(&children.deployment, &mut out).await?;
-    // Optional children share the agent's name, so an unwanted one is found without a list.
-    writer
-        .reconcile_optional::<Ingress>(name, children.ingress.as_ref(), &mut out)
-        .await?;
-    if gateway_api {
-        writer
-            .reconcile_optional::<HTTPRoute>(name, children.httproute.as_ref(), &mut out)
-            .await?;
+    let writer = Writer { client, caches, target };
+    for child in children.0.iter().filter(|c| c.kind().is_served(settings)) {
+        child.apply(&writer, &mut out).await?;
     }
-    writer
-        .reconcile_optional::<HorizontalPodAutoscaler>(name, children.hpa.as_ref(), &mut out)
-        .await?;
-    writer
-        .reconcile_optional::<PodDisruptionBudget>(name, children.pdb.as_ref(), &mut out)
-        .await?;
-    writer
-        .reconcile_optional::<NetworkPolicy>(name, children.network_policy.as_ref(), &mut out)
-        .await?;
     Ok(out)
 }
 
-struct Writer<'a> {
+/// The operator's child `namespace/name` of kind `K`, if there is one: from the watch cache,
+/// or from the API until the cache has its first list.
+pub async fn read_owned<K: ChildObject>(
+    client: &Client,
+    caches: &ChildCaches,
+    target: &Target<'_>,
+    name: &str,
+) -> Result<Option<K>> {
+    let live = match caches.lookup::<K>(target.namespace, name) {
+        Cached::Present(cached) => cached.0.as_ref().ok().cloned(),
+        Cached::Absent => None,
+        Cached::Unknown => Api::<K>::namespaced(client.clone(), target.namespace)
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading {} {name}", K::kind(&()))))?,
+    };
+    Ok(live.filter(|l| controlled_by(l.meta(), target.owner_uid)))
+}
+
+/// Applies and deletes the children of one VoiceAgent.
+pub struct Writer<'a> {
     client: &'a Client,
-    namespace: &'a str,
-    owner_uid: &'a str,
+    caches: &'a ChildCaches,
+    target: Target<'a>,
 }
 
 impl Writer<'_> {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        Api::namespaced(self.client.clone(), self.namespace)
+    fn api<K: ChildObject>(&self) -> Api<K> {
+        Api::namespaced(self.client.clone(), self.target.namespace)
     }
 
     /// Applies `desired` unless the live object already matches it.
     #[tracing::instrument(
         name = "apply child",
         skip_all,
-        fields(otel.name = format!("apply {}", K::kind(&())), kind = %K::kind(&()))
+        fields(otel.name = format!("apply {}", K::kind(&())), kind = %K::kind(&()), read = tracing::field::Empty)
     )]
-    async fn ensure<K>(&self, desired: &K, out: &mut Applied) -> Result<Option<K>>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + Serialize
-            + DeserializeOwned,
-    {
+    pub async fn ensure<K: ChildObject>(&self, desired: &K, out: &mut Applied) -> Result<()> {
         let kind = K::kind(&()).to_string();
         let name = desired.meta().name.clone().unwrap_or_default();
-        let api = self.api::<K>();
         let body = with_applied_hash(desired)?;
+        if let Cached::Present(cached) = self.caches.lookup::<K>(self.target.namespace, &name)
+            && let Ok(live) = &cached.0
+            && controlled_by(live.meta(), self.target.owner_uid)
+            && is_subset(&body, &to_json(live)?)
+        {
+            out.record_live(live.clone());
+            return Ok(());
+        }
+        // The cache differs, lacks the object or is not listed yet: read it before deciding.
+        tracing::Span::current().record("read", true);
+        let api = self.api::<K>();
         let live = api
             .get_opt(&name)
             .await
             .map_err(Error::kube(format!("reading {kind} {name}")))?;
         if let Some(live) = &live {
-            if !controlled_by(live.meta(), self.owner_uid) {
+            if !controlled_by(live.meta(), self.target.owner_uid) {
                 out.conflicts
                     .push(format!("{kind} {name:?} exists and is not owned by this VoiceAgent"));
-                return Ok(None);
+                return Ok(());
             }
-            let live_json = serde_json::to_value(live).map_err(|source| Error::Encode {
-                what: "live object",
-                source,
-            })?;
-            if is_subset(&body, &live_json) {
-                return Ok(Some(live.clone()));
+            if is_subset(&body, &to_json(live)?) {
+                out.record_live(live.clone());
+                return Ok(());
             }
         }
         let applied = api
@@ -158,7 +180,8 @@ impl Writer<'_> {
             object_kind: kind,
             name,
         });
-        Ok(Some(applied))
+        out.record_live(applied);
+        Ok(())
     }
 
     /// Applies the child when wanted, deletes the operator's one when not.
@@ -167,40 +190,45 @@ impl Writer<'_> {
         skip_all,
         fields(otel.name = format!("optional {}", K::kind(&())), kind = %K::kind(&()), wanted = desired.is_some())
     )]
-    async fn reconcile_optional<K>(&self, name: &str, desired: Option<&K>, out: &mut Applied) -> Result<()>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + Serialize
-            + DeserializeOwned,
-    {
+    pub async fn reconcile_optional<K: ChildObject>(&self, desired: Option<&K>, out: &mut Applied) -> Result<()> {
         if let Some(desired) = desired {
-            self.ensure(desired, out).await?;
-            return Ok(());
+            return self.ensure(desired, out).await;
         }
         let kind = K::kind(&()).to_string();
-        let api = self.api::<K>();
-        let live = api
-            .get_opt(name)
-            .await
-            .map_err(Error::kube(format!("reading {kind} {name}")))?;
+        let name = self.target.name;
         // Only the operator's own object goes; a same-named object of someone else stays.
-        if live.is_some_and(|l| controlled_by(l.meta(), self.owner_uid)) {
-            match api.delete(name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
-                Err(e) => return Err(Error::kube(format!("deleting {kind} {name}"))(e)),
-            }
-            tracing::info!(%kind, %name, "deleted: no longer wanted");
-            out.changes.push(Change {
-                kind: ChangeKind::Deleted,
-                object_kind: kind,
-                name: name.to_owned(),
-            });
+        let Some(live) = read_owned::<K>(self.client, self.caches, &self.target, name).await? else {
+            return Ok(());
+        };
+        // Deletes exactly the object seen, even if the cache lagged behind a replacement.
+        let params = DeleteParams {
+            preconditions: live.meta().uid.clone().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.api::<K>().delete(name, &params).await {
+            Ok(_) => {}
+            // Gone, or replaced by another object: its own watch event brings the VoiceAgent back.
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => return Ok(()),
+            Err(e) => return Err(Error::kube(format!("deleting {kind} {name}"))(e)),
         }
+        tracing::info!(%kind, %name, "deleted: no longer wanted");
+        out.changes.push(Change {
+            kind: ChangeKind::Deleted,
+            object_kind: kind,
+            name: name.to_owned(),
+        });
         Ok(())
     }
+}
+
+fn to_json<K: Serialize>(live: &K) -> Result<Value> {
+    serde_json::to_value(live).map_err(|source| Error::Encode {
+        what: "live object",
+        source,
+    })
 }
 
 /// Whether `meta` has a controller owner reference to the object with `uid`.

@@ -1,10 +1,13 @@
 //! The reconcile pipeline, one module per step:
 //! [`dereference`] (reads) → [`validate`] (pure) → [`build`] (pure) → [`apply`] (writes, only
 //! what differs) → [`status`] (writes, only when it changed). [`crate::controller`] drives it.
+//! Two tables keep the per-kind lists in one place each: [`children`] (every kind of child,
+//! in apply order) and [`mounts`] (every ConfigMap or Secret key mounted as a file).
 
 pub mod agent_config;
 pub mod apply;
 pub mod build;
+pub mod children;
 pub mod compare;
 pub mod dereference;
 pub mod events;

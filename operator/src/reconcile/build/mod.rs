@@ -1,5 +1,6 @@
 //! Step 3, pure: one builder per child object, each a function of the [`ValidatedAgent`] alone
-//! and each pinned by a golden test (`golden/*.json`).
+//! and each pinned by a golden test (`golden/*.json`). The registry of
+//! [`super::children`] names them in apply order and runs them all.
 
 mod configmap;
 mod deployment;
@@ -12,11 +13,6 @@ mod service;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use configmap::{build_configmap, configmap_name};
@@ -29,39 +25,11 @@ pub use pdb::build_pdb;
 pub use service::{PORT_NAME, build_service};
 
 use super::validate::ValidatedAgent;
-use crate::gateway_api::HTTPRoute;
 
 /// Field manager of every server-side apply, and the `app.kubernetes.io/managed-by` value.
 pub const MANAGER: &str = "voice-operator";
 /// `app.kubernetes.io/name` of every child.
 pub const APP_NAME: &str = "voice-agent";
-
-/// Every child the VoiceAgent should have; `None` for kinds it should not have.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Children {
-    pub configmap: ConfigMap,
-    pub deployment: Deployment,
-    pub service: Service,
-    pub ingress: Option<Ingress>,
-    pub httproute: Option<HTTPRoute>,
-    pub hpa: Option<HorizontalPodAutoscaler>,
-    pub pdb: Option<PodDisruptionBudget>,
-    pub network_policy: Option<NetworkPolicy>,
-}
-
-/// Builds every child.
-pub fn build(agent: &ValidatedAgent) -> Children {
-    Children {
-        configmap: build_configmap(agent),
-        deployment: build_deployment(agent),
-        service: build_service(agent),
-        ingress: build_ingress(agent),
-        httproute: build_httproute(agent),
-        hpa: build_hpa(agent),
-        pdb: build_pdb(agent),
-        network_policy: build_network_policy(agent),
-    }
-}
 
 /// Labels that select the agent's pods. Never change them: Deployment selectors are immutable.
 pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
