@@ -82,14 +82,14 @@ fn resource_attributes(name: &str) -> Vec<opentelemetry::KeyValue> {
     attributes
 }
 
-async fn run(config: voice_config::AgentConfig) -> anyhow::Result<()> {
+async fn run(config: voice_config::ValidConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let agent = Agent::new(config).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr()?;
-    info!(address = %local, name = agent.config.name, model = agent.model.model_id(), "voice agent listening");
+    info!(address = %local, name = agent.name(), model = agent.model_id(), "voice agent listening");
 
     let shutdown = CancellationToken::new();
     let signals = watch_signals(shutdown.clone(), agent.clone())?;
@@ -119,7 +119,7 @@ fn watch_signals(
                 shutdown.cancel();
             } else {
                 warn!(signal = name, "second signal: closing live sessions now");
-                agent.drain.close_all();
+                agent.close_sessions_now();
             }
         }
     }))

@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::protocol::EndReason;
+use crate::server::RefusalReason;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -30,17 +31,6 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
-/// Handshake rejection reasons (the `reason` label of `handshake_rejections`).
-pub const HANDSHAKE_REJECTIONS: &[&str] = &[
-    "not_websocket",
-    "bad_request",
-    "draining",
-    "capacity",
-    "rate_limited",
-    "origin",
-    "unauthenticated",
-    "subject_limit",
-];
 /// Model error kinds the providers report (the `kind` label of `model_errors`).
 pub const MODEL_ERROR_KINDS: &[&str] = &[
     "connect",
@@ -136,8 +126,10 @@ impl Metrics {
             let _ = metrics.audio_frames.get_or_create(&direction);
             let _ = metrics.audio_frames_dropped.get_or_create(&direction);
         }
-        for &reason in HANDSHAKE_REJECTIONS {
-            let _ = metrics.handshake_rejections.get_or_create(&ReasonLabels { reason });
+        for reason in RefusalReason::ALL {
+            let _ = metrics.handshake_rejections.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
         }
         for &kind in MODEL_ERROR_KINDS {
             let _ = metrics.model_errors.get_or_create(&KindLabels { kind });

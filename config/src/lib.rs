@@ -20,6 +20,25 @@ pub use model::{
 };
 pub use security::{AuthConfig, AuthMode, JwtConfig, LimitsConfig, SUPPORTED_ALGORITHMS, TlsConfig};
 
+/// An [`AgentConfig`] that passed validation: what the agent starts from, so that start-up can
+/// fail only on I/O (files, sockets, credentials), never on a value it could have refused first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidConfig(AgentConfig);
+
+impl ValidConfig {
+    pub fn into_inner(self) -> AgentConfig {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ValidConfig {
+    type Target = AgentConfig;
+
+    fn deref(&self) -> &AgentConfig {
+        &self.0
+    }
+}
+
 /// The whole agent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -196,6 +215,13 @@ impl AgentConfig {
     /// [`try_to_yaml`](Self::try_to_yaml) for display: empty if serialization fails.
     pub fn to_yaml(&self) -> String {
         self.try_to_yaml().unwrap_or_default()
+    }
+
+    /// Checks the values serde cannot and returns the configuration as a [`ValidConfig`], the
+    /// only form the agent starts from.
+    pub fn validated(self) -> Result<ValidConfig, ConfigError> {
+        self.validate()?;
+        Ok(ValidConfig(self))
     }
 
     /// Checks values serde cannot, naming the offending field.

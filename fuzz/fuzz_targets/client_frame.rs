@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use voice_agent::protocol::{JsonLimits, decode_binary, decode_text};
+use voice_agent::protocol::JsonLimits;
+use voice_agent::protocol::strands::{decode_binary, decode_text};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -25,7 +25,7 @@ pub use model::{ModelArgs, ModelProvider, PromptArgs};
 pub use session::{SecurityArgs, SessionArgs};
 
 use overrides::{Overrides, flag};
-use voice_config::{AgentConfig, ConfigError};
+use voice_config::{AgentConfig, ConfigError, ValidConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -135,7 +135,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The config file (or defaults) with flags and environment variables applied, validated.
-    pub fn load_config(&self) -> Result<AgentConfig, ConfigError> {
+    pub fn load_config(&self) -> Result<ValidConfig, ConfigError> {
         let mut config = match &self.config {
             Some(path) => AgentConfig::from_file(path)?,
             None => AgentConfig::default(),
@@ -148,7 +148,6 @@ impl ServeArgs {
         self.prompt.apply(&mut config.prompt, &mut overrides);
         self.gateway.apply(&mut config.gateway, &mut overrides)?;
         self.security.apply(&mut config, &mut overrides);
-        config.validate().map_err(|e| overrides.explain(e))?;
-        Ok(config)
+        config.validated().map_err(|e| overrides.explain(e))
     }
 }

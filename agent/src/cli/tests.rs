@@ -11,7 +11,7 @@ use voice_config::{
 
 fn load(args: &[&str]) -> Result<AgentConfig, ConfigError> {
     let cli = Cli::try_parse_from(std::iter::once("voice-agent").chain(args.iter().copied())).expect("parses");
-    cli.serve.load_config()
+    cli.serve.load_config().map(ValidConfig::into_inner)
 }
 
 fn nova(config: &AgentConfig) -> &NovaSonicConfig {

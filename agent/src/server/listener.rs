@@ -97,10 +97,13 @@ pub async fn serve(
     }
 }
 
-/// A TLS acceptor whose certificate follows the files on disk.
-pub fn tls_acceptor(config: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// A TLS acceptor whose certificate follows the files on disk, and the loop that watches them
+/// (for the caller to run as long as the acceptor is used).
+pub fn tls_acceptor(
+    config: &TlsConfig,
+) -> Result<(tokio_rustls::TlsAcceptor, impl Future<Output = ()> + Send + 'static), String> {
     let resolver = Arc::new(ReloadingCert::load(config.cert_file.clone(), config.key_file.clone())?);
-    tokio::spawn(resolver.clone().watch());
+    let watch = resolver.clone().watch();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -109,7 +112,7 @@ pub fn tls_acceptor(config: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, Str
         .with_cert_resolver(resolver);
     // WebSockets run over HTTP/1.1 (browsers do not do WebSockets over HTTP/2 here).
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(server)), watch))
 }
 
 #[derive(Debug)]

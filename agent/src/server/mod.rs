@@ -1,6 +1,9 @@
-//! The HTTP/WebSocket server: one listener for voice sessions, AgentCore's contract, probes and
-//! metrics, plus graceful drain.
+//! The HTTP/WebSocket server: one listener for voice sessions (every wire protocol's path),
+//! AgentCore's contract, probes and metrics, plus graceful drain. [`Agent`] owns everything
+//! sessions share and every task it starts: sessions and background loops are tracked, so
+//! [`Agent::serve`] returns only when all of them are done.
 
+mod admission;
 mod drain;
 mod http;
 mod listener;
@@ -8,6 +11,7 @@ mod page;
 mod sessions;
 mod ws;
 
+pub use admission::{Refusal, RefusalReason};
 pub use drain::Drain;
 pub use sessions::{PingStatus, SessionGuard, Sessions, SessionsState};
 
@@ -19,6 +23,7 @@ use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::Gatekeeper;
@@ -28,33 +33,37 @@ use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
 use crate::tools::Toolbox;
 use tokio::sync::watch;
-use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode};
+use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode, ValidConfig};
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long plain HTTP requests in flight may take once the listener stops.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Everything the request handlers and sessions share.
+/// Everything the request handlers and sessions share, and every task the agent starts.
 pub struct Agent {
-    pub config: AgentConfig,
-    pub model: Arc<dyn ModelProvider>,
-    pub metrics: Arc<Metrics>,
-    pub sessions: Arc<Sessions>,
-    pub drain: Drain,
+    config: AgentConfig,
+    model: Arc<dyn ModelProvider>,
+    metrics: Arc<Metrics>,
+    sessions: Arc<Sessions>,
+    drain: Drain,
     /// The gateway's tools, once loaded (always `None` without a gateway).
-    pub tools: watch::Receiver<Option<Arc<Toolbox>>>,
-    pub gatekeeper: Arc<Gatekeeper>,
+    tools: watch::Receiver<Option<Arc<Toolbox>>>,
+    gatekeeper: Arc<Gatekeeper>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     registry: Registry,
     system_prompt: Option<String>,
+    /// Sessions and background loops (tool loading, certificate reload, tidying).
+    tasks: TaskTracker,
+    /// Cancelled once sessions are gone: background loops stop.
+    stop_background: CancellationToken,
 }
 
 impl Agent {
-    /// Builds the agent from a configuration: validates it, reads the prompt, prepares the
-    /// model provider.
-    pub async fn new(config: AgentConfig) -> Result<Arc<Self>, ConfigError> {
-        config.validate()?;
+    /// Builds the agent from a validated configuration: reads the prompt, the TLS certificate
+    /// and the credentials it names, and prepares the model provider.
+    pub async fn new(config: ValidConfig) -> Result<Arc<Self>, ConfigError> {
+        let config = config.into_inner();
         let system_prompt = config.system_prompt()?;
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
@@ -62,16 +71,30 @@ impl Agent {
         let sessions = Sessions::new(config.session.max_sessions as usize, metrics.sessions_active.clone());
         let gatekeeper = Gatekeeper::new(&config.auth, &config.limits)
             .map_err(|message| ConfigError::Invalid { field: "auth", message })?;
-        tokio::spawn(tidy(Arc::downgrade(&gatekeeper)));
+        let tasks = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let background = |task| {
+            let stop = stop_background.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = task => {}
+                    () = stop.cancelled() => {}
+                }
+            });
+        };
+        background(Box::pin(tidy(Arc::downgrade(&gatekeeper))) as BackgroundTask);
         let tls = match &config.tls {
             Some(tls) => {
-                Some(listener::tls_acceptor(tls).map_err(|message| ConfigError::Invalid { field: "tls", message })?)
+                let (acceptor, reload) =
+                    listener::tls_acceptor(tls).map_err(|message| ConfigError::Invalid { field: "tls", message })?;
+                background(Box::pin(reload));
+                Some(acceptor)
             }
             None => None,
         };
         let (tools_tx, tools) = watch::channel(None);
         if let Some(gateway) = config.gateway.clone() {
-            tokio::spawn(load_tools(gateway, metrics.clone(), tools_tx));
+            background(Box::pin(load_tools(gateway, metrics.clone(), tools_tx)));
         }
         Ok(Arc::new(Self {
             config,
@@ -84,7 +107,25 @@ impl Agent {
             tls,
             registry,
             system_prompt,
+            tasks,
+            stop_background,
         }))
+    }
+
+    /// The agent's name (the VoiceAgent's, in clusters).
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The model sessions talk to.
+    pub fn model_id(&self) -> &str {
+        self.model.model_id()
+    }
+
+    /// Starts the drain if it has not started, and closes every live session now (a second
+    /// shutdown signal).
+    pub fn close_sessions_now(&self) {
+        self.drain.close_all();
     }
 
     /// Why the agent is not ready, if it is not: draining, the model unavailable (e.g. no
@@ -102,8 +143,13 @@ impl Agent {
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route("/ws", get(ws::upgrade))
+        let mut router = Router::new();
+        let mut paths: Vec<&'static str> = crate::protocol::PROTOCOLS.iter().map(|p| p.path).collect();
+        paths.dedup();
+        for path in paths {
+            router = router.route(path, get(ws::upgrade));
+        }
+        router
             .route("/ping", get(http::ping))
             .route("/invocations", post(http::invocations))
             .route("/healthz", get(http::healthz))
@@ -133,7 +179,11 @@ impl Agent {
         }
         self.drain_sessions().await;
         stop_listener.cancel();
-        server.await.map_err(std::io::Error::other)
+        let served = server.await.map_err(std::io::Error::other);
+        self.stop_background.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        served
     }
 
     async fn drain_sessions(&self) {
@@ -164,6 +214,9 @@ impl Agent {
         info!("drained");
     }
 }
+
+/// A loop that runs for the agent's lifetime and stops when it shuts down.
+type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// How often per-client state (the handshake rate limiter) is tidied.
 const TIDY_INTERVAL: Duration = Duration::from_secs(60);

@@ -1,23 +1,21 @@
-//! The `/ws` handshake: admission (drain, capacity), session options, socket limits.
+//! The session handshake on every protocol path: admission (see [`super::admission`]), socket
+//! limits, and handing the upgraded socket to a tracked session task.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{ConnectInfo, Query, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, MatchedPath, Query, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use tracing::debug;
 
 use super::Agent;
-use super::http::error_response;
-use super::sessions::Full;
-use crate::auth::{BEARER_SUBPROTOCOL, Refusal};
-use crate::metrics::ReasonLabels;
+use super::admission::{self, Admission, Request};
+use crate::auth::BEARER_SUBPROTOCOL;
 use crate::model::SessionSetup;
-use crate::protocol::JsonLimits;
-use crate::protocol::{AudioOutput, INPUT_SAMPLE_RATE};
+use crate::protocol::INPUT_SAMPLE_RATE;
 use crate::session::{SessionContext, SessionLimits, run_session};
 
 /// Socket read buffer per connection. tungstenite allocates it eagerly (128 KiB by default),
@@ -31,115 +29,35 @@ const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Upper bound of unsent data per connection before writes fail, a backstop behind the
 /// writer's timeout.
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
-/// Suggested wait before retrying a handshake refused for capacity.
-const RETRY_AFTER_CAPACITY: &str = "5";
-/// Suggested wait before retrying a handshake refused while draining (another replica answers).
-const RETRY_AFTER_DRAINING: &str = "1";
 /// AgentCore passes its session id in this header; reusing it correlates logs across both sides.
 const AGENTCORE_SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 
-#[derive(Deserialize)]
-pub struct WsQuery {
-    audio_output: Option<String>,
-}
-
 pub async fn upgrade(
     State(agent): State<Arc<Agent>>,
+    path: MatchedPath,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(query): Query<WsQuery>,
+    Query(query): Query<HashMap<String, String>>,
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let reject = |status, reason: &'static str, message: &str| {
-        agent
-            .metrics
-            .handshake_rejections
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
-        error_response(status, reason, message)
+    let request = Request {
+        upgrade,
+        path: path.as_str(),
+        peer,
+        headers: &headers,
+        raw_query: raw_query.as_deref(),
+        query: &query,
     };
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            agent
-                .metrics
-                .handshake_rejections
-                .get_or_create(&ReasonLabels {
-                    reason: "not_websocket",
-                })
-                .inc();
-            return rejection.into_response();
-        }
-    };
-    let caller = match agent.gatekeeper.admit(peer.ip(), &headers, raw_query.as_deref()).await {
-        Ok(caller) => caller,
-        Err(Refusal::RateLimited { retry_after }) => {
-            let mut response = reject(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many connection attempts; retry later",
-            );
-            let seconds = retry_after.as_secs().max(1).to_string();
-            if let Ok(value) = HeaderValue::from_str(&seconds) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
-        }
-        Err(Refusal::Origin) => return reject(StatusCode::FORBIDDEN, "origin", "this origin may not connect"),
-        Err(Refusal::Unauthenticated) => {
-            let mut response = reject(StatusCode::UNAUTHORIZED, "unauthenticated", "authentication required");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
-    };
-    let audio_output = match query.audio_output.as_deref() {
-        None | Some("json") => AudioOutput::Json,
-        Some("binary") => AudioOutput::Binary,
-        Some(_) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "audio_output must be \"json\" or \"binary\"",
-            );
-        }
-    };
-    if agent.drain.is_draining() {
-        let mut response = reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            "this agent is shutting down; reconnect to reach another replica",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_DRAINING));
-        return response;
-    }
-    let guard = match agent
-        .sessions
-        .try_admit(caller.subject.as_deref(), agent.config.auth.max_sessions_per_subject)
-    {
-        Ok(guard) => guard,
-        Err(Full::Capacity) => {
-            let mut response = reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "capacity",
-                "this agent is at its session limit; retry shortly",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_CAPACITY));
-            return response;
-        }
-        Err(Full::Subject) => {
-            return reject(
-                StatusCode::TOO_MANY_REQUESTS,
-                "subject_limit",
-                "too many sessions are open for this caller",
-            );
-        }
+    let Admission {
+        upgrade,
+        caller,
+        protocol,
+        codec,
+        guard,
+    } = match admission::admit(&agent, request).await {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal.into_response(),
     };
 
     let id = session_id(&headers);
@@ -148,17 +66,13 @@ pub async fn upgrade(
     let ctx = SessionContext {
         id: id.clone(),
         subject: caller.subject.clone(),
-        audio_output,
+        protocol: protocol.name,
         limits: SessionLimits {
             idle_timeout: agent.config.session.idle_timeout,
             max_duration: agent.config.session.max_duration,
             first_message_timeout: limits.first_message_timeout,
             max_audio_rate: limits.max_audio_rate,
             audio_burst: limits.audio_burst,
-        },
-        json: JsonLimits {
-            max_bytes: limits.max_json_bytes,
-            max_depth: limits.max_json_depth,
         },
         model: agent.model.clone(),
         setup: SessionSetup {
@@ -189,11 +103,14 @@ pub async fn upgrade(
         // Browsers require the server to pick one of the offered subprotocols.
         upgrade = upgrade.protocols([BEARER_SUBPROTOCOL]);
     }
+    let tasks = agent.tasks.clone();
     upgrade
         .on_failed_upgrade(|error| debug!(%error, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            run_session(socket, ctx).await;
-            drop(guard);
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                run_session(socket, codec, ctx).await;
+                drop(guard);
+            })
         })
 }
 
@@ -210,6 +127,8 @@ fn session_id(headers: &HeaderMap) -> String {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]

@@ -1,5 +1,8 @@
-//! The async side of a session: a reader loop that feeds the [`Session`] machine and executes
-//! its actions, and a writer task that owns the socket's send half.
+//! The async side of a session: a reader loop that decodes client frames with the session's
+//! protocol, feeds the [`Session`] machine and executes its actions, and a writer task that owns
+//! the socket's send half and encodes what the machine sends. Every decision (how the session
+//! ends, what the client is told) is the machine's; this file only moves frames and reports
+//! what the socket, the writer and the model did.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::machine::{Action, Observation, Outbound, Session, SessionLimits};
+use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
 use super::tool_calls::ToolCalls;
 use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup};
-use crate::protocol::{AudioOutput, EndReason, JsonLimits, ServerEvent, decode_binary, decode_text, encode_audio_json};
+use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, Outbound};
 use crate::tools::Toolbox;
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
@@ -41,8 +44,8 @@ pub struct SessionContext {
     pub id: String,
     /// The authenticated caller, if authentication is on.
     pub subject: Option<String>,
-    pub json: JsonLimits,
-    pub audio_output: AudioOutput,
+    /// The name of the wire protocol the handshake selected (for logs and traces).
+    pub protocol: &'static str,
     pub limits: SessionLimits,
     pub model: Arc<dyn ModelProvider>,
     pub setup: SessionSetup,
@@ -68,9 +71,10 @@ enum WriterEnd {
     Stalled,
 }
 
-/// Runs one session over a WebSocket until it ends. Generic over the socket so that it can be
-/// driven by in-memory channels as well as by a real connection.
-pub async fn run_session<S>(socket: S, ctx: SessionContext) -> EndReason
+/// Runs one session over a WebSocket until it ends, speaking the protocol of `codec`. Generic
+/// over the socket so that it can be driven by in-memory channels as well as by a real
+/// connection.
+pub async fn run_session<S>(socket: S, codec: Codec, ctx: SessionContext) -> EndReason
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
@@ -80,6 +84,7 @@ where
         id = %ctx.id,
         subject = ctx.subject.as_deref().unwrap_or("-"),
         model = ctx.model.model_id(),
+        protocol = ctx.protocol,
         trace_id = tracing::field::Empty,
         close_reason = tracing::field::Empty,
     );
@@ -97,61 +102,52 @@ where
     if trace_id != TraceId::INVALID {
         span.record("trace_id", tracing::field::display(trace_id));
     }
-    run(socket, ctx).instrument(span).await
+    run(socket, codec, ctx).instrument(span).await
 }
 
-async fn run<S>(socket: S, ctx: SessionContext) -> EndReason
+async fn run<S>(socket: S, codec: Codec, ctx: SessionContext) -> EndReason
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
     let started = Instant::now();
     ctx.metrics.sessions_started.inc();
     let (sink, mut stream) = socket.split();
+    let Codec { mut decoder, encoder } = codec;
     let epoch = Arc::new(AtomicU64::new(0));
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let mut writer = tokio::spawn(write_loop(
-        sink,
-        out_rx,
-        epoch.clone(),
-        ctx.audio_output,
-        ctx.setup.output_sample_rate,
-        ctx.metrics.clone(),
-    ));
+    let mut writer = tokio::spawn(write_loop(sink, out_rx, epoch.clone(), encoder, ctx.metrics.clone()));
 
-    let reason = match connect_model(&ctx).await {
+    let mut actions = Vec::with_capacity(8);
+    let mut session = Session::new(
+        ctx.id.clone(),
+        ctx.model.model_id(),
+        (ctx.setup.input_sample_rate, ctx.setup.output_sample_rate),
+        ctx.limits,
+        Instant::now(),
+    );
+    match connect_model(&ctx).await {
         Ok(mut model) => {
-            info!(model = ctx.model.model_id(), audio_output = ?ctx.audio_output, "session started");
-            converse(&ctx, &mut stream, &mut model, &out_tx, &mut writer, &epoch).await
+            info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
+            session.on_model_connected(&mut actions);
+            let mut io = SessionIo {
+                stream: &mut stream,
+                decoder: decoder.as_mut(),
+                model: &mut model,
+                out_tx: &out_tx,
+                writer: &mut writer,
+                epoch: &epoch,
+            };
+            converse(&ctx, &mut session, &mut actions, &mut io).await;
         }
         Err(error) => {
             warn!(%error, "model stream could not be opened");
-            ctx.metrics
-                .model_errors
-                .get_or_create(&KindLabels { kind: "connect" })
-                .inc();
-            let code = match error {
-                ModelError::Unavailable(_) => "model_unavailable",
-                ModelError::Misconfigured(_) => "model_misconfigured",
-            };
-            let _ = out_tx
-                .send(Outbound::event(ServerEvent::error(code, error.to_string())))
-                .await;
-            let reason = EndReason::ModelError;
-            let _ = out_tx
-                .send(Outbound::event(ServerEvent::ConnectionClose {
-                    connection_id: ctx.id.clone(),
-                    reason: reason.as_str(),
-                }))
-                .await;
-            let _ = out_tx
-                .send(Outbound::Close {
-                    code: reason.close_code().unwrap_or(1011),
-                    reason: "model unavailable".into(),
-                })
-                .await;
-            reason
+            session.on_model_connect_failed(&error, &mut actions);
+            for action in actions.drain(..) {
+                execute_without_model(action, &out_tx, &ctx.metrics).await;
+            }
         }
-    };
+    }
+    let reason = session.ended().unwrap_or(EndReason::Internal);
 
     let duration = started.elapsed();
     tracing::Span::current().record("close_reason", reason.as_str());
@@ -206,38 +202,32 @@ async fn connect_model(ctx: &SessionContext) -> Result<ModelStream, ModelError> 
     }
 }
 
-/// The main loop: client frames, model events, deadlines and the drain signal feed the machine.
-async fn converse<R>(
-    ctx: &SessionContext,
-    stream: &mut R,
-    model: &mut ModelStream,
-    out_tx: &mpsc::Sender<Outbound>,
-    writer: &mut tokio::task::JoinHandle<WriterEnd>,
-    epoch: &AtomicU64,
-) -> EndReason
+/// What the main loop moves frames between.
+struct SessionIo<'a, R> {
+    stream: &'a mut R,
+    decoder: &'a mut dyn Decode,
+    model: &'a mut ModelStream,
+    out_tx: &'a mpsc::Sender<Outbound>,
+    writer: &'a mut tokio::task::JoinHandle<WriterEnd>,
+    epoch: &'a AtomicU64,
+}
+
+/// The main loop: client frames, model events, tool results, deadlines, the writer's end and the
+/// drain signal feed the machine; its actions are carried out until it says the session ended.
+async fn converse<R>(ctx: &SessionContext, session: &mut Session, actions: &mut Vec<Action>, io: &mut SessionIo<'_, R>)
 where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let mut actions = Vec::with_capacity(8);
     let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls);
     let mut turn = TurnSpan::default();
-    let mut session = Session::start(
-        ctx.id.clone(),
-        ctx.model.model_id(),
-        ctx.audio_output,
-        (ctx.setup.input_sample_rate, ctx.setup.output_sample_rate),
-        ctx.limits,
-        Instant::now(),
-        &mut actions,
-    );
     loop {
         // Publish the epoch before queueing anything, so the writer drops stale audio at once.
-        epoch.store(session.epoch(), Ordering::Relaxed);
+        io.epoch.store(session.epoch(), Ordering::Relaxed);
         let mut model_busy = false;
         for action in actions.drain(..) {
             match action {
-                Action::Send(outbound) => send(outbound, out_tx, &ctx.metrics).await,
-                Action::Model(input) => model_busy |= !feed_model(input, model, &ctx.metrics),
+                Action::Send(outbound) => send(outbound, io.out_tx, &ctx.metrics).await,
+                Action::Model(input) => model_busy |= !feed_model(input, io.model, &ctx.metrics),
                 Action::Observe(observation) => {
                     turn.observe(&observation);
                     observe(observation, &ctx.metrics);
@@ -247,69 +237,79 @@ where
             }
         }
         if model_busy {
-            session.on_model_busy(&mut actions);
+            session.on_model_busy(actions);
             continue;
         }
-        if let Some(reason) = session.ended() {
-            return reason;
+        if session.ended().is_some() {
+            return;
         }
 
         tokio::select! {
             biased;
-            () = ctx.closing.cancelled() => session.on_drain(&mut actions),
-            end = &mut *writer => {
-                let reason = match end {
-                    Ok(WriterEnd::Stalled) => EndReason::SlowConsumer,
-                    _ => EndReason::ClientGone,
+            () = ctx.closing.cancelled() => session.on_drain(actions),
+            end = &mut *io.writer => {
+                let ending = match end {
+                    Ok(WriterEnd::Stalled) => SocketEnding::WriteStalled,
+                    _ => SocketEnding::Lost,
                 };
-                session.on_transport_end(reason, "socket writer stopped", &mut actions);
+                session.on_socket(ending, "socket writer stopped", actions);
             }
-            frame = stream.next() => on_frame(frame, &ctx.json, &mut session, &mut actions),
-            output = model.output.recv() => session.on_model(output, Instant::now(), &mut actions),
+            frame = io.stream.next() => on_frame(frame, io.decoder, session, actions),
+            output = io.model.output.recv() => session.on_model(output, Instant::now(), actions),
             Some(done) = calls.next(), if !calls.is_empty() => {
-                session.on_tool_result(done.id, done.name, done.outcome.is_error(), done.outcome.content, &mut actions);
+                session.on_tool_result(done.id, done.name, done.outcome.is_error(), done.outcome.content, actions);
             }
-            () = sleep_until(session.deadline()) => session.on_deadline(Instant::now(), &mut actions),
+            () = sleep_until(session.deadline()) => session.on_deadline(Instant::now(), actions),
         }
+    }
+}
+
+/// Carries out an action of a session that never reached its model (only sends and counts
+/// happen then).
+async fn execute_without_model(action: Action, out_tx: &mpsc::Sender<Outbound>, metrics: &Metrics) {
+    match action {
+        Action::Send(outbound) => send(outbound, out_tx, metrics).await,
+        Action::Observe(observation) => observe(observation, metrics),
+        Action::Model(_) | Action::CallTool { .. } | Action::End(_) => {}
     }
 }
 
 fn on_frame(
     frame: Option<Result<Message, axum::Error>>,
-    json: &JsonLimits,
+    decoder: &mut dyn Decode,
     session: &mut Session,
     actions: &mut Vec<Action>,
 ) {
     let now = Instant::now();
     match frame {
-        Some(Ok(Message::Text(text))) => session.on_client(decode_text(text.as_str(), json), now, actions),
-        Some(Ok(Message::Binary(data))) => session.on_client(decode_binary(&data), now, actions),
+        Some(Ok(Message::Text(text))) => session.on_client(decoder.decode(Frame::Text(text.as_str())), now, actions),
+        Some(Ok(Message::Binary(data))) => session.on_client(decoder.decode(Frame::Binary(&data)), now, actions),
         // Pings are answered by the WebSocket layer; pongs need nothing.
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-        Some(Ok(Message::Close(_))) => session.on_transport_end(EndReason::ClientClosed, "client closed", actions),
+        Some(Ok(Message::Close(_))) => session.on_socket(SocketEnding::Closed, "client closed", actions),
         Some(Err(error)) => {
-            let (reason, detail) = classify_socket_error(error);
-            debug!(reason = reason.as_str(), %detail, "socket read failed");
-            session.on_transport_end(reason, &detail, actions);
+            let (ending, detail) = classify_socket_error(error);
+            debug!(?ending, %detail, "socket read failed");
+            session.on_socket(ending, &detail, actions);
         }
-        None => session.on_transport_end(EndReason::ClientGone, "connection closed", actions),
+        None => session.on_socket(SocketEnding::Lost, "connection closed", actions),
     }
 }
 
-/// Maps a socket read error to the way the session ends.
-fn classify_socket_error(error: axum::Error) -> (EndReason, String) {
+/// What a socket read error says about the connection.
+fn classify_socket_error(error: axum::Error) -> (SocketEnding, String) {
     let inner = error.into_inner();
     let detail = inner.to_string();
-    let reason = match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => EndReason::MessageTooBig,
-        Some(tungstenite::Error::Utf8(_)) => EndReason::InvalidPayload,
+    let ending = match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => SocketEnding::TooBig,
+        Some(tungstenite::Error::Utf8(_)) => SocketEnding::InvalidText,
         Some(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
-            EndReason::ClientGone
+            SocketEnding::Lost
         }
-        Some(tungstenite::Error::Protocol(_)) => EndReason::ProtocolError,
-        _ => EndReason::ClientGone,
+        Some(tungstenite::Error::Protocol(_)) => SocketEnding::ProtocolViolation,
+        _ => SocketEnding::Lost,
     };
-    (reason, detail)
+    (ending, detail)
 }
 
 async fn send(outbound: Outbound, out_tx: &mpsc::Sender<Outbound>, metrics: &Metrics) {
@@ -396,33 +396,31 @@ fn observe(observation: Observation, metrics: &Metrics) {
     }
 }
 
-/// Owns the socket's send half: encodes outbound messages, drops audio from before an
-/// interruption, and bounds every write in time.
+/// Owns the socket's send half: encodes outbound messages with the session's protocol, drops
+/// audio from before an interruption, and bounds every write in time.
 async fn write_loop<W>(
     mut sink: W,
     mut queue: mpsc::Receiver<Outbound>,
     epoch: Arc<AtomicU64>,
-    audio_output: AudioOutput,
-    output_rate: u32,
+    mut encoder: Box<dyn Encode>,
     metrics: Arc<Metrics>,
 ) -> WriterEnd
 where
     W: Sink<Message, Error = axum::Error> + Unpin,
 {
+    // Most messages encode to one frame; the vector is reused.
+    let mut frames = Vec::with_capacity(1);
     while let Some(outbound) = queue.recv().await {
-        let message = match outbound {
+        match outbound {
             Outbound::Audio { epoch: e, pcm } => {
                 if e < epoch.load(Ordering::Relaxed) {
                     metrics.audio_frames_dropped.get_or_create(&metrics::OUT).inc();
                     continue;
                 }
                 metrics.audio_frames.get_or_create(&metrics::OUT).inc();
-                match audio_output {
-                    AudioOutput::Binary => Message::Binary(pcm),
-                    AudioOutput::Json => Message::Text(encode_audio_json(&pcm, output_rate).into()),
-                }
+                encoder.audio(pcm, &mut frames);
             }
-            Outbound::Event(event) => Message::Text(event.to_json().into()),
+            Outbound::Event(event) => encoder.event(&event, &mut frames),
             Outbound::Close { code, reason } => {
                 let frame = CloseFrame {
                     code,
@@ -431,11 +429,13 @@ where
                 let _ = timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
                 return WriterEnd::Finished;
             }
-        };
-        match timeout(WRITE_TIMEOUT, sink.send(message)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return WriterEnd::Gone,
-            Err(_) => return WriterEnd::Stalled,
+        }
+        for message in frames.drain(..) {
+            match timeout(WRITE_TIMEOUT, sink.send(message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return WriterEnd::Gone,
+                Err(_) => return WriterEnd::Stalled,
+            }
         }
     }
     WriterEnd::Finished

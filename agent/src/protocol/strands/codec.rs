@@ -1,4 +1,5 @@
-//! Turning client frames into [`ClientMessage`]s, and reply audio into JSON events.
+//! Strands-compatible frames: client text and binary frames into [`ClientMessage`]s, and reply
+//! audio into `bidi_audio_stream` JSON.
 //!
 //! Two kinds of failure: a frame that cannot be trusted at all (not JSON, not base64, not whole
 //! PCM samples) ends the session with a close code, because the client and agent no longer agree
@@ -13,63 +14,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{EndReason, INPUT_SAMPLE_RATE};
+use crate::protocol::{ClientMessage, DecodeError, EndReason, INPUT_SAMPLE_RATE, JsonLimits};
 
 /// Longest text input accepted in one `bidi_text_input` (bytes). Models take short cross-modal
 /// messages (Nova Sonic caps one text input at about 1 KB); a few KB leaves room without letting
 /// one event carry a document.
 pub const MAX_TEXT_INPUT_BYTES: usize = 4096;
-
-/// Limits on JSON text frames, checked before parsing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JsonLimits {
-    pub max_bytes: usize,
-    pub max_depth: usize,
-}
-
-impl Default for JsonLimits {
-    fn default() -> Self {
-        Self {
-            max_bytes: 128 * 1024,
-            max_depth: 16,
-        }
-    }
-}
-
-/// A decoded client input.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClientMessage {
-    /// PCM16LE mono audio at [`INPUT_SAMPLE_RATE`], whole samples only.
-    Audio(Bytes),
-    /// A user text message.
-    Text(String),
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DecodeError {
-    /// The frame breaks the protocol: the session closes.
-    #[error("{detail}")]
-    Fatal { reason: EndReason, detail: String },
-    /// The event is understood but refused: the client gets a `bidi_error`.
-    #[error("{message}")]
-    Rejected { code: &'static str, message: String },
-}
-
-impl DecodeError {
-    fn fatal(detail: impl Into<String>) -> Self {
-        Self::Fatal {
-            reason: EndReason::InvalidPayload,
-            detail: detail.into(),
-        }
-    }
-
-    fn rejected(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Rejected {
-            code,
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct AudioInput {

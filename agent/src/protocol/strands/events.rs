@@ -2,37 +2,8 @@
 
 use serde::Serialize;
 
-/// How reply audio reaches the client, chosen at connect time (`/ws?audio_output=binary`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AudioOutput {
-    /// `bidi_audio_stream` JSON events with base64 PCM (the Strands-compatible default).
-    #[default]
-    Json,
-    /// Raw PCM16LE binary frames; every other event stays JSON.
-    Binary,
-}
-
-/// Why a response ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Complete,
-    Interrupted,
-    ToolUse,
-    Error,
-}
-
-impl StopReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Complete => "complete",
-            Self::Interrupted => "interrupted",
-            Self::ToolUse => "tool_use",
-            Self::Error => "error",
-        }
-    }
-}
+use super::AudioOutput;
+use crate::protocol::StopReason;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TranscriptDelta {
@@ -77,8 +48,8 @@ pub enum ServerEvent {
     },
     #[serde(rename = "bidi_response_start")]
     ResponseStart { response_id: String },
-    // Reply audio in JSON mode (`bidi_audio_stream`) is not here: the socket writer builds it
-    // from raw PCM (`codec::encode_audio_json`), so the session never holds base64 copies.
+    // Reply audio in JSON mode (`bidi_audio_stream`) is not here: the encoder builds it from
+    // raw PCM (`codec::encode_audio_json`), so the session never holds base64 copies.
     #[serde(rename = "bidi_transcript_stream")]
     TranscriptStream {
         role: &'static str,

@@ -1,16 +1,14 @@
 //! The session state machine. It decides everything a session does (what the client sees,
-//! what reaches the model, when the session ends) and does no I/O, so it is tested directly.
+//! what reaches the model, when and why the session ends, whatever ended it: the client, the
+//! socket, the model, a limit or the drain) and does no I/O, so it is tested directly. It speaks
+//! the protocol-neutral [`SessionEvent`]s; the session's wire protocol encodes them.
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::model::{ErrorReport, ModelInput, ModelOutput, ToolResult, ToolUse};
-use crate::protocol::{
-    AudioOutput, ClientMessage, DecodeError, EndReason, ServerEvent, StopReason, ToolResultBody, ToolResultContent,
-    ToolUseBody, TranscriptDelta,
-};
+use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, ToolResult, ToolUse};
+use crate::protocol::{ClientMessage, DecodeError, EndReason, Outbound, SessionEvent, StopReason};
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
 /// the code (RFC 6455 §5.5).
@@ -63,33 +61,21 @@ impl AudioAllowance {
     }
 }
 
-/// A message for the client socket writer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outbound {
-    /// Boxed: rare next to audio, and unboxed the largest event would set the size of every
-    /// slot in the channel.
-    Event(Box<ServerEvent>),
-    /// Reply audio (PCM16LE). `epoch` lets the writer drop audio queued before an interruption.
-    Audio {
-        epoch: u64,
-        pcm: Bytes,
-    },
-    Close {
-        code: u16,
-        reason: String,
-    },
-}
-
-// Memory per session: tokio allocates channel slots in blocks of 32, full or not, and a channel
-// carrying audio keeps two blocks, so every byte here costs 64 per session. Large, rare
-// payloads go behind a `Box`; the audio variant (`Bytes`, the epoch, a tag) is the floor.
-const _: () = assert!(std::mem::size_of::<Outbound>() <= 48);
-
-impl Outbound {
-    /// An event for the client, boxed.
-    pub fn event(event: ServerEvent) -> Self {
-        Self::Event(Box::new(event))
-    }
+/// How the client's socket ended a session, as the transport saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketEnding {
+    /// The client sent a close frame.
+    Closed,
+    /// The connection dropped: reset, end of stream, or the socket writer failed.
+    Lost,
+    /// A message larger than the configured maximum.
+    TooBig,
+    /// A text frame that is not UTF-8.
+    InvalidText,
+    /// Any other WebSocket protocol violation.
+    ProtocolViolation,
+    /// A write did not complete in time: the client stopped reading.
+    WriteStalled,
 }
 
 /// Things worth counting that the machine notices.
@@ -126,6 +112,9 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Session {
     id: String,
+    model: String,
+    /// Input and output sample rates, announced to the client.
+    rates: (u32, u32),
     limits: SessionLimits,
     started_at: Instant,
     last_input_at: Instant,
@@ -139,25 +128,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session; the first action announces it to the client.
-    pub fn start(
-        id: String,
-        model: &str,
-        audio_output: AudioOutput,
-        rates: (u32, u32),
-        limits: SessionLimits,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) -> Self {
-        actions.push(Action::Send(Outbound::event(ServerEvent::ConnectionStart {
-            connection_id: id.clone(),
-            model: model.to_owned(),
-            input_sample_rate: rates.0,
-            output_sample_rate: rates.1,
-            audio_output,
-        })));
+    /// A session whose model stream is being opened; it speaks once the stream is open
+    /// ([`on_model_connected`](Self::on_model_connected)) or has failed.
+    pub fn new(id: String, model: &str, rates: (u32, u32), limits: SessionLimits, now: Instant) -> Self {
         Self {
             id,
+            model: model.to_owned(),
+            rates,
             limits,
             started_at: now,
             last_input_at: now,
@@ -167,6 +144,30 @@ impl Session {
             audio: AudioAllowance::new(&limits, now),
             ended: None,
         }
+    }
+
+    /// The model stream is open: the first event announces the session to the client.
+    pub fn on_model_connected(&mut self, actions: &mut Vec<Action>) {
+        actions.push(Action::Send(Outbound::event(SessionEvent::Started {
+            session_id: self.id.clone(),
+            model: self.model.clone(),
+            input_sample_rate: self.rates.0,
+            output_sample_rate: self.rates.1,
+        })));
+    }
+
+    /// The model stream could not be opened: the client is told why, and the session ends.
+    pub fn on_model_connect_failed(&mut self, error: &ModelError, actions: &mut Vec<Action>) {
+        let code = match error {
+            ModelError::Unavailable(_) => "model_unavailable",
+            ModelError::Misconfigured(_) => "model_misconfigured",
+        };
+        actions.push(Action::Observe(Observation::ModelError("connect")));
+        actions.push(Action::Send(Outbound::event(SessionEvent::error(
+            code,
+            error.to_string(),
+        ))));
+        self.end_with(EndReason::ModelError, "model unavailable", actions);
     }
 
     pub fn id(&self) -> &str {
@@ -219,7 +220,7 @@ impl Session {
             }
             Err(DecodeError::Rejected { code, message }) => {
                 actions.push(Action::Observe(Observation::ClientError(code)));
-                actions.push(Action::Send(Outbound::event(ServerEvent::error(code, message))));
+                actions.push(Action::Send(Outbound::event(SessionEvent::error(code, message))));
             }
             Err(DecodeError::Fatal { reason, detail }) => self.end_with(reason, &detail, actions),
         }
@@ -232,7 +233,7 @@ impl Session {
         }
         let Some(output) = output else {
             actions.push(Action::Observe(Observation::ModelError("stream_ended")));
-            actions.push(Action::Send(Outbound::event(ServerEvent::error(
+            actions.push(Action::Send(Outbound::event(SessionEvent::error(
                 "model_stream_ended",
                 "the model stream ended unexpectedly",
             ))));
@@ -256,18 +257,13 @@ impl Session {
                 self.epoch += 1;
                 self.turn_ended_at = None;
                 actions.push(Action::Observe(Observation::Interruption));
-                ServerEvent::Interruption { reason: "user_speech" }
+                SessionEvent::Interrupted
             }
-            ModelOutput::ResponseStart { id } => ServerEvent::ResponseStart { response_id: id },
-            ModelOutput::Transcript { role, text, is_final } => ServerEvent::TranscriptStream {
-                role: role.as_str(),
-                delta: TranscriptDelta { text: text.clone() },
-                text,
-                is_final,
-            },
+            ModelOutput::ResponseStart { id } => SessionEvent::ResponseStart { response_id: id },
+            ModelOutput::Transcript { role, text, is_final } => SessionEvent::Transcript { role, text, is_final },
             ModelOutput::ResponseComplete { id, stop_reason } => {
                 actions.push(Action::Observe(Observation::TurnEnded(stop_reason)));
-                ServerEvent::ResponseComplete {
+                SessionEvent::ResponseComplete {
                     response_id: id,
                     stop_reason,
                 }
@@ -275,29 +271,29 @@ impl Session {
             ModelOutput::Usage {
                 input_tokens,
                 output_tokens,
-            } => ServerEvent::Usage {
+            } => SessionEvent::Usage {
                 input_tokens,
                 output_tokens,
-                total_tokens: input_tokens + output_tokens,
             },
             ModelOutput::ToolUse(tool_use) => {
                 let ToolUse { id, name, input } = *tool_use;
-                actions.push(Action::Send(Outbound::event(ServerEvent::ToolUse {
-                    current_tool_use: ToolUseBody {
-                        tool_use_id: id.clone(),
-                        name: name.clone(),
-                        input: input.clone(),
-                    },
+                actions.push(Action::Send(Outbound::event(SessionEvent::ToolUse {
+                    id: id.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
                 })));
                 actions.push(Action::CallTool { id, name, input });
                 return;
             }
-            ModelOutput::Restarted { reason } => ServerEvent::ConnectionRestart { reason },
+            ModelOutput::Restarted { reason } => SessionEvent::Restarted { reason },
             ModelOutput::Error(error) => {
                 let ErrorReport { code, message, fatal } = *error;
                 // Providers count their own errors (recovered ones too); clients see them here.
                 actions.push(Action::Observe(Observation::ClientError(code)));
-                actions.push(Action::Send(Outbound::event(ServerEvent::error(code, message.clone()))));
+                actions.push(Action::Send(Outbound::event(SessionEvent::error(
+                    code,
+                    message.clone(),
+                ))));
                 if fatal {
                     self.end_with(EndReason::ModelError, &message, actions);
                 }
@@ -319,13 +315,11 @@ impl Session {
         if self.ended.is_some() {
             return;
         }
-        actions.push(Action::Send(Outbound::event(ServerEvent::ToolResult {
-            tool_result: ToolResultBody {
-                tool_use_id: id.clone(),
-                name: name.clone(),
-                status: if is_error { "error" } else { "success" },
-                content: vec![ToolResultContent { text: content.clone() }],
-            },
+        actions.push(Action::Send(Outbound::event(SessionEvent::ToolResult {
+            id: id.clone(),
+            name: name.clone(),
+            is_error,
+            content: content.clone(),
         })));
         actions.push(Action::Model(ModelInput::ToolResult(Box::new(ToolResult {
             id,
@@ -357,8 +351,17 @@ impl Session {
         self.end_with(EndReason::Draining, "server is restarting, please reconnect", actions);
     }
 
-    /// The socket reported a transport-level ending (close frame, error, end of stream).
-    pub fn on_transport_end(&mut self, reason: EndReason, detail: &str, actions: &mut Vec<Action>) {
+    /// The client's socket ended the conversation: a close frame, an error, or the end of the
+    /// stream.
+    pub fn on_socket(&mut self, ending: SocketEnding, detail: &str, actions: &mut Vec<Action>) {
+        let reason = match ending {
+            SocketEnding::Closed => EndReason::ClientClosed,
+            SocketEnding::Lost => EndReason::ClientGone,
+            SocketEnding::TooBig => EndReason::MessageTooBig,
+            SocketEnding::InvalidText => EndReason::InvalidPayload,
+            SocketEnding::ProtocolViolation => EndReason::ProtocolError,
+            SocketEnding::WriteStalled => EndReason::SlowConsumer,
+        };
         self.end_with(reason, detail, actions);
     }
 
@@ -368,7 +371,7 @@ impl Session {
             return;
         }
         actions.push(Action::Observe(Observation::ClientError("model_busy")));
-        actions.push(Action::Send(Outbound::event(ServerEvent::error(
+        actions.push(Action::Send(Outbound::event(SessionEvent::error(
             "model_busy",
             "the model is not keeping up; the message was dropped",
         ))));
@@ -380,9 +383,9 @@ impl Session {
         }
         self.ended = Some(reason);
         if reason.announce() {
-            actions.push(Action::Send(Outbound::event(ServerEvent::ConnectionClose {
-                connection_id: self.id.clone(),
-                reason: reason.as_str(),
+            actions.push(Action::Send(Outbound::event(SessionEvent::Closing {
+                session_id: self.id.clone(),
+                reason,
             })));
         }
         if let Some(code) = reason.close_code() {

@@ -1,4 +1,6 @@
 //! The session state machine, driven directly: no sockets, no clock.
+use bytes::Bytes;
+
 use super::*;
 use crate::model::Role;
 use crate::protocol::StopReason;
@@ -13,19 +15,12 @@ const LIMITS: SessionLimits = SessionLimits {
 
 fn start(now: Instant) -> (Session, Vec<Action>) {
     let mut actions = Vec::new();
-    let session = Session::start(
-        "s1".into(),
-        "simulated",
-        AudioOutput::Json,
-        (16000, 24000),
-        LIMITS,
-        now,
-        &mut actions,
-    );
+    let mut session = Session::new("s1".into(), "simulated", (16000, 24000), LIMITS, now);
+    session.on_model_connected(&mut actions);
     (session, actions)
 }
 
-fn sent_events(actions: &[Action]) -> Vec<&ServerEvent> {
+fn sent_events(actions: &[Action]) -> Vec<&SessionEvent> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -45,10 +40,7 @@ fn close_code(actions: &[Action]) -> Option<u16> {
 #[test]
 fn announces_itself_first() {
     let (_, actions) = start(Instant::now());
-    assert!(matches!(
-        sent_events(&actions)[..],
-        [ServerEvent::ConnectionStart { .. }]
-    ));
+    assert!(matches!(sent_events(&actions)[..], [SessionEvent::Started { .. }]));
 }
 
 #[test]
@@ -75,7 +67,7 @@ fn rejected_events_get_an_error_and_the_session_goes_on() {
         message: "nope".into(),
     };
     s.on_client(Err(err), Instant::now(), &mut actions);
-    assert!(matches!(sent_events(&actions)[..], [ServerEvent::Error { code, .. }] if code == "unknown_event"));
+    assert!(matches!(sent_events(&actions)[..], [SessionEvent::Error { code, .. }] if *code == "unknown_event"));
     assert_eq!(s.ended(), None);
 }
 
@@ -90,8 +82,8 @@ fn fatal_input_closes_with_its_code_after_announcing() {
     s.on_client(Err(err), Instant::now(), &mut actions);
     assert!(matches!(
         sent_events(&actions)[..],
-        [ServerEvent::ConnectionClose {
-            reason: "invalid_payload",
+        [SessionEvent::Closing {
+            reason: EndReason::InvalidPayload,
             ..
         }]
     ));
@@ -109,8 +101,8 @@ fn a_silent_client_is_closed_after_the_first_message_timeout() {
     s.on_deadline(t0 + LIMITS.first_message_timeout, &mut actions);
     assert!(matches!(
         sent_events(&actions)[..],
-        [ServerEvent::ConnectionClose {
-            reason: "policy_violation",
+        [SessionEvent::Closing {
+            reason: EndReason::PolicyViolation,
             ..
         }]
     ));
@@ -153,8 +145,8 @@ fn idle_timeout_closes_normally_with_reason() {
     s.on_deadline(t0 + LIMITS.idle_timeout, &mut actions);
     assert!(matches!(
         sent_events(&actions)[..],
-        [ServerEvent::ConnectionClose {
-            reason: "idle_timeout",
+        [SessionEvent::Closing {
+            reason: EndReason::IdleTimeout,
             ..
         }]
     ));
@@ -177,8 +169,8 @@ fn max_duration_wins_even_with_activity() {
     s.on_deadline(end, &mut actions);
     assert!(matches!(
         sent_events(&actions)[..],
-        [ServerEvent::ConnectionClose {
-            reason: "max_duration",
+        [SessionEvent::Closing {
+            reason: EndReason::MaxDuration,
             ..
         }]
     ));
@@ -191,7 +183,10 @@ fn drain_closes_with_1012() {
     s.on_drain(&mut actions);
     assert!(matches!(
         sent_events(&actions)[..],
-        [ServerEvent::ConnectionClose { reason: "draining", .. }]
+        [SessionEvent::Closing {
+            reason: EndReason::Draining,
+            ..
+        }]
     ));
     assert_eq!(close_code(&actions), Some(1012));
 }
@@ -203,7 +198,7 @@ fn ends_only_once() {
     s.on_drain(&mut actions);
     let n = actions.len();
     s.on_deadline(Instant::now() + Duration::from_secs(3600), &mut actions);
-    s.on_transport_end(EndReason::ClientGone, "gone", &mut actions);
+    s.on_socket(SocketEnding::Lost, "gone", &mut actions);
     assert_eq!(actions.len(), n);
 }
 
@@ -249,7 +244,7 @@ fn interruption_bumps_the_audio_epoch() {
         })
         .collect();
     assert_eq!(epochs, vec![0, 1]);
-    assert!(sent_events(&actions).contains(&&ServerEvent::Interruption { reason: "user_speech" }));
+    assert!(sent_events(&actions).contains(&&SessionEvent::Interrupted));
 }
 
 #[test]
@@ -293,34 +288,33 @@ fn model_events_map_to_client_events() {
     let events = sent_events(&actions);
     assert_eq!(
         events[0],
-        &ServerEvent::ResponseStart {
+        &SessionEvent::ResponseStart {
             response_id: "r1".into()
         }
     );
     assert!(matches!(
         events[1],
-        ServerEvent::TranscriptStream {
-            role: "assistant",
+        SessionEvent::Transcript {
+            role: Role::Assistant,
             is_final: true,
             ..
         }
     ));
     assert!(matches!(
         events[2],
-        ServerEvent::ResponseComplete {
+        SessionEvent::ResponseComplete {
             stop_reason: StopReason::Complete,
             ..
         }
     ));
     assert_eq!(
         events[3],
-        &ServerEvent::Usage {
+        &SessionEvent::Usage {
             input_tokens: 2,
             output_tokens: 3,
-            total_tokens: 5
         }
     );
-    assert!(matches!(events[4], ServerEvent::ConnectionRestart { .. }));
+    assert!(matches!(events[4], SessionEvent::Restarted { .. }));
 }
 
 #[test]
@@ -334,7 +328,7 @@ fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
         input: input.clone(),
     }));
     s.on_model(Some(call), Instant::now(), &mut actions);
-    assert!(matches!(sent_events(&actions)[..], [ServerEvent::ToolUse { .. }]));
+    assert!(matches!(sent_events(&actions)[..], [SessionEvent::ToolUse { .. }]));
     assert!(actions.contains(&Action::CallTool {
         id: "t1".into(),
         name: "weather".into(),
@@ -342,9 +336,10 @@ fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
     }));
     actions.clear();
     s.on_tool_result("t1".into(), "weather".into(), false, "{\"c\":3}".into(), &mut actions);
-    assert!(
-        matches!(sent_events(&actions)[..], [ServerEvent::ToolResult { tool_result }] if tool_result.status == "success")
-    );
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [SessionEvent::ToolResult { is_error: false, .. }]
+    ));
     assert!(
         actions.iter().any(
             |a| matches!(a, Action::Model(ModelInput::ToolResult(result)) if result.id == "t1" && !result.is_error)
@@ -362,7 +357,7 @@ fn fatal_model_errors_close_with_1011() {
         fatal: true,
     }));
     s.on_model(Some(err), Instant::now(), &mut actions);
-    assert!(matches!(sent_events(&actions)[0], ServerEvent::Error { code, .. } if code == "throttled"));
+    assert!(matches!(sent_events(&actions)[0], SessionEvent::Error { code, .. } if *code == "throttled"));
     assert_eq!(close_code(&actions), Some(1011));
 }
 
@@ -381,4 +376,55 @@ fn close_reasons_fit_in_a_control_frame() {
     let reason = truncate_reason(&long);
     assert!(reason.len() <= MAX_CLOSE_REASON);
     assert!(reason.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn a_model_that_cannot_connect_ends_the_session_with_1011_and_no_start() {
+    let mut s = Session::new("s1".into(), "nova", (16000, 24000), LIMITS, Instant::now());
+    let mut actions = Vec::new();
+    s.on_model_connect_failed(&ModelError::Misconfigured("no credentials".into()), &mut actions);
+    assert!(matches!(
+        sent_events(&actions)[..],
+        [
+            SessionEvent::Error {
+                code: "model_misconfigured",
+                ..
+            },
+            SessionEvent::Closing {
+                reason: EndReason::ModelError,
+                ..
+            }
+        ]
+    ));
+    assert!(actions.contains(&Action::Observe(Observation::ModelError("connect"))));
+    assert_eq!(close_code(&actions), Some(1011));
+    assert_eq!(s.ended(), Some(EndReason::ModelError));
+}
+
+#[test]
+fn socket_endings_decide_reason_close_code_and_announcement() {
+    let cases = [
+        (SocketEnding::Closed, EndReason::ClientClosed, Some(1000), false),
+        (SocketEnding::Lost, EndReason::ClientGone, None, false),
+        (SocketEnding::TooBig, EndReason::MessageTooBig, Some(1009), true),
+        (SocketEnding::InvalidText, EndReason::InvalidPayload, Some(1007), true),
+        (
+            SocketEnding::ProtocolViolation,
+            EndReason::ProtocolError,
+            Some(1002),
+            true,
+        ),
+        (SocketEnding::WriteStalled, EndReason::SlowConsumer, None, false),
+    ];
+    for (ending, reason, code, announced) in cases {
+        let (mut s, _) = start(Instant::now());
+        let mut actions = Vec::new();
+        s.on_socket(ending, "detail", &mut actions);
+        assert_eq!(s.ended(), Some(reason), "{ending:?}");
+        assert_eq!(close_code(&actions), code, "{ending:?}");
+        let closing = sent_events(&actions)
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Closing { .. }));
+        assert_eq!(closing, announced, "{ending:?}");
+    }
 }
