@@ -27,6 +27,7 @@ use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, SessionSetu
 use continuity::{Action, Continuity, Outgoing, Policy};
 use opening::Current;
 
+/// A stream being opened: the driver keeps serving the session while it opens.
 type Opening = Pin<Box<dyn Future<Output = Result<Current, StreamError>> + Send>>;
 
 pub(super) struct Driver {

@@ -287,6 +287,7 @@ impl Continuity {
             out.push(Action::Send(Outgoing::HeldAudio(pcm)));
         }
         for text in std::mem::take(&mut self.held_texts) {
+            // Only Nova 2 takes text; texts are held only for it (others are refused on arrival).
             if self.policy.text_input {
                 self.history.push(Role::User, &text);
                 out.push(Action::Send(Outgoing::Text(text)));
