@@ -20,10 +20,18 @@ struct Setup {
 }
 
 fn setup(fake_args: &[&str], extra_model: &str) -> Setup {
+    setup_with_flags(fake_args, extra_model, &[])
+}
+
+fn setup_with_flags(fake_args: &[&str], extra_model: &str, agent_flags: &[&str]) -> Setup {
     let fake = FakeBedrock::start(fake_args);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = fake.agent_config(dir.path(), extra_model);
-    let agent = AgentProcess::start_with_env(&["--config", &config], AWS_ENV);
+    let args: Vec<&str> = ["--config", config.as_str()]
+        .into_iter()
+        .chain(agent_flags.iter().copied())
+        .collect();
+    let agent = AgentProcess::start_with_env(&args, AWS_ENV);
     Setup { fake, agent, _dir: dir }
 }
 
@@ -504,4 +512,38 @@ async fn without_aws_credentials_the_agent_is_not_ready() {
 
     let with_credentials = AgentProcess::start_with_env(&["--config", &config], AWS_ENV);
     wait_ready(&with_credentials).await;
+}
+
+/// Drain means done: the process exits only once every Bedrock stream it opened is closed the
+/// way Nova documents (contentEnd, promptEnd, sessionEnd, the end of the input) and Bedrock has
+/// ended its side. The fake takes a second to end a stream after its input ends, and keeps its
+/// record after the agent is gone: a stream the agent left open reads `client_disconnected`,
+/// and one it did not wait for has no `response_completed`.
+#[tokio::test]
+async fn sigterm_closes_model_streams_cleanly_before_the_process_exits() {
+    let mut s = setup_with_flags(&["--close-delay", "1s"], "", &["--drain-timeout", "1s"]);
+    let mut client = Client::connect(&s.agent.ws_url("?audio_output=binary"), Encoding::Binary).await;
+    client.until_event("bidi_connection_start", LIMIT).await;
+    let mut audio = NumberedAudio::new();
+    let mut received = Vec::new();
+    client
+        .stream_audio(&spoken_turn(&mut audio, "Are you still there?"), &mut received)
+        .await;
+    assert_eq!(s.fake.streams().await[0]["ended"], Value::Null, "the stream is open");
+
+    s.agent.signal("TERM");
+    let (_, frame) = client.until_closed(LIMIT).await;
+    assert_eq!(frame.map(|f| f.0), Some(1012), "closed by the drain");
+    // Answer the close at once, so nothing but the model streams holds the process.
+    client.close().await;
+    assert_eq!(s.agent.wait_exit(LIMIT).await, Some(0));
+
+    let streams = s.fake.streams().await;
+    assert!(!streams.is_empty());
+    for stream in &streams {
+        assert_eq!(stream["ended"], "client_closed", "{stream}");
+        assert_eq!(stream["events"]["promptEnd"], 1, "{stream}");
+        assert_eq!(stream["events"]["sessionEnd"], 1, "{stream}");
+        assert_eq!(stream["response_completed"], true, "{stream}");
+    }
 }

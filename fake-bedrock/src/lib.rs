@@ -245,9 +245,25 @@ impl FakeBedrock {
             f.after_ms
                 .map(|ms| (Instant::now() + Duration::from_millis(ms), f.fault))
         });
+        let completed = record.clone();
         let stream = FakeStream::new(self.limits, record, Instant::now());
-        tokio::spawn(run_stream(req.into_body(), stream, tx, fail_at));
-        let body = StreamBody::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|b| Ok(Frame::data(b))));
+        tokio::spawn(run_stream(
+            req.into_body(),
+            stream,
+            tx,
+            fail_at,
+            self.limits.close_delay,
+        ));
+        // hyper polls the body to its end only while the client is there to receive it; a
+        // stream the client reset or a connection that dropped has its body dropped instead.
+        let frames = futures::stream::poll_fn(move |cx| {
+            let next = rx.poll_recv(cx);
+            if let std::task::Poll::Ready(None) = next {
+                completed.response_completed();
+            }
+            next
+        });
+        let body = StreamBody::new(frames.map(|b| Ok(Frame::data(b))));
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream")
@@ -263,10 +279,12 @@ async fn run_stream(
     mut stream: FakeStream,
     tx: mpsc::Sender<Bytes>,
     fail_at: Option<(Instant, String)>,
+    close_delay: Duration,
 ) {
     let mut decoder = MessageFrameDecoder::new();
     let mut buffer = BytesMut::new();
     let mut out = Vec::new();
+    let mut input_ended = false;
     let outcome: Result<(), Exception> = 'run: loop {
         let wake = match &fail_at {
             Some((at, _)) => stream.next_wakeup().min(*at),
@@ -287,6 +305,7 @@ async fn run_stream(
                                 }
                                 Ok(Inbound::End) => {
                                     stream.record.ended("client_closed");
+                                    input_ended = true;
                                     break 'run Ok(());
                                 }
                                 Err(message) => break 'run Err(Exception { kind: "validationException", message }),
@@ -328,6 +347,9 @@ async fn run_stream(
             .record
             .ended(format!("{}: {}", exception.kind, exception.message));
         let _ = tx.send(framing::exception(exception.kind, &exception.message)).await;
+    }
+    if input_ended {
+        tokio::time::sleep(close_delay).await;
     }
     // Dropping `tx` ends the response body.
 }

@@ -43,6 +43,9 @@ struct Args {
     /// default; what Bedrock advertises is not published).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_streams: u32,
+    /// How long a stream takes to end its response after the client ends its input.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    close_delay: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         silence_timeout: args.silence_timeout,
         think_time: args.think_time,
         max_concurrent_streams: args.max_concurrent_streams,
+        close_delay: args.close_delay,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -42,8 +42,13 @@ pub struct StreamData {
     pub history: Vec<HistoryEntry>,
     pub text_inputs: Vec<String>,
     pub tool_results: Vec<String>,
-    /// How the stream ended: `client_closed`, or the exception it was answered with.
+    /// How the stream ended: `client_closed` (the client ended its input),
+    /// `client_disconnected` (the connection or the request went away without that), or the
+    /// exception it was answered with.
     pub ended: Option<String>,
+    /// Whether the fake's response reached its end while the client was still there: a client
+    /// that exits or resets the stream first leaves this false.
+    pub response_completed: bool,
 }
 
 /// A shared, live view of one stream.
@@ -98,6 +103,10 @@ impl StreamRecord {
 
     pub fn tool_result(&self, content: String) {
         self.data().tool_results.push(content);
+    }
+
+    pub fn response_completed(&self) {
+        self.data().response_completed = true;
     }
 
     pub fn ended(&self, how: impl Into<String>) {

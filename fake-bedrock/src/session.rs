@@ -35,6 +35,10 @@ pub struct Limits {
     /// Streams one HTTP/2 connection may carry at once (SETTINGS_MAX_CONCURRENT_STREAMS);
     /// further requests on that connection wait for a stream to end.
     pub max_concurrent_streams: u32,
+    /// How long a stream takes to end its response once the client has ended its input, as
+    /// Bedrock takes a moment to finish a session. A client that does not wait for the end
+    /// leaves the stream's `response_completed` false.
+    pub close_delay: Duration,
 }
 
 /// An error the stream answers with, ending it.

@@ -1,5 +1,7 @@
 //! Audio processing shared by every part that listens: turn detection on 16-bit PCM, used by
 //! the Simulated provider, the Nova driver (to tell speech from silence while it renews
-//! streams), the Bedrock-wire fake and `voice-agent talk`.
+//! streams), the Bedrock-wire fake and `voice-agent talk`; and the byte-capped frame queue
+//! that holds audio while a model stream is replaced.
 
+pub mod ring;
 pub mod vad;

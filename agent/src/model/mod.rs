@@ -161,6 +161,7 @@ pub enum ModelError {
 }
 
 pub type ConnectFuture = Pin<Box<dyn Future<Output = Result<ModelStream, ModelError>> + Send>>;
+pub type CloseFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// A speech-to-speech model that can hold many concurrent sessions.
 pub trait ModelProvider: Send + Sync + 'static {
@@ -173,5 +174,13 @@ pub trait ModelProvider: Send + Sync + 'static {
     /// Why the model cannot take sessions right now (e.g. no credentials), if it cannot.
     fn unavailable(&self) -> Option<String> {
         None
+    }
+
+    /// Shuts the provider down: streams still open are closed the clean way, new ones are
+    /// refused, and the future resolves once every stream the provider opened has ended (or a
+    /// bounded wait ran out). The server awaits it after the last session is gone, so the
+    /// process never exits with a model stream still open.
+    fn close(&self) -> CloseFuture<'_> {
+        Box::pin(std::future::ready(()))
     }
 }

@@ -178,6 +178,8 @@ impl Agent {
             () = shutdown.cancelled() => {}
         }
         self.drain_sessions().await;
+        // Sessions are gone, but their model streams may still be closing: exit only after.
+        self.model.close().await;
         stop_listener.cancel();
         let served = server.await.map_err(std::io::Error::other);
         self.stop_background.cancel();

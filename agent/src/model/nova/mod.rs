@@ -1,5 +1,6 @@
 //! The `NovaSonic` provider: Amazon Nova Sonic through Bedrock's bidirectional stream, with
-//! transparent stream renewal (see [`driver`]).
+//! transparent stream renewal (see [`driver`]). Every session's task is tracked, so shutting
+//! the provider down waits until each Bedrock stream it opened is closed.
 
 mod connections;
 mod driver;
@@ -18,8 +19,13 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::{ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelProvider, ModelStream, SessionSetup};
+use super::{
+    CloseFuture, ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelError, ModelProvider, ModelStream,
+    SessionSetup,
+};
 use crate::metrics::Metrics;
 use connections::Connections;
 use driver::Driver;
@@ -31,6 +37,10 @@ struct NovaShared {
     config: NovaSonicConfig,
     region: Option<String>,
     metrics: Arc<Metrics>,
+    /// Every session's driver task and every stream still closing.
+    tracker: TaskTracker,
+    /// Cancelled when the provider closes: drivers then close their streams at once.
+    closing: CancellationToken,
 }
 
 pub struct NovaSonicProvider {
@@ -98,11 +108,18 @@ impl NovaSonicProvider {
                 config,
                 region,
                 metrics,
+                tracker: TaskTracker::new(),
+                closing: CancellationToken::new(),
             }),
             credentials,
         })
     }
 }
+
+/// How long closing the provider waits for its streams. A stream's close sequence takes at
+/// most a couple of seconds; one still being opened may take longer, and is not worth holding
+/// the process for.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How often credentials are checked while they cannot be resolved, and once they can.
 const CREDENTIALS_RETRY: Duration = Duration::from_secs(10);
@@ -146,6 +163,9 @@ impl ModelProvider for NovaSonicProvider {
     fn connect(&self, setup: SessionSetup) -> ConnectFuture {
         let shared = self.shared.clone();
         Box::pin(async move {
+            if shared.closing.is_cancelled() {
+                return Err(ModelError::Unavailable("the agent is shutting down".into()));
+            }
             let (input_tx, input_rx) = mpsc::channel(MODEL_INPUT_QUEUE);
             let (output_tx, output_rx) = mpsc::channel(MODEL_OUTPUT_QUEUE);
             Driver::start(shared, setup, input_rx, output_tx).await?;
@@ -153,6 +173,22 @@ impl ModelProvider for NovaSonicProvider {
                 input: input_tx,
                 output: output_rx,
             })
+        })
+    }
+
+    fn close(&self) -> CloseFuture<'_> {
+        let tracker = &self.shared.tracker;
+        Box::pin(async move {
+            self.shared.closing.cancel();
+            tracker.close();
+            if tokio::time::timeout(CLOSE_DEADLINE, tracker.wait()).await.is_err() {
+                warn!(
+                    tasks = tracker.len(),
+                    "model streams still open after the close deadline"
+                );
+            } else {
+                debug!("every model stream is closed");
+            }
         })
     }
 }

@@ -166,8 +166,10 @@ impl BedrockStream {
         }
     }
 
-    /// Ends the input (Bedrock sees the end of the request body) and waits briefly for the
-    /// output to finish, so the service frees the session promptly.
+    /// Sends the close events, ends the input (Bedrock sees the end of the request body) and
+    /// waits for the output to finish, so the service frees the session promptly; all within
+    /// `wait`. The events wait for room in the queue: dropping them would leave Bedrock without
+    /// its sessionEnd.
     pub async fn finish(self, close_events: Vec<String>, wait: Duration) {
         // The lease is held until the output has finished: the stream occupies its place until then.
         let Self {
@@ -175,13 +177,16 @@ impl BedrockStream {
             mut output,
             _lease,
         } = self;
-        for event in close_events {
-            if input.try_send(chunk(event)).is_err() {
-                break;
+        let _ = tokio::time::timeout(wait, async move {
+            for event in close_events {
+                if input.send(chunk(event)).await.is_err() {
+                    break;
+                }
             }
-        }
-        drop(input);
-        let _ = tokio::time::timeout(wait, async { while let Ok(Some(_)) = output.recv().await {} }).await;
+            drop(input);
+            while let Ok(Some(_)) = output.recv().await {}
+        })
+        .await;
     }
 }
 

@@ -1,67 +1,34 @@
-//! The task behind one Nova Sonic session. It owns the current Bedrock stream and keeps the
-//! conversation going across streams: silence while the client is quiet (so Bedrock never
-//! starves), a planned renewal between replies before the stream's time limit, recovery when a
-//! stream ends early, history replayed into every new stream, and client audio held while a
-//! stream is being opened so none is lost.
+//! The task behind one Nova Sonic session. The decisions (renewal, replay, retries, the
+//! hand-over between streams) are [`continuity::Continuity`]'s; this task only carries them
+//! out: it opens and closes Bedrock streams, sends events, forwards outputs to the session,
+//! counts and logs, and feeds the machine what happened and when.
+
+mod continuity;
+mod opening;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::time::{Instant, sleep, sleep_until};
-use tracing::{Instrument, debug, warn};
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, debug, info, warn};
 
 use super::NovaShared;
-mod continuation;
-
-use super::history::History;
-use super::mapping::{Mapped, OutputMapper};
-use super::stream::{BedrockStream, Recovery, StreamError};
+use super::stream::{Recovery, StreamError};
 use super::wire::{self, TextRole};
-use crate::audio::vad::{TurnDetector, VadEvent};
-use crate::metrics::{self, KindLabels};
-use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, Role, SessionSetup, ToolResult};
+use crate::metrics::{self, KindLabels, ReasonLabels};
+use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, SessionSetup, ToolResult};
+use continuity::{Action, Continuity, Outgoing, Policy};
+use opening::Current;
 
-/// One frame of audio at 16 kHz: the keep-alive unit.
-const FRAME: Duration = Duration::from_millis(32);
-/// After this long without client audio, silence is sent in real time instead.
-const KEEPALIVE_GAP: Duration = Duration::from_millis(200);
-/// Client audio held while a stream opens: ten seconds at 16 kHz. Opening takes well under a
-/// second; the rest covers retries with backoff. Older audio is dropped beyond that.
-const HELD_AUDIO_BYTES: usize = 10 * 32_000;
-/// Text messages held while a stream opens.
-const HELD_TEXTS: usize = 8;
-/// Audio sent to the current stream since the user's last transcript, replayed if the stream
-/// dies before answering: five seconds.
-const RECENT_AUDIO_BYTES: usize = 5 * 32_000;
-/// After the user stops speaking, how long the model may take to transcribe the turn; a
-/// planned renewal waits this long so it never cuts a turn in half.
-const TRANSCRIBE_GRACE: Duration = Duration::from_secs(3);
-/// A planned renewal waits for a quiet moment at most this long past `renewAfter`.
-const RENEW_PATIENCE: Duration = Duration::from_secs(45);
-/// Stream opens attempted before giving up, and the first backoff (doubled each time).
-const OPEN_ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// Recoveries from failing streams allowed within [`FAILURE_WINDOW`].
-const MAX_FAILURES: u32 = 3;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// How long a replaced stream may take to finish its close sequence.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-struct Current {
-    stream: BedrockStream,
-    prompt: String,
-    audio: String,
-    opened: Instant,
-    /// The stream's trace span, closed when the stream is replaced or the session ends.
-    span: tracing::Span,
-}
+/// A stream being opened: the driver keeps serving the session while it opens.
+type Opening = Pin<Box<dyn Future<Output = Result<Current, StreamError>> + Send>>;
 
 pub(super) struct Driver {
     shared: Arc<NovaShared>,
@@ -69,327 +36,270 @@ pub(super) struct Driver {
     /// The session's trace span: every stream's span is its child.
     session: tracing::Span,
     output: mpsc::Sender<ModelOutput>,
-    history: History,
-    mapper: OutputMapper,
-    vad: TurnDetector,
-    vad_events: Vec<VadEvent>,
-    speech_ended_at: Option<Instant>,
-    recent: VecDeque<Bytes>,
-    recent_bytes: usize,
-    held: VecDeque<Bytes>,
-    held_bytes: usize,
-    held_texts: VecDeque<String>,
-    next_silence: Instant,
-    failures: VecDeque<Instant>,
-    silence: Bytes,
+    current: Option<Current>,
+    opening: Option<Opening>,
+    /// Told once the first stream is open (or cannot be).
+    ready: Option<oneshot::Sender<Result<(), ModelError>>>,
 }
 
-enum Step {
+/// How the driver goes on after carrying out an action.
+enum Flow {
     Continue,
-    Renew(&'static str),
-    Fail(StreamError),
-    Stop,
+    /// A send failed: the stream is dead, and sends queued for it are void.
+    StreamFailed,
+    End,
 }
 
 impl Driver {
-    /// Opens the first stream for a session and starts the driver task.
+    /// Starts the session's task, on the provider's task tracker, and waits until its first
+    /// stream is open.
     pub(super) async fn start(
         shared: Arc<NovaShared>,
         setup: SessionSetup,
         input: mpsc::Receiver<ModelInput>,
         output: mpsc::Sender<ModelOutput>,
     ) -> Result<(), ModelError> {
+        let (ready, started) = oneshot::channel();
+        let session = tracing::Span::current();
+        let tracker = shared.tracker.clone();
         let driver = Self {
-            session: tracing::Span::current(),
             shared,
             setup,
+            session: session.clone(),
             output,
-            history: History::default(),
-            mapper: OutputMapper::default(),
-            vad: TurnDetector::default(),
-            vad_events: Vec::new(),
-            speech_ended_at: None,
-            recent: VecDeque::new(),
-            recent_bytes: 0,
-            held: VecDeque::new(),
-            held_bytes: 0,
-            held_texts: VecDeque::new(),
-            next_silence: Instant::now() + KEEPALIVE_GAP,
-            failures: VecDeque::new(),
-            silence: Bytes::from(vec![0u8; 1024]),
+            current: None,
+            opening: None,
+            ready: Some(ready),
         };
-        let mut attempt = 0;
-        let current = loop {
-            match driver.open("start").await {
-                Ok(current) => break current,
-                Err(error) => {
-                    driver.count_error(&error);
-                    attempt += 1;
-                    if error.recovery == Recovery::Fatal || attempt >= OPEN_ATTEMPTS {
-                        return Err(match error.recovery {
-                            Recovery::Fatal => ModelError::Misconfigured(driver.explain(&error)),
-                            _ => ModelError::Unavailable(driver.explain(&error)),
-                        });
-                    }
-                    sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1)).await;
-                }
-            }
-        };
-        let session = driver.session.clone();
-        tokio::spawn(driver.run(current, input).instrument(session));
-        Ok(())
-    }
-
-    async fn run(mut self, mut current: Current, mut input: mpsc::Receiver<ModelInput>) {
-        let mut mapped = Vec::new();
-        loop {
-            let step = tokio::select! {
-                message = input.recv() => match message {
-                    Some(ModelInput::Audio(pcm)) => self.on_audio(&current, pcm),
-                    Some(ModelInput::Text(text)) => self.on_text(&current, text).await,
-                    Some(ModelInput::ToolResult(result)) => {
-                        let ToolResult { id, name, content, is_error } = *result;
-                        self.on_tool_result(&current, &id, &name, &content, is_error).await
-                    }
-                    None => Step::Stop,
-                },
-                chunk = current.stream.recv() => match chunk {
-                    Ok(Some(bytes)) => self.on_chunk(&bytes, &mut mapped).await,
-                    Ok(None) => Step::Fail(StreamError::new(Recovery::Retry, "stream_ended", "Bedrock ended the stream")),
-                    Err(error) => Step::Fail(error),
-                },
-                () = sleep_until(self.next_silence) => self.keep_alive(&current),
-            };
-            let step = match step {
-                Step::Continue => self.renewal_due(&current),
-                other => other,
-            };
-            let replacement = match step {
-                Step::Continue => continue,
-                Step::Stop => {
-                    current.span.record("end", "session_ended");
-                    let close = close_events(&current);
-                    current.stream.finish(close, CLOSE_WAIT).await;
-                    return;
-                }
-                Step::Renew(reason) => {
-                    current.span.record("end", "renewed");
-                    // Planned: the old stream is at a turn boundary; close it cleanly.
-                    let close = close_events(&current);
-                    tokio::spawn(current.stream.finish(close, CLOSE_WAIT));
-                    self.replace(reason, false, &mut input).await
-                }
-                Step::Fail(error) => {
-                    current.span.record("end", error.kind);
-                    self.count_error(&error);
-                    warn!(kind = error.kind, message = %error.message, "model stream failed");
-                    if !self.may_recover(&error) {
-                        self.fail(&error).await;
-                        return;
-                    }
-                    drop(current);
-                    let reason = match error.recovery {
-                        Recovery::Renew => error.kind,
-                        _ => "error",
-                    };
-                    self.replace(reason, true, &mut input).await
-                }
-            };
-            match replacement {
-                Some(next) => current = next,
-                None => return,
-            }
-        }
-    }
-
-    fn on_audio(&mut self, current: &Current, pcm: Bytes) -> Step {
-        self.next_silence = Instant::now() + KEEPALIVE_GAP;
-        if self.held.is_empty() {
-            self.listen(&pcm, Instant::now());
-            self.send_audio(current, pcm);
-        } else {
-            // Older audio is still waiting for a working stream: keep the order.
-            self.hold(ModelInput::Audio(pcm));
-        }
-        Step::Continue
-    }
-
-    async fn on_text(&mut self, current: &Current, text: String) -> Step {
-        if !self.shared.config.is_nova_2() {
-            let _ = self
-                .output
-                .send(ModelOutput::Error(Box::new(ErrorReport {
-                    code: "text_input_unsupported",
-                    message: format!(
-                        "{} does not take text input; use Nova 2 Sonic",
-                        self.shared.config.model_id
-                    ),
-                    fatal: false,
-                })))
-                .await;
-            return Step::Continue;
-        }
-        self.history.push(Role::User, &text);
-        let content = uuid::Uuid::new_v4().to_string();
-        match current
-            .stream
-            .send_all(wire::text_block(&current.prompt, &content, TextRole::User, true, &text))
-            .await
-        {
-            Ok(()) => Step::Continue,
-            Err(error) => Step::Fail(error),
-        }
-    }
-
-    /// Sends a tool's result back as one uninterleaved contentStart/toolResult/contentEnd group.
-    async fn on_tool_result(&mut self, current: &Current, id: &str, name: &str, content: &str, is_error: bool) -> Step {
-        let result = tool_result_json(content, is_error);
-        let block = uuid::Uuid::new_v4().to_string();
-        debug!(tool = name, is_error, "tool result sent to the model");
-        match current
-            .stream
-            .send_all(wire::tool_result_block(&current.prompt, &block, id, &result))
-            .await
-        {
-            Ok(()) => Step::Continue,
-            Err(error) => Step::Fail(error),
-        }
-    }
-
-    async fn on_chunk(&mut self, bytes: &[u8], mapped: &mut Vec<Mapped>) -> Step {
-        match wire::parse_output(bytes) {
-            Ok(event) => self.mapper.on_event(event, mapped),
-            Err(error) => {
-                debug!(%error, "unreadable output event skipped");
-                return Step::Continue;
-            }
-        }
-        for item in mapped.drain(..) {
-            match item {
-                Mapped::Output(output) => {
-                    if self.output.send(output).await.is_err() {
-                        return Step::Stop;
-                    }
-                }
-                Mapped::Remember(role, text) => {
-                    if role == Role::User {
-                        // The model heard the turn: its audio no longer needs replaying.
-                        self.recent.clear();
-                        self.recent_bytes = 0;
-                        self.speech_ended_at = None;
-                    }
-                    self.history.push(role, &text);
-                }
-            }
-        }
-        Step::Continue
-    }
-
-    fn keep_alive(&mut self, current: &Current) -> Step {
-        self.next_silence += FRAME;
-        let now = Instant::now();
-        if self.next_silence < now {
-            // The timer fell behind (a busy runtime): do not send a burst to catch up.
-            self.next_silence = now + FRAME;
-        }
-        if current
-            .stream
-            .try_send(wire::audio_input(
-                &current.prompt,
-                &current.audio,
-                &BASE64.encode(&self.silence),
+        tracker.spawn(driver.run(input).instrument(session));
+        started.await.unwrap_or_else(|_| {
+            Err(ModelError::Unavailable(
+                "the model stream ended before it opened".into(),
             ))
-            .is_ok()
-        {
-            self.remember_sent(self.silence.clone());
-        }
-        Step::Continue
+        })
     }
 
-    /// A planned renewal: the stream is old enough, and nobody is mid-sentence.
-    fn renewal_due(&self, current: &Current) -> Step {
-        let age = current.opened.elapsed();
-        let renew_after = self.shared.config.renew_after;
-        if age < renew_after {
-            return Step::Continue;
-        }
-        let quiet = !self.mapper.in_response()
-            && !self.vad.is_speaking()
-            && self.speech_ended_at.is_none_or(|t| t.elapsed() >= TRANSCRIBE_GRACE);
-        if quiet || age >= renew_after + RENEW_PATIENCE {
-            Step::Renew("proactive")
-        } else {
-            Step::Continue
-        }
-    }
-
-    fn listen(&mut self, pcm: &[u8], now: Instant) {
-        self.vad.push(pcm, &mut self.vad_events);
-        for event in self.vad_events.drain(..) {
-            match event {
-                VadEvent::SpeechStarted => self.speech_ended_at = None,
-                VadEvent::SpeechEnded { .. } => self.speech_ended_at = Some(now),
+    async fn run(mut self, mut input: mpsc::Receiver<ModelInput>) {
+        let policy = Policy {
+            renew_after: self.shared.config.renew_after,
+            text_input: self.shared.config.is_nova_2(),
+        };
+        let mut batch = Vec::new();
+        let mut machine = Continuity::start(policy, Instant::now(), &mut batch);
+        let mut queue: VecDeque<Action> = batch.drain(..).collect();
+        let closing = self.shared.closing.clone();
+        loop {
+            while let Some(action) = queue.pop_front() {
+                match self.carry_out(action, &mut machine, &mut input, &mut batch).await {
+                    Flow::Continue => {}
+                    Flow::StreamFailed => queue.retain(|a| !matches!(a, Action::Send(_))),
+                    Flow::End => return,
+                }
+                queue.extend(batch.drain(..));
             }
+            let deadline = machine.deadline();
+            tokio::select! {
+                message = input.recv() => on_input(&mut machine, message, &mut batch),
+                chunk = recv(&mut self.current) => match chunk {
+                    Ok(Some(bytes)) => machine.model_event(&bytes, Instant::now(), &mut batch),
+                    Ok(None) => self.stream_failed(
+                        StreamError::new(Recovery::Retry, "stream_ended", "Bedrock ended the stream"),
+                        &mut machine,
+                        &mut batch,
+                    ),
+                    Err(error) => self.stream_failed(error, &mut machine, &mut batch),
+                },
+                opened = opened(&mut self.opening) => match opened {
+                    Ok(current) => {
+                        self.current = Some(current);
+                        machine.stream_opened(Instant::now(), &mut batch);
+                    }
+                    Err(error) => {
+                        self.count_error(&error);
+                        debug!(kind = error.kind, message = %error.message, "opening a model stream failed");
+                        machine.open_failed(error, Instant::now(), &mut batch);
+                    }
+                },
+                () = sleep_until(deadline), if deadline.is_some() => machine.tick(Instant::now(), &mut batch),
+                // The agent is shutting down: close the stream cleanly now.
+                () = closing.cancelled() => machine.session_ended(&mut batch),
+            }
+            queue.extend(batch.drain(..));
         }
     }
 
-    fn send_audio(&mut self, current: &Current, pcm: Bytes) {
-        let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
-        match current.stream.try_send(event) {
-            Ok(()) => self.remember_sent(pcm),
-            // The stream just died; its error is on the way. Keep the frame for the next one.
-            Err(TrySendError::Closed(())) => self.remember_sent(pcm),
-            Err(TrySendError::Full(())) => {
+    async fn carry_out(
+        &mut self,
+        action: Action,
+        machine: &mut Continuity,
+        input: &mut mpsc::Receiver<ModelInput>,
+        batch: &mut Vec<Action>,
+    ) -> Flow {
+        match action {
+            Action::Open { reason, history } => self.opening = Some(Box::pin(self.open(reason, &history))),
+            Action::Send(outgoing) => {
+                let held = matches!(outgoing, Outgoing::HeldAudio(_));
+                if let Err(error) = self.send(outgoing).await {
+                    self.stream_failed(error, machine, batch);
+                    return Flow::StreamFailed;
+                }
+                if held {
+                    // A hand-over is a burst: keep taking client input meanwhile, so the
+                    // session's queue never overflows. The machine queues it after the burst.
+                    loop {
+                        match input.try_recv() {
+                            Ok(message) => on_input(machine, Some(message), batch),
+                            Err(TryRecvError::Disconnected) => on_input(machine, None, batch),
+                            Err(TryRecvError::Empty) => break,
+                        }
+                    }
+                }
+            }
+            Action::Emit(output) => {
+                if self.output.send(output).await.is_err() {
+                    machine.session_ended(batch);
+                }
+            }
+            Action::Close { why } => self.close(why),
+            Action::Abandon { why } => {
+                if let Some(current) = self.current.take() {
+                    current.span.record("end", why);
+                }
+            }
+            Action::Started => {
+                if let Some(ready) = self.ready.take()
+                    && ready.send(Ok(())).is_err()
+                {
+                    // The session gave up waiting.
+                    machine.session_ended(batch);
+                }
+            }
+            Action::Renewed { reason } => {
+                self.shared
+                    .metrics
+                    .model_stream_renewals
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
+                info!(reason, history_messages = machine.history_len(), "model stream renewed");
+            }
+            Action::AudioDropped(frames) => {
                 self.shared
                     .metrics
                     .audio_frames_dropped
                     .get_or_create(&metrics::IN)
-                    .inc();
+                    .inc_by(frames as u64);
+            }
+            Action::RejectText => {
+                let message = format!(
+                    "{} does not take text input; use Nova 2 Sonic",
+                    self.shared.config.model_id
+                );
+                let report = ErrorReport {
+                    code: "text_input_unsupported",
+                    message,
+                    fatal: false,
+                };
+                let _ = self.output.send(ModelOutput::Error(Box::new(report))).await;
+            }
+            Action::GiveUp(error) => self.give_up(&error).await,
+            Action::End => {
+                // Every path to the end closes or abandons the stream first; this is a net.
+                self.close("session_ended");
+                return Flow::End;
             }
         }
+        Flow::Continue
     }
 
-    fn remember_sent(&mut self, pcm: Bytes) {
-        self.recent_bytes += pcm.len();
-        self.recent.push_back(pcm);
-        while self.recent_bytes > RECENT_AUDIO_BYTES {
-            match self.recent.pop_front() {
-                Some(old) => self.recent_bytes -= old.len(),
-                None => break,
-            }
-        }
-    }
-
-    /// Whether another recovery is allowed: renewals always are; failures only a few times
-    /// a minute, so a broken model does not loop forever.
-    fn may_recover(&mut self, error: &StreamError) -> bool {
-        match error.recovery {
-            Recovery::Fatal => false,
-            Recovery::Renew => true,
-            Recovery::Retry => {
-                let now = Instant::now();
-                while self
-                    .failures
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
-                {
-                    self.failures.pop_front();
+    async fn send(&mut self, outgoing: Outgoing) -> Result<(), StreamError> {
+        let Some(current) = &self.current else {
+            debug!("nothing to send to: no stream is open");
+            return Ok(());
+        };
+        match outgoing {
+            Outgoing::Audio(pcm) => {
+                let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
+                match current.stream.try_send(event) {
+                    // Closed: the stream just died, and its error is on the way.
+                    Ok(()) | Err(TrySendError::Closed(())) => {}
+                    Err(TrySendError::Full(())) => {
+                        self.shared
+                            .metrics
+                            .audio_frames_dropped
+                            .get_or_create(&metrics::IN)
+                            .inc();
+                    }
                 }
-                self.failures.push_back(now);
-                self.failures.len() as u32 <= MAX_FAILURES
+                Ok(())
+            }
+            Outgoing::HeldAudio(pcm) => {
+                let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
+                current.stream.send(event).await
+            }
+            Outgoing::Text(text) => {
+                let content = uuid::Uuid::new_v4().to_string();
+                let block = wire::text_block(&current.prompt, &content, TextRole::User, true, &text);
+                current.stream.send_all(block).await
+            }
+            Outgoing::ToolResult(result) => {
+                let ToolResult {
+                    id,
+                    name,
+                    content,
+                    is_error,
+                } = *result;
+                let block = uuid::Uuid::new_v4().to_string();
+                debug!(tool = name, is_error, "tool result sent to the model");
+                let result = tool_result_json(&content, is_error);
+                current
+                    .stream
+                    .send_all(wire::tool_result_block(&current.prompt, &block, &id, &result))
+                    .await
             }
         }
     }
 
-    async fn fail(&self, error: &StreamError) {
-        let _ = self
-            .output
-            .send(ModelOutput::Error(Box::new(ErrorReport {
-                code: error.client_code(),
-                message: self.explain(error),
-                fatal: true,
-            })))
-            .await;
+    /// Closes the current stream cleanly in the background (tracked, so the provider's
+    /// `close` waits for it); a stream still opening is closed once it opens.
+    fn close(&mut self, why: &'static str) {
+        let tracker = &self.shared.tracker;
+        if let Some(current) = self.current.take() {
+            tracker.spawn(current.close(why));
+        } else if let Some(opening) = self.opening.take() {
+            tracker.spawn(async move {
+                if let Ok(current) = opening.await {
+                    current.close(why).await;
+                }
+            });
+        }
+    }
+
+    fn stream_failed(&self, error: StreamError, machine: &mut Continuity, batch: &mut Vec<Action>) {
+        self.count_error(&error);
+        warn!(kind = error.kind, message = %error.message, "model stream failed");
+        machine.stream_failed(error, Instant::now(), batch);
+    }
+
+    /// Tells the session the conversation cannot go on: as the outcome of opening the
+    /// session, or as a fatal error during it.
+    async fn give_up(&mut self, error: &StreamError) {
+        let message = self.explain(error);
+        match self.ready.take() {
+            Some(ready) => {
+                let _ = ready.send(Err(match error.recovery {
+                    Recovery::Fatal => ModelError::Misconfigured(message),
+                    _ => ModelError::Unavailable(message),
+                }));
+            }
+            None => {
+                let report = ErrorReport {
+                    code: error.client_code(),
+                    message,
+                    fatal: true,
+                };
+                let _ = self.output.send(ModelOutput::Error(Box::new(report))).await;
+            }
+        }
     }
 
     fn count_error(&self, error: &StreamError) {
@@ -423,12 +333,39 @@ impl Driver {
     }
 }
 
-fn close_events(current: &Current) -> Vec<String> {
-    vec![
-        wire::content_end(&current.prompt, &current.audio),
-        wire::prompt_end(&current.prompt),
-        wire::session_end(),
-    ]
+/// Feeds one message from the session (`None`: the session is gone) to the machine.
+fn on_input(machine: &mut Continuity, message: Option<ModelInput>, batch: &mut Vec<Action>) {
+    let now = Instant::now();
+    match message {
+        Some(ModelInput::Audio(pcm)) => machine.audio(pcm, now, batch),
+        Some(ModelInput::Text(text)) => machine.text(text, now, batch),
+        Some(ModelInput::ToolResult(result)) => machine.tool_result(*result, now, batch),
+        None => machine.session_ended(batch),
+    }
+}
+
+/// The current stream's next output chunk; never, while there is no stream.
+async fn recv(current: &mut Option<Current>) -> Result<Option<Vec<u8>>, StreamError> {
+    match current {
+        Some(current) => current.stream.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The outcome of the stream being opened; never, while none is.
+async fn opened(opening: &mut Option<Opening>) -> Result<Current, StreamError> {
+    let Some(future) = opening else {
+        return std::future::pending().await;
+    };
+    let result = future.await;
+    *opening = None;
+    result
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
 }
 
 /// Nova takes tool results as JSON text: a tool's JSON output as is, other text wrapped, and
