@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::model::ModelErrorKind;
 use crate::protocol::EndReason;
 use crate::server::RefusalReason;
 
@@ -31,23 +32,6 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
-/// Model error kinds the providers report (the `kind` label of `model_errors`).
-pub const MODEL_ERROR_KINDS: &[&str] = &[
-    "connect",
-    "stream_ended",
-    "throttled",
-    "quota_exceeded",
-    "unavailable",
-    "internal",
-    "transport",
-    "model_timeout",
-    "silence_timeout",
-    "input_timeout",
-    "access_denied",
-    "not_found",
-    "validation",
-    "credentials",
-];
 /// Why model streams are replaced (the `reason` label of `model_stream_renewals`).
 pub const RENEWAL_REASONS: &[&str] = &[
     "proactive",
@@ -131,8 +115,8 @@ impl Metrics {
                 reason: reason.as_str(),
             });
         }
-        for &kind in MODEL_ERROR_KINDS {
-            let _ = metrics.model_errors.get_or_create(&KindLabels { kind });
+        for kind in ModelErrorKind::ALL {
+            let _ = metrics.model_errors.get_or_create(&KindLabels { kind: kind.as_str() });
         }
         for &reason in RENEWAL_REASONS {
             let _ = metrics.model_stream_renewals.get_or_create(&ReasonLabels { reason });

@@ -1,7 +1,7 @@
 //! A fake of Amazon Bedrock's `InvokeModelWithBidirectionalStream` for Nova Sonic, speaking the
 //! real wire protocol (HTTP/2 over TLS, SigV4-signed event-stream envelopes), so the NovaSonic
-//! provider is exercised through the real AWS SDK without an AWS account. Served by
-//! `voice-agent fake-bedrock`; see docs/bedrock.md.
+//! provider is exercised through the real AWS SDK without an AWS account. Served by this crate's
+//! `fake-bedrock` binary, a development tool that is not part of the agent; see docs/bedrock.md.
 //!
 //! Control endpoints on the same port: `GET /_fake/streams` (what each stream received),
 //! `POST /_fake/faults` (make the next streams fail), `POST /_fake/reset`.

@@ -163,6 +163,99 @@ pub enum ModelError {
 pub type ConnectFuture = Pin<Box<dyn Future<Output = Result<ModelStream, ModelError>> + Send>>;
 pub type CloseFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+/// Every kind of model error: the `kind` label of `model_errors`, and the basis of the error code
+/// clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelErrorKind {
+    /// The model stream could not be opened for a new session.
+    Connect,
+    /// The model ended a stream without saying why.
+    StreamEnded,
+    /// The model refused for request rate (Bedrock ThrottlingException); retried.
+    Throttled,
+    /// The account's service quota is used up (ServiceQuotaExceededException); retried.
+    QuotaExceeded,
+    /// The model is not serving right now (ServiceUnavailable, ModelNotReady); retried.
+    Unavailable,
+    /// The model failed on its side or in a way not named otherwise; retried.
+    Internal,
+    /// The connection to the model failed (DNS, TLS, reset); retried.
+    Transport,
+    /// A stream reached its time limit (Bedrock's ~8 minutes); renewed.
+    ModelTimeout,
+    /// The model ended a stream after a long silence; renewed.
+    SilenceTimeout,
+    /// The model ended a stream that received no input in time; renewed.
+    InputTimeout,
+    /// The credentials may not invoke this model (IAM, model access); fatal.
+    AccessDenied,
+    /// No such model in this region; fatal.
+    NotFound,
+    /// The model refused a request as invalid; fatal.
+    Validation,
+    /// No usable AWS credentials to sign requests with; fatal.
+    Credentials,
+}
+
+impl ModelErrorKind {
+    pub const ALL: [ModelErrorKind; 14] = [
+        Self::Connect,
+        Self::StreamEnded,
+        Self::Throttled,
+        Self::QuotaExceeded,
+        Self::Unavailable,
+        Self::Internal,
+        Self::Transport,
+        Self::ModelTimeout,
+        Self::SilenceTimeout,
+        Self::InputTimeout,
+        Self::AccessDenied,
+        Self::NotFound,
+        Self::Validation,
+        Self::Credentials,
+    ];
+
+    /// Stable snake_case name: the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::StreamEnded => "stream_ended",
+            Self::Throttled => "throttled",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+            Self::Transport => "transport",
+            Self::ModelTimeout => "model_timeout",
+            Self::SilenceTimeout => "silence_timeout",
+            Self::InputTimeout => "input_timeout",
+            Self::AccessDenied => "access_denied",
+            Self::NotFound => "not_found",
+            Self::Validation => "validation",
+            Self::Credentials => "credentials",
+        }
+    }
+
+    /// The `bidi_error` code clients see when an error of this kind reaches them.
+    pub fn client_code(self) -> &'static str {
+        match self {
+            Self::Throttled => "model_throttled",
+            Self::QuotaExceeded => "model_quota_exceeded",
+            Self::Unavailable => "model_unavailable",
+            Self::AccessDenied => "model_access_denied",
+            Self::NotFound => "model_not_found",
+            Self::Validation => "model_rejected_request",
+            Self::Credentials => "model_credentials",
+            _ => "model_error",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A speech-to-speech model that can hold many concurrent sessions.
 pub trait ModelProvider: Send + Sync + 'static {
     /// The model name reported to clients in `bidi_connection_start`.
@@ -182,5 +275,23 @@ pub trait ModelProvider: Send + Sync + 'static {
     /// process never exits with a model stream still open.
     fn close(&self) -> CloseFuture<'_> {
         Box::pin(std::future::ready(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_error_kind_has_a_distinct_label_and_a_model_code() {
+        let mut labels: Vec<&str> = ModelErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ModelErrorKind::ALL.len());
+        for kind in ModelErrorKind::ALL {
+            assert!(kind.client_code().starts_with("model_"), "{kind}");
+        }
+        assert_eq!(ModelErrorKind::Throttled.client_code(), "model_throttled");
+        assert_eq!(ModelErrorKind::Transport.client_code(), "model_error");
     }
 }

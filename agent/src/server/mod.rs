@@ -178,13 +178,15 @@ impl Agent {
             () = shutdown.cancelled() => {}
         }
         self.drain_sessions().await;
-        // Sessions are gone, but their model streams may still be closing: exit only after.
-        self.model.close().await;
         stop_listener.cancel();
         let served = server.await.map_err(std::io::Error::other);
         self.stop_background.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
+        if tokio::time::timeout(FORCE_CLOSE_GRACE, self.tasks.wait()).await.is_err() {
+            warn!(tasks = self.tasks.len(), "tasks still running after the drain");
+        }
+        // Sessions are gone, but their model streams may still be closing: exit only after.
+        self.model.close().await;
         served
     }
 

@@ -391,7 +391,10 @@ fn observe(observation: Observation, metrics: &Metrics) {
             metrics.client_errors.get_or_create(&CodeLabels { code }).inc();
         }
         Observation::ModelError(kind) => {
-            metrics.model_errors.get_or_create(&KindLabels { kind }).inc();
+            metrics
+                .model_errors
+                .get_or_create(&KindLabels { kind: kind.as_str() })
+                .inc();
         }
     }
 }

@@ -7,7 +7,7 @@
 
 mod chart_support;
 
-use chart_support::render;
+use chart_support::{EVERY_OPTION, render};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::Api;
 use kube::api::ListParams;
@@ -27,18 +27,8 @@ async fn every_rendered_document_passes_a_server_dry_run() {
     let cluster = TestCluster::shared().await;
     install_monitoring_crds(cluster).await.expect("monitoring CRDs");
     let ns = cluster.namespace("chart-dry-run").await;
-    let everything = [
-        "--set",
-        "monitoring.operator.serviceMonitor.enabled=true,monitoring.operator.podMonitor.enabled=true",
-        "--set",
-        "monitoring.agents.serviceMonitor.enabled=true,monitoring.agents.podMonitor.enabled=true",
-        "--set",
-        "monitoring.dashboard.enabled=true,monitoring.rules.enabled=true",
-        "--set",
-        "networkPolicy.enabled=true,networkPolicy.apiServer.cidrs={10.0.0.1/32}",
-        "--set",
-        "podDisruptionBudget.enabled=true,replicaCount=2",
-    ];
+    let mut everything = EVERY_OPTION.to_vec();
+    everything.extend(["--set", "networkPolicy.apiServer.cidrs={10.0.0.1/32}"]);
     let watch_one = format!("watchNamespaces={{{}}}", ns.name());
     let mut scoped = everything.to_vec();
     scoped.extend(["--set", &watch_one]);

@@ -6,7 +6,7 @@
 
 mod chart_support;
 
-use chart_support::{helm_template, object, of_kind, render_documents, strings};
+use chart_support::{EVERY_OPTION, helm_template, object, of_kind, render_documents, strings};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 use voice_e2e::TestCluster;
@@ -14,18 +14,6 @@ use voice_e2e::command::{COMMAND_TIMEOUT, run, run_ok};
 use voice_e2e::workspace;
 
 const CRD_COPY: &str = "charts/voice-operator/files/crds/voiceagents.voiceagent.dev.yaml";
-
-/// Every optional object of the chart switched on.
-const EVERYTHING: &[&str] = &[
-    "--set",
-    "monitoring.operator.serviceMonitor.enabled=true,monitoring.operator.podMonitor.enabled=true",
-    "--set",
-    "monitoring.agents.serviceMonitor.enabled=true,monitoring.agents.podMonitor.enabled=true",
-    "--set",
-    "monitoring.dashboard.enabled=true,monitoring.rules.enabled=true",
-    "--set",
-    "networkPolicy.enabled=true,podDisruptionBudget.enabled=true,replicaCount=2",
-];
 
 #[test]
 fn chart_crd_copy_matches_the_generated_crd() {
@@ -41,7 +29,7 @@ fn chart_crd_copy_matches_the_generated_crd() {
 #[ignore = "needs helm from the local cluster (tests/cluster)"]
 async fn lints_with_defaults_and_with_every_option() {
     let cluster = TestCluster::shared().await;
-    for args in [&[][..], EVERYTHING] {
+    for args in [&[][..], EVERY_OPTION] {
         let mut helm = cluster.helm();
         helm.args(["lint", "--strict"]).arg(workspace::chart()).args(args);
         let out = run_ok(&mut helm).await.expect("helm lint passes");
@@ -156,7 +144,7 @@ async fn crd_is_the_generated_crd_kept_on_uninstall_when_asked() {
 async fn watching_one_namespace_binds_the_role_there_and_passes_the_flag() {
     let cluster = TestCluster::shared().await;
 
-    let docs = render_documents(cluster, "ops", EVERYTHING).await.expect("renders");
+    let docs = render_documents(cluster, "ops", EVERY_OPTION).await.expect("renders");
     let bindings = of_kind(&docs, "ClusterRoleBinding");
     assert!(
         bindings.iter().any(|b| b["roleRef"]["name"] == "ops-voice-operator"),
@@ -175,7 +163,7 @@ async fn watching_one_namespace_binds_the_role_there_and_passes_the_flag() {
     let monitor = object(&docs, "PodMonitor", "ops-voice-operator-agents").expect("PodMonitor rendered");
     assert_eq!(monitor["spec"]["namespaceSelector"]["any"], true);
 
-    let mut scoped = EVERYTHING.to_vec();
+    let mut scoped = EVERY_OPTION.to_vec();
     scoped.extend(["--set", "watchNamespaces={team-a}"]);
     let docs = render_documents(cluster, "ops", &scoped).await.expect("renders");
     let binding = of_kind(&docs, "RoleBinding")

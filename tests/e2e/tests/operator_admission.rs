@@ -6,7 +6,7 @@
 
 mod operator_support;
 
-use operator_support::OperatorEnv;
+use operator_support::{EXAMPLES, OperatorEnv};
 use voice_e2e::command::try_pipe;
 use voice_e2e::workspace;
 
@@ -194,13 +194,7 @@ async fn invalid_specs_are_refused_with_clear_messages() {
 #[ignore = "needs the local cluster (tests/cluster/up)"]
 async fn the_examples_pass_a_server_side_dry_run() {
     let env = OperatorEnv::new("op-dry-run").await.expect("test namespace");
-    for example in [
-        "examples/simulated-smoke.yaml",
-        "examples/ingress-nginx.yaml",
-        "examples/aws-alb.yaml",
-        "examples/gateway-api.yaml",
-        "examples/secured.yaml",
-    ] {
+    for example in EXAMPLES {
         let path = workspace::root().join(example);
         let out = env
             .ns

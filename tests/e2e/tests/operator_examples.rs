@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, PostParams};
-use operator_support::OperatorEnv;
+use operator_support::{EXAMPLES, OperatorEnv};
 use voice_e2e::wait::{WAIT, eventually};
 use voice_operator::gateway_api::HTTPRoute;
 
@@ -21,18 +21,18 @@ fn annotations(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
     meta.annotations.clone().unwrap_or_default()
 }
 
+/// The pod template of the Deployment `name`.
+async fn pod_spec(deployments: &Api<Deployment>, name: &str) -> PodSpec {
+    let deployment = deployments.get(name).await.expect("Deployment");
+    deployment.spec.expect("spec").template.spec.expect("pod")
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster (tests/cluster/up)"]
 async fn every_example_becomes_ready_with_its_children() {
     let env = OperatorEnv::new("op-examples").await.expect("test namespace");
     let operator = env.start_operator(&[]).await.expect("operator starts");
-    for example in [
-        "examples/simulated-smoke.yaml",
-        "examples/ingress-nginx.yaml",
-        "examples/aws-alb.yaml",
-        "examples/gateway-api.yaml",
-        "examples/secured.yaml",
-    ] {
+    for example in EXAMPLES {
         env.apply_file(example).await.expect(example);
     }
     let ns = env.name().to_owned();
@@ -92,15 +92,7 @@ async fn every_example_becomes_ready_with_its_children() {
     assert_eq!(hpa.spec.min_replicas, Some(2));
     assert_eq!(hpa.spec.max_replicas, 10);
     assert!(pdbs.get_opt("support").await.expect("get").is_some(), "PDB");
-    let pod = deployments
-        .get("support")
-        .await
-        .expect("Deployment")
-        .spec
-        .expect("spec")
-        .template
-        .spec
-        .expect("pod");
+    let pod = pod_spec(&deployments, "support").await;
     assert_eq!(pod.service_account_name.as_deref(), Some("support-agent"));
     assert_eq!(pod.automount_service_account_token, Some(false));
     let volumes = pod.volumes.expect("volumes");
@@ -132,15 +124,7 @@ async fn every_example_becomes_ready_with_its_children() {
         "deregistration_delay.timeout_seconds=195"
     );
     assert_eq!(a["alb.ingress.kubernetes.io/scheme"], "internet-facing");
-    let pod = deployments
-        .get("concierge")
-        .await
-        .expect("Deployment")
-        .spec
-        .expect("spec")
-        .template
-        .spec
-        .expect("pod");
+    let pod = pod_spec(&deployments, "concierge").await;
     assert_eq!(
         pod.termination_grace_period_seconds,
         Some(205),

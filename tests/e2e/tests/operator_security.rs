@@ -62,6 +62,16 @@ fn secret(name: &str, key: &str, value: &str) -> String {
     )
 }
 
+/// The agent configuration the operator rendered into the VoiceAgent's ConfigMap.
+async fn rendered_config(configmaps: &Api<ConfigMap>) -> String {
+    let config = configmaps.get("secured-config").await.expect("ConfigMap");
+    config
+        .data
+        .unwrap_or_default()
+        .remove("config.yaml")
+        .expect("config.yaml")
+}
+
 fn checksum(deployment: &Deployment) -> Option<String> {
     deployment
         .spec
@@ -116,12 +126,7 @@ async fn token_secrets_are_required_mounted_and_rotated_without_a_rollout() {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
 
     // The configuration points at the mounted files; the files come from the Secrets.
-    let config = configmaps.get("secured-config").await.expect("ConfigMap");
-    let yaml = config
-        .data
-        .unwrap_or_default()
-        .remove("config.yaml")
-        .expect("config.yaml");
+    let yaml = rendered_config(&configmaps).await;
     for expected in [
         "tokenFile: /etc/voice-agent/auth/tokens",
         "tokenFile: /etc/voice-agent/gateway/token",
@@ -217,12 +222,7 @@ async fn token_secrets_are_required_mounted_and_rotated_without_a_rollout() {
     let dir = tempdir();
     let tokens = secrets.get("secured-callers").await.expect("Secret");
     let tokens = tokens.data.unwrap_or_default().remove("tokens").expect("tokens key").0;
-    let config = configmaps.get("secured-config").await.expect("ConfigMap");
-    let yaml = config
-        .data
-        .unwrap_or_default()
-        .remove("config.yaml")
-        .expect("config.yaml");
+    let yaml = rendered_config(&configmaps).await;
     let local = yaml.replace("/etc/voice-agent/", &format!("{}/", dir.display()));
     // Neither the prompt nor the tool gateway exists here: the agent runs without tools.
     let local = without_gateway(&local);

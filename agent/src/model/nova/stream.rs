@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::connections::Lease;
+use crate::model::ModelErrorKind;
 
 /// Events queued for the SDK to write. 32 frames of 32 ms is one second of audio: if Bedrock
 /// does not take input that fast the connection is in trouble, and audio is dropped (counted)
@@ -43,13 +44,13 @@ pub enum Recovery {
 #[error("{kind}: {message}")]
 pub struct StreamError {
     pub recovery: Recovery,
-    /// Short, stable name: a metric label, and (prefixed with `model_`) a client error code.
-    pub kind: &'static str,
+    /// What went wrong: the metric label, and the client's error code.
+    pub kind: ModelErrorKind,
     pub message: String,
 }
 
 impl StreamError {
-    pub fn new(recovery: Recovery, kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(recovery: Recovery, kind: ModelErrorKind, message: impl Into<String>) -> Self {
         Self {
             recovery,
             kind,
@@ -59,16 +60,7 @@ impl StreamError {
 
     /// The `bidi_error` code clients see.
     pub fn client_code(&self) -> &'static str {
-        match self.kind {
-            "throttled" => "model_throttled",
-            "quota_exceeded" => "model_quota_exceeded",
-            "unavailable" => "model_unavailable",
-            "access_denied" => "model_access_denied",
-            "not_found" => "model_not_found",
-            "validation" => "model_rejected_request",
-            "credentials" => "model_credentials",
-            _ => "model_error",
-        }
+        self.kind.client_code()
     }
 }
 
@@ -106,13 +98,13 @@ impl BedrockStream {
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(error))) => return Err(classify_open(error)),
             Ok(Err(join)) => {
-                return Err(StreamError::new(Recovery::Retry, "internal", join.to_string()));
+                return Err(StreamError::new(Recovery::Retry, ModelErrorKind::Internal, join.to_string()));
             }
             Err(_) => {
                 call.abort();
                 return Err(StreamError::new(
                     Recovery::Retry,
-                    "transport",
+                    ModelErrorKind::Transport,
                     format!("no response from Bedrock within {}s", OPEN_TIMEOUT.as_secs()),
                 ));
             }
@@ -137,7 +129,7 @@ impl BedrockStream {
         self.input
             .send(chunk(event))
             .await
-            .map_err(|_| StreamError::new(Recovery::Retry, "transport", "the Bedrock input stream is closed"))
+            .map_err(|_| StreamError::new(Recovery::Retry, ModelErrorKind::Transport, "the Bedrock input stream is closed"))
     }
 
     /// Queues several events as one group: nothing else is interleaved as long as the caller
@@ -204,23 +196,23 @@ fn classify_open(error: SdkError<OpenError, aws_sdk_bedrockruntime::config::http
     let text = message.clone().unwrap_or_else(|| describe(&error));
     match error {
         SdkError::ServiceError(service) => match service.into_err() {
-            OpenError::AccessDeniedException(_) => StreamError::new(Recovery::Fatal, "access_denied", text),
-            OpenError::ResourceNotFoundException(_) => StreamError::new(Recovery::Fatal, "not_found", text),
+            OpenError::AccessDeniedException(_) => StreamError::new(Recovery::Fatal, ModelErrorKind::AccessDenied, text),
+            OpenError::ResourceNotFoundException(_) => StreamError::new(Recovery::Fatal, ModelErrorKind::NotFound, text),
             OpenError::ValidationException(_) => classify_validation(text),
-            OpenError::ThrottlingException(_) => StreamError::new(Recovery::Retry, "throttled", text),
-            OpenError::ServiceQuotaExceededException(_) => StreamError::new(Recovery::Retry, "quota_exceeded", text),
+            OpenError::ThrottlingException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::Throttled, text),
+            OpenError::ServiceQuotaExceededException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::QuotaExceeded, text),
             OpenError::ServiceUnavailableException(_) | OpenError::ModelNotReadyException(_) => {
-                StreamError::new(Recovery::Retry, "unavailable", text)
+                StreamError::new(Recovery::Retry, ModelErrorKind::Unavailable, text)
             }
-            OpenError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, "model_timeout", text),
-            _ => StreamError::new(Recovery::Retry, "internal", text),
+            OpenError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, ModelErrorKind::ModelTimeout, text),
+            _ => StreamError::new(Recovery::Retry, ModelErrorKind::Internal, text),
         },
         SdkError::ConstructionFailure(_) => StreamError::new(
             Recovery::Fatal,
-            "credentials",
+            ModelErrorKind::Credentials,
             format!("could not sign the request (are AWS credentials available?): {text}"),
         ),
-        _ => StreamError::new(Recovery::Retry, "transport", text),
+        _ => StreamError::new(Recovery::Retry, ModelErrorKind::Transport, text),
     }
 }
 
@@ -229,13 +221,13 @@ fn classify_stream(error: SdkError<OutputError, aws_smithy_types::event_stream::
     let text = error.message().map(str::to_owned).unwrap_or_else(|| describe(&error));
     match error {
         SdkError::ServiceError(service) => match service.into_err() {
-            OutputError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, "model_timeout", text),
+            OutputError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, ModelErrorKind::ModelTimeout, text),
             OutputError::ValidationException(_) => classify_validation(text),
-            OutputError::ThrottlingException(_) => StreamError::new(Recovery::Retry, "throttled", text),
-            OutputError::ServiceUnavailableException(_) => StreamError::new(Recovery::Retry, "unavailable", text),
-            _ => StreamError::new(Recovery::Retry, "internal", text),
+            OutputError::ThrottlingException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::Throttled, text),
+            OutputError::ServiceUnavailableException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::Unavailable, text),
+            _ => StreamError::new(Recovery::Retry, ModelErrorKind::Internal, text),
         },
-        _ => StreamError::new(Recovery::Retry, "transport", text),
+        _ => StreamError::new(Recovery::Retry, ModelErrorKind::Transport, text),
     }
 }
 
@@ -243,11 +235,11 @@ fn classify_stream(error: SdkError<OutputError, aws_smithy_types::event_stream::
 /// stream resolves: the user was silent too long (code 531), or input stopped arriving.
 fn classify_validation(text: String) -> StreamError {
     if text.contains("InternalErrorCode=531") {
-        StreamError::new(Recovery::Renew, "silence_timeout", text)
+        StreamError::new(Recovery::Renew, ModelErrorKind::SilenceTimeout, text)
     } else if text.contains("Timed out waiting for input events") {
-        StreamError::new(Recovery::Renew, "input_timeout", text)
+        StreamError::new(Recovery::Renew, ModelErrorKind::InputTimeout, text)
     } else {
-        StreamError::new(Recovery::Fatal, "validation", text)
+        StreamError::new(Recovery::Fatal, ModelErrorKind::Validation, text)
     }
 }
 
@@ -270,7 +262,7 @@ mod tests {
     fn validation_limits_renew_and_other_validation_errors_are_fatal() {
         assert_eq!(
             classify_validation("Nova: InternalErrorCode=531 silence".into()).kind,
-            "silence_timeout"
+            ModelErrorKind::SilenceTimeout
         );
         assert_eq!(
             classify_validation("Timed out waiting for input events".into()).recovery,

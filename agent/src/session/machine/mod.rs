@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, ToolResult, ToolUse};
+use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, ToolResult, ToolUse};
 use crate::protocol::{ClientMessage, DecodeError, EndReason, Outbound, SessionEvent, StopReason};
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
@@ -90,8 +90,8 @@ pub enum Observation {
     Interruption,
     /// A `bidi_error` was sent to the client, with this code.
     ClientError(&'static str),
-    /// The model reported an error, with this code.
-    ModelError(&'static str),
+    /// The model failed in this way.
+    ModelError(ModelErrorKind),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,7 +162,7 @@ impl Session {
             ModelError::Unavailable(_) => "model_unavailable",
             ModelError::Misconfigured(_) => "model_misconfigured",
         };
-        actions.push(Action::Observe(Observation::ModelError("connect")));
+        actions.push(Action::Observe(Observation::ModelError(ModelErrorKind::Connect)));
         actions.push(Action::Send(Outbound::event(SessionEvent::error(
             code,
             error.to_string(),
@@ -232,7 +232,7 @@ impl Session {
             return;
         }
         let Some(output) = output else {
-            actions.push(Action::Observe(Observation::ModelError("stream_ended")));
+            actions.push(Action::Observe(Observation::ModelError(ModelErrorKind::StreamEnded)));
             actions.push(Action::Send(Outbound::event(SessionEvent::error(
                 "model_stream_ended",
                 "the model stream ended unexpectedly",

@@ -396,7 +396,7 @@ fn a_model_that_cannot_connect_ends_the_session_with_1011_and_no_start() {
             }
         ]
     ));
-    assert!(actions.contains(&Action::Observe(Observation::ModelError("connect"))));
+    assert!(actions.contains(&Action::Observe(Observation::ModelError(ModelErrorKind::Connect))));
     assert_eq!(close_code(&actions), Some(1011));
     assert_eq!(s.ended(), Some(EndReason::ModelError));
 }

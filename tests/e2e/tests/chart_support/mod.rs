@@ -10,6 +10,18 @@ use voice_e2e::TestCluster;
 use voice_e2e::command::run_ok;
 use voice_e2e::workspace;
 
+/// Every optional object of the chart switched on.
+pub const EVERY_OPTION: &[&str] = &[
+    "--set",
+    "monitoring.operator.serviceMonitor.enabled=true,monitoring.operator.podMonitor.enabled=true",
+    "--set",
+    "monitoring.agents.serviceMonitor.enabled=true,monitoring.agents.podMonitor.enabled=true",
+    "--set",
+    "monitoring.dashboard.enabled=true,monitoring.rules.enabled=true",
+    "--set",
+    "networkPolicy.enabled=true,podDisruptionBudget.enabled=true,replicaCount=2",
+];
+
 /// `helm template <release> <chart> --namespace <namespace>` plus `args`.
 pub fn helm_template(cluster: &TestCluster, release: &str, namespace: &str, args: &[&str]) -> Command {
     let mut helm = cluster.helm();

@@ -32,6 +32,14 @@ const RBAC_TEMPLATES: [&str; 4] = [
     "templates/bindings.yaml",
     "templates/leader-election.yaml",
 ];
+/// The example manifests users start from (paths relative to the workspace).
+pub const EXAMPLES: [&str; 5] = [
+    "examples/simulated-smoke.yaml",
+    "examples/ingress-nginx.yaml",
+    "examples/aws-alb.yaml",
+    "examples/gateway-api.yaml",
+    "examples/secured.yaml",
+];
 /// Name of the operator's ServiceAccount in each test namespace.
 pub const OPERATOR_ACCOUNT: &str = "voice-operator";
 

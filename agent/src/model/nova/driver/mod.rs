@@ -23,7 +23,7 @@ use super::NovaShared;
 use super::stream::{Recovery, StreamError};
 use super::wire::{self, TextRole};
 use crate::metrics::{self, KindLabels, ReasonLabels};
-use crate::model::{ErrorReport, ModelError, ModelInput, ModelOutput, SessionSetup, ToolResult};
+use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, SessionSetup, ToolResult};
 use continuity::{Action, Continuity, Outgoing, Policy};
 use opening::Current;
 
@@ -103,7 +103,7 @@ impl Driver {
                 chunk = recv(&mut self.current) => match chunk {
                     Ok(Some(bytes)) => machine.model_event(&bytes, Instant::now(), &mut batch),
                     Ok(None) => self.stream_failed(
-                        StreamError::new(Recovery::Retry, "stream_ended", "Bedrock ended the stream"),
+                        StreamError::new(Recovery::Retry, ModelErrorKind::StreamEnded, "Bedrock ended the stream"),
                         &mut machine,
                         &mut batch,
                     ),
@@ -116,7 +116,7 @@ impl Driver {
                     }
                     Err(error) => {
                         self.count_error(&error);
-                        debug!(kind = error.kind, message = %error.message, "opening a model stream failed");
+                        debug!(kind = %error.kind, message = %error.message, "opening a model stream failed");
                         machine.open_failed(error, Instant::now(), &mut batch);
                     }
                 },
@@ -276,7 +276,7 @@ impl Driver {
 
     fn stream_failed(&self, error: StreamError, machine: &mut Continuity, batch: &mut Vec<Action>) {
         self.count_error(&error);
-        warn!(kind = error.kind, message = %error.message, "model stream failed");
+        warn!(kind = %error.kind, message = %error.message, "model stream failed");
         machine.stream_failed(error, Instant::now(), batch);
     }
 
@@ -306,7 +306,9 @@ impl Driver {
         self.shared
             .metrics
             .model_errors
-            .get_or_create(&KindLabels { kind: error.kind })
+            .get_or_create(&KindLabels {
+                kind: error.kind.as_str(),
+            })
             .inc();
     }
 
@@ -315,16 +317,16 @@ impl Driver {
         let model = &self.shared.config.model_id;
         let region = self.shared.region.as_deref().unwrap_or("the configured region");
         match error.kind {
-            "access_denied" => format!(
+            ModelErrorKind::AccessDenied => format!(
                 "Bedrock denied access to {model} in {region}: {}. The agent's IAM role needs \
                  bedrock:InvokeModel on this model, and model access must be enabled for the account in this region.",
                 error.message
             ),
-            "not_found" => format!(
+            ModelErrorKind::NotFound => format!(
                 "model {model} was not found in {region}: {}. Check the model id and that Nova Sonic is offered in this region.",
                 error.message
             ),
-            "throttled" | "quota_exceeded" => format!(
+            ModelErrorKind::Throttled | ModelErrorKind::QuotaExceeded => format!(
                 "Bedrock is throttling {model} in {region}: {}. Check the account's concurrent stream quota.",
                 error.message
             ),

@@ -328,7 +328,7 @@ impl Continuity {
         if !matches!(self.phase, Phase::Open { .. }) {
             return;
         }
-        out.push(Action::Abandon { why: error.kind });
+        out.push(Action::Abandon { why: error.kind.as_str() });
         let recoverable = match error.recovery {
             Recovery::Fatal => false,
             Recovery::Renew => true,
@@ -349,7 +349,7 @@ impl Continuity {
             return;
         }
         let reason = match error.recovery {
-            Recovery::Renew => error.kind,
+            Recovery::Renew => error.kind.as_str(),
             _ => "error",
         };
         self.replace(reason, true, out);

@@ -2,6 +2,7 @@
 //! offset, every stream is imaginary, and the assertions are on the actions it returns.
 
 use super::*;
+use crate::model::ModelErrorKind;
 
 const RENEW_AFTER: Duration = Duration::from_secs(60);
 
@@ -29,7 +30,7 @@ fn id_of(pcm: &Bytes) -> u16 {
     u16::from_le_bytes([pcm[0], pcm[1]])
 }
 
-fn error(recovery: Recovery, kind: &'static str) -> StreamError {
+fn error(recovery: Recovery, kind: ModelErrorKind) -> StreamError {
     StreamError::new(recovery, kind, "injected")
 }
 
@@ -169,7 +170,7 @@ fn live_ids(actions: &[Action]) -> Vec<u16> {
         .collect()
 }
 
-fn gave_up(actions: &[Action]) -> Option<&'static str> {
+fn gave_up(actions: &[Action]) -> Option<ModelErrorKind> {
     match actions {
         [.., Action::GiveUp(error), Action::End] => Some(error.kind),
         _ => None,
@@ -276,7 +277,7 @@ fn a_planned_renewal_replays_nothing_and_tells_the_client_once_the_new_stream_is
 fn after_a_failure_unanswered_audio_is_replayed_before_audio_held_since() {
     let mut s = Session::open();
     s.audio(secs(1), (1..=3).map(frame));
-    let failed = s.fail(secs(2), error(Recovery::Retry, "internal"));
+    let failed = s.fail(secs(2), error(Recovery::Retry, ModelErrorKind::Internal));
     assert_eq!(failed.first(), Some(&Action::Abandon { why: "internal" }));
     assert_eq!(opens(&failed), ["error"]);
     assert!(live_ids(&s.audio(secs(2) + ms(50), (4..=5).map(frame))).is_empty());
@@ -291,7 +292,7 @@ fn audio_the_model_already_transcribed_is_not_replayed() {
     s.audio(secs(1), (1..=2).map(frame));
     s.events(secs(2), &user_transcript("hello"));
     s.audio(secs(3), [frame(3)]);
-    s.fail(secs(4), error(Recovery::Renew, "model_timeout"));
+    s.fail(secs(4), error(Recovery::Renew, ModelErrorKind::ModelTimeout));
     assert_eq!(held_ids(&s.opened(secs(5))), [3]);
 }
 
@@ -300,7 +301,7 @@ fn replay_keeps_the_newest_audio_within_its_byte_cap() {
     let mut s = Session::open();
     let sent = 200u16;
     s.audio(secs(1), (1..=sent).map(frame));
-    s.fail(secs(2), error(Recovery::Retry, "transport"));
+    s.fail(secs(2), error(Recovery::Retry, ModelErrorKind::Transport));
     let replayed = held_ids(&s.opened(secs(3)));
     let kept = (RECENT_AUDIO_BYTES / SILENCE_BYTES) as u16;
     assert_eq!(replayed, (sent - kept + 1..=sent).collect::<Vec<_>>());
@@ -309,7 +310,7 @@ fn replay_keeps_the_newest_audio_within_its_byte_cap() {
 #[test]
 fn audio_held_beyond_its_byte_cap_drops_the_oldest_and_counts_it() {
     let mut s = Session::open();
-    s.fail(secs(1), error(Recovery::Retry, "transport"));
+    s.fail(secs(1), error(Recovery::Retry, ModelErrorKind::Transport));
     let arrived = 400u16;
     let held = s.audio(secs(2), (1..=arrived).map(frame));
     let kept = (HELD_AUDIO_BYTES / SILENCE_BYTES) as u16;
@@ -330,12 +331,12 @@ fn audio_held_beyond_its_byte_cap_drops_the_oldest_and_counts_it() {
 #[test]
 fn transient_failures_are_retried_within_a_budget_per_window() {
     // (failure kind, seconds after the start at which streams fail, gives up at the last?)
-    let cases: [(Recovery, &'static str, &[u64], bool); 5] = [
-        (Recovery::Retry, "internal", &[0, 10, 20], false),
-        (Recovery::Retry, "internal", &[0, 10, 20, 30], true),
-        (Recovery::Retry, "internal", &[0, 10, 20, 61], false),
-        (Recovery::Renew, "model_timeout", &[0, 1, 2, 3, 4, 5, 6, 7], false),
-        (Recovery::Fatal, "validation", &[0], true),
+    let cases: [(Recovery, ModelErrorKind, &[u64], bool); 5] = [
+        (Recovery::Retry, ModelErrorKind::Internal, &[0, 10, 20], false),
+        (Recovery::Retry, ModelErrorKind::Internal, &[0, 10, 20, 30], true),
+        (Recovery::Retry, ModelErrorKind::Internal, &[0, 10, 20, 61], false),
+        (Recovery::Renew, ModelErrorKind::ModelTimeout, &[0, 1, 2, 3, 4, 5, 6, 7], false),
+        (Recovery::Fatal, ModelErrorKind::Validation, &[0], true),
     ];
     for (recovery, kind, times, gives_up) in cases {
         let mut s = Session::open();
@@ -377,7 +378,7 @@ fn a_tool_result_that_finishes_after_a_renewal_reaches_the_new_stream_as_a_messa
     let message = "(The get_weather tool returned: {\"temp\":21})";
     assert_eq!(sent, [Action::Send(Outgoing::Text(message.into()))]);
     // And it is part of the conversation replayed into later streams.
-    let failed = s.fail(RENEW_AFTER + secs(3), error(Recovery::Retry, "internal"));
+    let failed = s.fail(RENEW_AFTER + secs(3), error(Recovery::Retry, ModelErrorKind::Internal));
     let Some(Action::Open { history, .. }) = failed.last() else {
         panic!("{failed:?}");
     };
@@ -420,7 +421,7 @@ fn a_renewal_whose_opens_fail_backs_off_then_hands_everything_over() {
     let mut now = RENEW_AFTER;
     for (id, backoff) in [(1, 250), (2, 500)] {
         now += ms(100);
-        assert!(s.open_failed(now, error(Recovery::Retry, "throttled")).is_empty());
+        assert!(s.open_failed(now, error(Recovery::Retry, ModelErrorKind::Throttled)).is_empty());
         assert_eq!(s.machine.deadline(), Some(s.start + now + ms(backoff)));
         s.audio(now + ms(1), [frame(id)]);
         assert!(
@@ -442,19 +443,19 @@ fn a_renewal_that_cannot_open_a_stream_gives_up() {
     let mut now = RENEW_AFTER;
     for attempt in 1..OPEN_ATTEMPTS {
         now += ms(100);
-        assert_eq!(gave_up(&s.open_failed(now, error(Recovery::Retry, "throttled"))), None);
+        assert_eq!(gave_up(&s.open_failed(now, error(Recovery::Retry, ModelErrorKind::Throttled))), None);
         now += FIRST_BACKOFF * 2u32.pow(attempt - 1);
         assert_eq!(opens(&s.tick(now)).len(), 1);
     }
-    let last = s.open_failed(now + ms(100), error(Recovery::Retry, "throttled"));
-    assert_eq!(gave_up(&last), Some("throttled"));
+    let last = s.open_failed(now + ms(100), error(Recovery::Retry, ModelErrorKind::Throttled));
+    assert_eq!(gave_up(&last), Some(ModelErrorKind::Throttled));
 
     let mut s = Session::open();
     s.tick(RENEW_AFTER);
-    let refused = s.open_failed(RENEW_AFTER + ms(100), error(Recovery::Fatal, "access_denied"));
+    let refused = s.open_failed(RENEW_AFTER + ms(100), error(Recovery::Fatal, ModelErrorKind::AccessDenied));
     assert_eq!(
         gave_up(&refused),
-        Some("access_denied"),
+        Some(ModelErrorKind::AccessDenied),
         "no retry when retrying cannot help"
     );
 }
@@ -463,9 +464,9 @@ fn a_renewal_that_cannot_open_a_stream_gives_up() {
 fn a_new_stream_that_dies_during_the_hand_over_gets_its_audio_replayed_again() {
     let mut s = Session::open();
     s.audio(secs(1), (1..=2).map(frame));
-    s.fail(secs(2), error(Recovery::Retry, "internal"));
+    s.fail(secs(2), error(Recovery::Retry, ModelErrorKind::Internal));
     assert_eq!(held_ids(&s.opened(secs(3))), [1, 2]);
-    s.fail(secs(3) + ms(10), error(Recovery::Retry, "transport"));
+    s.fail(secs(3) + ms(10), error(Recovery::Retry, ModelErrorKind::Transport));
     assert_eq!(held_ids(&s.opened(secs(4))), [1, 2]);
 }
 
@@ -479,8 +480,8 @@ fn the_first_stream_starts_the_session_and_its_failures_end_it_before_it_starts(
     };
     let mut machine = Continuity::start(policy, start, &mut out);
     out.clear();
-    machine.open_failed(error(Recovery::Fatal, "access_denied"), start + ms(50), &mut out);
-    assert_eq!(gave_up(&out), Some("access_denied"));
+    machine.open_failed(error(Recovery::Fatal, ModelErrorKind::AccessDenied), start + ms(50), &mut out);
+    assert_eq!(gave_up(&out), Some(ModelErrorKind::AccessDenied));
     assert!(!out.contains(&Action::Started));
 }
 
@@ -493,7 +494,7 @@ fn silence_keeps_the_stream_fed_while_the_client_is_quiet() {
     // Client audio pushes the silence back; a stream being replaced gets none.
     s.audio(secs(1), [frame(1)]);
     assert_eq!(s.machine.deadline(), Some(s.start + secs(1) + KEEPALIVE_GAP));
-    s.fail(secs(2), error(Recovery::Retry, "internal"));
+    s.fail(secs(2), error(Recovery::Retry, ModelErrorKind::Internal));
     assert_eq!(s.machine.deadline(), None);
 }
 
@@ -505,13 +506,13 @@ fn the_end_of_the_session_closes_the_stream_cleanly() {
 
     // A stream still opening is closed too (once it opens); in a backoff there is none.
     let mut s = Session::open();
-    s.fail(secs(1), error(Recovery::Retry, "internal"));
+    s.fail(secs(1), error(Recovery::Retry, ModelErrorKind::Internal));
     let ended = s.run(|m, _, out| m.session_ended(out), secs(1));
     assert_eq!(ended, [Action::Close { why: "session_ended" }, Action::End]);
     assert!(s.audio(secs(2), [frame(1)]).is_empty(), "nothing after the end");
 
     let mut s = Session::open();
-    s.fail(secs(1), error(Recovery::Retry, "internal"));
-    s.open_failed(secs(1), error(Recovery::Retry, "throttled"));
+    s.fail(secs(1), error(Recovery::Retry, ModelErrorKind::Internal));
+    s.open_failed(secs(1), error(Recovery::Retry, ModelErrorKind::Throttled));
     assert_eq!(s.run(|m, _, out| m.session_ended(out), secs(1)), [Action::End]);
 }
