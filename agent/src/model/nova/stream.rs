@@ -17,7 +17,6 @@ use aws_sdk_bedrockruntime::types::{
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use super::connections::Lease;
 use crate::model::ModelErrorKind;
@@ -98,7 +97,11 @@ impl BedrockStream {
             Ok(Ok(Ok(response))) => response,
             Ok(Ok(Err(error))) => return Err(classify_open(error)),
             Ok(Err(join)) => {
-                return Err(StreamError::new(Recovery::Retry, ModelErrorKind::Internal, join.to_string()));
+                return Err(StreamError::new(
+                    Recovery::Retry,
+                    ModelErrorKind::Internal,
+                    join.to_string(),
+                ));
             }
             Err(_) => {
                 call.abort();
@@ -116,20 +119,15 @@ impl BedrockStream {
         })
     }
 
-    /// Queues an event unless the queue is full (for audio, which must never wait).
-    pub fn try_send(&self, event: String) -> Result<(), TrySendError<()>> {
-        self.input.try_send(chunk(event)).map_err(|e| match e {
-            TrySendError::Full(_) => TrySendError::Full(()),
-            TrySendError::Closed(_) => TrySendError::Closed(()),
-        })
-    }
-
     /// Queues an event, waiting for room.
     pub async fn send(&self, event: String) -> Result<(), StreamError> {
-        self.input
-            .send(chunk(event))
-            .await
-            .map_err(|_| StreamError::new(Recovery::Retry, ModelErrorKind::Transport, "the Bedrock input stream is closed"))
+        self.input.send(chunk(event)).await.map_err(|_| {
+            StreamError::new(
+                Recovery::Retry,
+                ModelErrorKind::Transport,
+                "the Bedrock input stream is closed",
+            )
+        })
     }
 
     /// Queues several events as one group: nothing else is interleaved as long as the caller
@@ -196,15 +194,23 @@ fn classify_open(error: SdkError<OpenError, aws_sdk_bedrockruntime::config::http
     let text = message.clone().unwrap_or_else(|| describe(&error));
     match error {
         SdkError::ServiceError(service) => match service.into_err() {
-            OpenError::AccessDeniedException(_) => StreamError::new(Recovery::Fatal, ModelErrorKind::AccessDenied, text),
-            OpenError::ResourceNotFoundException(_) => StreamError::new(Recovery::Fatal, ModelErrorKind::NotFound, text),
+            OpenError::AccessDeniedException(_) => {
+                StreamError::new(Recovery::Fatal, ModelErrorKind::AccessDenied, text)
+            }
+            OpenError::ResourceNotFoundException(_) => {
+                StreamError::new(Recovery::Fatal, ModelErrorKind::NotFound, text)
+            }
             OpenError::ValidationException(_) => classify_validation(text),
             OpenError::ThrottlingException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::Throttled, text),
-            OpenError::ServiceQuotaExceededException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::QuotaExceeded, text),
+            OpenError::ServiceQuotaExceededException(_) => {
+                StreamError::new(Recovery::Retry, ModelErrorKind::QuotaExceeded, text)
+            }
             OpenError::ServiceUnavailableException(_) | OpenError::ModelNotReadyException(_) => {
                 StreamError::new(Recovery::Retry, ModelErrorKind::Unavailable, text)
             }
-            OpenError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, ModelErrorKind::ModelTimeout, text),
+            OpenError::ModelTimeoutException(_) => {
+                StreamError::new(Recovery::Renew, ModelErrorKind::ModelTimeout, text)
+            }
             _ => StreamError::new(Recovery::Retry, ModelErrorKind::Internal, text),
         },
         SdkError::ConstructionFailure(_) => StreamError::new(
@@ -221,10 +227,14 @@ fn classify_stream(error: SdkError<OutputError, aws_smithy_types::event_stream::
     let text = error.message().map(str::to_owned).unwrap_or_else(|| describe(&error));
     match error {
         SdkError::ServiceError(service) => match service.into_err() {
-            OutputError::ModelTimeoutException(_) => StreamError::new(Recovery::Renew, ModelErrorKind::ModelTimeout, text),
+            OutputError::ModelTimeoutException(_) => {
+                StreamError::new(Recovery::Renew, ModelErrorKind::ModelTimeout, text)
+            }
             OutputError::ValidationException(_) => classify_validation(text),
             OutputError::ThrottlingException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::Throttled, text),
-            OutputError::ServiceUnavailableException(_) => StreamError::new(Recovery::Retry, ModelErrorKind::Unavailable, text),
+            OutputError::ServiceUnavailableException(_) => {
+                StreamError::new(Recovery::Retry, ModelErrorKind::Unavailable, text)
+            }
             _ => StreamError::new(Recovery::Retry, ModelErrorKind::Internal, text),
         },
         _ => StreamError::new(Recovery::Retry, ModelErrorKind::Transport, text),

@@ -10,12 +10,12 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
-use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, warn};
 
@@ -26,6 +26,11 @@ use crate::metrics::{self, KindLabels, ReasonLabels};
 use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, SessionSetup, ToolResult};
 use continuity::{Action, Continuity, Outgoing, Policy};
 use opening::Current;
+
+/// Longest a live audio frame waits for room in the Bedrock stream's queue before it is dropped
+/// (and counted): half of what the session's queue to this task holds (16 frames of 32 ms), so
+/// the session's queue does not overflow while this task waits.
+const LIVE_AUDIO_WAIT: Duration = Duration::from_millis(250);
 
 /// A stream being opened: the driver keeps serving the session while it opens.
 type Opening = Pin<Box<dyn Future<Output = Result<Current, StreamError>> + Send>>;
@@ -219,16 +224,18 @@ impl Driver {
         match outgoing {
             Outgoing::Audio(pcm) => {
                 let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
-                match current.stream.try_send(event) {
-                    // Closed: the stream just died, and its error is on the way.
-                    Ok(()) | Err(TrySendError::Closed(())) => {}
-                    Err(TrySendError::Full(())) => {
-                        self.shared
-                            .metrics
-                            .audio_frames_dropped
-                            .get_or_create(&metrics::IN)
-                            .inc();
-                    }
+                // Right after held audio is replayed into a new stream its queue can be full for a
+                // moment: wait that out, but a stalled Bedrock never holds the session up longer.
+                // A closed stream just died, and its error is on the way.
+                if tokio::time::timeout(LIVE_AUDIO_WAIT, current.stream.send(event))
+                    .await
+                    .is_err()
+                {
+                    self.shared
+                        .metrics
+                        .audio_frames_dropped
+                        .get_or_create(&metrics::IN)
+                        .inc();
                 }
                 Ok(())
             }

@@ -328,7 +328,9 @@ impl Continuity {
         if !matches!(self.phase, Phase::Open { .. }) {
             return;
         }
-        out.push(Action::Abandon { why: error.kind.as_str() });
+        out.push(Action::Abandon {
+            why: error.kind.as_str(),
+        });
         let recoverable = match error.recovery {
             Recovery::Fatal => false,
             Recovery::Renew => true,

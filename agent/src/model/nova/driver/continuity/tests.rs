@@ -335,7 +335,12 @@ fn transient_failures_are_retried_within_a_budget_per_window() {
         (Recovery::Retry, ModelErrorKind::Internal, &[0, 10, 20], false),
         (Recovery::Retry, ModelErrorKind::Internal, &[0, 10, 20, 30], true),
         (Recovery::Retry, ModelErrorKind::Internal, &[0, 10, 20, 61], false),
-        (Recovery::Renew, ModelErrorKind::ModelTimeout, &[0, 1, 2, 3, 4, 5, 6, 7], false),
+        (
+            Recovery::Renew,
+            ModelErrorKind::ModelTimeout,
+            &[0, 1, 2, 3, 4, 5, 6, 7],
+            false,
+        ),
         (Recovery::Fatal, ModelErrorKind::Validation, &[0], true),
     ];
     for (recovery, kind, times, gives_up) in cases {
@@ -421,7 +426,10 @@ fn a_renewal_whose_opens_fail_backs_off_then_hands_everything_over() {
     let mut now = RENEW_AFTER;
     for (id, backoff) in [(1, 250), (2, 500)] {
         now += ms(100);
-        assert!(s.open_failed(now, error(Recovery::Retry, ModelErrorKind::Throttled)).is_empty());
+        assert!(
+            s.open_failed(now, error(Recovery::Retry, ModelErrorKind::Throttled))
+                .is_empty()
+        );
         assert_eq!(s.machine.deadline(), Some(s.start + now + ms(backoff)));
         s.audio(now + ms(1), [frame(id)]);
         assert!(
@@ -443,7 +451,10 @@ fn a_renewal_that_cannot_open_a_stream_gives_up() {
     let mut now = RENEW_AFTER;
     for attempt in 1..OPEN_ATTEMPTS {
         now += ms(100);
-        assert_eq!(gave_up(&s.open_failed(now, error(Recovery::Retry, ModelErrorKind::Throttled))), None);
+        assert_eq!(
+            gave_up(&s.open_failed(now, error(Recovery::Retry, ModelErrorKind::Throttled))),
+            None
+        );
         now += FIRST_BACKOFF * 2u32.pow(attempt - 1);
         assert_eq!(opens(&s.tick(now)).len(), 1);
     }
@@ -452,7 +463,10 @@ fn a_renewal_that_cannot_open_a_stream_gives_up() {
 
     let mut s = Session::open();
     s.tick(RENEW_AFTER);
-    let refused = s.open_failed(RENEW_AFTER + ms(100), error(Recovery::Fatal, ModelErrorKind::AccessDenied));
+    let refused = s.open_failed(
+        RENEW_AFTER + ms(100),
+        error(Recovery::Fatal, ModelErrorKind::AccessDenied),
+    );
     assert_eq!(
         gave_up(&refused),
         Some(ModelErrorKind::AccessDenied),
@@ -480,7 +494,11 @@ fn the_first_stream_starts_the_session_and_its_failures_end_it_before_it_starts(
     };
     let mut machine = Continuity::start(policy, start, &mut out);
     out.clear();
-    machine.open_failed(error(Recovery::Fatal, ModelErrorKind::AccessDenied), start + ms(50), &mut out);
+    machine.open_failed(
+        error(Recovery::Fatal, ModelErrorKind::AccessDenied),
+        start + ms(50),
+        &mut out,
+    );
     assert_eq!(gave_up(&out), Some(ModelErrorKind::AccessDenied));
     assert!(!out.contains(&Action::Started));
 }
