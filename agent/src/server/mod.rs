@@ -182,7 +182,10 @@ impl Agent {
         let served = server.await.map_err(std::io::Error::other);
         self.stop_background.cancel();
         self.tasks.close();
-        if tokio::time::timeout(FORCE_CLOSE_GRACE, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(FORCE_CLOSE_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
             warn!(tasks = self.tasks.len(), "tasks still running after the drain");
         }
         // Sessions are gone, but their model streams may still be closing: exit only after.
