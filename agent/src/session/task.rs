@@ -120,7 +120,6 @@ where
     let mut actions = Vec::with_capacity(8);
     let mut session = Session::new(
         ctx.id.clone(),
-        ctx.model.model_id(),
         (ctx.setup.input_sample_rate, ctx.setup.output_sample_rate),
         ctx.limits,
         Instant::now(),
@@ -128,7 +127,7 @@ where
     match connect_model(&ctx).await {
         Ok(mut model) => {
             info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
-            session.on_model_connected(&mut actions);
+            session.on_model_connected(ctx.model.model_id(), &mut actions);
             let mut io = SessionIo {
                 stream: &mut stream,
                 decoder: decoder.as_mut(),

@@ -112,7 +112,6 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Session {
     id: String,
-    model: String,
     /// Input and output sample rates, announced to the client.
     rates: (u32, u32),
     limits: SessionLimits,
@@ -130,10 +129,9 @@ pub struct Session {
 impl Session {
     /// A session whose model stream is being opened; it speaks once the stream is open
     /// ([`on_model_connected`](Self::on_model_connected)) or has failed.
-    pub fn new(id: String, model: &str, rates: (u32, u32), limits: SessionLimits, now: Instant) -> Self {
+    pub fn new(id: String, rates: (u32, u32), limits: SessionLimits, now: Instant) -> Self {
         Self {
             id,
-            model: model.to_owned(),
             rates,
             limits,
             started_at: now,
@@ -146,11 +144,11 @@ impl Session {
         }
     }
 
-    /// The model stream is open: the first event announces the session to the client.
-    pub fn on_model_connected(&mut self, actions: &mut Vec<Action>) {
+    /// The stream of `model` is open: the first event announces the session to the client.
+    pub fn on_model_connected(&mut self, model: &str, actions: &mut Vec<Action>) {
         actions.push(Action::Send(Outbound::event(SessionEvent::Started {
             session_id: self.id.clone(),
-            model: self.model.clone(),
+            model: model.to_owned(),
             input_sample_rate: self.rates.0,
             output_sample_rate: self.rates.1,
         })));
