@@ -1,9 +1,10 @@
 //! voice-agent: holds real-time voice conversations over WebSocket and bridges them to a
 //! speech-to-speech model.
 //!
-//! Where things live: [`protocol`] is the client wire format, [`session`] the per-connection
-//! state machine and its task, [`model`] the model boundary and providers, [`server`] the
-//! listener, probes and drain. The configuration file shared with the operator is the
+//! Where things live: [`protocol`] holds the client wire protocols (one module each, behind one
+//! seam), [`session`] the per-connection state machine and its task, [`model`] the model
+//! boundary and providers, [`server`] the listener, admission, probes and drain, [`audio`] what
+//! listens to audio. See docs/architecture.md. The configuration file shared with the operator is the
 //! `voice-config` crate; logs and traces are set up by `voice-telemetry`.
 
 pub mod audio;
