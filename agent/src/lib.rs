@@ -4,8 +4,8 @@
 //! Where things live: [`protocol`] holds the client wire protocols (one module each, behind one
 //! seam), [`session`] the per-connection state machine and its task, [`model`] the model
 //! boundary and providers, [`server`] the listener, admission, probes and drain, [`audio`] what
-//! listens to audio. See docs/architecture.md. The configuration file shared with the operator is the
-//! `voice-config` crate; logs and traces are set up by `voice-telemetry`.
+//! listens to audio. The configuration file shared with the operator is the `voice-config`
+//! crate; logs and traces are set up by `voice-telemetry`. See docs/architecture.md.
 
 pub mod audio;
 pub mod auth;
