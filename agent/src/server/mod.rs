@@ -73,28 +73,28 @@ impl Agent {
             .map_err(|message| ConfigError::Invalid { field: "auth", message })?;
         let tasks = TaskTracker::new();
         let stop_background = CancellationToken::new();
-        let background = |task| {
-            let stop = stop_background.clone();
-            tasks.spawn(async move {
-                tokio::select! {
-                    () = task => {}
-                    () = stop.cancelled() => {}
-                }
-            });
-        };
-        background(Box::pin(tidy(Arc::downgrade(&gatekeeper))) as BackgroundTask);
+        // Loops that run for the agent's lifetime: tracked, and stopped once sessions are gone.
+        tasks.spawn(
+            stop_background
+                .clone()
+                .run_until_cancelled_owned(tidy(Arc::downgrade(&gatekeeper))),
+        );
         let tls = match &config.tls {
             Some(tls) => {
                 let (acceptor, reload) =
                     listener::tls_acceptor(tls).map_err(|message| ConfigError::Invalid { field: "tls", message })?;
-                background(Box::pin(reload));
+                tasks.spawn(stop_background.clone().run_until_cancelled_owned(reload));
                 Some(acceptor)
             }
             None => None,
         };
         let (tools_tx, tools) = watch::channel(None);
         if let Some(gateway) = config.gateway.clone() {
-            background(Box::pin(load_tools(gateway, metrics.clone(), tools_tx)));
+            tasks.spawn(stop_background.clone().run_until_cancelled_owned(load_tools(
+                gateway,
+                metrics.clone(),
+                tools_tx,
+            )));
         }
         Ok(Arc::new(Self {
             config,
@@ -221,9 +221,6 @@ impl Agent {
         info!("drained");
     }
 }
-
-/// A loop that runs for the agent's lifetime and stops when it shuts down.
-type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// How often per-client state (the handshake rate limiter) is tidied.
 const TIDY_INTERVAL: Duration = Duration::from_secs(60);
