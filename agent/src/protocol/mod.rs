@@ -108,7 +108,7 @@ pub trait Decode: Send {
 /// Turns session output into frames for the client. Every method appends the frames to send, in
 /// order, to `frames` (none when the protocol has no such message).
 pub trait Encode: Send {
-    fn event(&mut self, event: &SessionEvent, frames: &mut Vec<Message>);
+    fn event(&mut self, event: SessionEvent, frames: &mut Vec<Message>);
     /// Reply audio: PCM16LE mono at the session's output rate.
     fn audio(&mut self, pcm: Bytes, frames: &mut Vec<Message>);
 }

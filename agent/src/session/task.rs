@@ -422,7 +422,7 @@ where
                 metrics.audio_frames.get_or_create(&metrics::OUT).inc();
                 encoder.audio(pcm, &mut frames);
             }
-            Outbound::Event(event) => encoder.event(&event, &mut frames),
+            Outbound::Event(event) => encoder.event(*event, &mut frames),
             Outbound::Close { code, reason } => {
                 let frame = CloseFrame {
                     code,

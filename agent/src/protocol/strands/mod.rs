@@ -69,7 +69,7 @@ struct Encoder {
 }
 
 impl Encode for Encoder {
-    fn event(&mut self, event: &SessionEvent, frames: &mut Vec<Message>) {
+    fn event(&mut self, event: SessionEvent, frames: &mut Vec<Message>) {
         let event = self.server_event(event);
         frames.push(Message::Text(event.to_json().into()));
     }
@@ -83,8 +83,8 @@ impl Encode for Encoder {
 }
 
 impl Encoder {
-    fn server_event(&self, event: &SessionEvent) -> ServerEvent {
-        match event.clone() {
+    fn server_event(&self, event: SessionEvent) -> ServerEvent {
+        match event {
             SessionEvent::Started {
                 session_id,
                 model,
@@ -172,7 +172,7 @@ mod tests {
 
     fn json_of(encoder: &mut dyn Encode, event: SessionEvent) -> Value {
         let mut frames = Vec::new();
-        encoder.event(&event, &mut frames);
+        encoder.event(event, &mut frames);
         match frames.as_slice() {
             [Message::Text(text)] => serde_json::from_str(text.as_str()).expect("JSON"),
             other => panic!("one text frame expected, got {other:?}"),
