@@ -96,6 +96,28 @@ async fn unknown_audio_output_mode_is_refused() {
 }
 
 #[tokio::test]
+async fn the_protocol_is_chosen_at_the_handshake_and_an_unknown_one_is_refused() {
+    let agent = AgentProcess::start(&[]);
+    let refused = tokio_tungstenite::connect_async(agent.ws_url("?protocol=carrier-pigeon"))
+        .await
+        .expect_err("refused");
+    let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
+        panic!("expected an HTTP refusal");
+    };
+    assert_eq!(response.status().as_u16(), 400);
+    let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(
+        body.contains("carrier-pigeon") && body.contains("strands-1.40"),
+        "the refusal names what /ws serves: {body}"
+    );
+
+    let mut client = Client::connect(&agent.ws_url("?protocol=strands-1.40"), Encoding::Json).await;
+    let start = client.until_event("bidi_connection_start", LIMIT).await;
+    assert!(!start.is_empty());
+    client.close().await;
+}
+
+#[tokio::test]
 async fn unknown_events_and_bad_fields_get_errors_and_the_session_goes_on() {
     let agent = AgentProcess::start(&[]);
     let mut client = Client::connect(&agent.ws_url(""), Encoding::Json).await;

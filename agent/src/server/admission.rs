@@ -17,7 +17,7 @@ use super::http::error_response;
 use super::sessions::{Full, SessionGuard};
 use crate::auth::{self, Caller};
 use crate::metrics::ReasonLabels;
-use crate::protocol::{self, Codec, Handshake, JsonLimits, SelectError};
+use crate::protocol::{self, Codec, Handshake, JsonLimits};
 
 /// Suggested wait before retrying a handshake refused for capacity.
 const RETRY_AFTER_CAPACITY: Duration = Duration::from_secs(5);
@@ -218,9 +218,8 @@ async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusa
         },
         output_sample_rate: agent.config.output_sample_rate(),
     };
-    let (protocol, codec) = protocol::select(request.path, &handshake).map_err(|error| match error {
-        SelectError::Unknown { .. } | SelectError::BadOptions(_) => Refusal::BadRequest(error.to_string()),
-    })?;
+    let (protocol, codec) =
+        protocol::select(request.path, &handshake).map_err(|error| Refusal::BadRequest(error.to_string()))?;
     if agent.drain.is_draining() {
         return Err(Refusal::Draining);
     }
