@@ -5,6 +5,11 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 # Python test peers live in a virtualenv keyed by the requirements' hash.
 VENV ?= $(CACHE)/venv-tests-$(shell sha256sum tests/requirements.txt | cut -c1-12)
 export VOICE_AGENTS_TEST_PYTHON ?= $(VENV)/bin/python
+# Strands Agents 1.62 (a peer whose event schema and Bedrock client the tests check against) needs
+# Python >= 3.12: python3.12 from PATH, else pyenv's.
+PYTHON312 ?= $(or $(shell ls -d $(HOME)/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -1),$(shell command -v python3.12 2>/dev/null))
+STRANDS_VENV ?= $(CACHE)/venv-strands-$(shell sha256sum tests/strands/requirements.txt | cut -c1-12)
+export VOICE_AGENTS_STRANDS_PYTHON ?= $(STRANDS_VENV)/bin/python
 # The benchmark's Python peer relay has its own virtualenv, keyed the same way.
 BENCH_VENV ?= $(CACHE)/venv-bench-$(shell sha256sum bench/python/requirements.txt | cut -c1-12)
 
@@ -24,12 +29,18 @@ lint:
 unit: test-deps
 	cargo test --workspace --no-fail-fast
 
-## Python packages the tests run as independent peers (an MCP server).
-test-deps: $(VENV)/.installed
+## Python packages the tests run as independent peers (an MCP server; Strands Agents).
+test-deps: $(VENV)/.installed $(STRANDS_VENV)/.installed
 
 $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+$(STRANDS_VENV)/.installed: tests/strands/requirements.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 is needed for the Strands tests (set PYTHON312)" >&2; exit 1; }
+	$(PYTHON312) -m venv $(STRANDS_VENV)
+	$(STRANDS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/strands/requirements.txt
 	touch $@
 
 ## Cluster suites: the control-plane smoke test, then the Rust e2e tests on a shared cluster,

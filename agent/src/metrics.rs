@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::model::ModelErrorKind;
+use crate::model::{ModelErrorKind, TokenUsage};
 use crate::protocol::EndReason;
 use crate::server::RefusalReason;
 
@@ -53,6 +53,13 @@ pub struct ToolNameLabels {
     pub tool: String,
 }
 
+/// Tokens a model counted, by direction (`input`, `output`) and modality (`speech`, `text`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub direction: &'static str,
+    pub modality: &'static str,
+}
+
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
@@ -71,9 +78,44 @@ pub struct Metrics {
     pub handshake_rejections: Family<ReasonLabels, Counter>,
     pub tool_calls: Family<ToolLabels, Counter>,
     pub tool_call_duration: Family<ToolNameLabels, Histogram>,
+    pub model_tokens: Family<TokenLabels, Counter>,
 }
 
+const TOKEN_LABELS: [TokenLabels; 4] = [
+    TokenLabels {
+        direction: "input",
+        modality: "speech",
+    },
+    TokenLabels {
+        direction: "input",
+        modality: "text",
+    },
+    TokenLabels {
+        direction: "output",
+        modality: "speech",
+    },
+    TokenLabels {
+        direction: "output",
+        modality: "text",
+    },
+];
+
 impl Metrics {
+    /// Adds a model's usage report to the token counters.
+    pub fn count_tokens(&self, usage: &TokenUsage) {
+        let counts = [
+            usage.input_speech,
+            usage.input_text,
+            usage.output_speech,
+            usage.output_text,
+        ];
+        for (labels, count) in TOKEN_LABELS.iter().zip(counts) {
+            if count > 0 {
+                self.model_tokens.get_or_create(labels).inc_by(u64::from(count));
+            }
+        }
+    }
+
     /// Creates the metrics and registers them under the `voice_agent_` prefix.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
@@ -98,7 +140,11 @@ impl Metrics {
             tool_call_duration: Family::new_with_constructor(|| {
                 Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
             }),
+            model_tokens: Family::default(),
         };
+        for labels in TOKEN_LABELS {
+            let _ = metrics.model_tokens.get_or_create(&labels);
+        }
         // Every known label value starts at zero, so each series exists from the start
         // (rates and alerts work before the first event, and dashboards find every name).
         for reason in EndReason::ALL {
@@ -202,6 +248,11 @@ impl Metrics {
             "handshake_rejections",
             "WebSocket handshakes refused, by reason",
             metrics.handshake_rejections.clone(),
+        );
+        r.register(
+            "model_tokens",
+            "Tokens the model counted, by direction (input, output) and modality (speech, text)",
+            metrics.model_tokens.clone(),
         );
         metrics
     }

@@ -156,7 +156,7 @@ async fn nova_region_falls_back_to_aws_region() {
     text_turn(&agent, "Hello").await;
     let streams = fake.streams().await;
     assert_eq!(streams[0]["region"], "eu-north-1");
-    assert_eq!(streams[0]["model_id"], "amazon.nova-2-sonic-v1:0");
+    assert_eq!(streams[0]["model_id"], "amazon.nova-2-5-sonic");
 }
 
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn flag_overrides_the_file_and_status_reports_the_chosen_model() {
     let env: Vec<(&str, &str)> = AWS_ENV.to_vec();
 
     let from_file = AgentProcess::start_with_env(&["--config", &config], &env);
-    assert_eq!(status(&from_file).await["model"], "amazon.nova-2-sonic-v1:0");
+    assert_eq!(status(&from_file).await["model"], "amazon.nova-2-5-sonic");
     drop(from_file);
 
     let overridden = AgentProcess::start_with_env(

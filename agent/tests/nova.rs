@@ -95,7 +95,7 @@ async fn spoken_turn_through_the_sdk_with_sigv4_over_http2() {
     let s = setup(&[], "");
     let mut client = Client::connect(&s.agent.ws_url("?audio_output=binary"), Encoding::Binary).await;
     let start = client.until_event("bidi_connection_start", LIMIT).await;
-    assert_eq!(events(&start)[0]["model"], "amazon.nova-2-sonic-v1:0");
+    assert_eq!(events(&start)[0]["model"], "amazon.nova-2-5-sonic");
 
     let mut audio = NumberedAudio::new();
     let mut received = Vec::new();
@@ -136,7 +136,7 @@ async fn spoken_turn_through_the_sdk_with_sigv4_over_http2() {
     assert_eq!(stream["region"], "us-west-2");
     assert_eq!(stream["service"], "bedrock");
     assert_eq!(stream["http_version"], "HTTP/2.0");
-    assert_eq!(stream["model_id"], "amazon.nova-2-sonic-v1:0");
+    assert_eq!(stream["model_id"], "amazon.nova-2-5-sonic");
     assert_eq!(stream["system_prompt"], "You are the test agent.");
     assert_eq!(stream["events"]["sessionStart"], 1);
     assert_eq!(stream["events"]["promptStart"], 1);

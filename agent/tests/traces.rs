@@ -83,7 +83,7 @@ async fn a_conversation_is_one_trace_continuing_the_callers() {
     assert_eq!(hex(&session.trace_id), CALLER_TRACE, "the caller's trace is continued");
     assert_eq!(hex(&session.parent_span_id), CALLER_SPAN);
     assert_eq!(attribute(session, "close_reason").as_deref(), Some("client_disconnect"));
-    assert_eq!(attribute(session, "model").as_deref(), Some("amazon.nova-2-sonic-v1:0"));
+    assert_eq!(attribute(session, "model").as_deref(), Some("amazon.nova-2-5-sonic"));
 
     let children = |name: &str| {
         named(name)

@@ -15,8 +15,8 @@ mod security;
 
 pub use gateway::{DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
 pub use model::{
-    EndpointingSensitivity, ModelConfig, NOVA_2_SONIC, NOVA_SONIC_V1, NovaSonicConfig, SimulatedMode,
-    SimulatedModelConfig,
+    EndpointingSensitivity, ModelConfig, NOVA_2_5_SONIC, NOVA_2_SONIC, NOVA_GENERATIONS, NOVA_SONIC_V1, NovaGeneration,
+    NovaSonicConfig, SimulatedMode, SimulatedModelConfig, nova_generation,
 };
 pub use security::{AuthConfig, AuthMode, JwtConfig, LimitsConfig, SUPPORTED_ALGORITHMS, TlsConfig};
 
@@ -373,7 +373,7 @@ model:
         let ModelConfig::NovaSonic(nova) = &config.model else {
             panic!("not nova: {:?}", config.model);
         };
-        assert_eq!(nova.model_id, NOVA_2_SONIC);
+        assert_eq!(nova.model_id, NOVA_2_5_SONIC, "the default");
         assert_eq!(nova.endpointing_sensitivity, Some(EndpointingSensitivity::High));
         assert_eq!(nova.renew_after, Duration::from_secs(420));
         assert_eq!(AgentConfig::from_yaml(&config.to_yaml()).expect("round trip"), config);

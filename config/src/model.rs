@@ -52,10 +52,130 @@ impl Default for SimulatedModelConfig {
     }
 }
 
-/// Nova 2 Sonic's model id, the default.
+/// Nova 2.5 Sonic's model id: the default, and what Strands' `BidiAgent` and Pipecat default to.
+pub const NOVA_2_5_SONIC: &str = "amazon.nova-2-5-sonic";
+/// Nova 2 Sonic's model id.
 pub const NOVA_2_SONIC: &str = "amazon.nova-2-sonic-v1:0";
-/// The first Nova Sonic, still accepted.
+/// The first Nova Sonic (end of life on Bedrock since 2026-09-14), still accepted for accounts
+/// that kept it through a provisioned or private offering.
 pub const NOVA_SONIC_V1: &str = "amazon.nova-sonic-v1:0";
+
+/// One generation of Nova Sonic and what the agent may use of it. Model ids map onto the table
+/// by their version (`nova-sonic` is 1, `nova-2-sonic` 2.0, `nova-2-5-sonic` 2.5); the last row
+/// covers every later version, so a new Nova Sonic works the day it ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NovaGeneration {
+    /// What users call it.
+    pub name: &'static str,
+    /// The model id of this generation the agent documents.
+    pub model_id: &'static str,
+    /// The lowest model version in this generation.
+    pub since: (u32, u32),
+    /// Takes cross-modal text input (typed messages, the greeting instruction) in an audio
+    /// conversation.
+    pub text_input: bool,
+    /// Takes `turnDetectionConfiguration.endpointingSensitivity`.
+    pub endpointing: bool,
+    /// Whether Bedrock has retired it.
+    pub end_of_life: bool,
+}
+
+/// Every Nova Sonic generation the agent knows, oldest first.
+pub const NOVA_GENERATIONS: &[NovaGeneration] = &[
+    NovaGeneration {
+        name: "Nova Sonic",
+        model_id: NOVA_SONIC_V1,
+        since: (1, 0),
+        text_input: false,
+        endpointing: false,
+        end_of_life: true,
+    },
+    NovaGeneration {
+        name: "Nova 2 Sonic",
+        model_id: NOVA_2_SONIC,
+        since: (2, 0),
+        text_input: true,
+        endpointing: true,
+        end_of_life: false,
+    },
+    NovaGeneration {
+        name: "Nova 2.5 Sonic and later",
+        model_id: NOVA_2_5_SONIC,
+        since: (2, 5),
+        text_input: true,
+        endpointing: true,
+        end_of_life: false,
+    },
+];
+
+/// The generation of a Bedrock model id, inference profile id (`us.`, `eu.`, `global.`…) or
+/// their ARN, or why it is not a Nova Sonic model.
+pub fn nova_generation(model_id: &str) -> Result<&'static NovaGeneration, String> {
+    let version = nova_version(model_id).ok_or_else(|| {
+        let families: Vec<String> = NOVA_GENERATIONS
+            .iter()
+            .rev()
+            .map(|g| format!("{} ({})", g.model_id, g.name))
+            .collect();
+        format!(
+            "{:?} is not a Nova Sonic model id; use one of {}, optionally with an inference-profile \
+             prefix such as us., eu. or global.",
+            model_id.chars().take(128).collect::<String>(),
+            families.join(", ")
+        )
+    })?;
+    Ok(NOVA_GENERATIONS
+        .iter()
+        .rev()
+        .find(|g| version >= g.since)
+        .unwrap_or(&NOVA_GENERATIONS[0]))
+}
+
+/// The model version a Nova Sonic id names: `[arn:…:(foundation-model|inference-profile)/]
+/// [<geography>.]amazon.nova[-<major>[-<minor>]]-sonic[-v<n>[:<n>]]`.
+fn nova_version(model_id: &str) -> Option<(u32, u32)> {
+    let id = match model_id.strip_prefix("arn:") {
+        Some(arn) => {
+            // arn:partition:service:region:account:resource; the resource may hold colons.
+            let resource = arn.splitn(5, ':').nth(4)?;
+            resource
+                .strip_prefix("foundation-model/")
+                .or_else(|| resource.strip_prefix("inference-profile/"))?
+        }
+        None => model_id,
+    };
+    let (geography, rest) = id.split_once("amazon.nova")?;
+    let geography_ok = geography.is_empty()
+        || geography
+            .strip_suffix('.')
+            .is_some_and(|g| (2..=12).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
+    if !geography_ok {
+        return None;
+    }
+    let (version, suffix) = rest.split_once("-sonic")?;
+    let mut numbers = version.split('-').skip(1).map(|n| {
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<u32>().ok())
+            .flatten()
+    });
+    if !version.is_empty() && !version.starts_with('-') {
+        return None;
+    }
+    let version = match (numbers.next(), numbers.next(), numbers.next()) {
+        (None, _, _) => (1, 0),
+        (Some(Some(major)), None, _) => (major, 0),
+        (Some(Some(major)), Some(Some(minor)), None) => (major, minor),
+        _ => return None,
+    };
+    let suffix_ok = suffix.is_empty()
+        || suffix.strip_prefix("-v").is_some_and(|v| {
+            let (major, minor) = v.split_once(':').unwrap_or((v, "0"));
+            [major, minor]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    suffix_ok.then_some(version)
+}
 
 /// How eagerly Nova 2 Sonic decides the user finished speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -69,7 +189,8 @@ pub enum EndpointingSensitivity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NovaSonicConfig {
-    /// Bedrock model id (or inference profile id such as `us.amazon.nova-2-sonic-v1:0`).
+    /// Bedrock model id, inference profile id (such as `us.amazon.nova-2-sonic-v1:0`) or ARN of
+    /// either; see [`NOVA_GENERATIONS`].
     #[serde(default = "default_nova_model")]
     pub model_id: String,
     /// AWS region; when absent, the default chain (`AWS_REGION`, profile) decides.
@@ -127,28 +248,23 @@ impl Default for NovaSonicConfig {
 }
 
 impl NovaSonicConfig {
-    /// Whether the model is a Nova 2 Sonic (which takes text input and endpointing settings).
-    pub fn is_nova_2(&self) -> bool {
-        self.model_id.contains("nova-2-sonic")
+    /// The model's generation; the first row of the table for an id validation would refuse.
+    pub fn generation(&self) -> &'static NovaGeneration {
+        nova_generation(&self.model_id).unwrap_or(&NOVA_GENERATIONS[0])
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
-        if !self.model_id.contains("nova-2-sonic") && !self.model_id.contains("nova-sonic") {
-            return invalid(
-                "model.modelId",
-                format!(
-                    "{:?} is not a Nova Sonic model (use {NOVA_2_SONIC} or {NOVA_SONIC_V1})",
-                    self.model_id
-                ),
-            );
-        }
-        if self.endpointing_sensitivity.is_some() && !self.is_nova_2() {
+        let generation = match nova_generation(&self.model_id) {
+            Ok(generation) => generation,
+            Err(message) => return invalid("model.modelId", message),
+        };
+        if self.endpointing_sensitivity.is_some() && !generation.endpointing {
             return invalid(
                 "model.endpointingSensitivity",
                 format!(
-                    "is only supported by Nova 2 Sonic ({NOVA_2_SONIC}), not {}",
-                    self.model_id
+                    "is supported from Nova 2 Sonic ({NOVA_2_SONIC}) on, not by {} ({})",
+                    generation.name, self.model_id
                 ),
             );
         }
@@ -198,7 +314,7 @@ fn default_think_time() -> Duration {
     Duration::from_millis(250)
 }
 fn default_nova_model() -> String {
-    NOVA_2_SONIC.into()
+    NOVA_2_5_SONIC.into()
 }
 fn default_voice() -> String {
     "matthew".into()
@@ -216,3 +332,84 @@ fn default_streams_per_connection() -> u32 {
 }
 /// Far above any server's per-connection limit; a larger setting could only mean a typo.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generation_name(id: &str) -> Result<&'static str, String> {
+        nova_generation(id).map(|g| g.name)
+    }
+
+    #[test]
+    fn model_ids_map_to_their_generation() {
+        let cases = [
+            ("amazon.nova-sonic-v1:0", "Nova Sonic"),
+            ("us.amazon.nova-sonic-v1:0", "Nova Sonic"),
+            ("amazon.nova-2-sonic-v1:0", "Nova 2 Sonic"),
+            ("eu.amazon.nova-2-sonic-v1:0", "Nova 2 Sonic"),
+            ("amazon.nova-2-sonic", "Nova 2 Sonic"),
+            ("amazon.nova-2-5-sonic", "Nova 2.5 Sonic and later"),
+            ("global.amazon.nova-2-5-sonic", "Nova 2.5 Sonic and later"),
+            ("us-gov.amazon.nova-2-5-sonic-v1:0", "Nova 2.5 Sonic and later"),
+            ("amazon.nova-3-sonic-v2", "Nova 2.5 Sonic and later"),
+            (
+                "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-2-sonic-v1:0",
+                "Nova 2 Sonic",
+            ),
+            (
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-2-5-sonic",
+                "Nova 2.5 Sonic and later",
+            ),
+        ];
+        for (id, name) in cases {
+            assert_eq!(generation_name(id), Ok(name), "{id}");
+        }
+    }
+
+    #[test]
+    fn other_models_are_refused_with_the_accepted_families() {
+        for id in [
+            "anthropic.claude-3-haiku",
+            "amazon.nova-lite-v1:0",
+            "amazon.nova-2-lite-v1:0",
+            "amazon.nova-sonicx",
+            "amazon.nova-2--sonic",
+            "amazon.nova-2-5-1-sonic",
+            "amazon.nova-x-sonic",
+            "US.amazon.nova-2-sonic-v1:0",
+            "amazon.nova-2-sonic-v1:",
+            "arn:aws:bedrock:us-east-1:1:application-inference-profile/abc",
+            "",
+        ] {
+            let message = nova_generation(id).err().unwrap_or_else(|| panic!("{id:?} accepted"));
+            assert!(
+                message.contains(NOVA_2_5_SONIC) && message.contains(NOVA_2_SONIC) && message.contains("us."),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn capabilities_follow_the_generation() {
+        let v1 = nova_generation(NOVA_SONIC_V1).expect("v1");
+        assert!(!v1.text_input && !v1.endpointing && v1.end_of_life);
+        for id in [NOVA_2_SONIC, NOVA_2_5_SONIC, "amazon.nova-4-sonic"] {
+            let generation = nova_generation(id).expect(id);
+            assert!(
+                generation.text_input && generation.endpointing && !generation.end_of_life,
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_is_in_version_order_and_each_documented_id_maps_to_its_row() {
+        for pair in NOVA_GENERATIONS.windows(2) {
+            assert!(pair[0].since < pair[1].since);
+        }
+        for generation in NOVA_GENERATIONS {
+            assert_eq!(nova_generation(generation.model_id), Ok(generation));
+        }
+    }
+}

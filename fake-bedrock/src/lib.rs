@@ -212,7 +212,8 @@ impl FakeBedrock {
                 "the request is not signed with SigV4",
             );
         }
-        if !model_id.contains("nova-sonic") && !model_id.contains("nova-2-sonic") {
+        // Bedrock knows its models: the same table of Nova Sonic generations the agent checks.
+        if voice_config::nova_generation(&model_id).is_err() {
             return service_error(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFoundException",

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::record::StreamRecord;
 use voice_agent::audio::vad::{TurnDetector, VadEvent};
 use voice_agent::model::simulated::{Conversation, Mode, SimulatorConfig};
-use voice_agent::model::{ModelOutput, Role, ToolUse};
+use voice_agent::model::{ModelOutput, Role, TokenUsage, ToolUse};
 
 /// Longest accepted `textInput` content (bytes).
 const MAX_TEXT_INPUT: usize = 1024;
@@ -101,6 +101,8 @@ pub struct FakeStream {
     next_content: u64,
     audio_out: Option<String>,
     interrupted: bool,
+    /// The stream's token counts so far (usage events carry running totals too).
+    usage: TokenUsage,
     pub record: StreamRecord,
 }
 
@@ -127,6 +129,7 @@ impl FakeStream {
             next_content: 0,
             audio_out: None,
             interrupted: false,
+            usage: TokenUsage::default(),
             record,
         }
     }
@@ -503,17 +506,25 @@ impl FakeStream {
                 self.text_content("ASSISTANT", "FINAL", "{ \"interrupted\" : true }", "INTERRUPTED", out);
                 self.close_audio("INTERRUPTED", out);
             }
-            ModelOutput::Usage {
-                input_tokens,
-                output_tokens,
-            } => out.push(self.event(
-                "usageEvent",
-                json!({
-                    "totalInputTokens": input_tokens,
-                    "totalOutputTokens": output_tokens,
-                    "totalTokens": input_tokens + output_tokens,
-                }),
-            )),
+            ModelOutput::Usage(delta) => {
+                self.usage += delta;
+                let sides = |u: &TokenUsage| {
+                    json!({
+                        "input": {"speechTokens": u.input_speech, "textTokens": u.input_text},
+                        "output": {"speechTokens": u.output_speech, "textTokens": u.output_text},
+                    })
+                };
+                let (input, output) = (self.usage.input(), self.usage.output());
+                out.push(self.event(
+                    "usageEvent",
+                    json!({
+                        "details": {"delta": sides(&delta), "total": sides(&self.usage)},
+                        "totalInputTokens": input,
+                        "totalOutputTokens": output,
+                        "totalTokens": input + output,
+                    }),
+                ));
+            }
             ModelOutput::ToolUse(call) => {
                 let ToolUse { id, name, input } = *call;
                 if !self.tools.contains(&name) {

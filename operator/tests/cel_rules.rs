@@ -128,18 +128,66 @@ fn provider_blocks_match_the_provider() {
 fn nova_2_only_options_need_nova_2() {
     refused(
         "model: {provider: NovaSonic, novaSonic: {modelId: amazon.nova-sonic-v1:0, endpointingSensitivity: LOW}}",
-        "endpointingSensitivity is only supported by Nova 2 Sonic (amazon.nova-2-sonic-v1:0)",
+        "endpointingSensitivity is supported from Nova 2 Sonic on, not by Nova Sonic v1",
     );
     accepted(
         "model: {provider: NovaSonic, novaSonic: {modelId: us.amazon.nova-2-sonic-v1:0, endpointingSensitivity: LOW}}",
     );
+    accepted("model: {provider: NovaSonic, novaSonic: {modelId: amazon.nova-2-5-sonic, endpointingSensitivity: LOW}}");
+}
+
+/// The CRD's rules and the agent's own validation accept the same model ids, and agree on which
+/// generation takes endpointing settings.
+#[test]
+fn the_crd_and_the_agent_agree_on_model_ids() {
+    let ids = [
+        "amazon.nova-sonic-v1:0",
+        "us.amazon.nova-sonic-v1:0",
+        "amazon.nova-2-sonic-v1:0",
+        "eu.amazon.nova-2-sonic-v1:0",
+        "amazon.nova-2-sonic",
+        "amazon.nova-2-5-sonic",
+        "global.amazon.nova-2-5-sonic",
+        "us-gov.amazon.nova-2-5-sonic-v1:0",
+        "amazon.nova-3-sonic-v2",
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-2-sonic-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-2-5-sonic",
+        "anthropic.claude-3-haiku",
+        "amazon.nova-lite-v1:0",
+        "amazon.nova-2-lite-v1:0",
+        "amazon.nova-sonicx",
+        "amazon.nova-2--sonic",
+        "amazon.nova-2-5-1-sonic",
+        "US.amazon.nova-2-sonic-v1:0",
+        "amazon.nova-2-sonic-v1:",
+        "arn:aws:bedrock:us-east-1:1:application-inference-profile/abc",
+    ];
+    for id in ids {
+        let agent = voice_config::nova_generation(id);
+        let plain = violations(
+            "support",
+            &format!("model: {{provider: NovaSonic, novaSonic: {{modelId: {id:?}}}}}"),
+        );
+        assert_eq!(
+            plain.is_empty(),
+            agent.is_ok(),
+            "{id}: CRD says {plain:?}, agent says {agent:?}"
+        );
+        if let Ok(generation) = agent {
+            let tuned = violations(
+                "support",
+                &format!("model: {{provider: NovaSonic, novaSonic: {{modelId: {id:?}, endpointingSensitivity: LOW}}}}"),
+            );
+            assert_eq!(tuned.is_empty(), generation.endpointing, "{id}: {tuned:?}");
+        }
+    }
 }
 
 #[test]
 fn nova_model_ids_and_sample_rates() {
     refused(
         "model: {provider: NovaSonic, novaSonic: {modelId: anthropic.claude-v2}}",
-        "modelId must name a Nova Sonic model, e.g. amazon.nova-2-sonic-v1:0 or amazon.nova-sonic-v1:0",
+        "modelId must name a Nova Sonic model: amazon.nova-2-5-sonic, amazon.nova-2-sonic-v1:0 or amazon.nova-sonic-v1:0, optionally with an inference-profile prefix such as us., eu. or global.",
     );
     refused(
         "model: {provider: NovaSonic, novaSonic: {outputSampleRate: 44100}}",

@@ -33,7 +33,7 @@ pub struct ModelArgs {
     /// Simulated provider: pause before a reply, 0s to 10s [config: model.thinkTime, default 250ms].
     #[arg(long, env = "VOICE_AGENT_SIMULATED_THINK_TIME", value_parser = humantime::parse_duration)]
     pub simulated_think_time: Option<Duration>,
-    /// Nova Sonic: Bedrock model id or inference profile id [config: model.modelId, default amazon.nova-2-sonic-v1:0].
+    /// Nova Sonic: Bedrock model id or inference profile id [config: model.modelId, default amazon.nova-2-5-sonic].
     #[arg(long, env = "VOICE_AGENT_NOVA_MODEL_ID")]
     pub nova_model_id: Option<String>,
     /// Nova Sonic: AWS region [config: model.region; default: AWS_REGION or the AWS profile].

@@ -65,7 +65,7 @@ fn provider_flag_selects_nova_with_its_settings() {
 fn provider_accepts_the_config_file_spelling_and_kebab_case() {
     for spelling in ["NovaSonic", "nova-sonic", "novasonic", "NOVA-SONIC"] {
         let config = load(&["--model-provider", spelling]).expect("valid");
-        assert_eq!(nova(&config).model_id, voice_config::NOVA_2_SONIC, "{spelling}");
+        assert_eq!(nova(&config).model_id, voice_config::NOVA_2_5_SONIC, "{spelling}");
     }
     let config = load(&["--model-provider", "Simulated"]).expect("valid");
     assert_eq!(config.model, ModelConfig::default());

@@ -91,17 +91,22 @@ pub enum ModelOutput {
         id: String,
         stop_reason: StopReason,
     },
-    /// Cumulative token counts for the session.
-    Usage {
-        input_tokens: u64,
-        output_tokens: u64,
-    },
+    /// Tokens the model counted since its previous usage report.
+    Usage(TokenUsage),
     /// The model asked for a tool call. Boxed, like `Error`: rare, and unboxed either would set
     /// the size of every slot in the channel.
     ToolUse(Box<ToolUse>),
+    /// The provider will replace its underlying stream in about `time_left` (a planned renewal
+    /// ahead of the model's stream limit); sent once per stream, ahead of [`Self::Restarted`].
+    RestartWarning {
+        time_left: std::time::Duration,
+    },
     /// The provider replaced its underlying stream; the conversation goes on.
     Restarted {
         reason: String,
+        /// The old stream ended in the middle of a turn (it failed), so the reply to it may be
+        /// missing or repeated.
+        turn_interrupted: bool,
     },
     /// Something went wrong.
     Error(Box<ErrorReport>),
@@ -113,6 +118,39 @@ pub enum ModelOutput {
 // one other variant, not the several these enums have).
 const _: () = assert!(std::mem::size_of::<ModelInput>() <= 40);
 const _: () = assert!(std::mem::size_of::<ModelOutput>() <= 40);
+
+/// Tokens counted by the model, by direction and modality: a report's own counts (a delta), not
+/// running totals, so reports from successive streams of one conversation add up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub input_speech: u32,
+    pub input_text: u32,
+    pub output_speech: u32,
+    pub output_text: u32,
+}
+
+impl TokenUsage {
+    pub fn input(&self) -> u64 {
+        u64::from(self.input_speech) + u64::from(self.input_text)
+    }
+
+    pub fn output(&self) -> u64 {
+        u64::from(self.output_speech) + u64::from(self.output_text)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl std::ops::AddAssign for TokenUsage {
+    fn add_assign(&mut self, other: Self) {
+        self.input_speech = self.input_speech.saturating_add(other.input_speech);
+        self.input_text = self.input_text.saturating_add(other.input_text);
+        self.output_speech = self.output_speech.saturating_add(other.output_speech);
+        self.output_text = self.output_text.saturating_add(other.output_text);
+    }
+}
 
 /// A tool call the model asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +179,8 @@ pub struct SessionSetup {
     pub output_sample_rate: u32,
     /// Tools the model may call.
     pub tools: std::sync::Arc<[ToolSpec]>,
+    /// What the caller chose for this session (voice, greeting, prompt variables, metadata).
+    pub settings: std::sync::Arc<crate::session::SessionSettings>,
 }
 
 /// One open conversation with a model. Dropping `input` ends it; the provider then finishes

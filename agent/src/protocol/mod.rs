@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 pub use close::{CloseCode, EndReason};
 
-use crate::model::Role;
+use crate::model::{Role, TokenUsage};
 
 /// Every wire protocol the agent speaks, in the order a handshake looks them up: the first one
 /// listed for a path is the default there.
@@ -173,6 +173,8 @@ pub enum SessionEvent {
         model: String,
         input_sample_rate: u32,
         output_sample_rate: u32,
+        /// The session's effective per-session settings.
+        settings: std::sync::Arc<crate::session::SessionSettings>,
     },
     ResponseStart {
         response_id: String,
@@ -188,10 +190,8 @@ pub enum SessionEvent {
         response_id: String,
         stop_reason: StopReason,
     },
-    Usage {
-        input_tokens: u64,
-        output_tokens: u64,
-    },
+    /// Tokens the model counted since its previous report.
+    Usage(TokenUsage),
     /// The model calls a tool.
     ToolUse {
         id: String,
@@ -205,9 +205,14 @@ pub enum SessionEvent {
         is_error: bool,
         content: String,
     },
+    /// The model stream will be replaced in about `time_left` (planned, between turns).
+    RestartWarning {
+        time_left: std::time::Duration,
+    },
     /// The model stream was replaced; the conversation continues.
     Restarted {
         reason: String,
+        turn_interrupted: bool,
     },
     /// The session ends for this reason (sent before the close frame when the client can still
     /// read it).

@@ -81,6 +81,7 @@ pub async fn upgrade(
             input_sample_rate: INPUT_SAMPLE_RATE,
             output_sample_rate: agent.config.output_sample_rate(),
             tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
+            settings: Arc::default(),
         },
         metrics: agent.metrics.clone(),
         closing: agent.drain.closing_token(),

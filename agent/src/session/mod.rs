@@ -3,8 +3,10 @@
 //! protocol), the machine and the model stream ([`task`]).
 
 mod machine;
+pub mod settings;
 mod task;
 mod tool_calls;
 
 pub use machine::{Action, Observation, Session, SessionLimits, SocketEnding};
+pub use settings::SessionSettings;
 pub use task::{SessionContext, run_session};

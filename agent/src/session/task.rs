@@ -22,7 +22,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
 use super::tool_calls::ToolCalls;
 use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
-use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup};
+use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
 use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, Outbound};
 use crate::tools::Toolbox;
 
@@ -87,6 +87,11 @@ where
         protocol = ctx.protocol,
         trace_id = tracing::field::Empty,
         close_reason = tracing::field::Empty,
+        // OpenTelemetry's GenAI conventions: the session's token counts so far.
+        gen_ai.operation.name = "chat",
+        gen_ai.request.model = ctx.model.model_id(),
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
     );
     let remote = ctx.parent.span().span_context().clone();
     if remote.is_valid() {
@@ -127,7 +132,7 @@ where
     match connect_model(&ctx).await {
         Ok(mut model) => {
             info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
-            session.on_model_connected(ctx.model.model_id(), &mut actions);
+            session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), &mut actions);
             let mut io = SessionIo {
                 stream: &mut stream,
                 decoder: decoder.as_mut(),
@@ -345,30 +350,49 @@ fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool
 }
 
 /// The trace span of the turn in progress: from the end of the user's turn, through the first
-/// reply audio, to the end of the reply.
+/// reply audio, to the end of the reply. Token counts go on it and, as running totals, on the
+/// session's span.
 #[derive(Default)]
-struct TurnSpan(Option<tracing::Span>);
+struct TurnSpan {
+    span: Option<tracing::Span>,
+    turn_usage: TokenUsage,
+    session_usage: TokenUsage,
+}
 
 impl TurnSpan {
     fn observe(&mut self, observation: &Observation) {
         match observation {
             Observation::TurnStarted => {
-                self.0 = Some(info_span!(
+                self.turn_usage = TokenUsage::default();
+                self.span = Some(info_span!(
                     "turn",
                     otel.name = "turn",
                     time_to_first_audio_ms = tracing::field::Empty,
                     stop_reason = tracing::field::Empty,
+                    gen_ai.usage.input_tokens = tracing::field::Empty,
+                    gen_ai.usage.output_tokens = tracing::field::Empty,
                 ));
             }
             Observation::TimeToFirstAudio(elapsed) => {
-                if let Some(span) = &self.0 {
+                if let Some(span) = &self.span {
                     span.record("time_to_first_audio_ms", elapsed.as_millis() as u64);
                     span.in_scope(|| debug!("first reply audio"));
                 }
             }
             Observation::TurnEnded(stop_reason) => {
-                if let Some(span) = self.0.take() {
+                if let Some(span) = self.span.take() {
                     span.record("stop_reason", stop_reason.as_str());
+                }
+            }
+            Observation::Usage(usage) => {
+                self.session_usage += *usage;
+                let session = tracing::Span::current();
+                session.record("gen_ai.usage.input_tokens", self.session_usage.input());
+                session.record("gen_ai.usage.output_tokens", self.session_usage.output());
+                if let Some(span) = &self.span {
+                    self.turn_usage += *usage;
+                    span.record("gen_ai.usage.input_tokens", self.turn_usage.input());
+                    span.record("gen_ai.usage.output_tokens", self.turn_usage.output());
                 }
             }
             _ => {}
@@ -395,6 +419,7 @@ fn observe(observation: Observation, metrics: &Metrics) {
                 .get_or_create(&KindLabels { kind: kind.as_str() })
                 .inc();
         }
+        Observation::Usage(usage) => metrics.count_tokens(&usage),
     }
 }
 

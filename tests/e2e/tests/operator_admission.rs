@@ -54,7 +54,7 @@ async fn invalid_specs_are_refused_with_clear_messages() {
         (
             "a",
             "model: {provider: NovaSonic, novaSonic: {modelId: amazon.nova-sonic-v1:0, endpointingSensitivity: LOW}}",
-            "endpointingSensitivity is only supported by Nova 2 Sonic (amazon.nova-2-sonic-v1:0)",
+            "endpointingSensitivity is supported from Nova 2 Sonic on, not by Nova Sonic v1",
         ),
         (
             "a",

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::wire::OutputEvent;
-use crate::model::{ModelOutput, Role, ToolUse};
+use super::wire::{OutputEvent, UsageEvent};
+use crate::model::{ModelOutput, Role, TokenUsage, ToolUse};
 use crate::protocol::StopReason;
 
 /// What the driver must do with one mapped event.
@@ -58,6 +58,8 @@ pub struct OutputMapper {
     /// How the active response will end, once its last content is done.
     pending_end: Option<StopReason>,
     responses: u64,
+    /// The stream's running token totals at its last usage report.
+    usage_totals: (u64, u64),
 }
 
 impl OutputMapper {
@@ -160,20 +162,43 @@ impl OutputMapper {
             }
         }
         if let Some(usage) = event.usage_event {
-            out.push(Mapped::Output(ModelOutput::Usage {
-                input_tokens: usage.total_input_tokens,
-                output_tokens: usage.total_output_tokens,
-            }));
+            let usage = self.usage(usage);
+            if !usage.is_empty() {
+                out.push(Mapped::Output(ModelOutput::Usage(usage)));
+            }
         }
         if event.completion_end.is_some() {
             self.finish(out);
         }
     }
 
+    /// A usage report's own counts: Nova's `details.delta` by modality; from an event without
+    /// the breakdown, the growth of the running totals, counted as speech.
+    fn usage(&mut self, usage: UsageEvent) -> TokenUsage {
+        let totals = (usage.total_input_tokens, usage.total_output_tokens);
+        let grown = |now: u64, before: u64| u32::try_from(now.saturating_sub(before)).unwrap_or(u32::MAX);
+        let delta = match usage.details.and_then(|d| d.delta) {
+            Some(delta) => TokenUsage {
+                input_speech: delta.input.speech_tokens,
+                input_text: delta.input.text_tokens,
+                output_speech: delta.output.speech_tokens,
+                output_text: delta.output.text_tokens,
+            },
+            None => TokenUsage {
+                input_speech: grown(totals.0, self.usage_totals.0),
+                output_speech: grown(totals.1, self.usage_totals.1),
+                ..TokenUsage::default()
+            },
+        };
+        self.usage_totals = totals;
+        delta
+    }
+
     /// The stream was replaced: contents of the old one are gone, and a reply it was giving
     /// will not continue.
     pub fn reset_stream(&mut self, out: &mut Vec<Mapped>) {
         self.contents.clear();
+        self.usage_totals = (0, 0);
         if self.response.is_some() {
             self.pending_end.get_or_insert(StopReason::Error);
             self.finish(out);
@@ -302,7 +327,9 @@ mod tests {
                 &start("f", "TEXT", "ASSISTANT", Some("FINAL")),
                 &text("f", "It is noon."),
                 &end("f", "TEXT", "END_TURN"),
-                r#"{"event":{"usageEvent":{"totalInputTokens":10,"totalOutputTokens":5,"totalTokens":15}}}"#,
+                r#"{"event":{"usageEvent":{"totalInputTokens":10,"totalOutputTokens":5,"totalTokens":15,
+                    "details":{"delta":{"input":{"speechTokens":7,"textTokens":3},"output":{"speechTokens":4,"textTokens":1}},
+                    "total":{"input":{"speechTokens":7,"textTokens":3},"output":{"speechTokens":4,"textTokens":1}}}}}}"#,
             ],
         )
     }
@@ -340,10 +367,12 @@ mod tests {
                     id: "response-1".into(),
                     stop_reason: StopReason::Complete
                 },
-                ModelOutput::Usage {
-                    input_tokens: 10,
-                    output_tokens: 5
-                },
+                ModelOutput::Usage(TokenUsage {
+                    input_speech: 7,
+                    input_text: 3,
+                    output_speech: 4,
+                    output_text: 1,
+                }),
             ]
         );
         assert!(!mapper.in_response());

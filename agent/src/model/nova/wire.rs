@@ -303,10 +303,37 @@ pub struct ContentEnd<'a> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageEvent {
+    /// Running totals of the stream.
     #[serde(default)]
     pub total_input_tokens: u64,
     #[serde(default)]
     pub total_output_tokens: u64,
+    /// The breakdown by modality: this report's own counts (`delta`) and the running totals.
+    #[serde(default)]
+    pub details: Option<UsageDetails>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageDetails {
+    #[serde(default)]
+    pub delta: Option<UsageSides>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UsageSides {
+    #[serde(default)]
+    pub input: UsageCounts,
+    #[serde(default)]
+    pub output: UsageCounts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageCounts {
+    #[serde(default)]
+    pub speech_tokens: u32,
+    #[serde(default)]
+    pub text_tokens: u32,
 }
 
 #[derive(Debug, Deserialize)]

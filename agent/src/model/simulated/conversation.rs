@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::script;
 use super::voice::Utterance;
 use crate::audio::vad::{TurnDetector, VadEvent};
-use crate::model::{ModelOutput, Role, ToolUse};
+use crate::model::{ModelOutput, Role, TokenUsage, ToolUse};
 use crate::protocol::StopReason;
 
 /// Reply audio is released in 32 ms chunks, the cadence real speech models use.
@@ -70,8 +70,8 @@ pub struct Conversation {
     outputs: VecDeque<ModelOutput>,
     spoken_turns: u64,
     responses: u64,
-    input_tokens: u64,
-    output_tokens: u64,
+    /// Tokens counted since the last usage report.
+    usage: TokenUsage,
 }
 
 impl Conversation {
@@ -87,8 +87,7 @@ impl Conversation {
             outputs: VecDeque::new(),
             spoken_turns: 0,
             responses: 0,
-            input_tokens: 0,
-            output_tokens: 0,
+            usage: TokenUsage::default(),
         }
     }
 
@@ -104,7 +103,7 @@ impl Conversation {
             match *event {
                 VadEvent::SpeechStarted => self.barge_in(),
                 VadEvent::SpeechEnded { speech_ms } => {
-                    self.input_tokens += speech_ms / 40;
+                    self.usage.input_speech += u32::try_from(speech_ms / 40).unwrap_or(u32::MAX);
                     let text = script::reply_to_speech(self.spoken_turns, speech_ms);
                     self.spoken_turns += 1;
                     self.user_turn(script::describe_speech(speech_ms), text, now);
@@ -122,7 +121,7 @@ impl Conversation {
             return;
         }
         self.barge_in();
-        self.input_tokens += text.split_whitespace().count() as u64 * 4 / 3 + 1;
+        self.usage.input_text += u32::try_from(text.split_whitespace().count() * 4 / 3 + 1).unwrap_or(u32::MAX);
         let requests = script::tool_requests(text);
         if requests.is_empty() {
             self.user_turn(text.to_owned(), script::reply_to_text(text), now);
@@ -270,7 +269,7 @@ impl Conversation {
             return;
         };
         let spoken = script::spoken_prefix(&reply.text, fraction);
-        self.output_tokens += spoken.split_whitespace().count() as u64 * 2;
+        self.usage.output_speech += u32::try_from(spoken.split_whitespace().count() * 2).unwrap_or(u32::MAX);
         if !spoken.is_empty() {
             self.transcript(Role::Assistant, spoken, true);
         }
@@ -278,10 +277,8 @@ impl Conversation {
             id: reply.id,
             stop_reason,
         });
-        self.outputs.push_back(ModelOutput::Usage {
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-        });
+        self.outputs
+            .push_back(ModelOutput::Usage(std::mem::take(&mut self.usage)));
     }
 
     fn transcript(&mut self, role: Role, text: String, is_final: bool) {
@@ -335,6 +332,7 @@ mod tests {
                 ModelOutput::ResponseComplete { .. } => "complete",
                 ModelOutput::Usage { .. } => "usage",
                 ModelOutput::Restarted { .. } => "restarted",
+                ModelOutput::RestartWarning { .. } => "restart_warning",
                 ModelOutput::Error(_) => "error",
                 ModelOutput::ToolUse(_) => "tool_use",
             })
@@ -472,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn usage_accumulates_over_turns() {
+    fn usage_is_reported_per_turn_by_modality() {
         let mut c = conversation();
         let t0 = Instant::now();
         c.on_text("one", t0);
@@ -480,15 +478,17 @@ mod tests {
         c.on_text("two", t1);
         let (second, _) = run_until_idle(&mut c, t1);
         let usage = |v: &[ModelOutput]| {
-            v.iter().find_map(|o| match o {
-                ModelOutput::Usage {
-                    input_tokens,
-                    output_tokens,
-                } => Some(input_tokens + output_tokens),
-                _ => None,
-            })
+            v.iter()
+                .find_map(|o| match o {
+                    ModelOutput::Usage(usage) => Some(*usage),
+                    _ => None,
+                })
+                .expect("a usage report")
         };
-        assert!(usage(&second) > usage(&first));
+        for turn in [usage(&first), usage(&second)] {
+            assert!(turn.input_text > 0 && turn.output_speech > 0, "{turn:?}");
+            assert_eq!(turn.input_speech, 0, "typed turns: {turn:?}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub use codec::{MAX_TEXT_INPUT_BYTES, decode_binary, decode_text, encode_audio_j
 pub use events::{ServerEvent, ToolResultBody, ToolResultContent, ToolUseBody, TranscriptDelta};
 
 use super::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, JsonLimits, Protocol, SessionEvent};
+use crate::model::TokenUsage;
 
 pub const PROTOCOL: Protocol = Protocol {
     name: "strands-1.40",
@@ -46,6 +47,7 @@ fn open(handshake: &Handshake<'_>) -> Result<Codec, String> {
         encoder: Box::new(Encoder {
             audio_output,
             output_sample_rate: handshake.output_sample_rate,
+            usage: TokenUsage::default(),
         }),
     })
 }
@@ -66,12 +68,15 @@ impl Decode for Decoder {
 struct Encoder {
     audio_output: AudioOutput,
     output_sample_rate: u32,
+    /// The session's token counts so far: this schema reports running totals.
+    usage: TokenUsage,
 }
 
 impl Encode for Encoder {
     fn event(&mut self, event: SessionEvent, frames: &mut Vec<Message>) {
-        let event = self.server_event(event);
-        frames.push(Message::Text(event.to_json().into()));
+        if let Some(event) = self.server_event(event) {
+            frames.push(Message::Text(event.to_json().into()));
+        }
     }
 
     fn audio(&mut self, pcm: Bytes, frames: &mut Vec<Message>) {
@@ -83,13 +88,15 @@ impl Encode for Encoder {
 }
 
 impl Encoder {
-    fn server_event(&self, event: SessionEvent) -> ServerEvent {
-        match event {
+    /// The event in this schema; `None` for what the schema has no event for.
+    fn server_event(&mut self, event: SessionEvent) -> Option<ServerEvent> {
+        Some(match event {
             SessionEvent::Started {
                 session_id,
                 model,
                 input_sample_rate,
                 output_sample_rate,
+                settings: _,
             } => ServerEvent::ConnectionStart {
                 connection_id: session_id,
                 model,
@@ -112,14 +119,15 @@ impl Encoder {
                 response_id,
                 stop_reason,
             },
-            SessionEvent::Usage {
-                input_tokens,
-                output_tokens,
-            } => ServerEvent::Usage {
-                input_tokens,
-                output_tokens,
-                total_tokens: input_tokens + output_tokens,
-            },
+            SessionEvent::Usage(usage) => {
+                self.usage += usage;
+                ServerEvent::Usage {
+                    input_tokens: self.usage.input(),
+                    output_tokens: self.usage.output(),
+                    total_tokens: self.usage.input() + self.usage.output(),
+                }
+            }
+            SessionEvent::RestartWarning { .. } => return None,
             SessionEvent::ToolUse { id, name, input } => ServerEvent::ToolUse {
                 current_tool_use: ToolUseBody {
                     tool_use_id: id,
@@ -140,13 +148,13 @@ impl Encoder {
                     content: vec![ToolResultContent { text: content }],
                 },
             },
-            SessionEvent::Restarted { reason } => ServerEvent::ConnectionRestart { reason },
+            SessionEvent::Restarted { reason, .. } => ServerEvent::ConnectionRestart { reason },
             SessionEvent::Closing { session_id, reason } => ServerEvent::ConnectionClose {
                 connection_id: session_id,
                 reason: reason.as_str(),
             },
             SessionEvent::Error { code, message } => ServerEvent::error(code, message),
-        }
+        })
     }
 }
 
@@ -189,6 +197,7 @@ mod tests {
                 model: "simulated".into(),
                 input_sample_rate: 16_000,
                 output_sample_rate: 24_000,
+                settings: Default::default(),
             },
         );
         assert_eq!(
@@ -258,6 +267,7 @@ mod tests {
                 model: "m".into(),
                 input_sample_rate: 16_000,
                 output_sample_rate: 24_000,
+                settings: Default::default(),
             },
         );
         assert_eq!(start["audio_output"], "binary");

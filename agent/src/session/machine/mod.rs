@@ -3,11 +3,13 @@
 //! socket, the model, a limit or the drain) and does no I/O, so it is tested directly. It speaks
 //! the protocol-neutral [`SessionEvent`]s; the session's wire protocol encodes them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, ToolResult, ToolUse};
+use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, TokenUsage, ToolResult, ToolUse};
+use super::settings::SessionSettings;
 use crate::protocol::{ClientMessage, DecodeError, EndReason, Outbound, SessionEvent, StopReason};
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
@@ -92,6 +94,8 @@ pub enum Observation {
     ClientError(&'static str),
     /// The model failed in this way.
     ModelError(ModelErrorKind),
+    /// The model counted these tokens since its last report.
+    Usage(TokenUsage),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,12 +149,13 @@ impl Session {
     }
 
     /// The stream of `model` is open: the first event announces the session to the client.
-    pub fn on_model_connected(&mut self, model: &str, actions: &mut Vec<Action>) {
+    pub fn on_model_connected(&mut self, model: &str, settings: Arc<SessionSettings>, actions: &mut Vec<Action>) {
         actions.push(Action::Send(Outbound::event(SessionEvent::Started {
             session_id: self.id.clone(),
             model: model.to_owned(),
             input_sample_rate: self.rates.0,
             output_sample_rate: self.rates.1,
+            settings,
         })));
     }
 
@@ -266,13 +271,11 @@ impl Session {
                     stop_reason,
                 }
             }
-            ModelOutput::Usage {
-                input_tokens,
-                output_tokens,
-            } => SessionEvent::Usage {
-                input_tokens,
-                output_tokens,
-            },
+            ModelOutput::Usage(usage) => {
+                actions.push(Action::Observe(Observation::Usage(usage)));
+                SessionEvent::Usage(usage)
+            }
+            ModelOutput::RestartWarning { time_left } => SessionEvent::RestartWarning { time_left },
             ModelOutput::ToolUse(tool_use) => {
                 let ToolUse { id, name, input } = *tool_use;
                 actions.push(Action::Send(Outbound::event(SessionEvent::ToolUse {
@@ -283,7 +286,13 @@ impl Session {
                 actions.push(Action::CallTool { id, name, input });
                 return;
             }
-            ModelOutput::Restarted { reason } => SessionEvent::Restarted { reason },
+            ModelOutput::Restarted {
+                reason,
+                turn_interrupted,
+            } => SessionEvent::Restarted {
+                reason,
+                turn_interrupted,
+            },
             ModelOutput::Error(error) => {
                 let ErrorReport { code, message, fatal } = *error;
                 // Providers count their own errors (recovered ones too); clients see them here.

@@ -2,7 +2,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::model::Role;
+use crate::model::{Role, TokenUsage};
 use crate::protocol::StopReason;
 
 const LIMITS: SessionLimits = SessionLimits {
@@ -16,7 +16,7 @@ const LIMITS: SessionLimits = SessionLimits {
 fn start(now: Instant) -> (Session, Vec<Action>) {
     let mut actions = Vec::new();
     let mut session = Session::new("s1".into(), (16000, 24000), LIMITS, now);
-    session.on_model_connected("simulated", &mut actions);
+    session.on_model_connected("simulated", Default::default(), &mut actions);
     (session, actions)
 }
 
@@ -271,16 +271,18 @@ fn model_events_map_to_client_events() {
         &mut actions,
     );
     s.on_model(
-        Some(ModelOutput::Usage {
-            input_tokens: 2,
-            output_tokens: 3,
-        }),
+        Some(ModelOutput::Usage(TokenUsage {
+            input_speech: 2,
+            output_speech: 3,
+            ..TokenUsage::default()
+        })),
         now,
         &mut actions,
     );
     s.on_model(
         Some(ModelOutput::Restarted {
             reason: "renewal".into(),
+            turn_interrupted: false,
         }),
         now,
         &mut actions,
@@ -309,10 +311,11 @@ fn model_events_map_to_client_events() {
     ));
     assert_eq!(
         events[3],
-        &SessionEvent::Usage {
-            input_tokens: 2,
-            output_tokens: 3,
-        }
+        &SessionEvent::Usage(TokenUsage {
+            input_speech: 2,
+            output_speech: 3,
+            ..TokenUsage::default()
+        })
     );
     assert!(matches!(events[4], SessionEvent::Restarted { .. }));
 }

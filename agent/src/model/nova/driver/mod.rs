@@ -87,7 +87,7 @@ impl Driver {
     async fn run(mut self, mut input: mpsc::Receiver<ModelInput>) {
         let policy = Policy {
             renew_after: self.shared.config.renew_after,
-            text_input: self.shared.config.is_nova_2(),
+            text_input: self.shared.config.generation().text_input,
         };
         let mut batch = Vec::new();
         let mut machine = Continuity::start(policy, Instant::now(), &mut batch);

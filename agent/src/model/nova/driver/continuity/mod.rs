@@ -44,6 +44,9 @@ const TRANSCRIBE_GRACE: Duration = Duration::from_secs(3);
 /// A planned renewal waits for a quiet moment at most this long past `renewAfter`. With the
 /// default `renewAfter` of 7 minutes that is still well before Bedrock's 8-minute limit.
 const RENEW_PATIENCE: Duration = Duration::from_secs(45);
+/// How long before a planned renewal is due the client is warned (`bidi_connection_warning`):
+/// the lead Strands' `BidiAgent` gives, so clients built for it behave the same.
+const RESTART_WARNING_LEAD: Duration = Duration::from_secs(10);
 /// Stream opens attempted before giving up, and the first backoff (doubled each time).
 const OPEN_ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -85,6 +88,10 @@ pub(super) struct Continuity {
     phase: Phase,
     /// Whether a stream has opened yet (the first one starts the session, later ones renew it).
     started: bool,
+    /// Whether the client was warned of the current stream's planned renewal.
+    warned: bool,
+    /// Whether the stream being replaced failed in the middle of a turn.
+    turn_interrupted: bool,
     history: History,
     mapper: OutputMapper,
     vad: TurnDetector,
@@ -113,6 +120,8 @@ impl Continuity {
                 attempt: 0,
             },
             started: false,
+            warned: false,
+            turn_interrupted: false,
             history: History::default(),
             mapper: OutputMapper::default(),
             vad: TurnDetector::default(),
@@ -280,6 +289,7 @@ impl Continuity {
             return;
         };
         self.phase = Phase::Open { opened: now };
+        self.warned = false;
         self.next_silence = now + KEEPALIVE_GAP;
         for pcm in self.held.take() {
             // Handed over counts as sent: if this stream fails too, it is replayed again.
@@ -297,6 +307,7 @@ impl Continuity {
             out.push(Action::Renewed { reason });
             out.push(Action::Emit(ModelOutput::Restarted {
                 reason: reason.to_owned(),
+                turn_interrupted: std::mem::take(&mut self.turn_interrupted),
             }));
         } else {
             self.started = true;
@@ -376,6 +387,12 @@ impl Continuity {
         };
         let age = now.saturating_duration_since(opened);
         let renew_after = self.policy.renew_after;
+        if !self.warned && age + RESTART_WARNING_LEAD >= renew_after {
+            self.warned = true;
+            out.push(Action::Emit(ModelOutput::RestartWarning {
+                time_left: renew_after.saturating_sub(age),
+            }));
+        }
         if age < renew_after {
             return;
         }
@@ -394,6 +411,7 @@ impl Continuity {
     /// Starts opening the next stream. `replay` resends audio the previous stream may not
     /// have processed (it failed), ahead of anything held since.
     fn replace(&mut self, reason: &'static str, replay: bool, out: &mut Vec<Action>) {
+        self.turn_interrupted = replay && (self.mapper.in_response() || self.vad.is_speaking());
         let mut mapped = Vec::new();
         self.mapper.reset_stream(&mut mapped);
         for item in mapped {

@@ -269,8 +269,50 @@ fn a_planned_renewal_replays_nothing_and_tells_the_client_once_the_new_stream_is
     );
     assert!(opened.contains(&Action::Renewed { reason: "proactive" }));
     assert!(opened.contains(&Action::Emit(ModelOutput::Restarted {
-        reason: "proactive".into()
+        reason: "proactive".into(),
+        turn_interrupted: false,
     })));
+}
+
+fn warnings(actions: &[Action]) -> Vec<Duration> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(ModelOutput::RestartWarning { time_left }) => Some(*time_left),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_client_is_warned_once_ten_seconds_before_a_planned_renewal_on_every_stream() {
+    let mut s = Session::open();
+    assert!(warnings(&s.tick(RENEW_AFTER - secs(11))).is_empty());
+    assert_eq!(warnings(&s.tick(RENEW_AFTER - secs(10))), [secs(10)]);
+    assert!(warnings(&s.tick(RENEW_AFTER - secs(5))).is_empty(), "once per stream");
+    assert!(renewed(&s.tick(RENEW_AFTER)));
+    let reopened = RENEW_AFTER + ms(300);
+    s.opened(reopened);
+    assert!(warnings(&s.tick(reopened + RENEW_AFTER - secs(11))).is_empty());
+    assert_eq!(warnings(&s.tick(reopened + RENEW_AFTER - secs(9))), [secs(9)]);
+}
+
+#[test]
+fn a_stream_failing_mid_reply_reports_the_turn_as_interrupted() {
+    let mut s = Session::open();
+    s.events(
+        secs(1),
+        r#"{"event":{"contentStart":{"role":"ASSISTANT","type":"AUDIO","contentId":"a1"}}}"#,
+    );
+    s.fail(secs(2), error(Recovery::Retry, ModelErrorKind::Internal));
+    let opened = s.opened(secs(3));
+    assert!(
+        opened.contains(&Action::Emit(ModelOutput::Restarted {
+            reason: "error".into(),
+            turn_interrupted: true,
+        })),
+        "{opened:?}"
+    );
 }
 
 #[test]
@@ -283,7 +325,10 @@ fn after_a_failure_unanswered_audio_is_replayed_before_audio_held_since() {
     assert!(live_ids(&s.audio(secs(2) + ms(50), (4..=5).map(frame))).is_empty());
     let opened = s.opened(secs(3));
     assert_eq!(held_ids(&opened), [1, 2, 3, 4, 5]);
-    assert!(opened.contains(&Action::Emit(ModelOutput::Restarted { reason: "error".into() })));
+    assert!(opened.contains(&Action::Emit(ModelOutput::Restarted {
+        reason: "error".into(),
+        turn_interrupted: false,
+    })));
 }
 
 #[test]
