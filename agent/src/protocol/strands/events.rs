@@ -2,8 +2,11 @@
 
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use super::AudioOutput;
 use crate::protocol::StopReason;
+use crate::session::SessionSettings;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TranscriptDelta {
@@ -45,6 +48,9 @@ pub enum ServerEvent {
         input_sample_rate: u32,
         output_sample_rate: u32,
         audio_output: AudioOutput,
+        /// The effective per-session settings (omitted when the caller chose none).
+        #[serde(skip_serializing_if = "settings_are_default")]
+        settings: Arc<SessionSettings>,
     },
     #[serde(rename = "bidi_response_start")]
     ResponseStart { response_id: String },
@@ -89,6 +95,10 @@ pub enum ServerEvent {
     },
     #[serde(rename = "bidi_error")]
     Error { code: String, message: String },
+}
+
+fn settings_are_default(settings: &SessionSettings) -> bool {
+    *settings == SessionSettings::default()
 }
 
 impl ServerEvent {
@@ -151,6 +161,7 @@ mod tests {
             input_sample_rate: 16000,
             output_sample_rate: 24000,
             audio_output: AudioOutput::Binary,
+            settings: Arc::default(),
         };
         assert_eq!(value(&ev)["audio_output"], "binary");
         assert_eq!(value(&ev)["type"], "bidi_connection_start");

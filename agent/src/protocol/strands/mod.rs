@@ -96,13 +96,14 @@ impl Encoder {
                 model,
                 input_sample_rate,
                 output_sample_rate,
-                settings: _,
+                settings,
             } => ServerEvent::ConnectionStart {
                 connection_id: session_id,
                 model,
                 input_sample_rate,
                 output_sample_rate,
                 audio_output: self.audio_output,
+                settings,
             },
             SessionEvent::ResponseStart { response_id } => ServerEvent::ResponseStart { response_id },
             SessionEvent::Transcript { role, text, is_final } => ServerEvent::TranscriptStream {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, TokenUsage, ToolResult, ToolUse};
 use super::settings::SessionSettings;
+use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, TokenUsage, ToolResult, ToolUse};
 use crate::protocol::{ClientMessage, DecodeError, EndReason, Outbound, SessionEvent, StopReason};
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
