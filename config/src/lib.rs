@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod gateway;
 mod model;
 mod security;
+mod settings;
 
 pub use gateway::{DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
 pub use model::{
@@ -19,6 +20,10 @@ pub use model::{
     NovaSonicConfig, SimulatedMode, SimulatedModelConfig, nova_generation,
 };
 pub use security::{AuthConfig, AuthMode, JwtConfig, LimitsConfig, SUPPORTED_ALGORITHMS, TlsConfig};
+pub use settings::{
+    MAX_METADATA_KEYS, MAX_SETTING_LENGTH, MetadataConfig, PromptVariable, SessionSettingsConfig, is_variable_name,
+    template_variables,
+};
 
 /// An [`AgentConfig`] that passed validation: what the agent starts from, so that start-up can
 /// fail only on I/O (files, sockets, credentials), never on a value it could have refused first.
@@ -55,6 +60,10 @@ pub struct AgentConfig {
     pub prompt: PromptConfig,
     #[serde(default)]
     pub session: SessionConfig,
+    /// What callers may choose for their own session (omitted from the rendered file when it
+    /// allows nothing, so agents that do not use it keep the same file).
+    #[serde(default, skip_serializing_if = "SessionSettingsConfig::is_default")]
+    pub session_settings: SessionSettingsConfig,
     #[serde(default)]
     pub websocket: WebSocketConfig,
     /// Tools from an MCP server (an AgentCore Gateway or any streamable-HTTP MCP server).
@@ -76,7 +85,18 @@ pub struct PromptConfig {
     pub system: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_file: Option<PathBuf>,
+    /// An instruction the model answers before the caller speaks (it speaks first), e.g.
+    /// "Greet the caller and ask how you can help". Needs a model that takes text input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
 }
+
+/// The system prompt of an agent configured without one. Nova's documented event sequence starts
+/// every conversation with a system prompt, and a speech-to-speech model without one answers at
+/// length, as if writing: this keeps replies short and spoken.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a friendly voice assistant talking with a caller. \
+Your replies are spoken aloud, so keep them short and conversational: usually two or three \
+sentences, with no lists, markup or emoji. If you did not understand the caller, ask them to repeat.";
 
 /// Limits on sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +152,7 @@ impl Default for AgentConfig {
             model: ModelConfig::default(),
             prompt: PromptConfig::default(),
             session: SessionConfig::default(),
+            session_settings: SessionSettingsConfig::default(),
             websocket: WebSocketConfig::default(),
             gateway: None,
             auth: AuthConfig::default(),
@@ -253,6 +274,33 @@ impl AgentConfig {
         if self.prompt.system.is_some() && self.prompt.system_file.is_some() {
             return invalid("prompt", "set either system or systemFile, not both");
         }
+        if self.prompt.greeting.as_deref().is_some_and(|g| g.trim().is_empty()) {
+            return invalid("prompt.greeting", "must not be empty when set");
+        }
+        if let Some(greeting) = &self.prompt.greeting
+            && greeting.chars().count() > MAX_SETTING_LENGTH
+        {
+            return Err(ConfigError::Invalid {
+                field: "prompt.greeting",
+                message: format!("must be at most {MAX_SETTING_LENGTH} characters"),
+            });
+        }
+        self.session_settings.validate()?;
+        if let ModelConfig::NovaSonic(nova) = &self.model
+            && !nova.generation().text_input
+            && (self.prompt.greeting.is_some() || self.session_settings.greeting)
+        {
+            return Err(ConfigError::Invalid {
+                field: "prompt.greeting",
+                message: format!(
+                    "the model speaks first from a text instruction, which {} does not take",
+                    nova.generation().name
+                ),
+            });
+        }
+        if let Some(system) = &self.prompt.system {
+            self.check_template(system)?;
+        }
         if let Some(gateway) = &self.gateway {
             gateway.validate()?;
         }
@@ -275,16 +323,37 @@ impl AgentConfig {
         }
     }
 
-    /// The system prompt, reading `systemFile` if that is how it is given.
-    pub fn system_prompt(&self) -> Result<Option<String>, ConfigError> {
-        if let Some(path) = &self.prompt.system_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    /// The system prompt template: `systemFile`'s text, `system`, or [`DEFAULT_SYSTEM_PROMPT`]
+    /// when neither is set (or the one set is blank). Its `{{variables}}` are checked against
+    /// `sessionSettings.variables`.
+    pub fn system_prompt(&self) -> Result<String, ConfigError> {
+        let configured = match &self.prompt.system_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
-            })?;
-            return Ok(Some(text));
+            })?),
+            None => self.prompt.system.clone(),
+        };
+        let prompt = configured
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned());
+        self.check_template(&prompt)?;
+        Ok(prompt)
+    }
+
+    /// Every `{{variable}}` of a prompt must be declared, or callers could never fill it.
+    fn check_template(&self, prompt: &str) -> Result<(), ConfigError> {
+        let declared = &self.session_settings.variables;
+        match template_variables(prompt)
+            .into_iter()
+            .find(|name| !declared.iter().any(|v| v.name == *name))
+        {
+            Some(name) => Err(ConfigError::Invalid {
+                field: "prompt",
+                message: format!("the prompt uses {{{{{name}}}}}, which is not declared in sessionSettings.variables"),
+            }),
+            None => Ok(()),
         }
-        Ok(self.prompt.system.clone())
     }
 }
 
@@ -517,9 +586,66 @@ gateway:
             prompt: PromptConfig {
                 system: Some("a".into()),
                 system_file: Some("/p".into()),
+                greeting: None,
             },
             ..AgentConfig::default()
         };
         assert!(config.validate().expect_err("invalid").to_string().contains("prompt"));
+    }
+
+    #[test]
+    fn an_agent_without_a_prompt_gets_the_default_one() {
+        let config = AgentConfig::default();
+        assert_eq!(config.system_prompt().expect("prompt"), DEFAULT_SYSTEM_PROMPT);
+        let blank = AgentConfig {
+            prompt: PromptConfig {
+                system: Some("  ".into()),
+                ..PromptConfig::default()
+            },
+            ..AgentConfig::default()
+        };
+        assert_eq!(blank.system_prompt().expect("prompt"), DEFAULT_SYSTEM_PROMPT);
+    }
+
+    #[test]
+    fn prompt_variables_must_be_declared() {
+        let mut config = AgentConfig {
+            prompt: PromptConfig {
+                system: Some("Help {{customer_name}} with order {{ order_id }}.".into()),
+                ..PromptConfig::default()
+            },
+            ..AgentConfig::default()
+        };
+        let message = config.validate().expect_err("undeclared").to_string();
+        assert!(message.contains("{{customer_name}}"), "{message}");
+        config.session_settings.variables = ["customer_name", "order_id"]
+            .map(|name| PromptVariable {
+                name: name.into(),
+                ..PromptVariable::default()
+            })
+            .to_vec();
+        config.validate().expect("declared");
+    }
+
+    #[test]
+    fn a_greeting_needs_a_model_that_takes_text() {
+        let config = AgentConfig {
+            model: ModelConfig::NovaSonic(NovaSonicConfig {
+                model_id: NOVA_SONIC_V1.into(),
+                ..NovaSonicConfig::default()
+            }),
+            prompt: PromptConfig {
+                greeting: Some("Greet the caller.".into()),
+                ..PromptConfig::default()
+            },
+            ..AgentConfig::default()
+        };
+        let message = config.validate().expect_err("v1 takes no text").to_string();
+        assert!(message.contains("prompt.greeting"), "{message}");
+        let nova_2 = AgentConfig {
+            model: ModelConfig::NovaSonic(NovaSonicConfig::default()),
+            ..config
+        };
+        nova_2.validate().expect("Nova 2.5 takes text");
     }
 }

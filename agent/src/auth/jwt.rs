@@ -45,6 +45,17 @@ struct Claims {
     aud: Option<serde_json::Value>,
     #[serde(default)]
     client_id: Option<String>,
+    /// Every other claim: per-session settings may be taken from them.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A valid token's subject and claims.
+#[derive(Debug)]
+pub struct Verified {
+    pub subject: String,
+    /// Every claim of the token, `sub` included.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 struct Keys {
@@ -96,8 +107,8 @@ impl JwtVerifier {
         })
     }
 
-    /// The token's subject, if the token is valid.
-    pub async fn verify(&self, token: &str) -> Result<String, JwtError> {
+    /// The token's subject and claims, if the token is valid.
+    pub async fn verify(&self, token: &str) -> Result<Verified, JwtError> {
         let header = decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
         if !self.algorithms.contains(&header.alg) {
             return Err(JwtError::Algorithm(header.alg));
@@ -124,7 +135,18 @@ impl JwtVerifier {
         {
             return Err(JwtError::Audience);
         }
-        Ok(claims.sub)
+        let mut all = claims.other;
+        all.insert("sub".into(), serde_json::Value::String(claims.sub.clone()));
+        if let Some(aud) = claims.aud {
+            all.insert("aud".into(), aud);
+        }
+        if let Some(client_id) = claims.client_id {
+            all.insert("client_id".into(), serde_json::Value::String(client_id));
+        }
+        Ok(Verified {
+            subject: claims.sub,
+            claims: all,
+        })
     }
 
     async fn key(&self, kid: Option<&str>) -> Result<DecodingKey, JwtError> {

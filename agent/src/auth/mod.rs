@@ -39,6 +39,8 @@ pub struct Caller {
     /// The handshake must answer with [`BEARER_SUBPROTOCOL`].
     pub via_subprotocol: bool,
     pub address: IpAddr,
+    /// The claims of the caller's JWT (empty for other kinds of authentication).
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a handshake is refused.
@@ -110,6 +112,7 @@ impl Gatekeeper {
             return Err(Refusal::Origin);
         }
         let credentials = credentials(headers, query, self.allow_query_token);
+        let mut claims = serde_json::Map::new();
         let subject = match &self.verifier {
             Verifier::None => None,
             Verifier::Token(store) => {
@@ -119,7 +122,10 @@ impl Gatekeeper {
             Verifier::Jwt(verifier) => {
                 let token = credentials.as_ref().ok_or(Refusal::Unauthenticated)?;
                 match verifier.verify(&token.token).await {
-                    Ok(subject) => Some(subject),
+                    Ok(verified) => {
+                        claims = verified.claims;
+                        Some(verified.subject)
+                    }
                     Err(error) => {
                         // Logged for the operator (never the token itself), not told to the caller.
                         debug!(%error, "token refused");
@@ -132,6 +138,7 @@ impl Gatekeeper {
             subject,
             via_subprotocol: credentials.is_some_and(|c| c.via_subprotocol),
             address,
+            claims,
         })
     }
 

@@ -174,7 +174,8 @@ pub struct ErrorReport {
 #[derive(Debug, Clone)]
 pub struct SessionSetup {
     pub session_id: String,
-    pub system_prompt: Option<String>,
+    /// The system prompt, with the session's variables filled in.
+    pub system_prompt: String,
     pub input_sample_rate: u32,
     pub output_sample_rate: u32,
     /// Tools the model may call.

@@ -18,6 +18,7 @@ use super::sessions::{Full, SessionGuard};
 use crate::auth::{self, Caller};
 use crate::metrics::ReasonLabels;
 use crate::protocol::{self, Codec, Handshake, JsonLimits};
+use crate::session::SessionSettings;
 
 /// Suggested wait before retrying a handshake refused for capacity.
 const RETRY_AFTER_CAPACITY: Duration = Duration::from_secs(5);
@@ -173,6 +174,8 @@ pub struct Admission {
     pub caller: Caller,
     pub protocol: &'static protocol::Protocol,
     pub codec: Codec,
+    /// What the caller chose for the session, within what the agent allows.
+    pub settings: SessionSettings,
     /// Holds the session's place in the agent's (and the caller's) session count.
     pub guard: SessionGuard,
 }
@@ -220,6 +223,10 @@ async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusa
     };
     let (protocol, codec) =
         protocol::select(request.path, &handshake).map_err(|error| Refusal::BadRequest(error.to_string()))?;
+    let settings = agent
+        .settings
+        .resolve(request.query, request.headers, &caller.claims)
+        .map_err(|error| Refusal::BadRequest(error.to_string()))?;
     if agent.drain.is_draining() {
         return Err(Refusal::Draining);
     }
@@ -235,6 +242,7 @@ async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusa
         caller,
         protocol,
         codec,
+        settings,
         guard,
     })
 }

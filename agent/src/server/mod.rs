@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::model::ModelProvider;
 use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
+use crate::session::settings::SettingsPolicy;
 use crate::tools::Toolbox;
 use tokio::sync::watch;
 use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode, ValidConfig};
@@ -52,7 +53,8 @@ pub struct Agent {
     gatekeeper: Arc<Gatekeeper>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     registry: Registry,
-    system_prompt: Option<String>,
+    /// What callers may choose per session, and the prompt template.
+    settings: SettingsPolicy,
     /// Sessions and background loops (tool loading, certificate reload, tidying).
     tasks: TaskTracker,
     /// Cancelled once sessions are gone: background loops stop.
@@ -64,7 +66,7 @@ impl Agent {
     /// and the credentials it names, and prepares the model provider.
     pub async fn new(config: ValidConfig) -> Result<Arc<Self>, ConfigError> {
         let config = config.into_inner();
-        let system_prompt = config.system_prompt()?;
+        let settings = SettingsPolicy::new(&config, config.system_prompt()?);
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
         let model = build_model(&config, metrics.clone()).await?;
@@ -106,7 +108,7 @@ impl Agent {
             gatekeeper,
             tls,
             registry,
-            system_prompt,
+            settings,
             tasks,
             stop_background,
         }))

@@ -54,6 +54,7 @@ pub async fn upgrade(
         caller,
         protocol,
         codec,
+        settings,
         guard,
     } = match admission::admit(&agent, request).await {
         Ok(admission) => admission,
@@ -77,11 +78,11 @@ pub async fn upgrade(
         model: agent.model.clone(),
         setup: SessionSetup {
             session_id: id,
-            system_prompt: agent.system_prompt.clone(),
+            system_prompt: agent.settings.system_prompt(&settings),
             input_sample_rate: INPUT_SAMPLE_RATE,
             output_sample_rate: agent.config.output_sample_rate(),
             tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
-            settings: Arc::default(),
+            settings: Arc::new(settings),
         },
         metrics: agent.metrics.clone(),
         closing: agent.drain.closing_token(),

@@ -222,7 +222,7 @@ async fn converse<R>(ctx: &SessionContext, session: &mut Session, actions: &mut 
 where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls);
+    let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls, &ctx.setup.settings);
     let mut turn = TurnSpan::default();
     loop {
         // Publish the epoch before queueing anything, so the writer drops stale audio at once.

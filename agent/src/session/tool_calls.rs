@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, warn};
 
+use super::settings::SessionSettings;
 use crate::tools::{Outcome, ToolOutcome, Toolbox};
 
 /// Calls one session may have pending (running or waiting for a slot). A model asking for
@@ -24,14 +25,26 @@ pub struct Finished {
 
 pub struct ToolCalls {
     toolbox: Option<Arc<Toolbox>>,
+    /// The caller's metadata, sent with every call as MCP request `_meta`.
+    meta: Option<Arc<serde_json::Map<String, Value>>>,
     slots: Arc<Semaphore>,
     running: JoinSet<Finished>,
 }
 
 impl ToolCalls {
-    pub fn new(toolbox: Option<Arc<Toolbox>>, max_concurrent: usize) -> Self {
+    pub fn new(toolbox: Option<Arc<Toolbox>>, max_concurrent: usize, settings: &SessionSettings) -> Self {
+        let meta = (!settings.metadata.is_empty()).then(|| {
+            Arc::new(
+                settings
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            )
+        });
         Self {
             toolbox,
+            meta,
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             running: JoinSet::new(),
         }
@@ -55,6 +68,7 @@ impl ToolCalls {
             return;
         }
         let slots = self.slots.clone();
+        let meta = self.meta.clone();
         let span = tracing::info_span!(
             "tool_call",
             otel.name = %format!("tool {name}"),
@@ -68,7 +82,7 @@ impl ToolCalls {
                 // Waiting for a slot counts against the call's time budget.
                 let slot = tokio::time::timeout(toolbox.call_timeout(), slots.acquire_owned()).await;
                 let outcome = match slot {
-                    Ok(Ok(_slot)) => toolbox.call(&name, input).await,
+                    Ok(Ok(_slot)) => toolbox.call(&name, input, meta.as_deref()).await,
                     _ => {
                         toolbox.record(&name, Outcome::Timeout, started.elapsed());
                         ToolOutcome::failure(

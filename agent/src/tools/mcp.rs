@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientJsonRpcMessage, Tool};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientJsonRpcMessage, RequestMetaObject, Tool};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
@@ -64,9 +64,11 @@ impl McpGateway {
         &self,
         name: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
+        meta: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> Result<CallToolResult, McpError> {
         let mut params = CallToolRequestParams::new(name.to_owned());
         params.arguments = Some(arguments);
+        params.meta = meta.map(RequestMetaObject::from);
         self.service
             .call_tool(params)
             .await

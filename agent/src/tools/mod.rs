@@ -154,7 +154,13 @@ impl Toolbox {
 
     /// Calls a tool by its model-facing name. Never fails: every problem becomes an error
     /// result the model can speak about.
-    pub async fn call(&self, model_name: &str, input: Value) -> ToolOutcome {
+    /// `meta` goes with the request as MCP `_meta` (the caller's metadata).
+    pub async fn call(
+        &self,
+        model_name: &str,
+        input: Value,
+        meta: Option<&serde_json::Map<String, Value>>,
+    ) -> ToolOutcome {
         let started = Instant::now();
         let outcome = match self.tools.iter().find(|t| t.model_name == model_name) {
             None => ToolOutcome::failure(Outcome::Unknown, format!("there is no tool named {model_name:?}")),
@@ -168,7 +174,12 @@ impl Toolbox {
                         map
                     }
                 };
-                match tokio::time::timeout(self.call_timeout, self.gateway.call(&tool.gateway_name, arguments)).await {
+                match tokio::time::timeout(
+                    self.call_timeout,
+                    self.gateway.call(&tool.gateway_name, arguments, meta.cloned()),
+                )
+                .await
+                {
                     Ok(Ok(result)) => from_result(result),
                     Ok(Err(error)) => ToolOutcome::failure(
                         Outcome::Failed,

@@ -29,7 +29,7 @@ pub use model::{
 };
 pub use schema::crd;
 pub use security::{AuthMode, AuthSpec, JwtAlgorithm, JwtSpec, LimitsSpec, NetworkPolicySpec};
-pub use session::{SessionSpec, WebSocketSpec};
+pub use session::{MetadataSpec, PromptVariableSpec, SessionSettingsSpec, SessionSpec, WebSocketSpec};
 pub use status::{ACCEPTED, ConditionStatus, READY, VoiceAgentStatus};
 pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec};
 pub use workload::{ImagePullPolicy, PodOverrides, ScalingSpec};
@@ -129,6 +129,11 @@ pub struct VoiceAgentSpec {
     /// stopping replica lets them finish.
     #[serde(default)]
     pub session: SessionSpec,
+
+    /// What callers may choose for their own session: voice, greeting, values of the system
+    /// prompt's variables, metadata for tools. Nothing unless listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_settings: Option<SessionSettingsSpec>,
 
     /// WebSocket framing limits.
     #[serde(default)]

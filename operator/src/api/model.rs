@@ -195,6 +195,12 @@ pub struct PromptSpec {
     /// Changing the referenced value rolls the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_from: Option<ValueSource>,
+
+    /// An instruction the model answers before the caller speaks, so it speaks first (e.g.
+    /// "Greet the caller and ask how you can help"). Needs Nova 2 Sonic or later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2000))]
+    pub greeting: Option<String>,
 }
 
 /// A value kept in a ConfigMap or a Secret of the VoiceAgent's namespace.

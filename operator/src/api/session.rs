@@ -81,3 +81,66 @@ fn default_drain_timeout() -> Duration {
 fn default_max_message_bytes() -> i64 {
     i64::try_from(WebSocketConfig::default().max_message_bytes).unwrap_or(i64::MAX)
 }
+
+/// What callers may choose for their own session, and the bounds. Nothing is settable unless
+/// listed here; a handshake asking for anything else is refused with HTTP 400 naming the
+/// setting.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSettingsSpec {
+    /// Voices a caller may pick with `voice`; empty: every caller gets the model's voice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = r"^[a-z][a-z0-9_]{0,63}$")))]
+    pub voices: Vec<String>,
+
+    /// Whether a caller may replace `prompt.greeting` with its own instruction (`greeting`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub greeting: bool,
+
+    /// Longest value of any setting, in characters (1 to 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2000))]
+    pub max_value_length: Option<i32>,
+
+    /// The system prompt's variables: `{{name}}` in the prompt is replaced by the caller's
+    /// value (`var.<name>`), the claim named by `fromClaim`, or `default`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(v, self.filter(w, w.name == v.name).size() == 1)").message("sessionSettings.variables must not list a name twice"))]
+    pub variables: Vec<PromptVariableSpec>,
+
+    /// Caller metadata passed to tools as MCP request `_meta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataSpec>,
+}
+
+/// One variable of the system prompt.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptVariableSpec {
+    /// Lowercase letters, digits and `_`, starting with a letter.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,63}$"))]
+    pub name: String,
+    /// The value when nobody sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub default: Option<String>,
+    /// Taken from this claim of the caller's JWT (and then never from what the caller sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub from_claim: Option<String>,
+}
+
+/// Which caller metadata reaches tools.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataSpec {
+    /// Keys a caller may send itself (`meta.<key>`), 0 to 32; 0 takes none.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 32))]
+    pub max_keys: i32,
+    /// JWT claims copied into the metadata under their own names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    pub from_claims: Vec<String>,
+}

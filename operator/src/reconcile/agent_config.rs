@@ -8,14 +8,15 @@ use std::net::SocketAddr;
 
 use voice_config::{
     AgentConfig, AuthConfig, AuthMode as AgentAuthMode, DEFAULT_SIGV4_SERVICE,
-    EndpointingSensitivity as AgentSensitivity, GatewayAuth, GatewayConfig, JwtConfig, LimitsConfig, ModelConfig,
-    NovaSonicConfig, PromptConfig, SessionConfig, SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig,
+    EndpointingSensitivity as AgentSensitivity, GatewayAuth, GatewayConfig, JwtConfig, LimitsConfig, MetadataConfig,
+    ModelConfig, NovaSonicConfig, PromptConfig, PromptVariable, SessionConfig, SessionSettingsConfig,
+    SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig,
 };
 
 use super::mounts::{CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, PROMPT};
 use crate::api::{
-    AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, SimulatedMode, SimulatedSpec,
-    ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
+    AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, SessionSettingsSpec, SimulatedMode,
+    SimulatedSpec, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
 };
 
 /// Port of the agent's single listener (WebSocket, probes and metrics).
@@ -69,7 +70,12 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         Some(p) => PromptConfig {
             system: p.system.clone(),
             system_file: PROMPT.path_in(spec),
+            greeting: p.greeting.clone(),
         },
+    };
+    let session_settings = match &spec.session_settings {
+        None => SessionSettingsConfig::default(),
+        Some(s) => session_settings(s)?,
     };
     let session = SessionConfig {
         max_sessions: non_negative("session.maxSessionsPerReplica", spec.session.max_sessions_per_replica)?,
@@ -89,6 +95,7 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         model,
         prompt,
         session,
+        session_settings,
         websocket,
         gateway: spec.gateway.as_ref().map(|g| gateway(g, spec)).transpose()?,
         auth: spec
@@ -195,6 +202,31 @@ fn sensitivity(s: EndpointingSensitivity) -> AgentSensitivity {
     }
 }
 
+fn session_settings(spec: &SessionSettingsSpec) -> Result<SessionSettingsConfig, OutOfRange> {
+    let metadata = spec.metadata.clone().unwrap_or_default();
+    Ok(SessionSettingsConfig {
+        voices: spec.voices.clone(),
+        greeting: spec.greeting,
+        max_value_length: match spec.max_value_length {
+            Some(max) => non_negative("sessionSettings.maxValueLength", max)? as usize,
+            None => SessionSettingsConfig::default().max_value_length,
+        },
+        variables: spec
+            .variables
+            .iter()
+            .map(|v| PromptVariable {
+                name: v.name.clone(),
+                default: v.default.clone().unwrap_or_default(),
+                from_claim: v.from_claim.clone(),
+            })
+            .collect(),
+        metadata: MetadataConfig {
+            max_keys: non_negative("sessionSettings.metadata.maxKeys", metadata.max_keys)? as usize,
+            from_claims: metadata.from_claims,
+        },
+    })
+}
+
 fn non_negative(field: &'static str, value: i32) -> Result<u32, OutOfRange> {
     u32::try_from(value).map_err(|_| OutOfRange {
         field,
@@ -240,6 +272,7 @@ mod tests {
             },
             prompt: Some(PromptSpec {
                 system: None,
+                greeting: None,
                 system_from: Some(ValueSource {
                     config_map_key_ref: Some(KeyRef {
                         name: "prompts".into(),
@@ -277,10 +310,44 @@ mod tests {
             prompt: Some(PromptSpec {
                 system: Some("You are brief.\nAnswer in one sentence.".into()),
                 system_from: None,
+                greeting: None,
             }),
             ..VoiceAgentSpec::default()
         };
         let config = agent_config("support", &spec).expect("renders");
+        let back = AgentConfig::from_yaml(&config.to_yaml()).expect("the agent parses it");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn greeting_and_session_settings_map_to_the_agents_fields() {
+        let spec: VoiceAgentSpec = crate::fixtures::spec(
+            r#"
+model: {provider: NovaSonic}
+prompt:
+  system: "Help {{customer_name}} of {{tenant}}."
+  greeting: Greet the caller by name.
+sessionSettings:
+  voices: [tiffany, amy]
+  greeting: true
+  maxValueLength: 80
+  variables:
+    - {name: customer_name, default: there}
+    - {name: tenant, fromClaim: org}
+  metadata: {maxKeys: 4, fromClaims: [sub]}
+"#,
+        );
+        let config = agent_config("support", &spec).expect("renders");
+        assert_eq!(config.prompt.greeting.as_deref(), Some("Greet the caller by name."));
+        let settings = &config.session_settings;
+        assert_eq!(settings.voices, ["tiffany", "amy"]);
+        assert!(settings.greeting);
+        assert_eq!(settings.max_value_length, 80);
+        assert_eq!(settings.variables[0].default, "there");
+        assert_eq!(settings.variables[1].from_claim.as_deref(), Some("org"));
+        assert_eq!(settings.metadata.max_keys, 4);
+        assert_eq!(settings.metadata.from_claims, ["sub"]);
+        config.validate().expect("the agent accepts it");
         let back = AgentConfig::from_yaml(&config.to_yaml()).expect("the agent parses it");
         assert_eq!(back, config);
     }

@@ -132,6 +132,7 @@ mod tests {
         let spec = VoiceAgentSpec {
             prompt: Some(PromptSpec {
                 system: None,
+                greeting: None,
                 system_from: Some(ValueSource {
                     config_map_key_ref: None,
                     secret_key_ref: Some(key("prompts", "support")),

@@ -51,7 +51,7 @@ pub fn session_start(config: &NovaSonicConfig) -> String {
     event("sessionStart", body)
 }
 
-pub fn prompt_start(prompt: &str, config: &NovaSonicConfig, tools: &[ToolSpec]) -> String {
+pub fn prompt_start(prompt: &str, config: &NovaSonicConfig, voice: &str, tools: &[ToolSpec]) -> String {
     let mut body = json!({
         "promptName": prompt,
         "textOutputConfiguration": { "mediaType": "text/plain" },
@@ -60,7 +60,7 @@ pub fn prompt_start(prompt: &str, config: &NovaSonicConfig, tools: &[ToolSpec]) 
             "sampleRateHertz": config.output_sample_rate,
             "sampleSizeBits": 16,
             "channelCount": 1,
-            "voiceId": config.voice,
+            "voiceId": voice,
             "encoding": "base64",
             "audioType": "SPEECH",
         },
@@ -378,7 +378,7 @@ mod tests {
             description: "Weather".into(),
             input_schema: json!({"type": "object"}),
         };
-        let v = parse(&prompt_start("p1", &NovaSonicConfig::default(), &[tool]));
+        let v = parse(&prompt_start("p1", &NovaSonicConfig::default(), "matthew", &[tool]));
         let body = &v["event"]["promptStart"];
         assert_eq!(body["promptName"], "p1");
         assert_eq!(body["audioOutputConfiguration"]["voiceId"], "matthew");

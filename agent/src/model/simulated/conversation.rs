@@ -114,6 +114,20 @@ impl Conversation {
         self.vad_events.clear();
     }
 
+    /// Speaks first, following a greeting instruction: a reply with no user turn before it.
+    pub fn greet(&mut self, instruction: &str, now: Instant) {
+        if self.config.mode == Mode::Loopback {
+            return;
+        }
+        self.usage.input_text += u32::try_from(instruction.split_whitespace().count() * 4 / 3 + 1).unwrap_or(u32::MAX);
+        self.responses += 1;
+        self.queued.push_back(Reply {
+            id: format!("response-{}", self.responses),
+            text: script::greeting(instruction),
+        });
+        self.start_queued(now);
+    }
+
     /// Feeds a user text message.
     pub fn on_text(&mut self, text: &str, now: Instant) {
         if self.config.mode == Mode::Loopback {

@@ -47,7 +47,11 @@ impl ModelProvider for SimulatedProvider {
             output_sample_rate: setup.output_sample_rate,
             ..self.config
         };
-        tokio::spawn(drive(Conversation::new(config), input_rx, output_tx));
+        let mut conversation = Conversation::new(config);
+        if let Some(greeting) = &setup.settings.greeting {
+            conversation.greet(greeting, Instant::now());
+        }
+        tokio::spawn(drive(conversation, input_rx, output_tx));
         Box::pin(std::future::ready(Ok(ModelStream {
             input: input_tx,
             output: output_rx,

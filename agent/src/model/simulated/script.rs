@@ -16,6 +16,13 @@ pub fn reply_to_speech(turn: u64, speech_ms: u64) -> String {
     }
 }
 
+/// What the simulated agent says first when a greeting instruction asks it to speak first. It
+/// cannot follow the instruction, so it says it was given one.
+pub fn greeting(instruction: &str) -> String {
+    let words = instruction.split_whitespace().count();
+    format!("Hello! This is the simulated voice agent, greeting you as instructed ({words} words of instruction).")
+}
+
 /// The reply to a text message: it is echoed back (shortened) so clients can check the path.
 pub fn reply_to_text(text: &str) -> String {
     let words: Vec<&str> = text.split_whitespace().take(16).collect();

@@ -88,6 +88,7 @@ impl Driver {
         let policy = Policy {
             renew_after: self.shared.config.renew_after,
             text_input: self.shared.config.generation().text_input,
+            greeting: self.setup.settings.greeting.clone(),
         };
         let mut batch = Vec::new();
         let mut machine = Continuity::start(policy, Instant::now(), &mut batch);

@@ -51,12 +51,22 @@ impl Driver {
         let audio = uuid::Uuid::new_v4().to_string();
         let mut init = vec![
             wire::session_start(config),
-            wire::prompt_start(&prompt, config, &self.setup.tools),
+            wire::prompt_start(
+                &prompt,
+                config,
+                self.setup.settings.voice.as_deref().unwrap_or(&config.voice),
+                &self.setup.tools,
+            ),
         ];
-        if let Some(system) = self.setup.system_prompt.as_deref().filter(|s| !s.trim().is_empty()) {
-            let content = uuid::Uuid::new_v4().to_string();
-            init.extend(wire::text_block(&prompt, &content, TextRole::System, false, system));
-        }
+        // Every stream starts with the system prompt, as Nova documents; renewals too.
+        let content = uuid::Uuid::new_v4().to_string();
+        init.extend(wire::text_block(
+            &prompt,
+            &content,
+            TextRole::System,
+            false,
+            &self.setup.system_prompt,
+        ));
         for message in history {
             let role = match message.role {
                 Role::User => TextRole::User,

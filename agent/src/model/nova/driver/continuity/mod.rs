@@ -62,6 +62,9 @@ pub(super) struct Policy {
     pub renew_after: Duration,
     /// Whether the model takes text input (Nova 2 does, Nova 1 does not).
     pub text_input: bool,
+    /// An instruction sent as the first user text of the conversation, so the model speaks
+    /// first. Not part of the history: renewed streams continue from the greeting it gave.
+    pub greeting: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -291,6 +294,12 @@ impl Continuity {
         self.phase = Phase::Open { opened: now };
         self.warned = false;
         self.next_silence = now + KEEPALIVE_GAP;
+        if !self.started
+            && self.policy.text_input
+            && let Some(greeting) = self.policy.greeting.take()
+        {
+            out.push(Action::Send(Outgoing::Text(greeting)));
+        }
         for pcm in self.held.take() {
             // Handed over counts as sent: if this stream fails too, it is replayed again.
             self.recent.push(pcm.clone());

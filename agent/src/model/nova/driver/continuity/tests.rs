@@ -63,6 +63,7 @@ impl Session {
         let policy = Policy {
             renew_after: RENEW_AFTER,
             text_input,
+            greeting: None,
         };
         let mut out = Vec::new();
         let mut machine = Continuity::start(policy, start, &mut out);
@@ -536,6 +537,7 @@ fn the_first_stream_starts_the_session_and_its_failures_end_it_before_it_starts(
     let policy = Policy {
         renew_after: RENEW_AFTER,
         text_input: true,
+        greeting: None,
     };
     let mut machine = Continuity::start(policy, start, &mut out);
     out.clear();
@@ -546,6 +548,40 @@ fn the_first_stream_starts_the_session_and_its_failures_end_it_before_it_starts(
     );
     assert_eq!(gave_up(&out), Some(ModelErrorKind::AccessDenied));
     assert!(!out.contains(&Action::Started));
+}
+
+#[test]
+fn the_greeting_is_the_first_text_of_the_first_stream_only() {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let policy = Policy {
+        renew_after: RENEW_AFTER,
+        text_input: true,
+        greeting: Some("Greet the caller.".into()),
+    };
+    let mut machine = Continuity::start(policy, start, &mut out);
+    out.clear();
+    machine.stream_opened(start, &mut out);
+    assert_eq!(
+        out,
+        [
+            Action::Send(Outgoing::Text("Greet the caller.".into())),
+            Action::Started
+        ]
+    );
+    assert_eq!(
+        machine.history_len(),
+        0,
+        "the instruction is not part of the conversation"
+    );
+    out.clear();
+    machine.tick(start + RENEW_AFTER, &mut out);
+    out.clear();
+    machine.stream_opened(start + RENEW_AFTER + ms(200), &mut out);
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Send(Outgoing::Text(_)))),
+        "a renewed stream is not greeted again: {out:?}"
+    );
 }
 
 #[test]
