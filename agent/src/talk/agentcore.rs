@@ -232,7 +232,8 @@ fn encode(value: &str) -> String {
     utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
-/// An error and its sources on one line (the SDK's top-level messages are terse).
+/// An error and its sources on one line (the SDK's top-level messages are terse, and the
+/// credential chain lists what it tried on several lines).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -245,6 +246,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
