@@ -41,7 +41,8 @@ $(VENV)/.installed: tests/requirements.txt
 ## environment, and the nesting of their timers. See deploy/check/check.py.
 .PHONY: deploy-check deploy-deps
 deploy-check: deploy-deps
-	cargo build -p voice-agent
+	# The same package set as bench-smoke, so that this build reuses its artifacts.
+	cargo build -p voice-agent -p fake-bedrock -p voice-bench
 	$(DEPLOY_VENV)/bin/python deploy/check/check.py \
 	  --agent $(CARGO_TARGET_DIR)/debug/voice-agent --checkov $(CHECKOV_VENV)/bin/checkov
 
