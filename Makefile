@@ -12,13 +12,17 @@ STRANDS_VENV ?= $(CACHE)/venv-strands-$(shell sha256sum tests/strands/requiremen
 export VOICE_AGENTS_STRANDS_PYTHON ?= $(STRANDS_VENV)/bin/python
 # The benchmark's Python peer relay has its own virtualenv, keyed the same way.
 BENCH_VENV ?= $(CACHE)/venv-bench-$(shell sha256sum bench/python/requirements.txt | cut -c1-12)
+# deploy/check's tools: cfn-lint with a current botocore, and checkov (which pins an old
+# botocore) in a second virtualenv.
+DEPLOY_VENV ?= $(CACHE)/venv-deploy-$(shell sha256sum deploy/check/requirements.txt | cut -c1-12)
+CHECKOV_VENV ?= $(CACHE)/venv-checkov-$(shell sha256sum deploy/check/requirements-checkov.txt | cut -c1-12)
 
 .PHONY: test test-deps lint unit e2e browser fuzz fmt build release run cluster-build cluster-up cluster-down cluster-smoke
 
 ## Everything CI checks: formatting, lints, unit and integration tests, and the suites that run
 ## against a real local Kubernetes control plane (built from Go modules on first use). Every
 ## part runs even when an earlier one fails (-k), so one run reports every failure.
-TEST_PARTS := lint unit bench-smoke e2e browser fuzz
+TEST_PARTS := lint unit bench-smoke deploy-check e2e browser fuzz
 test:
 	$(MAKE) -k $(TEST_PARTS)
 
@@ -41,6 +45,28 @@ $(STRANDS_VENV)/.installed: tests/strands/requirements.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 is needed for the Strands tests (set PYTHON312)" >&2; exit 1; }
 	$(PYTHON312) -m venv $(STRANDS_VENV)
 	$(STRANDS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/strands/requirements.txt
+	touch $@
+
+## The AWS deployment artifacts in deploy/ (ECS/Fargate template, AgentCore request and role),
+## offline: cfn-lint, checkov, botocore's service models, `voice-agent config` with their
+## environment, and the nesting of their timers. See deploy/check/check.py.
+.PHONY: deploy-check deploy-deps
+deploy-check: deploy-deps
+	# The same package set as bench-smoke, so that this build reuses its artifacts.
+	cargo build -p voice-agent -p fake-bedrock -p voice-bench
+	$(DEPLOY_VENV)/bin/python deploy/check/check.py \
+	  --agent $(CARGO_TARGET_DIR)/debug/voice-agent --checkov $(CHECKOV_VENV)/bin/checkov
+
+deploy-deps: $(DEPLOY_VENV)/.installed $(CHECKOV_VENV)/.installed
+
+$(DEPLOY_VENV)/.installed: deploy/check/requirements.txt
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/check/requirements.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: deploy/check/requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/check/requirements-checkov.txt
 	touch $@
 
 ## Cluster suites: the control-plane smoke test, then the Rust e2e tests on a shared cluster,

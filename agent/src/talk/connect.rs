@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Response;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri, header};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream, connect_async_tls_with_config};
 
@@ -55,25 +55,62 @@ pub fn session_url(raw: &str) -> Result<String, TalkError> {
     Ok(format!("{scheme}://{authority}{path}?{query}"))
 }
 
-/// Opens the WebSocket. A token goes in `Authorization: Bearer <token>`.
-pub async fn connect(url: &str, token: Option<&str>) -> Result<Socket, TalkError> {
+/// Where and how to open the session.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The URL to connect to (for AgentCore with SigV4: presigned).
+    pub url: String,
+    /// The URL as messages show it: a presigned URL without its query, which holds credentials.
+    pub shown: String,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// More handshake headers (AgentCore's session id).
+    pub headers: Vec<(&'static str, String)>,
+    /// The URL carries a SigV4 signature (it decides what a 403 means).
+    pub presigned: bool,
+}
+
+impl Target {
+    /// A plain URL, shown as it is.
+    pub fn plain(url: String, token: Option<String>) -> Self {
+        Self {
+            shown: url.clone(),
+            url,
+            token,
+            headers: Vec::new(),
+            presigned: false,
+        }
+    }
+}
+
+/// Opens the WebSocket.
+pub async fn connect(target: &Target) -> Result<Socket, TalkError> {
+    let url = target.url.as_str();
     let mut request = url.into_client_request().map_err(|e| TalkError::Url {
-        url: url.to_owned(),
+        url: target.shown.clone(),
         reason: e.to_string(),
     })?;
     let headers = request.headers_mut();
-    if let Some(token) = token {
+    if let Some(token) = &target.token {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| TalkError::Token("it contains characters not allowed in an HTTP header"))?;
         value.set_sensitive(true);
         headers.insert(header::AUTHORIZATION, value);
+    }
+    for (name, value) in &target.headers {
+        let invalid = || TalkError::Url {
+            url: target.shown.clone(),
+            reason: format!("{name}: {value:?} cannot be sent as a header"),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        headers.insert(name, HeaderValue::from_str(value).map_err(|_| invalid())?);
     }
     headers.insert(
         header::USER_AGENT,
         HeaderValue::from_static(concat!("voice-agent-talk/", env!("CARGO_PKG_VERSION"))),
     );
     let connector = if url.starts_with("wss://") {
-        Some(Connector::Rustls(tls_config(url)?))
+        Some(Connector::Rustls(tls_config(&target.shown)?))
     } else {
         None
     };
@@ -82,7 +119,7 @@ pub async fn connect(url: &str, token: Option<&str>) -> Result<Socket, TalkError
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     match connect_async_tls_with_config(request, Some(config), true, connector).await {
         Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(refusal(url, token.is_some(), &response)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(refusal(target, &response)),
         Err(e) => {
             let mut reason = e.to_string();
             if reason.contains("certificate") {
@@ -91,7 +128,7 @@ pub async fn connect(url: &str, token: Option<&str>) -> Result<Socket, TalkError
                 reason.push_str(" (no TLS on that port: try ws://)");
             }
             Err(TalkError::Unreachable {
-                url: url.to_owned(),
+                url: target.shown.clone(),
                 reason,
             })
         }
@@ -125,7 +162,8 @@ fn tls_config(url: &str) -> Result<Arc<rustls::ClientConfig>, TalkError> {
 }
 
 /// One line saying what the HTTP refusal means.
-fn refusal(url: &str, sent_token: bool, response: &Response) -> TalkError {
+fn refusal(target: &Target, response: &Response) -> TalkError {
+    let sent_token = target.token.is_some();
     let status = response.status();
     let mut detail = status
         .canonical_reason()
@@ -143,6 +181,10 @@ fn refusal(url: &str, sent_token: bool, response: &Response) -> TalkError {
     match status.as_u16() {
         401 if sent_token => detail.push_str(": the token was refused"),
         401 => detail.push_str(": the agent requires a token (--token)"),
+        403 if target.presigned => detail.push_str(
+            ": the signature was refused, or these AWS credentials may not call \
+             bedrock-agentcore:InvokeAgentRuntimeWithWebSocketStream on this runtime",
+        ),
         403 => detail.push_str(": not allowed (token or origin refused)"),
         _ => {}
     }
@@ -154,7 +196,7 @@ fn refusal(url: &str, sent_token: bool, response: &Response) -> TalkError {
         detail.push_str(&format!("; retry after {retry} s"));
     }
     TalkError::Refused {
-        url: url.to_owned(),
+        url: target.shown.clone(),
         status: status.as_u16(),
         detail,
     }
@@ -210,17 +252,33 @@ mod tests {
             r#"{"error":{"code":"capacity","message":"this agent is at its session limit"}}"#,
             Some("5"),
         );
+        let anonymous = Target::plain("ws://a/ws".to_owned(), None);
+        let with_token = Target::plain("ws://a/ws".to_owned(), Some("t".to_owned()));
         assert_eq!(
-            refusal("ws://a/ws", false, &busy).to_string(),
+            refusal(&anonymous, &busy).to_string(),
             "ws://a/ws refused the connection: HTTP 503 Service Unavailable \
              (capacity: this agent is at its session limit); retry after 5 s"
         );
-        let denied = refusal("ws://a/ws", true, &response(401, "", None)).to_string();
+        let denied = refusal(&with_token, &response(401, "", None)).to_string();
         assert!(
             denied.ends_with("HTTP 401 Unauthorized: the token was refused"),
             "{denied}"
         );
-        let missing = refusal("ws://a/ws", false, &response(401, "", None)).to_string();
+        let missing = refusal(&anonymous, &response(401, "", None)).to_string();
         assert!(missing.contains("requires a token"), "{missing}");
+        let signed = Target {
+            presigned: true,
+            shown: "wss://bedrock-agentcore.us-east-1.amazonaws.com/runtimes/r/ws".to_owned(),
+            ..anonymous
+        };
+        let forbidden = refusal(&signed, &response(403, "", None)).to_string();
+        assert!(
+            forbidden.starts_with("wss://bedrock-agentcore.us-east-1.amazonaws.com/runtimes/r/ws refused"),
+            "{forbidden}"
+        );
+        assert!(
+            forbidden.contains("InvokeAgentRuntimeWithWebSocketStream"),
+            "{forbidden}"
+        );
     }
 }

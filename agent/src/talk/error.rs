@@ -15,6 +15,9 @@ pub enum TalkError {
     /// The `--token` cannot be sent.
     #[error("invalid --token: {0}")]
     Token(&'static str),
+    /// No AWS credentials to sign an AgentCore URL with, or the signing failed.
+    #[error("cannot sign the AgentCore request: {0}")]
+    Credentials(String),
     /// No TCP or TLS connection could be made.
     #[error("cannot connect to {url}: {reason}")]
     Unreachable { url: String, reason: String },

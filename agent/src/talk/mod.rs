@@ -3,6 +3,7 @@
 //! they arrive, saves the spoken reply, and reports how long the reply took. Any failure is one
 //! line on stderr and a non-zero exit.
 
+mod agentcore;
 mod audio;
 mod connect;
 mod error;
@@ -22,7 +23,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 use self::audio::{Speech, read_speech, write_wav};
-use self::connect::{Socket, session_url};
+use self::connect::{Socket, Target, session_url};
 use self::progress::{AgentEvent, Progress, Step};
 
 /// 32 ms at 16 kHz: the frame size microphones and speech models use.
@@ -37,11 +38,29 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Talk to an agent: say a WAV file (or type a message), print the transcripts, save the reply.
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("say").required(true).args(["input", "text"])))]
+#[command(group(ArgGroup::new("agent").required(true).args(["url", "agentcore_runtime_arn"])))]
 pub struct TalkArgs {
     /// The agent: ws://host:port/ws, wss://host/path through an ingress, or the page's
-    /// http(s):// address; `/ws` is added when the URL has no path.
+    /// http(s):// address; `/ws` is added when the URL has no path. An AgentCore Runtime URL
+    /// (wss://bedrock-agentcore.<region>.amazonaws.com/runtimes/<ARN>/ws) is treated like
+    /// --agentcore-runtime-arn.
     #[arg(long, env = "VOICE_AGENT_URL")]
-    pub url: String,
+    pub url: Option<String>,
+    /// An agent on Amazon Bedrock AgentCore Runtime, by its runtime ARN. The handshake is signed
+    /// with SigV4 (a presigned URL, credentials from the default AWS chain), or carries --token
+    /// for runtimes with a JWT authorizer.
+    #[arg(long, env = "VOICE_AGENT_AGENTCORE_RUNTIME_ARN")]
+    pub agentcore_runtime_arn: Option<String>,
+    /// The AgentCore runtime endpoint to call (the `qualifier`); the runtime's default otherwise.
+    #[arg(long, requires = "agentcore_runtime_arn")]
+    pub agentcore_qualifier: Option<String>,
+    /// The AgentCore runtime session id (33 to 256 characters); a new random one by default.
+    #[arg(long)]
+    pub agentcore_session_id: Option<String>,
+    /// Another AgentCore data-plane endpoint than the region's (a VPC endpoint, a test double),
+    /// read from the AWS SDKs' variable.
+    #[arg(long, env = "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE")]
+    pub agentcore_endpoint: Option<String>,
     /// Bearer token, sent as `Authorization: Bearer <token>` (prefer the environment variable:
     /// command lines are visible to other users).
     #[arg(long, env = "VOICE_AGENT_TOKEN", hide_env_values = true)]
@@ -168,8 +187,8 @@ pub async fn run(args: &TalkArgs, mut out: impl Write) -> Result<Summary, TalkEr
             });
         }
     };
-    let url = session_url(&args.url)?;
-    let mut socket = timeout(args.timeout, connect::connect(&url, args.token.as_deref()))
+    let target = target(args, &mut out).await?;
+    let mut socket = timeout(args.timeout, connect::connect(&target))
         .await
         .map_err(|_| TalkError::Timeout {
             what: "answer to the connection request",
@@ -199,6 +218,44 @@ pub async fn run(args: &TalkArgs, mut out: impl Write) -> Result<Summary, TalkEr
         args.output.as_ref(),
     );
     Ok(summary)
+}
+
+/// Where to connect and how to authenticate: a URL as given, or an AgentCore runtime (its own
+/// session id, and a SigV4-presigned URL unless a token is given).
+async fn target(args: &TalkArgs, out: &mut impl Write) -> Result<Target, TalkError> {
+    let (url, region) = match (&args.agentcore_runtime_arn, &args.url) {
+        (Some(arn), _) => {
+            let runtime = agentcore::runtime_for_arn(
+                arn,
+                args.agentcore_qualifier.as_deref(),
+                args.agentcore_endpoint.as_deref(),
+            )?;
+            (session_url(&runtime.url)?, Some(runtime.region))
+        }
+        (None, Some(url)) => {
+            let url = session_url(url)?;
+            let region = agentcore::region_of(&url);
+            (url, region)
+        }
+        (None, None) => {
+            return Err(TalkError::Url {
+                url: String::new(),
+                reason: "give --url or --agentcore-runtime-arn".to_owned(),
+            });
+        }
+    };
+    let Some(region) = region else {
+        return Ok(Target::plain(url, args.token.clone()));
+    };
+    let session = agentcore::session_id(args.agentcore_session_id.as_deref())?;
+    let target = agentcore::target(url, &region, &session, args.token.clone()).await?;
+    let how = if target.presigned {
+        "SigV4-presigned URL"
+    } else {
+        "bearer token"
+    };
+    let _ = writeln!(out, "AgentCore runtime session {session} in {region} ({how})");
+    Ok(target)
 }
 
 /// Waits for `bidi_connection_start` and returns the reply audio's sample rate.
