@@ -642,3 +642,42 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         &[&old.signing_key.serialize_pem(), &new.signing_key.serialize_pem()],
     );
 }
+
+#[tokio::test]
+async fn jwt_claims_fill_session_settings_that_callers_cannot_override() {
+    let signer = es256_signer("key-1");
+    let jwks = serve_jwks(json!({ "keys": [signer.jwk] }).to_string()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let agent = jwt_agent_with(
+        dir.path(),
+        &jwks.url,
+        "prompt:\n  system: \"Help {{customer_name}}.\"\nsessionSettings:\n  variables:\n    - {name: customer_name, fromClaim: given_name}\n  metadata: {fromClaims: [tenant]}\n",
+    );
+    wait_ready(&agent).await;
+    let token = sign(&signer, "key-1", claims(json!({"given_name": "Ana", "tenant": "acme"})));
+    let bearer = format!("Bearer {token}");
+
+    let mut request = agent.ws_url("").into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("authorization", HeaderValue::from_str(&bearer).expect("header"));
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("handshake");
+    let mut client = Client::from_stream(ws, Encoding::Json);
+    let start = client
+        .until_event("bidi_connection_start", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        events(&start)[0]["settings"],
+        json!({"variables": {"customer_name": "Ana"}, "metadata": {"tenant": "acme"}})
+    );
+    client.close().await;
+
+    // What the token says is not the caller's to change.
+    let (status, _, body) = handshake(&agent, "?var.customer_name=Mallory", &[("authorization", &bearer)]).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("var.customer_name is taken from the caller's token"),
+        "{body}"
+    );
+    assert_clean_logs(&agent, &[&token, "Mallory"]);
+}

@@ -39,6 +39,8 @@ pub struct StreamData {
     /// Digest of every audio frame with any non-zero sample, in arrival order.
     pub audio_frames: Vec<String>,
     pub system_prompt: Option<String>,
+    /// The `voiceId` of the stream's promptStart.
+    pub voice: Option<String>,
     pub history: Vec<HistoryEntry>,
     pub text_inputs: Vec<String>,
     pub tool_results: Vec<String>,
@@ -84,6 +86,10 @@ impl StreamRecord {
         if pcm.iter().any(|b| *b != 0) {
             data.audio_frames.push(frame_digest(pcm));
         }
+    }
+
+    pub fn voice(&self, voice: &str) {
+        self.data().voice = Some(voice.to_owned());
     }
 
     pub fn system_prompt(&self, text: String) {

@@ -247,6 +247,7 @@ impl FakeStream {
         if voice.is_empty() {
             return Err(Exception::validation("Received invalid voiceId"));
         }
+        self.record.voice(voice);
         self.prompt = prompt.to_owned();
         self.output_rate = rate as u32;
         if let Some(tools) = body.pointer("/toolConfiguration/tools").and_then(Value::as_array) {

@@ -3,7 +3,8 @@ for the voice agent's tool tests. It plays the part of an AgentCore Gateway: too
 gateway target prefix (`target___tool`), one tool is slow, one always fails.
 
 It also records, for the tests to inspect over plain HTTP:
-  GET /_test/requests  every MCP request: method, Authorization header, SigV4 check result
+  GET /_test/requests  every MCP request: method, Authorization header, SigV4 check result, and
+                       for tools/call the request's `_meta`
   GET /_test/calls     every tool call: tool, arguments, start and end time
 
 Prints {"url": "http://127.0.0.1:PORT/mcp"} on its first line, then serves until killed.
@@ -111,6 +112,13 @@ class Recorder:
                 entry["sigv4"] = verify_sigv4(scope["method"], path, query, headers, body, self.sigv4_secret)
             except (KeyError, ValueError) as error:
                 entry["sigv4"] = {"valid": False, "error": str(error)}
+        try:
+            rpc = json.loads(body) if body else None
+        except ValueError:
+            rpc = None
+        if isinstance(rpc, dict) and rpc.get("method") == "tools/call":
+            # What the client sent as request metadata, as it arrived on the wire.
+            entry["tool_meta"] = (rpc.get("params") or {}).get("_meta")
         REQUESTS.append(entry)
         delivered = False
 
