@@ -547,3 +547,47 @@ async fn sigterm_closes_model_streams_cleanly_before_the_process_exits() {
         assert_eq!(stream["response_completed"], true, "{stream}");
     }
 }
+
+#[tokio::test]
+async fn a_prompt_to_invocations_is_answered_through_novas_text_input() {
+    let s = setup(&[], "");
+    wait_ready(&s.agent).await;
+    let response = reqwest::Client::new()
+        .post(s.agent.url("/invocations"))
+        .json(&json!({"prompt": "What are your opening hours?"}))
+        .send()
+        .await
+        .expect("POST /invocations");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(LIMIT, response.text())
+        .await
+        .expect("the reply ends")
+        .expect("body");
+    let events: Vec<(&str, Value)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let kind = block.lines().find_map(|l| l.strip_prefix("event:"))?.trim();
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"))?.trim();
+            Some((kind, serde_json::from_str(data).expect("JSON data")))
+        })
+        .collect();
+    let (kind, done) = events.last().expect("events");
+    assert_eq!(*kind, "done", "{body}");
+    assert!(
+        done["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("What are your opening hours?")),
+        "{done}"
+    );
+    assert!(
+        done["usage"]["input_tokens"].as_u64() > Some(0),
+        "usage from Nova's usageEvent: {done}"
+    );
+
+    let streams = s.fake.streams().await;
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0]["text_inputs"], json!(["What are your opening hours?"]));
+    assert_eq!(streams[0]["system_prompt"], "You are the test agent.");
+    // The stream is closed the documented way once the reply is done.
+    wait_for(|| async { s.fake.streams().await[0]["ended"] == "client_closed" }).await;
+}

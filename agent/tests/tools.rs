@@ -346,3 +346,34 @@ async fn tools_work_through_nova_sonic_and_the_bedrock_fake() {
     let sent: Value = serde_json::from_str(results[0].as_str().expect("string")).expect("JSON tool result");
     assert_eq!(sent["city"], "Tokyo");
 }
+
+#[tokio::test]
+async fn a_prompt_to_invocations_calls_tools_and_streams_the_answer() {
+    let mcp = McpServer::start(false);
+    let (agent, _dir) = agent_with_gateway(&format!("gateway:\n  url: {}\n", mcp.url), &[]).await;
+    let response = reqwest::Client::new()
+        .post(agent.url("/invocations"))
+        .json(&json!({"prompt": r#"tool:get_weather {"city": "Lyon"}"#}))
+        .send()
+        .await
+        .expect("POST /invocations");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(LIMIT, response.text())
+        .await
+        .expect("the reply ends")
+        .expect("body");
+    let kinds: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event:").map(str::trim))
+        .collect();
+    let position = |kind: &str| kinds.iter().position(|k| *k == kind);
+    assert!(
+        position("tool_use") < position("tool_result") && position("tool_result") < position("done"),
+        "{kinds:?}"
+    );
+    assert!(
+        body.contains("get_weather tool says") && body.contains("21"),
+        "the answer speaks of the result: {body}"
+    );
+    assert_eq!(mcp.calls().await[0]["arguments"], json!({"city": "Lyon"}));
+}

@@ -193,7 +193,26 @@ pub struct Request<'a> {
 
 /// Admits a handshake or says why not; every refusal is counted by its reason.
 pub async fn admit(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusal> {
-    let result = decide(agent, request).await;
+    counted(agent, decide(agent, request).await)
+}
+
+/// A session that is not a WebSocket (a prompt to `/invocations`): the same checks but the
+/// upgrade and the protocol, counted the same way.
+pub async fn admit_invocation(
+    agent: &Agent,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+    query: &HashMap<String, String>,
+) -> Result<Admitted, Refusal> {
+    let result = match agent.gatekeeper.admit(peer.ip(), headers, raw_query).await {
+        Ok(caller) => admit_caller(agent, caller, query, headers),
+        Err(refusal) => Err(refusal.into()),
+    };
+    counted(agent, result)
+}
+
+fn counted<T>(agent: &Agent, result: Result<T, Refusal>) -> Result<T, Refusal> {
     if let Err(refusal) = &result {
         agent
             .metrics
@@ -204,6 +223,41 @@ pub async fn admit(agent: &Agent, request: Request<'_>) -> Result<Admission, Ref
             .inc();
     }
     result
+}
+
+/// An authenticated caller let in: its settings, and its place in the session count.
+pub struct Admitted {
+    pub caller: Caller,
+    pub settings: SessionSettings,
+    pub guard: SessionGuard,
+}
+
+/// The checks after authentication and the protocol: settings, drain, capacity.
+fn admit_caller(
+    agent: &Agent,
+    caller: Caller,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Admitted, Refusal> {
+    let settings = agent
+        .settings
+        .resolve(query, headers, &caller.claims)
+        .map_err(|error| Refusal::BadRequest(error.to_string()))?;
+    if agent.drain.is_draining() {
+        return Err(Refusal::Draining);
+    }
+    let guard = agent
+        .sessions
+        .try_admit(caller.subject.as_deref(), agent.config.auth.max_sessions_per_subject)
+        .map_err(|full| match full {
+            Full::Capacity => Refusal::Capacity,
+            Full::Subject => Refusal::SubjectLimit,
+        })?;
+    Ok(Admitted {
+        caller,
+        settings,
+        guard,
+    })
 }
 
 async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusal> {
@@ -223,20 +277,11 @@ async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusa
     };
     let (protocol, codec) =
         protocol::select(request.path, &handshake).map_err(|error| Refusal::BadRequest(error.to_string()))?;
-    let settings = agent
-        .settings
-        .resolve(request.query, request.headers, &caller.claims)
-        .map_err(|error| Refusal::BadRequest(error.to_string()))?;
-    if agent.drain.is_draining() {
-        return Err(Refusal::Draining);
-    }
-    let guard = agent
-        .sessions
-        .try_admit(caller.subject.as_deref(), agent.config.auth.max_sessions_per_subject)
-        .map_err(|full| match full {
-            Full::Capacity => Refusal::Capacity,
-            Full::Subject => Refusal::SubjectLimit,
-        })?;
+    let Admitted {
+        caller,
+        settings,
+        guard,
+    } = admit_caller(agent, caller, request.query, request.headers)?;
     Ok(Admission {
         upgrade,
         caller,

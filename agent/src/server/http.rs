@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Agent;
 
-/// Longest `/invocations` body accepted; commands are tiny JSON objects.
+/// Longest `/invocations` body accepted: commands are tiny JSON objects, prompts at most a few KB.
 const MAX_INVOCATION_BYTES: usize = 64 * 1024;
 
 /// A JSON error body: `{"error": {"code": ..., "message": ...}}`.
@@ -55,10 +58,24 @@ pub async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
 #[derive(Deserialize)]
 struct Invocation {
     command: Option<String>,
+    /// A typed message to the model; the reply streams back as Server-Sent Events.
+    prompt: Option<String>,
+    /// Whether the reply's audio streams too (base64 PCM16LE `audio` events).
+    #[serde(default)]
+    audio: bool,
 }
 
-/// AgentCore's invoke endpoint. Voice happens on `/ws`; this answers operational commands.
-pub async fn invocations(State(agent): State<Arc<Agent>>, body: Bytes) -> Response {
+/// AgentCore's invoke endpoint: a `prompt` is answered by the model as Server-Sent Events
+/// (see [`super::invocation`]); a `command` answers operational questions. Voice happens on
+/// `/ws`.
+pub async fn invocations(
+    State(agent): State<Arc<Agent>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if body.len() > MAX_INVOCATION_BYTES {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -72,10 +89,29 @@ pub async fn invocations(State(agent): State<Arc<Agent>>, body: Bytes) -> Respon
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                format!("expected a JSON object like {{\"command\":\"status\"}}: {e}"),
+                format!("expected a JSON object like {{\"prompt\":\"...\"}} or {{\"command\":\"status\"}}: {e}"),
             );
         }
     };
+    if let Some(prompt) = invocation.prompt {
+        if invocation.command.is_some() {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send either \"prompt\" or \"command\", not both",
+            );
+        }
+        return super::invocation::prompt(
+            agent,
+            peer,
+            &headers,
+            raw_query.as_deref(),
+            &query,
+            prompt,
+            invocation.audio,
+        )
+        .await;
+    }
     let state = agent.sessions.state();
     match invocation.command.as_deref() {
         Some("status") => Json(json!({
@@ -107,7 +143,7 @@ pub async fn invocations(State(agent): State<Arc<Agent>>, body: Bytes) -> Respon
         None => error_response(
             StatusCode::BAD_REQUEST,
             "missing_command",
-            "the request needs a \"command\" field: \"status\" or \"health\" (voice sessions use GET /ws)",
+            "the request needs a \"prompt\" (a message for the model) or a \"command\": \"status\" or \"health\" (voice sessions use GET /ws)",
         ),
     }
 }

@@ -6,6 +6,7 @@
 mod admission;
 mod drain;
 mod http;
+mod invocation;
 mod listener;
 mod page;
 mod sessions;
@@ -29,9 +30,12 @@ use tracing::{info, warn};
 use crate::auth::Gatekeeper;
 use crate::metrics::Metrics;
 use crate::model::ModelProvider;
+use crate::model::SessionSetup;
 use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
+use crate::protocol::INPUT_SAMPLE_RATE;
 use crate::session::settings::SettingsPolicy;
+use crate::session::{SessionContext, SessionLimits};
 use crate::tools::Toolbox;
 use tokio::sync::watch;
 use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode, ValidConfig};
@@ -141,6 +145,49 @@ impl Agent {
             Some("tools not loaded from the gateway yet".into())
         } else {
             None
+        }
+    }
+
+    /// Everything one session needs, for a caller admitted with `settings`.
+    pub(crate) fn session_context(
+        &self,
+        id: String,
+        caller: &crate::auth::Caller,
+        protocol: &'static str,
+        settings: crate::session::SessionSettings,
+        headers: &axum::http::HeaderMap,
+    ) -> SessionContext {
+        let toolbox = self.tools.borrow().clone();
+        let limits = &self.config.limits;
+        SessionContext {
+            subject: caller.subject.clone(),
+            protocol,
+            limits: SessionLimits {
+                idle_timeout: self.config.session.idle_timeout,
+                max_duration: self.config.session.max_duration,
+                first_message_timeout: limits.first_message_timeout,
+                max_audio_rate: limits.max_audio_rate,
+                audio_burst: limits.audio_burst,
+            },
+            model: self.model.clone(),
+            setup: SessionSetup {
+                session_id: id.clone(),
+                system_prompt: self.settings.system_prompt(&settings),
+                input_sample_rate: INPUT_SAMPLE_RATE,
+                output_sample_rate: self.config.output_sample_rate(),
+                tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
+                settings: Arc::new(settings),
+            },
+            id,
+            metrics: self.metrics.clone(),
+            closing: self.drain.closing_token(),
+            max_tool_calls: self
+                .config
+                .gateway
+                .as_ref()
+                .map_or(1, |g| g.max_concurrent_calls as usize),
+            tools: toolbox,
+            parent: voice_telemetry::remote_context(headers),
         }
     }
 

@@ -14,9 +14,7 @@ use tracing::debug;
 use super::Agent;
 use super::admission::{self, Admission, Request};
 use crate::auth::BEARER_SUBPROTOCOL;
-use crate::model::SessionSetup;
-use crate::protocol::INPUT_SAMPLE_RATE;
-use crate::session::{SessionContext, SessionLimits, run_session};
+use crate::session::run_session;
 
 /// Socket read buffer per connection. tungstenite allocates it eagerly (128 KiB by default),
 /// which would dominate memory with thousands of sessions; client frames are 1-3 KiB. It is
@@ -61,39 +59,7 @@ pub async fn upgrade(
         Err(refusal) => return refusal.into_response(),
     };
 
-    let id = session_id(&headers);
-    let toolbox = agent.tools.borrow().clone();
-    let limits = &agent.config.limits;
-    let ctx = SessionContext {
-        id: id.clone(),
-        subject: caller.subject.clone(),
-        protocol: protocol.name,
-        limits: SessionLimits {
-            idle_timeout: agent.config.session.idle_timeout,
-            max_duration: agent.config.session.max_duration,
-            first_message_timeout: limits.first_message_timeout,
-            max_audio_rate: limits.max_audio_rate,
-            audio_burst: limits.audio_burst,
-        },
-        model: agent.model.clone(),
-        setup: SessionSetup {
-            session_id: id,
-            system_prompt: agent.settings.system_prompt(&settings),
-            input_sample_rate: INPUT_SAMPLE_RATE,
-            output_sample_rate: agent.config.output_sample_rate(),
-            tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
-            settings: Arc::new(settings),
-        },
-        metrics: agent.metrics.clone(),
-        closing: agent.drain.closing_token(),
-        max_tool_calls: agent
-            .config
-            .gateway
-            .as_ref()
-            .map_or(1, |g| g.max_concurrent_calls as usize),
-        tools: toolbox,
-        parent: voice_telemetry::remote_context(&headers),
-    };
+    let ctx = agent.session_context(session_id(&headers), &caller, protocol.name, settings, &headers);
     let max_message = agent.config.websocket.max_message_bytes;
     let mut upgrade = upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -117,7 +83,7 @@ pub async fn upgrade(
 }
 
 /// The AgentCore session id when present and sane, else a fresh UUID.
-fn session_id(headers: &HeaderMap) -> String {
+pub(super) fn session_id(headers: &HeaderMap) -> String {
     headers
         .get(AGENTCORE_SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
