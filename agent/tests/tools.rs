@@ -377,3 +377,41 @@ async fn a_prompt_to_invocations_calls_tools_and_streams_the_answer() {
     );
     assert_eq!(mcp.calls().await[0]["arguments"], json!({"city": "Lyon"}));
 }
+
+#[tokio::test]
+async fn every_frame_stays_below_agentcores_frame_limit() {
+    // AgentCore Runtime closes WebSocket connections whose frames exceed 32 KB.
+    const LIMIT_BYTES: usize = 32_000;
+    let mcp = McpServer::start(false);
+    let (agent, _dir) = agent_with_gateway(&format!("gateway:\n  url: {}\n", mcp.url), &[]).await;
+    let mut client = Client::connect(&agent.ws_url(""), Encoding::Json).await;
+    // A result of about 200 KB, and spoken replies with JSON audio.
+    let received = turn(
+        &mut client,
+        r#"tool:slow_lookup {"query": "the manual", "seconds": 0.1, "repeat": 5000}"#,
+        1,
+    )
+    .await;
+    let mut sizes: Vec<usize> = received
+        .iter()
+        .map(|item| match item {
+            // Compact JSON, as the agent writes it: the same length as the frame.
+            Received::Event(value) => value.to_string().len(),
+            Received::Audio(pcm) => pcm.len(),
+            Received::Closed(_) => 0,
+        })
+        .collect();
+    sizes.sort_unstable();
+    let largest = sizes.last().copied().unwrap_or_default();
+    assert!(largest < LIMIT_BYTES, "a frame of {largest} bytes");
+    let result = &tool_results(&received)[0];
+    let shown = result["content"][0]["text"].as_str().expect("text");
+    assert!(
+        shown.ends_with("[truncated]"),
+        "the client sees the start of the result"
+    );
+    assert!(
+        events(&received).iter().any(|e| e["type"] == "bidi_audio_stream"),
+        "the reply is spoken, as JSON audio"
+    );
+}

@@ -41,11 +41,12 @@ async def get_weather(city: str) -> dict:
 
 
 @server.tool(name="lookup___slow_lookup", description="Looks something up; takes a while.")
-async def slow_lookup(query: str = "", seconds: float = 2.0) -> str:
+async def slow_lookup(query: str = "", seconds: float = 2.0, repeat: int = 1) -> str:
+    """`repeat` makes a long result (the same finding `repeat` times, at most 100,000)."""
     started = time.time()
     await asyncio.sleep(seconds)
     record_call("slow_lookup", {"query": query, "seconds": seconds}, started)
-    return f"found {query!r} after {seconds} seconds"
+    return " ".join([f"found {query!r} after {seconds} seconds."] * max(1, min(repeat, 100_000)))
 
 
 @server.tool(name="booking___make_booking", description="Books a table. Currently broken.")

@@ -28,6 +28,12 @@ use crate::model::{Role, TokenUsage};
 /// listed for a path is the default there.
 pub const PROTOCOLS: &[Protocol] = &[strands::PROTOCOL];
 
+/// Largest frame the agent sends to a client (bytes). Amazon Bedrock AgentCore Runtime closes
+/// WebSocket connections whose frames exceed 32 KB; every path stays below this bound (reply
+/// audio is chunked, long texts are split or cut), and the socket writer drops, with a warning,
+/// anything that would still exceed it.
+pub const MAX_FRAME_BYTES: usize = 30 * 1024;
+
 /// Sample rate of the PCM16LE mono audio a session takes in (Hz). Protocols whose clients send
 /// other rates or codecs convert to this.
 pub const INPUT_SAMPLE_RATE: u32 = 16_000;

@@ -23,7 +23,7 @@ use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
 use super::tool_calls::ToolCalls;
 use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
-use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, Outbound};
+use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound};
 use crate::tools::Toolbox;
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
@@ -458,6 +458,21 @@ where
             }
         }
         for message in frames.drain(..) {
+            let size = match &message {
+                Message::Text(text) => text.len(),
+                Message::Binary(data) => data.len(),
+                _ => 0,
+            };
+            if size > MAX_FRAME_BYTES {
+                // Every path is bounded below this; a frame above it would get the connection
+                // closed by AgentCore, which is worse than losing the one event.
+                warn!(
+                    size,
+                    limit = MAX_FRAME_BYTES,
+                    "an outbound frame over the size limit was dropped"
+                );
+                continue;
+            }
             match timeout(WRITE_TIMEOUT, sink.send(message)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return WriterEnd::Gone,

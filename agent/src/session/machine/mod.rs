@@ -16,6 +16,33 @@ use crate::protocol::{ClientMessage, DecodeError, EndReason, Outbound, SessionEv
 /// the code (RFC 6455 §5.5).
 const MAX_CLOSE_REASON: usize = 123;
 
+/// Longest reply audio in one frame to the client (bytes of PCM16): 16 KiB is 341 ms at
+/// 24 kHz, and as base64 JSON about 22 KB, so every frame stays below AgentCore Runtime's
+/// 32 KB WebSocket frame limit ([`MAX_FRAME_BYTES`](crate::protocol::MAX_FRAME_BYTES)).
+pub const MAX_AUDIO_CHUNK_BYTES: usize = 16 * 1024;
+/// Longest text in one event to the client (bytes): longer transcripts are sent in pieces, and
+/// a tool result's text is cut here for the client (the model gets all of it). Even escaped
+/// and repeated as some schemas do, an event stays below the frame limit.
+pub const MAX_EVENT_TEXT_BYTES: usize = 4 * 1024;
+/// Marks a tool result cut for the client.
+pub const TRUNCATED: &str = " [truncated]";
+
+/// `text` in pieces of at most `max` bytes, cut at character boundaries; one piece (maybe
+/// empty) at least.
+fn text_pieces(mut text: String, max: usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    while text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let rest = text.split_off(cut);
+        pieces.push(std::mem::replace(&mut text, rest));
+    }
+    pieces.push(text);
+    pieces
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SessionLimits {
     /// Longest time without client input before the session is closed.
@@ -253,6 +280,14 @@ impl Session {
                 if let Some(ended) = self.turn_ended_at.take() {
                     actions.push(Action::Observe(Observation::TimeToFirstAudio(now - ended)));
                 }
+                let mut pcm = pcm;
+                while pcm.len() > MAX_AUDIO_CHUNK_BYTES {
+                    let chunk = pcm.split_to(MAX_AUDIO_CHUNK_BYTES);
+                    actions.push(Action::Send(Outbound::Audio {
+                        epoch: self.epoch,
+                        pcm: chunk,
+                    }));
+                }
                 actions.push(Action::Send(Outbound::Audio { epoch: self.epoch, pcm }));
                 return;
             }
@@ -263,7 +298,22 @@ impl Session {
                 SessionEvent::Interrupted
             }
             ModelOutput::ResponseStart { id } => SessionEvent::ResponseStart { response_id: id },
-            ModelOutput::Transcript { role, text, is_final } => SessionEvent::Transcript { role, text, is_final },
+            ModelOutput::Transcript { role, text, is_final } => {
+                let mut pieces = text_pieces(text, MAX_EVENT_TEXT_BYTES);
+                let last = pieces.pop().unwrap_or_default();
+                for text in pieces {
+                    actions.push(Action::Send(Outbound::event(SessionEvent::Transcript {
+                        role,
+                        text,
+                        is_final,
+                    })));
+                }
+                SessionEvent::Transcript {
+                    role,
+                    text: last,
+                    is_final,
+                }
+            }
             ModelOutput::ResponseComplete { id, stop_reason } => {
                 actions.push(Action::Observe(Observation::TurnEnded(stop_reason)));
                 SessionEvent::ResponseComplete {
@@ -322,11 +372,17 @@ impl Session {
         if self.ended.is_some() {
             return;
         }
+        // The client sees the start of a long result; the model gets all of it.
+        let mut shown = text_pieces(content.clone(), MAX_EVENT_TEXT_BYTES);
+        let mut shown_content = shown.swap_remove(0);
+        if !shown.is_empty() {
+            shown_content.push_str(TRUNCATED);
+        }
         actions.push(Action::Send(Outbound::event(SessionEvent::ToolResult {
             id: id.clone(),
             name: name.clone(),
             is_error,
-            content: content.clone(),
+            content: shown_content,
         })));
         actions.push(Action::Model(ModelInput::ToolResult(Box::new(ToolResult {
             id,

@@ -431,3 +431,63 @@ fn socket_endings_decide_reason_close_code_and_announcement() {
         assert_eq!(closing, announced, "{ending:?}");
     }
 }
+
+#[test]
+fn large_model_output_reaches_the_client_in_bounded_pieces() {
+    let (mut s, _) = start(Instant::now());
+    let mut actions = Vec::new();
+    let pcm = Bytes::from(vec![1u8; 3 * MAX_AUDIO_CHUNK_BYTES + 10]);
+    s.on_model(Some(ModelOutput::Audio(pcm.clone())), Instant::now(), &mut actions);
+    let chunks: Vec<&Bytes> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(Outbound::Audio { pcm, .. }) => Some(pcm),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chunks.len(), 4);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.len() <= MAX_AUDIO_CHUNK_BYTES && c.len() % 2 == 0)
+    );
+    assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), pcm.len(), "nothing lost");
+
+    actions.clear();
+    // Multi-byte characters straddle the cut: pieces end on character boundaries.
+    let text = "é".repeat(MAX_EVENT_TEXT_BYTES);
+    let transcript = ModelOutput::Transcript {
+        role: Role::Assistant,
+        text: text.clone(),
+        is_final: true,
+    };
+    s.on_model(Some(transcript), Instant::now(), &mut actions);
+    let pieces: Vec<&str> = sent_events(&actions)
+        .into_iter()
+        .filter_map(|e| match e {
+            SessionEvent::Transcript { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pieces.len(), 2);
+    assert!(pieces.iter().all(|p| p.len() <= MAX_EVENT_TEXT_BYTES));
+    assert_eq!(pieces.concat(), text);
+
+    actions.clear();
+    let long = "x".repeat(MAX_EVENT_TEXT_BYTES * 3);
+    s.on_tool_result("t1".into(), "search".into(), false, long.clone(), &mut actions);
+    let shown = sent_events(&actions)
+        .into_iter()
+        .find_map(|e| match e {
+            SessionEvent::ToolResult { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .expect("shown to the client");
+    assert!(shown.len() <= MAX_EVENT_TEXT_BYTES + TRUNCATED.len() && shown.ends_with(TRUNCATED));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Model(ModelInput::ToolResult(r)) if r.content == long)),
+        "the model gets the whole result"
+    );
+}
