@@ -63,6 +63,11 @@ async fn invalid_specs_are_refused_with_clear_messages() {
         ),
         (
             "a",
+            "sessionSettings: {variables: [{name: customer_name}, {name: customer_name}]}",
+            "sessionSettings.variables must not list a name twice",
+        ),
+        (
+            "a",
             "model: {provider: NovaSonic, novaSonic: {outputSampleRate: 44100}}",
             "outputSampleRate must be 8000, 16000 or 24000",
         ),
