@@ -105,8 +105,8 @@ pub struct SessionSettingsSpec {
     /// The system prompt's variables: `{{name}}` in the prompt is replaced by the caller's
     /// value (`var.<name>`), the claim named by `fromClaim`, or `default`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(v, self.filter(w, w.name == v.name).size() == 1)").message("sessionSettings.variables must not list a name twice"))]
+    /// A list keyed by `name`: the apiserver refuses a name listed twice.
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub variables: Vec<PromptVariableSpec>,
 
     /// Caller metadata passed to tools as MCP request `_meta`.
@@ -119,7 +119,7 @@ pub struct SessionSettingsSpec {
 #[serde(rename_all = "camelCase")]
 pub struct PromptVariableSpec {
     /// Lowercase letters, digits and `_`, starting with a letter.
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,63}$"))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z][a-z0-9_]{0,63}$"))]
     pub name: String,
     /// The value when nobody sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -64,7 +64,7 @@ async fn invalid_specs_are_refused_with_clear_messages() {
         (
             "a",
             "sessionSettings: {variables: [{name: customer_name}, {name: customer_name}]}",
-            "sessionSettings.variables must not list a name twice",
+            "spec.sessionSettings.variables[1]: Duplicate value",
         ),
         (
             "a",
