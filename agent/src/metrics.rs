@@ -79,6 +79,8 @@ pub struct Metrics {
     pub tool_calls: Family<ToolLabels, Counter>,
     pub tool_call_duration: Family<ToolNameLabels, Histogram>,
     pub model_tokens: Family<TokenLabels, Counter>,
+    /// Tasks alive in the runtime, read at each scrape.
+    pub runtime_tasks: Gauge,
 }
 
 const TOKEN_LABELS: [TokenLabels; 4] = [
@@ -141,6 +143,7 @@ impl Metrics {
                 Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
             }),
             model_tokens: Family::default(),
+            runtime_tasks: Gauge::default(),
         };
         for labels in TOKEN_LABELS {
             let _ = metrics.model_tokens.get_or_create(&labels);
@@ -253,6 +256,11 @@ impl Metrics {
             "model_tokens",
             "Tokens the model counted, by direction (input, output) and modality (speech, text)",
             metrics.model_tokens.clone(),
+        );
+        r.register(
+            "runtime_tasks",
+            "Tasks alive in the agent's async runtime (a few per session): growth with a steady session count is a leak",
+            metrics.runtime_tasks.clone(),
         );
         metrics
     }

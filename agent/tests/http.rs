@@ -161,9 +161,13 @@ async fn every_metric_family_is_exposed() {
         "voice_agent_handshake_rejections counter",
         "voice_agent_tool_calls counter",
         "voice_agent_tool_call_duration_seconds histogram",
+        "voice_agent_model_tokens counter",
+        "voice_agent_runtime_tasks gauge",
     ] {
         assert!(text.contains(&format!("# TYPE {family}")), "missing {family}");
     }
+    let tasks = metric(&agent, "voice_agent_runtime_tasks").await;
+    assert!(tasks >= 1.0, "the runtime has tasks (the listener at least): {tasks}");
 }
 
 /// The events of a Server-Sent Events body, as `(event, data)`.

@@ -1,6 +1,7 @@
 //! `voice-bench`: the benchmarks behind BENCHMARKS.md. `all` runs every section and writes the
 //! report; `load` runs one load point against a server you started; `echo` is the floor server.
 
+mod churn;
 mod compare;
 mod echo;
 mod frame;
@@ -222,6 +223,7 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
             suite::Section::Memory,
             suite::Section::Sdk,
             suite::Section::Operator,
+            suite::Section::Churn,
         ]
     } else {
         args.only.clone()
@@ -347,6 +349,9 @@ fn smoke_checks(result: &suite::SuiteResult) -> anyhow::Result<()> {
             memory.relay.label(),
             memory.idle.errors
         );
+    }
+    if let Some(churn) = &result.churn {
+        anyhow::ensure!(churn.passed(), "churn: {}", churn.problems.join("; "));
     }
     if let Some(sdk) = &result.sdk {
         for (point, _) in &sdk.points {

@@ -16,6 +16,7 @@ pub fn render(result: &SuiteResult, command: &str, tuning: Option<&str>) -> Stri
     relays(&mut out, result);
     memory(&mut out, result);
     sdk(&mut out, result);
+    churn(&mut out, result);
     crate::operator::render(&mut out, result.operator.as_ref(), result.operator_skipped.as_deref());
     if let Some(tuning) = tuning {
         out.push('\n');
@@ -451,6 +452,56 @@ fn memory(out: &mut String, result: &SuiteResult) {
         );
     }
     out.push('\n');
+}
+
+fn churn(out: &mut String, result: &SuiteResult) {
+    let Some(churn) = &result.churn else { return };
+    let spec = &churn.spec;
+    let _ = writeln!(
+        out,
+        "## Churn: sessions opened and closed continuously
+"
+    );
+    let _ = writeln!(
+        out,
+        "{} sessions, {} at a time, against the agent (loopback model, one worker thread): of every ten, seven close cleanly (handshake, first event, one audio frame, close handshake), two reset the TCP connection without a close frame, and one is refused at the handshake (HTTP 400). Resident memory and open descriptors come from `/proc`, runtime tasks from `voice_agent_runtime_tasks`. Pass: after the first {} sessions memory grows by at most {} KiB, and once the churn stops descriptors and tasks are back to where they started.\n",
+        spec.sessions, spec.concurrency, spec.warmup, spec.max_rss_growth_kib
+    );
+    let _ = writeln!(
+        out,
+        "| result | sessions/s | clean / reset / refused / failed | RSS before → after warm-up → end | growth after warm-up | descriptors before → after | tasks before → after |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let warm = churn
+        .samples
+        .iter()
+        .find(|s| s.sessions >= spec.warmup)
+        .map_or(churn.before.rss_kib, |s| s.rss_kib);
+    let tasks = |t: Option<u64>| t.map_or("–".into(), |t| t.to_string());
+    let _ = writeln!(
+        out,
+        "| {} | {:.0} | {} / {} / {} / {} | {} → {} → {} | {} KiB | {} → {} | {} → {} |\n",
+        if churn.passed() { "pass" } else { "FAIL" },
+        spec.sessions as f64 / churn.seconds.max(f64::EPSILON),
+        churn.clean,
+        churn.resets,
+        churn.refused,
+        churn.failures,
+        mib(Some(churn.before.rss_kib)),
+        mib(Some(warm)),
+        mib(Some(churn.after.rss_kib)),
+        churn.rss_growth_after_warmup_kib,
+        churn.before.fds,
+        churn.after.fds,
+        tasks(churn.before.tasks),
+        tasks(churn.after.tasks),
+    );
+    for problem in &churn.problems {
+        let _ = writeln!(out, "- {problem}");
+    }
+    if !churn.problems.is_empty() {
+        out.push('\n');
+    }
 }
 
 /// The largest passing SDK point and the agent's CPU there.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::churn::{self, ChurnResult, ChurnSpec};
 use crate::frame::Encoding;
 use crate::load::{self, PointResult, PointSpec, Workload};
 use crate::machine::{self, Machine};
@@ -37,6 +38,7 @@ pub struct Profile {
     pub operator_counts: Vec<usize>,
     /// Longest wait for a quiet machine before a section.
     pub quiet_wait: Duration,
+    pub churn: ChurnSpec,
 }
 
 impl Profile {
@@ -75,6 +77,17 @@ impl Profile {
             with_uvloop: true,
             operator_counts: vec![100, 500],
             quiet_wait: Duration::from_secs(300),
+            churn: ChurnSpec {
+                sessions: 100_000,
+                concurrency: 64,
+                warmup: 20_000,
+                samples: 50,
+                // Allocator noise on a process of ~10 MiB; a leak of even 100 bytes per session
+                // is 8 MiB over the 80,000 sessions after the warm-up.
+                max_rss_growth_kib: 4096,
+                max_fd_growth: 0,
+                max_task_growth: 0,
+            },
         }
     }
 
@@ -94,6 +107,16 @@ impl Profile {
             with_uvloop: false,
             operator_counts: Vec::new(),
             quiet_wait: Duration::ZERO,
+            churn: ChurnSpec {
+                sessions: 2000,
+                concurrency: 16,
+                warmup: 500,
+                samples: 10,
+                // Debug builds and a short run: proves the churn runs and nothing is held.
+                max_rss_growth_kib: 16 * 1024,
+                max_fd_growth: 0,
+                max_task_growth: 0,
+            },
         }
     }
 }
@@ -105,6 +128,7 @@ pub enum Section {
     Memory,
     Sdk,
     Operator,
+    Churn,
 }
 
 /// One relay under one encoding: its search (or single point) and the confirmation runs.
@@ -157,6 +181,8 @@ pub struct SuiteResult {
     pub sdk: Option<Ramp>,
     pub operator: Option<OperatorResult>,
     pub operator_skipped: Option<String>,
+    #[serde(default)]
+    pub churn: Option<ChurnResult>,
     pub notes: Vec<String>,
     pub seconds: f64,
 }
@@ -197,6 +223,7 @@ impl Suite {
             sdk: None,
             operator: None,
             operator_skipped: None,
+            churn: None,
             notes,
             seconds: 0.0,
         };
@@ -269,6 +296,30 @@ impl Suite {
                     }
                 }
             }
+        }
+
+        if self.sections.contains(&Section::Churn) {
+            self.quiet(&mut result.notes).await;
+            let spec = &self.profile.churn;
+            let agent = servers::agent(
+                &self.programs,
+                "agent-churn",
+                &loopback_agent_config(spec.concurrency * 2 + 16),
+                1,
+                &[],
+            )?;
+            let measured = churn::run(&agent, spec).await?;
+            eprintln!(
+                "voice-bench: churn: {} sessions in {:.0} s, {}",
+                spec.sessions,
+                measured.seconds,
+                if measured.passed() {
+                    "no leak".to_owned()
+                } else {
+                    measured.problems.join("; ")
+                }
+            );
+            result.churn = Some(measured);
         }
 
         result.machine_after = machine::Load::now();

@@ -41,6 +41,11 @@ pub async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 pub async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    let alive = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    agent
+        .metrics
+        .runtime_tasks
+        .set(i64::try_from(alive).unwrap_or(i64::MAX));
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &agent.registry).is_err() {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics", "could not encode metrics");

@@ -175,7 +175,9 @@ where
     if !writer.is_finished() && timeout(CLOSE_LINGER, &mut writer).await.is_err() {
         writer.abort();
     }
-    if reason.close_code().is_some() {
+    // A client that closed first has its answer once the writer flushed ours: nothing to wait
+    // for (waiting would hold the session's place for no one).
+    if reason.close_code().is_some() && reason != EndReason::ClientClosed {
         let answered = tokio::time::timeout_at(linger_until, async {
             loop {
                 match stream.next().await {
