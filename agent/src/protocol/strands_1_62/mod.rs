@@ -9,8 +9,8 @@
 //! Strands 1.62 brackets content with start/stop events and names it by `content_id`, where the
 //! session's neutral events are single moments. The encoder keeps the open response, transcript
 //! and audio stream of its session, so its events come at the moments Strands emits them for
-//! the same Nova conversation: a response opens at the user's first transcript (or the first
-//! reply content), the user's transcript closes when another speaker's content begins, the
+//! the same Nova conversation: a response opens at its first content (the user's transcript,
+//! or the first of the reply), the user's transcript closes when another speaker's content begins, the
 //! assistant's transcript is the speculative text (the final text is not sent again), and a
 //! response closes its audio and transcript before `bidi_response_stop`, after `bidi_barge_in`
 //! when interrupted. Ids are the encoder's own, unique within the connection.
@@ -133,8 +133,10 @@ impl Encoder {
                 audio_output: self.audio_output,
                 settings,
             }),
-            // The encoder's response may already be open (from the user's transcript).
-            SessionEvent::ResponseStart { .. } => self.open_response(out),
+            // A response opens at its first content, as in Strands: a reply the session starts
+            // that brings nothing this schema sends (only a final transcript, say) is no
+            // response here.
+            SessionEvent::ResponseStart { .. } => {}
             SessionEvent::Transcript { role, text, is_final } => self.transcript(role, &text, is_final, out),
             SessionEvent::Interrupted => {
                 out.push(ServerEvent::BargeIn);

@@ -122,6 +122,16 @@ fn a_spoken_turn_comes_at_strands_moments() {
 }
 
 #[test]
+fn a_response_without_content_of_this_schema_is_not_sent() {
+    let mut encoder = codec(&[]).encoder;
+    let values = encode(
+        encoder.as_mut(),
+        vec![response(true), transcript(Role::Assistant, "(what was said)", true), response(false)],
+    );
+    assert_eq!(values, Vec::<Value>::new());
+}
+
+#[test]
 fn each_turn_gets_new_ids() {
     let mut encoder = codec(&[]).encoder;
     let first = encode(encoder.as_mut(), spoken_turn());
