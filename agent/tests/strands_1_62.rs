@@ -41,7 +41,11 @@ impl Script {
             barge: turn("Stop, stop!"),
             dir: tempfile::tempdir().expect("temp dir"),
         };
-        for (name, pcm) in [("spoken", &script.spoken), ("long", &script.long), ("barge", &script.barge)] {
+        for (name, pcm) in [
+            ("spoken", &script.spoken),
+            ("long", &script.long),
+            ("barge", &script.barge),
+        ] {
             std::fs::write(script.dir.path().join(format!("{name}.pcm")), pcm).expect("write audio");
         }
         script
@@ -123,7 +127,9 @@ async fn agent_conversation(agent: &AgentProcess, script: &Script) -> Vec<Value>
 /// The script, played by Strands 1.62 against the fake: the events it yielded.
 async fn strands_conversation(fake: &FakeBedrock, script: &Script) -> Vec<Value> {
     let python = std::env::var("VOICE_AGENTS_STRANDS_PYTHON").unwrap_or_else(|_| {
-        panic!("VOICE_AGENTS_STRANDS_PYTHON is not set: run the tests with `make test` (or `make test-deps` and export it)")
+        panic!(
+            "VOICE_AGENTS_STRANDS_PYTHON is not set: run the tests with `make test` (or `make test-deps` and export it)"
+        )
     });
     let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/strands/bidi_conversation.py");
     let child = tokio::process::Command::new(python)
@@ -203,7 +209,11 @@ fn assert_covers(ours: &Value, strands: &Value, path: &str) {
         }
         // Strands leaves `timeout_error` null on a scheduled restart.
         (_, Value::Null) => {}
-        _ => assert_eq!(json_type(ours), json_type(strands), "{path}: ours {ours}, Strands' {strands}"),
+        _ => assert_eq!(
+            json_type(ours),
+            json_type(strands),
+            "{path}: ours {ours}, Strands' {strands}"
+        ),
     }
 }
 
@@ -217,7 +227,10 @@ async fn the_agent_speaks_strands_1_62_as_strands_does_for_the_same_conversation
     let agent = AgentProcess::start_with_env(&["--config", &config], AWS_ENV);
     wait_ready(&agent).await;
 
-    let (ours, strands) = tokio::join!(agent_conversation(&agent, &script), strands_conversation(&fake, &script));
+    let (ours, strands) = tokio::join!(
+        agent_conversation(&agent, &script),
+        strands_conversation(&fake, &script)
+    );
 
     let ours_moments = moments(&ours);
     let strands_moments = moments(&strands);
@@ -257,7 +270,10 @@ async fn the_agent_speaks_strands_1_62_as_strands_does_for_the_same_conversation
         "bidi_barge_in",
         "bidi_usage",
     ] {
-        assert!(kinds.contains(expected), "the conversation had no {expected}: {kinds:?}");
+        assert!(
+            kinds.contains(expected),
+            "the conversation had no {expected}: {kinds:?}"
+        );
     }
 
     // Both streams ran the whole conversation on the fake and ended cleanly: Strands with its

@@ -689,7 +689,10 @@ mod tests {
             let mut s = stream();
             open(&mut s);
             text(&mut s, "s1", "SYSTEM", false).expect("system prompt");
-            assert!(send(&mut s, json!({"event": {last: {}}})).is_err(), "{last} before promptEnd");
+            assert!(
+                send(&mut s, json!({"event": {last: {}}})).is_err(),
+                "{last} before promptEnd"
+            );
 
             let mut s = stream();
             open(&mut s);

@@ -81,7 +81,9 @@ fn turn(words: &str) -> Vec<u8> {
 #[tokio::test]
 async fn strands_holds_a_conversation_with_the_fake_and_stops_cleanly() {
     let python = std::env::var("VOICE_AGENTS_STRANDS_PYTHON").unwrap_or_else(|_| {
-        panic!("VOICE_AGENTS_STRANDS_PYTHON is not set: run the tests with `make test` (or `make test-deps` and export it)")
+        panic!(
+            "VOICE_AGENTS_STRANDS_PYTHON is not set: run the tests with `make test` (or `make test-deps` and export it)"
+        )
     });
     let fake = Fake::start();
     let audio = tempfile::tempdir().expect("temp dir");

@@ -126,7 +126,11 @@ fn a_response_without_content_of_this_schema_is_not_sent() {
     let mut encoder = codec(&[]).encoder;
     let values = encode(
         encoder.as_mut(),
-        vec![response(true), transcript(Role::Assistant, "(what was said)", true), response(false)],
+        vec![
+            response(true),
+            transcript(Role::Assistant, "(what was said)", true),
+            response(false),
+        ],
     );
     assert_eq!(values, Vec::<Value>::new());
 }
@@ -232,9 +236,11 @@ fn usage_is_per_report_by_modality() {
         let values = encode(encoder.as_mut(), vec![Step::Event(SessionEvent::Usage(usage))]);
         assert_eq!(
             values,
-            [json!({"type": "bidi_usage", "input_tokens": 12, "output_tokens": 35, "total_tokens": 47,
+            [
+                json!({"type": "bidi_usage", "input_tokens": 12, "output_tokens": 35, "total_tokens": 47,
                     "input_token_details": {"audio": 10, "text": 2},
-                    "output_token_details": {"audio": 30, "text": 5}})]
+                    "output_token_details": {"audio": 30, "text": 5}})
+            ]
         );
     }
 }
@@ -320,7 +326,13 @@ fn lifecycle_events_carry_the_connection_id() {
     );
     assert_eq!(
         types(&values)[1..],
-        ["bidi_response_start", "bidi_audio_start", "binary", "bidi_error", "bidi_connection_stop"]
+        [
+            "bidi_response_start",
+            "bidi_audio_start",
+            "binary",
+            "bidi_error",
+            "bidi_connection_stop"
+        ]
     );
     assert_eq!(values[3], json!({"binary": 4}));
     assert_eq!(
@@ -337,5 +349,8 @@ fn input_is_the_same_as_strands_1_40() {
         Ok(ClientMessage::Text("hi".into()))
     );
     let pcm = Bytes::from_static(&[0, 1]);
-    assert_eq!(decoder.decode(Frame::Binary(&pcm)), Ok(ClientMessage::Audio(pcm.clone())));
+    assert_eq!(
+        decoder.decode(Frame::Binary(&pcm)),
+        Ok(ClientMessage::Audio(pcm.clone()))
+    );
 }
