@@ -149,5 +149,6 @@ async fn strands_holds_a_conversation_with_the_fake_and_stops_cleanly() {
     assert_eq!(stream["tool_results"].as_array().map(Vec::len), Some(1), "{stream}");
     assert_eq!(stream["events"]["promptEnd"], 1);
     assert_eq!(stream["events"]["connectionEnd"], 1);
-    assert_eq!(stream["response_completed"], true, "{stream}");
+    // Not checked: `response_completed`. Strands closes its side without waiting for the end
+    // of the response, so whether it reads it depends on timing.
 }
