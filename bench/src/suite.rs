@@ -564,7 +564,8 @@ impl Suite {
             "name: bench\nlisten: 127.0.0.1:0\n\
              model: {{provider: NovaSonic, region: us-east-1, endpointUrl: \"{endpoint}\", caBundleFile: \"{}\"}}\n\
              session: {{maxSessions: {sessions}}}\n\
-             limits: {{handshakesPerMinute: 0}}\n",
+             limits: {{handshakesPerMinute: 0}}\n\
+             prompt: {{system: \"You are the benchmark agent.\"}}\n",
             ca_file.display()
         );
         let env = [

@@ -94,6 +94,8 @@ pub struct FakeStream {
     vad: TurnDetector,
     vad_events: Vec<VadEvent>,
     history_bytes: usize,
+    /// The system prompt, the first content of every stream, was received.
+    saw_system: bool,
     saw_user_history: bool,
     /// Output bookkeeping.
     completion: String,
@@ -123,6 +125,7 @@ impl FakeStream {
             vad: TurnDetector::default(),
             vad_events: Vec::new(),
             history_bytes: 0,
+            saw_system: false,
             saw_user_history: false,
             completion: uuid::Uuid::new_v4().to_string(),
             completion_started: false,
@@ -156,9 +159,12 @@ impl FakeStream {
             ))),
             (Phase::PromptStart, "promptStart") => self.prompt_start(body),
             (Phase::PromptStart, other) => Err(Exception::validation(format!("expected promptStart, got {other}"))),
-            (_, "sessionEnd") => {
+            // Nova documents `sessionEnd` as the last input event. Strands (1.62 and earlier) sends
+            // an undocumented `connectionEnd` instead; Strands holds conversations with Bedrock,
+            // so the service does not fail a stream for it. Both end the input after promptEnd.
+            (_, "sessionEnd" | "connectionEnd") => {
                 if self.phase != Phase::Closing {
-                    return Err(Exception::validation("sessionEnd before promptEnd"));
+                    return Err(Exception::validation(format!("{name} before promptEnd")));
                 }
                 Ok(())
             }
@@ -280,6 +286,15 @@ impl FakeStream {
         let kind = body.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
         let role = body.get("role").and_then(Value::as_str).unwrap_or_default().to_owned();
         let interactive = body.get("interactive").and_then(Value::as_bool).unwrap_or(false);
+        // Nova's documented order: the system prompt, then any history, then the live contents.
+        if !self.saw_system {
+            if kind != "TEXT" || role != "SYSTEM" {
+                return Err(Exception::validation(format!(
+                    "the first content must be the system prompt (TEXT with role SYSTEM), not {kind} {role}"
+                )));
+            }
+            self.saw_system = true;
+        }
         match kind.as_str() {
             "AUDIO" => {
                 if !interactive {
@@ -598,5 +613,121 @@ impl FakeStream {
             fields.insert("completionId".into(), json!(self.completion));
         }
         json!({ "event": { name: body } }).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROMPT: &str = "p1";
+
+    fn stream() -> FakeStream {
+        let limits = Limits {
+            max_age: Duration::from_secs(480),
+            input_timeout: Duration::from_secs(30),
+            silence_timeout: Duration::from_secs(175),
+            think_time: Duration::from_millis(10),
+            max_concurrent_streams: 10,
+            close_delay: Duration::ZERO,
+        };
+        FakeStream::new(limits, StreamRecord::default(), Instant::now())
+    }
+
+    fn send(stream: &mut FakeStream, event: Value) -> Result<Vec<String>, Exception> {
+        let mut out = Vec::new();
+        stream.on_event(event.to_string().as_bytes(), Instant::now(), &mut out)?;
+        Ok(out)
+    }
+
+    fn open(stream: &mut FakeStream) {
+        send(stream, json!({"event": {"sessionStart": {}}})).expect("sessionStart");
+        let prompt_start = json!({"event": {"promptStart": {"promptName": PROMPT,
+            "audioOutputConfiguration": {"sampleRateHertz": 24000, "voiceId": "matthew"}}}});
+        send(stream, prompt_start).expect("promptStart");
+    }
+
+    fn text(stream: &mut FakeStream, name: &str, role: &str, interactive: bool) -> Result<(), Exception> {
+        send(
+            stream,
+            json!({"event": {"contentStart": {"promptName": PROMPT, "contentName": name, "type": "TEXT",
+                   "role": role, "interactive": interactive}}}),
+        )?;
+        send(
+            stream,
+            json!({"event": {"textInput": {"promptName": PROMPT, "contentName": name, "content": "hi"}}}),
+        )?;
+        send(
+            stream,
+            json!({"event": {"contentEnd": {"promptName": PROMPT, "contentName": name}}}),
+        )
+        .map(drop)
+    }
+
+    #[test]
+    fn the_system_prompt_must_be_the_first_content() {
+        let mut history_first = stream();
+        open(&mut history_first);
+        let refused = text(&mut history_first, "h1", "USER", false).expect_err("refused");
+        assert_eq!(refused.kind, "validationException");
+        assert!(refused.message.contains("system prompt"), "{}", refused.message);
+
+        let mut audio_first = stream();
+        open(&mut audio_first);
+        let audio = json!({"event": {"contentStart": {"promptName": PROMPT, "contentName": "a1", "type": "AUDIO",
+            "role": "USER", "interactive": true, "audioInputConfiguration": {"sampleRateHertz": 16000}}}});
+        assert!(send(&mut audio_first, audio).is_err());
+
+        let mut ordered = stream();
+        open(&mut ordered);
+        text(&mut ordered, "s1", "SYSTEM", false).expect("system prompt first");
+        text(&mut ordered, "h1", "USER", false).expect("then history");
+    }
+
+    #[test]
+    fn strands_connection_end_closes_like_session_end() {
+        for last in ["sessionEnd", "connectionEnd"] {
+            let mut s = stream();
+            open(&mut s);
+            text(&mut s, "s1", "SYSTEM", false).expect("system prompt");
+            assert!(
+                send(&mut s, json!({"event": {last: {}}})).is_err(),
+                "{last} before promptEnd"
+            );
+
+            let mut s = stream();
+            open(&mut s);
+            text(&mut s, "s1", "SYSTEM", false).expect("system prompt");
+            send(&mut s, json!({"event": {"promptEnd": {"promptName": PROMPT}}})).expect("promptEnd");
+            send(&mut s, json!({"event": {last: {}}})).expect("accepted after promptEnd");
+        }
+    }
+
+    #[test]
+    fn usage_events_carry_nova_details_by_modality() {
+        let mut s = stream();
+        let mut out = Vec::new();
+        let usage = TokenUsage {
+            input_speech: 3,
+            input_text: 1,
+            output_speech: 8,
+            output_text: 2,
+        };
+        s.emit(ModelOutput::Usage(usage), &mut out);
+        s.emit(ModelOutput::Usage(usage), &mut out);
+        let events: Vec<Value> = out.iter().map(|e| serde_json::from_str(e).expect("JSON")).collect();
+        assert!(events[0]["event"]["completionStart"]["completionId"].is_string());
+        let second = &events[2]["event"]["usageEvent"];
+        let side = |speech: u32, text: u32| json!({"speechTokens": speech, "textTokens": text});
+        assert_eq!(second["details"]["delta"]["input"], side(3, 1));
+        assert_eq!(second["details"]["delta"]["output"], side(8, 2));
+        assert_eq!(second["details"]["total"]["input"], side(6, 2));
+        assert_eq!(second["details"]["total"]["output"], side(16, 4));
+        assert_eq!(second["totalInputTokens"], 8);
+        assert_eq!(second["totalOutputTokens"], 20);
+        assert_eq!(second["totalTokens"], 28);
+        for key in ["sessionId", "promptName", "completionId"] {
+            assert!(second[key].is_string(), "{key} in {second}");
+        }
     }
 }

@@ -14,6 +14,7 @@
 
 mod close;
 pub mod strands;
+pub mod strands_1_62;
 
 use std::collections::HashMap;
 
@@ -26,7 +27,7 @@ use crate::model::{Role, TokenUsage};
 
 /// Every wire protocol the agent speaks, in the order a handshake looks them up: the first one
 /// listed for a path is the default there.
-pub const PROTOCOLS: &[Protocol] = &[strands::PROTOCOL];
+pub const PROTOCOLS: &[Protocol] = &[strands::PROTOCOL, strands_1_62::PROTOCOL];
 
 /// Largest frame the agent sends to a client (bytes). Amazon Bedrock AgentCore Runtime closes
 /// WebSocket connections whose frames exceed 32 KB; every path stays below this bound (reply
@@ -325,6 +326,13 @@ mod tests {
         let query = HashMap::from([("protocol".to_owned(), strands::PROTOCOL.name.to_owned())]);
         let (protocol, _) = select("/ws", &handshake(&query)).expect("selected by name");
         assert_eq!(protocol.name, strands::PROTOCOL.name);
+    }
+
+    #[test]
+    fn strands_1_62_is_served_on_ws_by_name() {
+        let query = HashMap::from([("protocol".to_owned(), "strands-1.62".to_owned())]);
+        let (protocol, _) = select("/ws", &handshake(&query)).expect("selected by name");
+        assert_eq!(protocol.name, strands_1_62::PROTOCOL.name);
     }
 
     #[test]

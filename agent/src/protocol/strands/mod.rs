@@ -36,14 +36,19 @@ pub enum AudioOutput {
     Binary,
 }
 
+/// The `audio_output` query parameter of a handshake (shared with `strands-1.62`).
+pub(crate) fn audio_output(handshake: &Handshake<'_>) -> Result<AudioOutput, String> {
+    match handshake.query.get("audio_output").map(String::as_str) {
+        None | Some("json") => Ok(AudioOutput::Json),
+        Some("binary") => Ok(AudioOutput::Binary),
+        Some(_) => Err("audio_output must be \"json\" or \"binary\"".into()),
+    }
+}
+
 fn open(handshake: &Handshake<'_>) -> Result<Codec, String> {
-    let audio_output = match handshake.query.get("audio_output").map(String::as_str) {
-        None | Some("json") => AudioOutput::Json,
-        Some("binary") => AudioOutput::Binary,
-        Some(_) => return Err("audio_output must be \"json\" or \"binary\"".into()),
-    };
+    let audio_output = audio_output(handshake)?;
     Ok(Codec {
-        decoder: Box::new(Decoder { json: handshake.json }),
+        decoder: Box::new(Decoder::new(handshake.json)),
         encoder: Box::new(Encoder {
             audio_output,
             output_sample_rate: handshake.output_sample_rate,
@@ -52,8 +57,16 @@ fn open(handshake: &Handshake<'_>) -> Result<Codec, String> {
     })
 }
 
-struct Decoder {
+/// Client frames to session input: typed JSON events or binary PCM. Strands 1.62 defines no
+/// wire format for input, so `strands-1.62` decodes with this one too.
+pub(crate) struct Decoder {
     json: JsonLimits,
+}
+
+impl Decoder {
+    pub(crate) fn new(json: JsonLimits) -> Self {
+        Self { json }
+    }
 }
 
 impl Decode for Decoder {
