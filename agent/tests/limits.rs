@@ -77,7 +77,10 @@ async fn handshakes_over_capacity_get_503_with_retry_after() {
     }
     assert!(again.is_some(), "capacity was not released");
     let took = closing.elapsed();
-    assert!(took < Duration::from_millis(500), "the close and the release took {took:?}");
+    assert!(
+        took < Duration::from_millis(500),
+        "the close and the release took {took:?}"
+    );
 }
 
 #[tokio::test]

@@ -42,6 +42,8 @@ struct Content {
     kind: Kind,
     speaker: Speaker,
     is_final: bool,
+    /// It carried Nova's barge-in marker, not words: its end does not end the reply.
+    marker: bool,
 }
 
 #[derive(Debug)]
@@ -75,6 +77,7 @@ impl OutputMapper {
                 kind: kind(start.kind.as_deref()),
                 speaker: speaker(start.role.as_deref()),
                 is_final: start.generation_stage().as_deref() != Some("SPECULATIVE"),
+                marker: false,
             };
             if content.speaker == Speaker::User {
                 // The user talks again: whatever was pending of the last reply is over.
@@ -104,6 +107,9 @@ impl OutputMapper {
                 }
                 Speaker::Assistant => {
                     if is_interruption_marker(&body) {
+                        if let Some(content) = text.content_id.as_deref().and_then(|id| self.contents.get_mut(id)) {
+                            content.marker = true;
+                        }
                         self.interrupt(out);
                     } else if !body.trim().is_empty() {
                         self.ensure_response(out);
@@ -151,11 +157,13 @@ impl OutputMapper {
                 }
                 _ => {}
             }
-            // The final transcript follows the audio; the reply ends with it.
+            // The final transcript follows the audio; the reply ends with it (after a barge-in,
+            // with the transcript of what was spoken, which follows the marker).
             if let Some(c) = content
                 && c.speaker == Speaker::Assistant
                 && c.kind == Kind::Text
                 && c.is_final
+                && !c.marker
                 && self.pending_end.is_some()
             {
                 self.finish(out);
@@ -409,9 +417,28 @@ mod tests {
                 &text("f", "{ \"interrupted\" : true }"),
                 &audio("a"),
                 &end("f", "TEXT", "INTERRUPTED"),
+                &end("a", "AUDIO", "INTERRUPTED"),
+                // The transcript of what was spoken before the barge-in ends the reply.
+                &start("g", "TEXT", "ASSISTANT", Some("FINAL")),
+                &text("g", "It is"),
+                &end("g", "TEXT", "END_TURN"),
             ],
         );
         let outs = outputs(&mapped);
+        assert_eq!(
+            outs.iter()
+                .filter(|o| matches!(o, ModelOutput::ResponseStart { .. }))
+                .count(),
+            1,
+            "one reply, not a second one for its last transcript: {outs:?}"
+        );
+        let spoken = outs
+            .iter()
+            .position(|o| matches!(o, ModelOutput::Transcript { text, is_final: true, .. } if text == "It is"));
+        let complete = outs
+            .iter()
+            .position(|o| matches!(o, ModelOutput::ResponseComplete { .. }));
+        assert!(spoken.is_some() && spoken < complete, "{outs:?}");
         assert_eq!(outs.iter().filter(|o| **o == ModelOutput::Interruption).count(), 1);
         assert!(
             !outs
