@@ -12,6 +12,10 @@ STRANDS_VENV ?= $(CACHE)/venv-strands-$(shell sha256sum tests/strands/requiremen
 export VOICE_AGENTS_STRANDS_PYTHON ?= $(STRANDS_VENV)/bin/python
 # The benchmark's Python peer relay has its own virtualenv, keyed the same way.
 BENCH_VENV ?= $(CACHE)/venv-bench-$(shell sha256sum bench/python/requirements.txt | cut -c1-12)
+# The benchmark's Strands and Pipecat peers (Python 3.12): one virtualenv each, since their AWS
+# SDK pins conflict. The Strands one includes tests/strands/requirements.txt, so both files key it.
+BENCH_STRANDS_VENV ?= $(CACHE)/venv-bench-strands-$(shell cat bench/python/requirements-strands.txt tests/strands/requirements.txt | sha256sum | cut -c1-12)
+BENCH_PIPECAT_VENV ?= $(CACHE)/venv-bench-pipecat-$(shell sha256sum bench/python/requirements-pipecat.txt | cut -c1-12)
 # deploy/check's tools: cfn-lint with a current botocore, and checkov (which pins an old
 # botocore) in a second virtualenv.
 DEPLOY_VENV ?= $(CACHE)/venv-deploy-$(shell sha256sum deploy/check/requirements.txt | cut -c1-12)
@@ -165,6 +169,8 @@ bench: bench-deps
 	  --agent-bin $(CARGO_TARGET_DIR)/release/voice-agent \
 	  --operator-bin $(CARGO_TARGET_DIR)/release/voice-operator \
 	  --python $(BENCH_VENV)/bin/python \
+	  --strands-python $(BENCH_STRANDS_VENV)/bin/python \
+	  --pipecat-python $(BENCH_PIPECAT_VENV)/bin/python \
 	  --json test-output/bench/results.json --out BENCHMARKS.md
 
 ## The benchmark tooling end to end in well under a minute (debug builds, a few sessions per
@@ -175,12 +181,26 @@ bench-smoke: bench-deps
 	$(CARGO_TARGET_DIR)/debug/voice-bench all --smoke \
 	  --agent-bin $(CARGO_TARGET_DIR)/debug/voice-agent \
 	  --python $(BENCH_VENV)/bin/python \
+	  --strands-python $(BENCH_STRANDS_VENV)/bin/python \
+	  --pipecat-python $(BENCH_PIPECAT_VENV)/bin/python \
 	  --command-line "make bench-smoke" \
 	  --json test-output/bench/smoke.json --out test-output/bench/smoke.md
 
-bench-deps: $(BENCH_VENV)/.installed
+bench-deps: $(BENCH_VENV)/.installed $(BENCH_STRANDS_VENV)/.installed $(BENCH_PIPECAT_VENV)/.installed
 
 $(BENCH_VENV)/.installed: bench/python/requirements.txt
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/python/requirements.txt
+	touch $@
+
+$(BENCH_STRANDS_VENV)/.installed: bench/python/requirements-strands.txt tests/strands/requirements.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 is needed for the benchmark's Strands peer (set PYTHON312)" >&2; exit 1; }
+	$(PYTHON312) -m venv $(BENCH_STRANDS_VENV)
+	$(BENCH_STRANDS_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/python/requirements-strands.txt
+	touch $@
+
+$(BENCH_PIPECAT_VENV)/.installed: bench/python/requirements-pipecat.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 is needed for the benchmark's Pipecat peer (set PYTHON312)" >&2; exit 1; }
+	$(PYTHON312) -m venv $(BENCH_PIPECAT_VENV)
+	$(BENCH_PIPECAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/python/requirements-pipecat.txt
 	touch $@
