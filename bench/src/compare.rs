@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::frame::Encoding;
+use crate::frame::{Encoding, Protocol};
 use crate::load::{self, PointResult, PointSpec, Workload};
 use crate::machine;
 use crate::servers::{self, Programs};
@@ -146,6 +146,7 @@ async fn point(
         url: server.ws_url()?,
         sessions,
         encoding,
+        protocol: Protocol::default(),
         workload,
         warmup,
         measure,

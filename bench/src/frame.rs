@@ -22,6 +22,15 @@ pub const STAMP_BYTES: usize = 16;
 /// The conversation workload speaks for one second, then listens: long enough for the
 /// simulated model's reply (about five seconds) to finish before the next question.
 const SPEECH_FRAMES: u64 = 31;
+/// Samples per frame (16 kHz PCM16).
+const FRAME_SAMPLES: u64 = FRAME_BYTES as u64 / 2;
+/// The simulated model's turn detector (`agent/src/audio/vad.rs`, which the Bedrock fake runs):
+/// 20 ms analysis windows counted in samples from the stream's first byte, and 30 silent windows
+/// end a turn. Mirrored here so the generator knows which of its frames ends each turn.
+const VAD_WINDOW_SAMPLES: u64 = 320;
+const VAD_HANGOVER_WINDOWS: u64 = 30;
+/// Fewer speech frames than this may not start a turn (the detector needs 60 ms of speech).
+const MIN_TURN_FRAMES: u64 = 3;
 const CYCLE_FRAMES: u64 = 250;
 /// A 220 Hz tone well above the simulator's speech threshold.
 const TONE_HZ: f64 = 220.0;
@@ -83,6 +92,27 @@ pub fn speech_frame(index: u64) -> Vec<u8> {
     pcm
 }
 
+/// Whether frame `index` of the conversation workload carries speech.
+pub fn is_speech(index: u64) -> bool {
+    index % CYCLE_FRAMES < SPEECH_FRAMES
+}
+
+/// The frame (counted from a stream's first) whose arrival makes the simulated model end the
+/// turn, for a speech run that ended just before frame `first_silent`, or `None` when the run was
+/// too short to be a turn. Any window holding some of the tone counts as speech (frames of 512
+/// samples overlap windows of 320 by at least 64, and that much of the tone is far above the
+/// detector's threshold), so the turn ends once `VAD_HANGOVER_WINDOWS` whole silent windows have
+/// arrived after the last speech sample.
+pub fn turn_end_frame(first_silent: u64, speech_frames: u64) -> Option<u64> {
+    if speech_frames < MIN_TURN_FRAMES {
+        return None;
+    }
+    let speech_end = first_silent * FRAME_SAMPLES;
+    let first_silent_window = speech_end.div_ceil(VAD_WINDOW_SAMPLES);
+    let turn_end = (first_silent_window + VAD_HANGOVER_WINDOWS) * VAD_WINDOW_SAMPLES;
+    Some((turn_end - 1) / FRAME_SAMPLES)
+}
+
 /// Frames per question-and-answer cycle, for spreading sessions over the cycle.
 pub fn speech_cycle_frames() -> u64 {
     CYCLE_FRAMES
@@ -102,10 +132,39 @@ pub fn audio_message(pcm: Vec<u8>, encoding: Encoding) -> Message {
     }
 }
 
+/// Which event schema the server speaks. Input is the same in both; the generator reads reply
+/// audio and response boundaries in either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// The agent's default: Strands `BidiAgent` up to 1.40 (`bidi_audio_stream`,
+    /// `bidi_response_complete`).
+    #[default]
+    #[value(name = "strands-1.40")]
+    #[serde(rename = "strands-1.40")]
+    Strands140,
+    /// What Strands 1.62's `BidiAgent` yields (`bidi_audio_delta`, `bidi_response_stop`): the
+    /// agent's `?protocol=strands-1.62`, and what the Strands and Pipecat peers send.
+    #[value(name = "strands-1.62")]
+    #[serde(rename = "strands-1.62")]
+    Strands162,
+}
+
+impl Protocol {
+    /// Added to the encoding's query.
+    pub fn query(self) -> &'static str {
+        match self {
+            Self::Strands140 => "",
+            Self::Strands162 => "&protocol=strands-1.62",
+        }
+    }
+}
+
 /// What a message from the server is, as far as the generator cares.
 #[derive(Debug, PartialEq)]
 pub enum Incoming<'a> {
-    /// Reply audio (PCM16LE), from a binary frame or a `bidi_audio_stream` event.
+    /// Reply audio (PCM16LE), from a binary frame, a `bidi_audio_stream` event (Strands 1.40) or
+    /// a `bidi_audio_delta` event (Strands 1.62).
     Audio(Cow<'a, [u8]>),
     /// Any other JSON event, by `type`.
     Event(String),
@@ -128,7 +187,7 @@ pub fn classify(message: &Message) -> Incoming<'_> {
             Ok(Envelope {
                 kind,
                 audio: Some(audio),
-            }) if kind == "bidi_audio_stream" => match BASE64.decode(audio.as_bytes()) {
+            }) if kind == "bidi_audio_stream" || kind == "bidi_audio_delta" => match BASE64.decode(audio.as_bytes()) {
                 Ok(pcm) => Incoming::Audio(Cow::Owned(pcm)),
                 Err(_) => Incoming::Other,
             },
@@ -163,6 +222,53 @@ mod tests {
             panic!("json audio not recognised");
         };
         assert_eq!(read_stamp(&back), Some((123_456_789, 42)));
+    }
+
+    #[test]
+    fn strands_1_62_audio_is_reply_audio() {
+        let pcm = stamped_frame(7, 1);
+        let delta = format!(
+            r#"{{"type":"bidi_audio_delta","audio":"{}","format":"pcm","sample_rate":24000,"channels":1,"content_id":"c1"}}"#,
+            BASE64.encode(&pcm)
+        );
+        let Incoming::Audio(back) = classify(&Message::Text(delta.into())) else {
+            panic!("bidi_audio_delta not recognised");
+        };
+        assert_eq!(back.as_ref(), pcm.as_slice());
+    }
+
+    #[test]
+    fn turn_ends_after_thirty_silent_windows() {
+        // Speech over frames 0..31 ends at sample 15872, inside window 49; windows 50..=79 are
+        // silent and window 79 ends at sample 25600, the end of frame 49.
+        assert_eq!(turn_end_frame(31, 31), Some(49));
+        // Speech ending on a window boundary (frame 5 = sample 2560 = window 8): windows 8..=37
+        // are silent, ending at sample 12160, inside frame 23.
+        assert_eq!(turn_end_frame(5, 5), Some(23));
+        assert_eq!(turn_end_frame(31, 2), None);
+    }
+
+    #[test]
+    fn turn_end_matches_the_simulated_models_detector() {
+        use voice_agent::audio::vad::{TurnDetector, VadEvent};
+        // Sessions join the cycle anywhere, so speech starts at every alignment of frames to
+        // windows; the detector must end the turn on exactly the predicted frame.
+        for lead in 0..10u64 {
+            let mut detector = TurnDetector::default();
+            let mut events = Vec::new();
+            let mut ended_at = None;
+            let first_silent = lead + SPEECH_FRAMES;
+            for index in 0..lead + 100 {
+                let speech = (lead..first_silent).contains(&index);
+                let pcm = speech_frame(if speech { index - lead } else { SPEECH_FRAMES });
+                detector.push(&pcm, &mut events);
+                if events.iter().any(|e| matches!(e, VadEvent::SpeechEnded { .. })) && ended_at.is_none() {
+                    ended_at = Some(index);
+                }
+                events.clear();
+            }
+            assert_eq!(ended_at, turn_end_frame(first_silent, SPEECH_FRAMES), "lead {lead}");
+        }
     }
 
     #[test]

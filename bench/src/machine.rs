@@ -31,6 +31,9 @@ pub struct Machine {
     pub rustc: String,
     pub python: String,
     pub python_packages: String,
+    /// The Nova Sonic peers' interpreters and packages: (stack, versions).
+    #[serde(default)]
+    pub peers: Vec<(String, String)>,
     pub commit: String,
     pub date: String,
     pub load: Load,
@@ -68,7 +71,28 @@ pub async fn describe(programs: &Programs) -> Machine {
             "import importlib.metadata as m; print(' '.join(f'{p}=={m.version(p)}' for p in ('websockets', 'uvloop')))",
         ],
     );
+    let mut peers = Vec::new();
+    for (peer, python, packages) in [
+        (
+            "Strands",
+            &programs.strands_python,
+            "'strands-agents', 'aws_sdk_bedrock_runtime', 'awscrt', 'websockets'",
+        ),
+        (
+            "Pipecat",
+            &programs.pipecat_python,
+            "'pipecat-ai', 'aws_sdk_bedrock_runtime', 'awscrt', 'fastapi', 'uvicorn'",
+        ),
+    ] {
+        let Some(python) = python else { continue };
+        let script = format!(
+            "import importlib.metadata as m, platform; \
+             print('Python ' + platform.python_version() + ', ' + ' '.join(f'{{p}}=={{m.version(p)}}' for p in ({packages})))"
+        );
+        peers.push((peer.to_owned(), run(python, &["-c", &script])));
+    }
     Machine {
+        peers,
         cpu_model: cpuinfo
             .lines()
             .find_map(|l| l.strip_prefix("model name"))

@@ -8,6 +8,7 @@ mod frame;
 mod load;
 mod machine;
 mod operator;
+mod peers;
 mod procfs;
 mod ramp;
 mod report;
@@ -32,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the benchmark suite and write the report (BENCHMARKS.md).
-    All(AllArgs),
+    All(Box<AllArgs>),
     /// Run one load point against a server you started; prints the result as JSON.
     Load(LoadArgs),
     /// Compare agent builds at a fixed load (interleaved runs) and print a Markdown table.
@@ -63,6 +64,17 @@ struct AllArgs {
     python: PathBuf,
     #[arg(long, default_value = "bench/python/relay.py")]
     relay_script: PathBuf,
+    /// Python 3.12 with bench/python/requirements-strands.txt installed, for the Strands peer
+    /// (without it the peer is skipped).
+    #[arg(long, env = "VOICE_BENCH_STRANDS_PYTHON")]
+    strands_python: Option<PathBuf>,
+    /// Python 3.12 with bench/python/requirements-pipecat.txt installed, for the Pipecat peer
+    /// (without it the peer is skipped).
+    #[arg(long, env = "VOICE_BENCH_PIPECAT_PYTHON")]
+    pipecat_python: Option<PathBuf>,
+    /// Where strands_server.py and pipecat_server.py are.
+    #[arg(long, default_value = "bench/python")]
+    peer_scripts: PathBuf,
     /// The voice-operator binary, for the operator section.
     #[arg(long, env = "VOICE_BENCH_OPERATOR")]
     operator_bin: Option<PathBuf>,
@@ -129,6 +141,9 @@ struct LoadArgs {
     sessions: usize,
     #[arg(long, value_enum, default_value = "binary")]
     encoding: frame::Encoding,
+    /// The event schema to ask the server for (voice-agent's `?protocol=`).
+    #[arg(long, value_enum, default_value = "strands-1.40")]
+    protocol: frame::Protocol,
     #[arg(long, value_enum, default_value = "loopback")]
     workload: load::Workload,
     #[arg(long, default_value = "2s", value_parser = humantime_duration)]
@@ -154,7 +169,7 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::All(args) => all(args),
+        Command::All(args) => all(*args),
         Command::Load(args) => runtime().and_then(|rt| rt.block_on(load_once(args))),
         Command::Compare(args) => compare(args),
         Command::Report(args) => rewrite_report(&args),
@@ -182,6 +197,7 @@ async fn load_once(args: LoadArgs) -> anyhow::Result<()> {
         url: args.url,
         sessions: args.sessions,
         encoding: args.encoding,
+        protocol: args.protocol,
         workload: args.workload,
         warmup: args.warmup,
         measure: args.measure,
@@ -207,6 +223,9 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| args.agent_bin.with_file_name("fake-bedrock")),
         python: args.python.clone(),
         relay_script: args.relay_script.clone(),
+        strands_python: args.strands_python.clone(),
+        pipecat_python: args.pipecat_python.clone(),
+        peer_scripts: args.peer_scripts.clone(),
         bench: std::env::current_exe().context("find this binary")?,
         server_cpus: cpus(&args.server_cpus),
         generator_cpus,
@@ -222,6 +241,7 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
             suite::Section::Relay,
             suite::Section::Memory,
             suite::Section::Sdk,
+            suite::Section::Peers,
             suite::Section::Operator,
             suite::Section::Churn,
         ]
@@ -287,6 +307,9 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
             fake_bedrock: PathBuf::new(),
             python: PathBuf::from("python3"),
             relay_script: PathBuf::new(),
+            strands_python: None,
+            pipecat_python: None,
+            peer_scripts: PathBuf::new(),
             bench: std::env::current_exe()?,
             server_cpus: cpus(&args.server_cpus),
             generator_cpus,
@@ -352,6 +375,31 @@ fn smoke_checks(result: &suite::SuiteResult) -> anyhow::Result<()> {
     }
     if let Some(churn) = &result.churn {
         anyhow::ensure!(churn.passed(), "churn: {}", churn.problems.join("; "));
+    }
+    if let Some(peers) = &result.peers {
+        for run in &peers.runs {
+            let Some(ramp) = &run.ramp else {
+                anyhow::bail!(
+                    "{}: not measured: {}",
+                    run.peer.name(),
+                    run.skipped.as_deref().unwrap_or("?")
+                );
+            };
+            for (point, _) in &ramp.points {
+                anyhow::ensure!(
+                    point.connected == point.sessions
+                        && point.replies.audio_chunks > 0
+                        && point.reply_latency.count > 0,
+                    "{} over Nova Sonic: {} of {} sessions connected, {} reply chunks, {} reply latencies; errors: {:?}",
+                    run.peer.name(),
+                    point.connected,
+                    point.sessions,
+                    point.replies.audio_chunks,
+                    point.reply_latency.count,
+                    point.errors
+                );
+            }
+        }
     }
     if let Some(sdk) = &result.sdk {
         for (point, _) in &sdk.points {

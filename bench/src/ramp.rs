@@ -219,6 +219,7 @@ mod tests {
                 ..Percentiles::default()
             },
             send_lag: Percentiles::default(),
+            reply_latency: Percentiles::default(),
             replies: ReplyCounts::default(),
             server: None,
             server_rss_before_kib: None,

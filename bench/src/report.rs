@@ -1,6 +1,8 @@
 //! BENCHMARKS.md from a suite result: the machine, the headline ratios, every point measured,
 //! and what limits each number.
 
+mod peers;
+
 use std::fmt::Write as _;
 
 use crate::frame::Encoding;
@@ -16,6 +18,7 @@ pub fn render(result: &SuiteResult, command: &str, tuning: Option<&str>) -> Stri
     relays(&mut out, result);
     memory(&mut out, result);
     sdk(&mut out, result);
+    peers::render(&mut out, result);
     churn(&mut out, result);
     crate::operator::render(&mut out, result.operator.as_ref(), result.operator_skipped.as_deref());
     if let Some(tuning) = tuning {
@@ -86,10 +89,14 @@ fn kib_per_session(point: &PointResult) -> Option<f64> {
 }
 
 fn summary(out: &mut String, result: &SuiteResult) {
-    if result.relays.is_empty() && result.memory.is_empty() {
+    if result.relays.is_empty() && result.memory.is_empty() && result.peers.is_none() {
         return;
     }
     let _ = writeln!(out, "## Summary\n");
+    peers::lead(out, result);
+    if result.relays.is_empty() && result.memory.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "One core each, the same core: the agent (one tokio worker thread) and the Python relay each \
@@ -212,6 +219,9 @@ fn machine(out: &mut String, result: &SuiteResult) {
     let _ = writeln!(out, "| kernel | Linux {} |", m.kernel);
     let _ = writeln!(out, "| Rust | {} (release profile: thin LTO) |", m.rustc);
     let _ = writeln!(out, "| Python | {}, {} |", m.python, m.python_packages);
+    for (peer, versions) in &m.peers {
+        let _ = writeln!(out, "| {peer} peer | {versions} |");
+    }
     let _ = writeln!(
         out,
         "| load average (1, 5, 15 min) | {} at the start, {} at the end (the end includes the benchmark itself) |",
@@ -243,6 +253,15 @@ fn all_points(result: &SuiteResult) -> impl Iterator<Item = &PointResult> {
         .chain(result.floor.iter())
         .chain(result.equal_load.iter())
         .chain(result.sdk.iter().flat_map(|s| s.points.iter().map(|(p, _)| p)))
+        .chain(result.peers.iter().flat_map(|peers| {
+            let runs = peers
+                .runs
+                .iter()
+                .filter_map(|r| r.ramp.as_ref())
+                .flat_map(|ramp| ramp.points.iter().map(|(p, _)| p));
+            let pairs = peers.equal_load.iter().flat_map(|pair| [&pair.agent, &pair.other]);
+            runs.chain(pairs)
+        }))
 }
 
 fn cpu(point: &PointResult) -> String {
@@ -588,8 +607,9 @@ fn reproduce(out: &mut String, command: &str) {
     let _ = writeln!(out, "\n## Reproduce\n");
     let _ = writeln!(
         out,
-        "From a clean checkout, on an otherwise idle machine with at least 2 cores, Python 3.10+ and \
-         (for the operator section) Go to build the local control plane:\n"
+        "From a clean checkout, on an otherwise idle machine with at least 2 cores, Python 3.10+ (3.12 \
+         for the Strands and Pipecat peers) and (for the operator section) Go to build the local \
+         control plane:\n"
     );
     let _ = writeln!(
         out,
@@ -598,8 +618,9 @@ fn reproduce(out: &mut String, command: &str) {
     let _ = writeln!(
         out,
         "`{command}` builds `voice-agent` and `voice-bench` in release mode, installs \
-         `bench/python/requirements.txt` into a virtualenv, then runs `voice-bench all`. It waits for the \
-         machine to be quiet before each section and records the noise it measured. One section at a \
-         time: `voice-bench all --only relay,memory,sdk,operator --out FILE`."
+         `bench/python/requirements.txt`, `requirements-strands.txt` and `requirements-pipecat.txt` into \
+         virtualenvs, then runs `voice-bench all`. It waits for the machine to be quiet before each \
+         section and records the noise it measured. One section at a time: \
+         `voice-bench all --only relay,memory,sdk,peers,operator,churn --out FILE`."
     );
 }

@@ -1,5 +1,6 @@
-//! The processes under test: the agent, the Python peer relay, the Bedrock-wire fake and a
-//! bare echo server, each started pinned to its CPUs and killed when dropped.
+//! The processes under test: the agent, the Python peer relay, the Strands and Pipecat peers,
+//! the Bedrock-wire fake and a bare echo server, each started pinned to its CPUs and killed when
+//! dropped.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -26,6 +27,12 @@ pub struct Programs {
     pub fake_bedrock: PathBuf,
     pub python: PathBuf,
     pub relay_script: PathBuf,
+    /// Python 3.12 with bench/python/requirements-strands.txt, for the Strands peer.
+    pub strands_python: Option<PathBuf>,
+    /// Python 3.12 with bench/python/requirements-pipecat.txt, for the Pipecat peer.
+    pub pipecat_python: Option<PathBuf>,
+    /// Where the peers' scripts are (`strands_server.py`, `pipecat_server.py`).
+    pub peer_scripts: PathBuf,
     /// This benchmark's own binary (its `echo` subcommand is the floor server).
     pub bench: PathBuf,
     /// CPU list for servers under test (`taskset -c`), or none to leave them unpinned.
@@ -116,9 +123,35 @@ pub fn echo(programs: &Programs) -> anyhow::Result<Server> {
     start(command, listening_line)
 }
 
-/// Starts the Bedrock-wire fake on the generator's CPUs; returns it, its endpoint and the CA
-/// file clients must trust.
-pub fn fake_bedrock(programs: &Programs) -> anyhow::Result<(Server, String, PathBuf)> {
+/// Starts a Nova Sonic peer (`bench/python/strands_server.py` or `pipecat_server.py` under
+/// `python`) that talks to the Bedrock fake at `endpoint`, trusting `ca_file`.
+pub fn nova_peer(
+    programs: &Programs,
+    python: &Path,
+    script: &str,
+    endpoint: &str,
+    ca_file: &Path,
+) -> anyhow::Result<Server> {
+    let mut command = pinned(programs, python);
+    command
+        .arg(programs.peer_scripts.join(script))
+        .args(["--listen", "127.0.0.1:0", "--endpoint", endpoint])
+        // The Python AWS SDK's TLS (awscrt) trusts this file as well as the system's CAs.
+        .env("SSL_CERT_FILE", ca_file)
+        .envs(NOVA_CREDENTIALS.iter().copied());
+    start(command, listening_line)
+}
+
+/// What every Nova Sonic client of the fake signs with; the fake checks the signature's shape.
+pub const NOVA_CREDENTIALS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "bench"),
+    ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// Starts the Bedrock-wire fake on the generator's CPUs, with `args` added to its command line;
+/// returns it, its endpoint and the CA file clients must trust.
+pub fn fake_bedrock(programs: &Programs, args: &[&str]) -> anyhow::Result<(Server, String, PathBuf)> {
     // A new file each time: the fake announces itself once the file exists, so a leftover
     // from the previous fake could be read before the new certificate is written.
     static STARTS: AtomicUsize = AtomicUsize::new(0);
@@ -136,6 +169,7 @@ pub fn fake_bedrock(programs: &Programs) -> anyhow::Result<(Server, String, Path
         .args(["--listen", "127.0.0.1:0", "--ca-file"])
         .arg(&ca_file)
         .args(["--log", "warn"])
+        .args(args)
         .env("TOKIO_WORKER_THREADS", "1");
     let server = start(command, |line| {
         let v: Value = serde_json::from_str(line).ok()?;

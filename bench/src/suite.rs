@@ -1,6 +1,7 @@
 //! The whole benchmark in one run: relay capacity (agent against the Python peer, both
-//! encodings), memory per session, the production path through the Bedrock SDK, and the
-//! operator. Each section starts its own servers and stops them before the next.
+//! encodings), memory per session, the production path through the Bedrock SDK, the same
+//! conversations through Strands and Pipecat, and the operator. Each section starts its own
+//! servers and stops them before the next.
 
 use std::time::Duration;
 
@@ -8,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::churn::{self, ChurnResult, ChurnSpec};
-use crate::frame::Encoding;
+use crate::frame::{Encoding, Protocol};
 use crate::load::{self, PointResult, PointSpec, Workload};
 use crate::machine::{self, Machine};
 use crate::operator::{self, OperatorResult};
+use crate::peers::PeersResult;
 use crate::ramp::{self, Ramp, Search, Verdict};
 use crate::servers::{self, Programs, Server};
 
@@ -33,6 +35,10 @@ pub struct Profile {
     pub active_sessions: usize,
     pub sdk_search: Option<Search>,
     pub sdk_measure: Duration,
+    /// Capacity searches of the Nova Sonic peers section: (voice-agent, the Python stacks);
+    /// `None` runs one point of `peer_sessions` per stack instead (the smoke).
+    pub peer_search: Option<(Search, Search)>,
+    pub peer_sessions: usize,
     pub with_uvloop: bool,
     /// VoiceAgent counts for the operator section (empty: skipped).
     pub operator_counts: Vec<usize>,
@@ -74,6 +80,24 @@ impl Profile {
                 min_step: 25,
             }),
             sdk_measure: Duration::from_secs(16),
+            peer_search: Some((
+                // voice-agent: as in the SDK section.
+                Search {
+                    start: 50,
+                    max: 2000,
+                    resolution: 0.15,
+                    min_step: 25,
+                },
+                // Strands and Pipecat: a Python process with one Bedrock stream (and its own TLS
+                // connection) per conversation.
+                Search {
+                    start: 10,
+                    max: 1000,
+                    resolution: 0.15,
+                    min_step: 2,
+                },
+            )),
+            peer_sessions: 0,
             with_uvloop: true,
             operator_counts: vec![100, 500],
             quiet_wait: Duration::from_secs(300),
@@ -104,6 +128,8 @@ impl Profile {
             active_sessions: 10,
             sdk_search: None,
             sdk_measure: Duration::from_secs(4),
+            peer_search: None,
+            peer_sessions: 3,
             with_uvloop: false,
             operator_counts: Vec::new(),
             quiet_wait: Duration::ZERO,
@@ -127,6 +153,8 @@ pub enum Section {
     Relay,
     Memory,
     Sdk,
+    /// The same conversations through Strands and Pipecat.
+    Peers,
     Operator,
     Churn,
 }
@@ -179,6 +207,8 @@ pub struct SuiteResult {
     pub equal_load: Vec<PointResult>,
     pub memory: Vec<MemoryResult>,
     pub sdk: Option<Ramp>,
+    #[serde(default)]
+    pub peers: Option<PeersResult>,
     pub operator: Option<OperatorResult>,
     pub operator_skipped: Option<String>,
     #[serde(default)]
@@ -221,6 +251,7 @@ impl Suite {
             equal_load: Vec::new(),
             memory: Vec::new(),
             sdk: None,
+            peers: None,
             operator: None,
             operator_skipped: None,
             churn: None,
@@ -283,6 +314,10 @@ impl Suite {
             result.sdk = Some(self.sdk().await?);
         }
 
+        if self.sections.contains(&Section::Peers) {
+            result.peers = Some(self.peers(&mut result.notes).await);
+        }
+
         if self.sections.contains(&Section::Operator) {
             if self.profile.operator_counts.is_empty() {
                 result.operator_skipped = Some("not part of this profile".into());
@@ -327,7 +362,7 @@ impl Suite {
         Ok(result)
     }
 
-    async fn quiet(&self, notes: &mut Vec<String>) {
+    pub(crate) async fn quiet(&self, notes: &mut Vec<String>) {
         if let Some(note) = machine::wait_for_quiet(self.profile.quiet_wait).await {
             eprintln!("voice-bench: {note}");
             notes.push(note);
@@ -348,7 +383,7 @@ impl Suite {
         }
     }
 
-    async fn point(
+    pub(crate) async fn point(
         &self,
         server: &Server,
         sessions: usize,
@@ -359,6 +394,7 @@ impl Suite {
             url: server.ws_url()?,
             sessions,
             encoding,
+            protocol: Protocol::default(),
             workload,
             warmup: self.profile.warmup,
             measure: self.profile.measure,
@@ -380,7 +416,7 @@ impl Suite {
     /// is repeated once the machine is quiet again (at most three times).
     /// Whether a failed point deserves another attempt because other processes were busy
     /// while it was measured; if so, first waits for the machine to be quiet.
-    async fn measure_again(&self, point: &PointResult, verdict: &Verdict, attempt: u32) -> bool {
+    pub(crate) async fn measure_again(&self, point: &PointResult, verdict: &Verdict, attempt: u32) -> bool {
         let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
             || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
         if verdict.passed() || !noisy || attempt > 3 || self.profile.quiet_wait.is_zero() {
@@ -492,6 +528,7 @@ impl Suite {
                 url: server.ws_url()?,
                 sessions: idle_n,
                 encoding: Encoding::Binary,
+                protocol: Protocol::default(),
                 workload: Workload::Idle,
                 // Long enough for every connection to settle; the smoke's short warm-up is not.
                 warmup: self.profile.warmup.max(Duration::from_secs(1)),
@@ -527,10 +564,26 @@ impl Suite {
     }
 
     async fn sdk_judged(&self, sessions: usize) -> (PointResult, Verdict) {
+        self.judged_conversation("NovaSonic", sessions, || self.sdk_point(sessions))
+            .await
+    }
+
+    /// One conversation point, judged; a failure while other processes were busy is measured
+    /// again once the machine is quiet.
+    pub(crate) async fn judged_conversation<F, Fut>(
+        &self,
+        label: &str,
+        sessions: usize,
+        measure: F,
+    ) -> (PointResult, Verdict)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<PointResult>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let point = match self.sdk_point(sessions).await {
+            let point = match measure().await {
                 Ok(point) => point,
                 Err(error) => {
                     return (
@@ -541,16 +594,22 @@ impl Suite {
             };
             let verdict = ramp::judge_conversation(&point);
             eprintln!(
-                "voice-bench:   NovaSonic n={sessions}: responses {}, late chunks {}, errors {}, agent cpu {:.0}%, fake cpu {:.0}%, generator cpu {:.0}%, others {:.0}% (peak {:.0}%): {verdict:?}",
+                "voice-bench:   {label} n={sessions}: responses {}, late chunks {}, errors {}, reply latency p50 {} µs p99 {} µs ({}), server cpu {:.0}%, fake cpu {:.0}%, generator cpu {:.0}%, others {:.0}% (peak {:.0}%): {verdict:?}",
                 point.replies.responses,
                 point.replies.late_chunks,
                 point.replies.errors,
+                point.reply_latency.p50_us,
+                point.reply_latency.p99_us,
+                point.reply_latency.count,
                 point.server.map_or(0.0, |u| u.cpu_percent),
                 point.helper_cpu_percent,
                 point.generator.cpu_percent,
                 point.others_cpu_percent,
                 point.others_peak_cpu_percent,
             );
+            if !point.errors.is_empty() && !verdict.passed() {
+                eprintln!("voice-bench:   {label} n={sessions}: errors: {:?}", point.errors);
+            }
             if !self.measure_again(&point, &verdict, attempt).await {
                 return (point, verdict);
             }
@@ -559,25 +618,14 @@ impl Suite {
 
     /// One conversation point: the fake shares the generator's CPUs, the agent has its own.
     async fn sdk_point(&self, sessions: usize) -> anyhow::Result<PointResult> {
-        let (fake, endpoint, ca_file) = servers::fake_bedrock(&self.programs)?;
-        let config = format!(
-            "name: bench\nlisten: 127.0.0.1:0\n\
-             model: {{provider: NovaSonic, region: us-east-1, endpointUrl: \"{endpoint}\", caBundleFile: \"{}\"}}\n\
-             session: {{maxSessions: {sessions}}}\n\
-             limits: {{handshakesPerMinute: 0}}\n\
-             prompt: {{system: \"You are the benchmark agent.\"}}\n",
-            ca_file.display()
-        );
-        let env = [
-            ("AWS_ACCESS_KEY_ID", "bench"),
-            ("AWS_SECRET_ACCESS_KEY", "bench"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ];
-        let agent = servers::agent(&self.programs, "agent-nova", &config, 1, &env)?;
+        let (fake, endpoint, ca_file) = servers::fake_bedrock(&self.programs, &[])?;
+        let config = nova_agent_config(&endpoint, &ca_file, sessions);
+        let agent = servers::agent(&self.programs, "agent-nova", &config, 1, &servers::NOVA_CREDENTIALS)?;
         let spec = PointSpec {
             url: agent.ws_url()?,
             sessions,
             encoding: Encoding::Binary,
+            protocol: Protocol::default(),
             workload: Workload::Conversation,
             warmup: self.profile.warmup,
             measure: self.profile.sdk_measure,
@@ -586,8 +634,21 @@ impl Suite {
     }
 }
 
+/// The agent on the production path: the NovaSonic provider against the Bedrock fake at
+/// `endpoint`, limits opened for one client IP.
+pub fn nova_agent_config(endpoint: &str, ca_file: &std::path::Path, max_sessions: usize) -> String {
+    format!(
+        "name: bench\nlisten: 127.0.0.1:0\n\
+         model: {{provider: NovaSonic, region: us-east-1, endpointUrl: \"{endpoint}\", caBundleFile: \"{}\"}}\n\
+         session: {{maxSessions: {max_sessions}}}\n\
+         limits: {{handshakesPerMinute: 0}}\n\
+         prompt: {{system: \"You are the benchmark agent.\"}}\n",
+        ca_file.display()
+    )
+}
+
 /// A point that could not run at all (the server did not start).
-fn failed_point(sessions: usize, encoding: Encoding, error: &anyhow::Error) -> PointResult {
+pub(crate) fn failed_point(sessions: usize, encoding: Encoding, error: &anyhow::Error) -> PointResult {
     PointResult {
         sessions,
         encoding,
@@ -601,6 +662,7 @@ fn failed_point(sessions: usize, encoding: Encoding, error: &anyhow::Error) -> P
         frames_dropped: 0,
         round_trip: load::Percentiles::default(),
         send_lag: load::Percentiles::default(),
+        reply_latency: load::Percentiles::default(),
         replies: load::ReplyCounts::default(),
         server: None,
         server_rss_before_kib: None,

@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 pub use recorder::{Percentiles, ReplyCounts};
 use session::{SessionEnd, Shared};
 
-use crate::frame::Encoding;
+use crate::frame::{Encoding, Protocol};
 use crate::procfs::{self, Usage};
 
 /// Handshakes in flight at once while a point ramps up.
@@ -50,6 +50,7 @@ pub struct PointSpec {
     pub url: String,
     pub sessions: usize,
     pub encoding: Encoding,
+    pub protocol: Protocol,
     pub workload: Workload,
     pub warmup: Duration,
     pub measure: Duration,
@@ -86,6 +87,9 @@ pub struct PointResult {
     pub frames_dropped: u64,
     pub round_trip: Percentiles,
     pub send_lag: Percentiles,
+    /// Conversation workload: the frame that ended a turn, sent, to the reply's first audio byte.
+    #[serde(default)]
+    pub reply_latency: Percentiles,
     pub replies: ReplyCounts,
     /// The server process over the window (and its memory before the first session).
     pub server: Option<Usage>,
@@ -110,7 +114,7 @@ pub async fn run_point(spec: &PointSpec, server_pid: Option<u32>, helper_pid: Op
     let (timing_tx, timing_rx) = watch::channel(None);
     let (connected_tx, mut connected_rx) = mpsc::channel(spec.sessions.max(1));
     let shared = Arc::new(Shared {
-        url: format!("{}{}", spec.url, spec.encoding.query()),
+        url: format!("{}{}{}", spec.url, spec.encoding.query(), spec.protocol.query()),
         encoding: spec.encoding,
         workload: spec.workload,
         sessions: spec.sessions,
@@ -236,6 +240,7 @@ pub async fn run_point(spec: &PointSpec, server_pid: Option<u32>, helper_pid: Op
         },
         round_trip: Percentiles::of(&recorder.round_trip),
         send_lag: Percentiles::of(&recorder.send_lag),
+        reply_latency: Percentiles::of(&recorder.reply_latency),
         replies: recorder.replies,
         server,
         server_rss_before_kib: server_before.map(|s| s.rss_kib),

@@ -14,6 +14,9 @@ pub struct Recorder {
     pub round_trip: Histogram<u64>,
     /// How late the generator sent frames against their schedule (µs): its own health check.
     pub send_lag: Histogram<u64>,
+    /// Conversation workload: from sending the frame that ends a turn to the first byte of the
+    /// reply's audio (µs), for turns ended inside the window.
+    pub reply_latency: Histogram<u64>,
     pub frames_sent: u64,
     pub frames_echoed: u64,
     /// Echoes that came back more than one frame period after they were sent.
@@ -66,6 +69,7 @@ impl Recorder {
         Self {
             round_trip: histogram(),
             send_lag: histogram(),
+            reply_latency: histogram(),
             frames_sent: 0,
             frames_echoed: 0,
             frames_late: 0,

@@ -1,6 +1,7 @@
 //! One simulated caller: connects, then sends audio on a fixed 32 ms schedule (open loop: the
 //! sender never waits for replies) while a receiver on the same socket reads what comes back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ const CLIENT_READ_BUFFER: usize = 16 * 1024;
 const UNARMED: Duration = Duration::from_secs(3600);
 /// Reply audio rate when the server does not say (24 kHz PCM16 mono).
 const DEFAULT_OUTPUT_RATE: u64 = 24_000;
+/// A reply whose first audio comes later than this after the frame that ended the turn is not
+/// the answer to that turn (a turn the model missed): no latency is recorded for it.
+const MAX_REPLY_LATENCY: Duration = Duration::from_secs(2);
 
 /// Everything the sessions of one load point share.
 pub struct Shared {
@@ -72,9 +76,10 @@ pub async fn run(index: usize, shared: Arc<Shared>) -> SessionEnd {
     let (sink, stream) = socket.split();
     // Spread the sessions' frames evenly over one frame period, as independent callers are.
     let offset = frame::FRAME.mul_f64(index as f64 / shared.sessions.max(1) as f64);
+    let turn_end = TurnEnd::default();
     let (sent, received) = futures::join!(
-        send_loop(sink, index, Instant::now() + offset, &shared),
-        receive_loop(stream, output_rate, &shared),
+        send_loop(sink, index, Instant::now() + offset, &shared, &turn_end),
+        receive_loop(stream, output_rate, &shared, &turn_end),
     );
     match (sent, received) {
         (Ok(mut sink), Ok(())) => {
@@ -115,12 +120,61 @@ fn nanos_since(base: Instant, at: Instant) -> u64 {
     at.saturating_duration_since(base).as_nanos() as u64
 }
 
-async fn send_loop(mut sink: Sink, index: usize, first: Instant, shared: &Shared) -> Result<Sink, String> {
+/// When the frame that ends the caller's current turn was sent (conversation workload), from the
+/// sender to the receiver of the same session: the start of the reply latency.
+#[derive(Default)]
+struct TurnEnd {
+    /// Nanoseconds since the point's base, plus one; zero when no turn is waiting for its reply.
+    sent: AtomicU64,
+}
+
+impl TurnEnd {
+    fn mark(&self, base: Instant, at: Instant) {
+        self.sent.store(nanos_since(base, at) + 1, Ordering::Relaxed);
+    }
+
+    /// The send time of the turn waiting for its reply, if any; the next call returns `None`.
+    fn take(&self, base: Instant) -> Option<Instant> {
+        match self.sent.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some(base + Duration::from_nanos(n - 1)),
+        }
+    }
+}
+
+/// Which of a session's frames ends each of its turns, tracked as the frames are sent.
+#[derive(Default)]
+struct TurnTracker {
+    speech_frames: u64,
+    turn_end: Option<u64>,
+}
+
+impl TurnTracker {
+    /// Whether frame `seq` (counted from the session's first), speech or not, ends a turn.
+    fn on_frame(&mut self, seq: u64, speech: bool) -> bool {
+        if speech {
+            self.speech_frames += 1;
+        } else if self.speech_frames > 0 {
+            self.turn_end = frame::turn_end_frame(seq, self.speech_frames);
+            self.speech_frames = 0;
+        }
+        self.turn_end == Some(seq)
+    }
+}
+
+async fn send_loop(
+    mut sink: Sink,
+    index: usize,
+    first: Instant,
+    shared: &Shared,
+    turn_end: &TurnEnd,
+) -> Result<Sink, String> {
     let mut timing = shared.timing.clone();
     let mut ticks = interval_at(first, frame::FRAME);
     // Open loop: a frame that is due is sent at once, even if earlier ones were late.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let speech_offset = index as u64 * frame::speech_cycle_frames() / shared.sessions.max(1) as u64;
+    let mut turns = TurnTracker::default();
     let mut seq = 0u64;
     loop {
         let scheduled = ticks.tick().await;
@@ -146,6 +200,9 @@ async fn send_loop(mut sink: Sink, index: usize, first: Instant, shared: &Shared
                 &mut recorder.send_lag,
                 now.saturating_duration_since(scheduled).as_micros() as u64,
             );
+        }
+        if shared.workload == Workload::Conversation && turns.on_frame(seq, frame::is_speech(seq + speech_offset)) {
+            turn_end.mark(shared.base, now);
         }
         sink.send(frame::audio_message(pcm, shared.encoding))
             .await
@@ -176,7 +233,7 @@ struct Reply {
     audio: Duration,
 }
 
-async fn receive_loop(mut stream: Stream, output_rate: u64, shared: &Shared) -> Result<(), String> {
+async fn receive_loop(mut stream: Stream, output_rate: u64, shared: &Shared, turn_end: &TurnEnd) -> Result<(), String> {
     let mut timing = shared.timing.clone();
     let mut reply = Reply::default();
     // One timer for the whole session, armed once the point's timing is known: a fresh timer
@@ -237,10 +294,22 @@ async fn receive_loop(mut stream: Stream, output_rate: u64, shared: &Shared) -> 
                     let first = *reply.first_chunk_at.get_or_insert(now);
                     let late = now > first + reply.audio;
                     reply.audio += Duration::from_nanos(pcm.len() as u64 / 2 * 1_000_000_000 / output_rate.max(1));
-                    if in_window(now) {
+                    // The first reply audio after a turn ended: the server's round trip to the
+                    // model and back, plus the model's own (fixed) processing.
+                    let turn_latency = turn_end
+                        .take(shared.base)
+                        .filter(|&sent| in_window(sent))
+                        .map(|sent| now.saturating_duration_since(sent))
+                        .filter(|&latency| latency <= MAX_REPLY_LATENCY);
+                    if in_window(now) || turn_latency.is_some() {
                         let mut recorder = shared.recorder.lock().map_err(|e| e.to_string())?;
-                        recorder.replies.audio_chunks += 1;
-                        recorder.replies.late_chunks += u64::from(late);
+                        if in_window(now) {
+                            recorder.replies.audio_chunks += 1;
+                            recorder.replies.late_chunks += u64::from(late);
+                        }
+                        if let Some(latency) = turn_latency {
+                            record(&mut recorder.reply_latency, latency.as_micros() as u64);
+                        }
                     }
                 }
             },
@@ -252,8 +321,9 @@ async fn receive_loop(mut stream: Stream, output_rate: u64, shared: &Shared) -> 
                     let mut recorder = shared.recorder.lock().map_err(|e| e.to_string())?;
                     let replies = &mut recorder.replies;
                     match kind.as_str() {
-                        "bidi_response_complete" => replies.responses += 1,
-                        "bidi_interruption" => replies.interruptions += 1,
+                        // Strands 1.40, then 1.62.
+                        "bidi_response_complete" | "bidi_response_stop" => replies.responses += 1,
+                        "bidi_interruption" | "bidi_barge_in" => replies.interruptions += 1,
                         "bidi_error" => replies.errors += 1,
                         "bidi_connection_restart" => replies.restarts += 1,
                         _ => {}
