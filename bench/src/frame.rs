@@ -231,7 +231,8 @@ mod tests {
             r#"{{"type":"bidi_audio_delta","audio":"{}","format":"pcm","sample_rate":24000,"channels":1,"content_id":"c1"}}"#,
             BASE64.encode(&pcm)
         );
-        let Incoming::Audio(back) = classify(&Message::Text(delta.into())) else {
+        let message = Message::Text(delta.into());
+        let Incoming::Audio(back) = classify(&message) else {
             panic!("bidi_audio_delta not recognised");
         };
         assert_eq!(back.as_ref(), pcm.as_slice());

@@ -99,6 +99,11 @@ struct AllArgs {
     /// The command shown in the report as the way to reproduce it.
     #[arg(long, default_value = "make bench")]
     command_line: String,
+    /// Longest wait for a quiet machine before each section [default: the profile's, 5 minutes
+    /// in full runs]; `0s` measures at once and never repeats a noisy point (numbers from a busy
+    /// machine are then only indicative).
+    #[arg(long, value_parser = humantime_duration)]
+    quiet_wait: Option<Duration>,
 }
 
 #[derive(clap::Args)]
@@ -231,11 +236,14 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
         generator_cpus,
         scratch: scratch.clone(),
     };
-    let profile = if args.smoke {
+    let mut profile = if args.smoke {
         suite::Profile::smoke()
     } else {
         suite::Profile::full()
     };
+    if let Some(wait) = args.quiet_wait {
+        profile.quiet_wait = wait;
+    }
     let sections = if args.only.is_empty() {
         vec![
             suite::Section::Relay,

@@ -93,7 +93,9 @@ fn summary(out: &mut String, result: &SuiteResult) {
         return;
     }
     let _ = writeln!(out, "## Summary\n");
-    peers::lead(out, result);
+    if let Some(p) = &result.peers {
+        peers::lead(out, p);
+    }
     if result.relays.is_empty() && result.memory.is_empty() {
         return;
     }

@@ -46,8 +46,7 @@ fn harness_limited(point: &PointResult, verdict: &Verdict) -> bool {
 }
 
 /// The sentence the summary leads with.
-pub fn lead(out: &mut String, result: &SuiteResult) {
-    let Some(peers) = &result.peers else { return };
+pub fn lead(out: &mut String, peers: &PeersResult) {
     let _ = writeln!(
         out,
         "The same conversations on Nova Sonic: **{} per core with voice-agent, {} with Strands, {} with \
@@ -98,8 +97,10 @@ fn ratio(a: f64, b: f64) -> String {
         format!("{r:.0}×")
     } else if r >= 1.0 {
         format!("{r:.1}×")
-    } else {
+    } else if r >= 0.1 {
         format!("{r:.2}×")
+    } else {
+        format!("{r:.3}×")
     }
 }
 
@@ -290,5 +291,75 @@ fn limit(run: &PeerRun) -> String {
         }
         None if ramp.open_ended => "the search stopped without a failure.".into(),
         None => "no point passed.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Encoding;
+    use crate::procfs::Usage;
+
+    fn point(sessions: usize, server_cpu: f64, harness_cpu: f64) -> PointResult {
+        let mut p = crate::suite::failed_point(sessions, Encoding::Json, &anyhow::anyhow!("unused"));
+        p.server = Some(Usage {
+            cpu_percent: server_cpu,
+            ..Usage::default()
+        });
+        p.helper_cpu_percent = harness_cpu / 2.0;
+        p.generator.cpu_percent = harness_cpu / 2.0;
+        p
+    }
+
+    fn run(peer: Peer, points: Vec<(PointResult, Verdict)>, capacity: usize, first_failure: usize) -> PeerRun {
+        PeerRun {
+            peer,
+            ramp: Some(Ramp {
+                points,
+                capacity: Some(capacity),
+                first_failure: Some(first_failure),
+                open_ended: false,
+            }),
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn summary_leads_with_each_stacks_conversations_per_core() {
+        let late = || Verdict::Fail("3 reply chunks late".into());
+        let peers = PeersResult {
+            runs: vec![
+                // The harness's core ran out first: the agent's capacity is a lower bound.
+                run(Peer::Agent, vec![(point(450, 60.0, 95.0), late())], 400, 450),
+                // Strands' own core ran out.
+                run(Peer::Strands, vec![(point(48, 97.0, 20.0), late())], 40, 48),
+                PeerRun {
+                    peer: Peer::Pipecat,
+                    ramp: None,
+                    skipped: Some("no Python for it".into()),
+                },
+            ],
+            equal_load: Vec::new(),
+        };
+        let mut out = String::new();
+        lead(&mut out, &peers);
+        assert!(
+            out.starts_with(
+                "The same conversations on Nova Sonic: **≥ 400 per core with voice-agent, 40 with Strands, \
+                 not measured with Pipecat**"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn ratios_keep_two_significant_digits() {
+        assert_eq!(ratio(1.0, 50.0), "0.020×");
+        assert_eq!(ratio(1.0, 4.0), "0.25×");
+        assert_eq!(ratio(3.0, 2.0), "1.5×");
+        assert_eq!(ratio(400.0, 12.0), "33×");
+        assert_eq!(ratio(0.0, 2.0), "–");
+        assert_eq!(possessive("Strands"), "Strands'");
+        assert_eq!(possessive("Pipecat"), "Pipecat's");
     }
 }
