@@ -56,15 +56,16 @@ pub struct PeerRun {
     pub skipped: Option<String>,
 }
 
-/// voice-agent and one peer at the same number of conversations (the peer's capacity), run one
-/// after the other.
+/// voice-agent and one peer at the same number of conversations: the peer's capacity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EqualLoad {
     pub peer: Peer,
     pub sessions: usize,
     pub agent: PointResult,
     pub other: PointResult,
-    /// Measured for the comparison (the full profile), not taken from the searches (the smoke).
+    /// voice-agent's point was measured for the comparison (the full profile), not taken from its
+    /// search (the smoke).
+    #[serde(default)]
     pub fresh: bool,
 }
 
@@ -84,8 +85,17 @@ impl PeersResult {
     }
 }
 
+/// The passing point of a stack's search at `n` conversations.
+fn passing_point(run: &PeerRun, n: usize) -> Option<PointResult> {
+    let ramp = run.ramp.as_ref()?;
+    ramp.points
+        .iter()
+        .find(|(p, v)| p.sessions == n && v.passed())
+        .map(|(p, _)| p.clone())
+}
+
 impl Suite {
-    /// The section: each stack's capacity, then voice-agent against each peer at the peer's.
+    /// The section: each stack's capacity, then voice-agent at each peer's.
     pub(crate) async fn peers(&self, notes: &mut Vec<String>) -> PeersResult {
         let mut result = PeersResult::default();
         for peer in Peer::ALL {
@@ -123,34 +133,31 @@ impl Suite {
             });
         }
         for peer in [Peer::Strands, Peer::Pipecat] {
+            // The peer's point is the passing one its capacity comes from; voice-agent runs at
+            // the same count (far below its own capacity) in a fresh run, or, in the smoke, its
+            // single point has the same count already.
             let Some(n) = result.capacity(peer) else { continue };
-            let pair = match self.profile.peer_search {
-                // Fresh runs, one right after the other, so that both see the same machine.
+            let Some(other) = result.run(peer).and_then(|r| passing_point(r, n)) else {
+                continue;
+            };
+            let agent = match self.profile.peer_search {
                 Some(_) => {
                     self.quiet(notes).await;
-                    let (agent, _) = self.peer_judged(Peer::Agent, n).await;
-                    let (other, _) = self.peer_judged(peer, n).await;
-                    Some((agent, other, true))
+                    Some(self.peer_judged(Peer::Agent, n).await.0)
                 }
-                // The smoke's single points already share their session count.
-                None => {
-                    let point = |p: Peer| {
-                        let ramp = result.run(p)?.ramp.as_ref()?;
-                        ramp.points
-                            .iter()
-                            .find(|(pt, _)| pt.sessions == n)
-                            .map(|(pt, _)| pt.clone())
-                    };
-                    point(Peer::Agent).zip(point(peer)).map(|(a, o)| (a, o, false))
-                }
+                None => result
+                    .run(Peer::Agent)
+                    .and_then(|r| r.ramp.as_ref())
+                    .and_then(|ramp| ramp.points.iter().find(|(pt, _)| pt.sessions == n))
+                    .map(|(pt, _)| pt.clone()),
             };
-            if let Some((agent, other, fresh)) = pair {
+            if let Some(agent) = agent {
                 result.equal_load.push(EqualLoad {
                     peer,
                     sessions: n,
                     agent,
                     other,
-                    fresh,
+                    fresh: self.profile.peer_search.is_some(),
                 });
             }
         }

@@ -25,10 +25,13 @@ fn capacity_text(run: Option<&PeerRun>) -> String {
     }
 }
 
-/// Whether the failure above the capacity was the harness's (the generator, or the core the
-/// fake shares with it), so the capacity only bounds the stack from below.
+/// Whether the capacity only bounds the stack from below: the failure above it was the
+/// harness's (the generator, or the core the fake shares with it), or nothing failed.
 fn lower_bound(ramp: &Ramp) -> bool {
-    ramp.open_ended || first_failure(ramp).is_some_and(|(p, v)| harness_limited(p, v))
+    match first_failure(ramp) {
+        Some((p, v)) => harness_limited(p, v),
+        None => ramp.open_ended,
+    }
 }
 
 fn first_failure(ramp: &Ramp) -> Option<(&PointResult, &Verdict)> {
@@ -132,7 +135,9 @@ pub fn render(out: &mut String, result: &SuiteResult) {
          the production path: every session stays up, no `bidi_error`, no gap in reply audio. The \
          fake answers as soon as it detects the end of a turn, so the *reply latency* (the generator \
          sending the frame that ends the caller's turn → the first byte of reply audio at the \
-         generator) is the stack's round trip to the model and back, plus the fake's own fixed work.\n"
+         generator) is the stack's round trip to the model and back, plus the fake's own fixed work. \
+         The comparisons at equal load take the peer's passing point at its capacity and a run of \
+         voice-agent at the same count right after the searches.\n"
     );
     for pair in &peers.equal_load {
         equal_load(out, peers, pair);
@@ -152,7 +157,6 @@ pub fn render(out: &mut String, result: &SuiteResult) {
     for pair in peers.equal_load.iter().filter(|pair| pair.fresh) {
         let at = format!("at {} capacity", possessive(pair.peer.name()));
         point_row(out, Peer::Agent, &pair.agent, &at);
-        point_row(out, pair.peer, &pair.other, &at);
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "### What limits each number\n");
@@ -272,22 +276,28 @@ fn limit(run: &PeerRun) -> String {
         Some((p, v)) => {
             let server = server_cpu(p);
             let harness = p.helper_cpu_percent + p.generator.cpu_percent;
-            let culprit = if harness_limited(p, v) {
+            let culprit = if matches!(v, Verdict::GeneratorBound(_)) {
                 format!(
-                    "the stack used {server:.0}% of its core while the fake and the generator used \
-                     {harness:.0}% of theirs: the harness, not the stack, is the limit, so the capacity \
+                    "The generator, not the stack, fell behind: the stack used {server:.0}% of its core, \
+                     other processes {:.0}% of a core; the capacity is a lower bound",
+                    p.others_cpu_percent
+                )
+            } else if harness_limited(p, v) {
+                format!(
+                    "The stack used {server:.0}% of its core while the fake and the generator used \
+                     {harness:.0}% of theirs: the harness, not the stack, is the limit; the capacity \
                      is a lower bound"
                 )
             } else if server >= SATURATED_PERCENT {
-                format!("the stack's core is saturated ({server:.0}%)")
+                format!("The stack's core is saturated: {server:.0}%")
             } else {
-                format!("the stack used {server:.0}% of its core")
+                format!("The stack used {server:.0}% of its core")
             };
             let why = p
                 .errors
                 .first()
                 .map_or(String::new(), |e| format!(" First error: `{e}`."));
-            format!("at {} conversations: {} ({culprit}).{why}", p.sessions, verdict_text(v))
+            format!("at {} conversations: {}. {culprit}.{why}", p.sessions, verdict_text(v))
         }
         None if ramp.open_ended => "the search stopped without a failure.".into(),
         None => "no point passed.".into(),
