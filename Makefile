@@ -155,7 +155,7 @@ image-push:
 
 .PHONY: bench bench-smoke bench-deps
 
-## The benchmarks behind BENCHMARKS.md (about 30 minutes on 2 cores; wants an otherwise idle
+## The benchmarks behind BENCHMARKS.md (about 40 minutes on 2 cores; wants an otherwise idle
 ## machine): release builds, then every section, then the report. Not part of `make test`.
 bench: bench-deps
 	# Separately, so the agent is the same binary `make release` builds (building packages
@@ -173,7 +173,7 @@ bench: bench-deps
 	  --pipecat-python $(BENCH_PIPECAT_VENV)/bin/python \
 	  --json test-output/bench/results.json --out BENCHMARKS.md
 
-## The benchmark tooling end to end in well under a minute (debug builds, a few sessions per
+## The benchmark tooling end to end in about a minute (debug builds, a few sessions per
 ## relay, no capacity search): proves it runs, asserts almost nothing about speed.
 bench-smoke: bench-deps
 	cargo build -p voice-agent -p fake-bedrock -p voice-bench

@@ -615,7 +615,7 @@ fn reproduce(out: &mut String, command: &str) {
     );
     let _ = writeln!(
         out,
-        "```sh\n{command}          # this report: about 30 minutes\nmake bench-smoke    # the short run CI does: under a minute, asserts only that everything ran\n```\n"
+        "```sh\n{command}          # this report: about 40 minutes\nmake bench-smoke    # the short run CI does: about a minute, asserts only that everything ran\n```\n"
     );
     let _ = writeln!(
         out,

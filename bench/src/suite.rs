@@ -115,7 +115,8 @@ impl Profile {
         }
     }
 
-    /// Proves the tooling end to end in well under a minute; asserts almost nothing.
+    /// Proves the tooling end to end in about a minute, each section well under one; asserts
+    /// almost nothing.
     pub fn smoke() -> Self {
         Self {
             name: "smoke",
