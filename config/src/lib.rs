@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 mod gateway;
 mod model;
+mod resume;
 mod security;
 mod settings;
 
@@ -19,6 +20,7 @@ pub use model::{
     EndpointingSensitivity, ModelConfig, NOVA_2_5_SONIC, NOVA_2_SONIC, NOVA_GENERATIONS, NOVA_SONIC_V1, NovaGeneration,
     NovaSonicConfig, SimulatedMode, SimulatedModelConfig, nova_generation,
 };
+pub use resume::{RedisConfig, ResumeConfig, ResumeStore};
 pub use security::{AuthConfig, AuthMode, JwtConfig, LimitsConfig, SUPPORTED_ALGORITHMS, TlsConfig};
 pub use settings::{
     MAX_METADATA_KEYS, MAX_SETTING_LENGTH, MetadataConfig, PromptVariable, SessionSettingsConfig, is_variable_name,
@@ -114,6 +116,9 @@ pub struct SessionConfig {
     /// On shutdown, how long live sessions may continue before they are closed.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Resumable sessions (left out of the rendered file while at its defaults).
+    #[serde(default, skip_serializing_if = "ResumeConfig::is_default")]
+    pub resume: ResumeConfig,
 }
 
 impl Default for SessionConfig {
@@ -123,6 +128,7 @@ impl Default for SessionConfig {
             max_duration: default_max_duration(),
             idle_timeout: default_idle_timeout(),
             drain_timeout: default_drain_timeout(),
+            resume: ResumeConfig::default(),
         }
     }
 }
@@ -286,6 +292,7 @@ impl AgentConfig {
             });
         }
         self.session_settings.validate()?;
+        self.session.resume.validate()?;
         if let ModelConfig::NovaSonic(nova) = &self.model
             && !nova.generation().text_input
             && (self.prompt.greeting.is_some() || self.session_settings.greeting)

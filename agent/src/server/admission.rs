@@ -18,6 +18,7 @@ use super::sessions::{Full, SessionGuard};
 use crate::auth::{self, Caller};
 use crate::metrics::ReasonLabels;
 use crate::protocol::{self, Codec, Handshake, JsonLimits};
+use crate::resume::{ConversationState, ResumeRefusal};
 use crate::session::SessionSettings;
 
 /// Suggested wait before retrying a handshake refused for capacity.
@@ -44,6 +45,8 @@ pub enum Refusal {
     Capacity,
     /// This caller holds its maximum number of sessions.
     SubjectLimit,
+    /// The conversation a resume token names cannot be resumed.
+    Resume(ResumeRefusal),
 }
 
 /// The closed list of refusal reasons: the `reason` label of `handshake_rejections`.
@@ -57,10 +60,12 @@ pub enum RefusalReason {
     Draining,
     Capacity,
     SubjectLimit,
+    Resume,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 8] = [
+    pub const ALL: [RefusalReason; 9] = [
+        Self::Resume,
         Self::NotWebSocket,
         Self::BadRequest,
         Self::Draining,
@@ -82,6 +87,7 @@ impl RefusalReason {
             Self::Draining => "draining",
             Self::Capacity => "capacity",
             Self::SubjectLimit => "subject_limit",
+            Self::Resume => "resume_refused",
         }
     }
 
@@ -94,6 +100,8 @@ impl RefusalReason {
             Self::Origin => StatusCode::FORBIDDEN,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Draining | Self::Capacity => StatusCode::SERVICE_UNAVAILABLE,
+            // The most common case; each refusal has its own (see `Refusal::status`).
+            Self::Resume => StatusCode::GONE,
         }
     }
 }
@@ -109,6 +117,17 @@ impl Refusal {
             Self::Draining => RefusalReason::Draining,
             Self::Capacity => RefusalReason::Capacity,
             Self::SubjectLimit => RefusalReason::SubjectLimit,
+            Self::Resume(_) => RefusalReason::Resume,
+        }
+    }
+
+    /// The HTTP status: the reason's, or for a resumption, what went wrong (410 Gone: no such
+    /// conversation any more; 403: another caller's; 503: the store is down).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Resume(ResumeRefusal::Foreign) => StatusCode::FORBIDDEN,
+            Self::Resume(ResumeRefusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            other => other.reason().status(),
         }
     }
 
@@ -118,6 +137,7 @@ impl Refusal {
             Self::RateLimited { retry_after } => Some(*retry_after),
             Self::Draining => Some(RETRY_AFTER_DRAINING),
             Self::Capacity => Some(RETRY_AFTER_CAPACITY),
+            Self::Resume(ResumeRefusal::Unavailable) => Some(RETRY_AFTER_DRAINING),
             _ => None,
         }
     }
@@ -133,6 +153,7 @@ impl Refusal {
             Self::Draining => "this agent is shutting down; reconnect to reach another replica".into(),
             Self::Capacity => "this agent is at its session limit; retry shortly".into(),
             Self::SubjectLimit => "too many sessions are open for this caller".into(),
+            Self::Resume(refusal) => refusal.message().into(),
         }
     }
 }
@@ -153,7 +174,7 @@ impl IntoResponse for Refusal {
         let retry_after = self.retry_after();
         let mut response = match self {
             Self::NotWebSocket(rejection) => rejection.into_response(),
-            other => error_response(reason.status(), reason.as_str(), other.message()),
+            other => error_response(other.status(), reason.as_str(), other.message()),
         };
         let headers = response.headers_mut();
         if let Some(wait) = retry_after
@@ -174,8 +195,11 @@ pub struct Admission {
     pub caller: Caller,
     pub protocol: &'static protocol::Protocol,
     pub codec: Codec,
-    /// What the caller chose for the session, within what the agent allows.
+    /// What the caller chose for the session, within what the agent allows (a resumed
+    /// conversation's own).
     pub settings: SessionSettings,
+    /// The conversation this session resumes, if it does.
+    pub resumed: Option<ConversationState>,
     /// Holds the session's place in the agent's (and the caller's) session count.
     pub guard: SessionGuard,
 }
@@ -279,15 +303,29 @@ async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusa
         protocol::select(request.path, &handshake).map_err(|error| Refusal::BadRequest(error.to_string()))?;
     let Admitted {
         caller,
-        settings,
+        mut settings,
         guard,
     } = admit_caller(agent, caller, request.query, request.headers)?;
+    // Last, once the session has its place: taking the state spends the token.
+    let mut resumed = None;
+    if let Some(token) = request.query.get("resume") {
+        let Some(service) = &agent.resumption else {
+            return Err(Refusal::BadRequest("this agent does not resume conversations".into()));
+        };
+        let state = service
+            .take(token, caller.subject.as_deref())
+            .await
+            .map_err(Refusal::Resume)?;
+        settings = state.settings.clone();
+        resumed = Some(state);
+    }
     Ok(Admission {
         upgrade,
         caller,
         protocol,
         codec,
         settings,
+        resumed,
         guard,
     })
 }

@@ -78,7 +78,8 @@ pub async fn prompt(
     };
     // The caller speaks first here: a greeting would answer before the prompt.
     settings.greeting = None;
-    let ctx = agent.session_context(session_id(headers), &caller, PROTOCOL, settings, headers);
+    // A prompt is one turn: nothing to resume.
+    let ctx = agent.session_context(session_id(headers), &caller, PROTOCOL, settings, headers, false, None);
     let (mut to_session, session_input) = mpsc::channel(INPUT_QUEUE);
     let (session_output, from_session) = mpsc::channel(OUTPUT_QUEUE);
     let socket = MemorySocket {

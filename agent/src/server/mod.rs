@@ -34,8 +34,9 @@ use crate::model::SessionSetup;
 use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
 use crate::protocol::INPUT_SAMPLE_RATE;
+use crate::resume::{ConversationState, Resumption};
 use crate::session::settings::SettingsPolicy;
-use crate::session::{SessionContext, SessionLimits};
+use crate::session::{ResumeContext, SessionContext, SessionLimits};
 use crate::tools::Toolbox;
 use tokio::sync::watch;
 use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode, ValidConfig};
@@ -59,6 +60,8 @@ pub struct Agent {
     registry: Registry,
     /// What callers may choose per session, and the prompt template.
     settings: SettingsPolicy,
+    /// Resumable conversations (none when resumption is off).
+    resumption: Option<Arc<Resumption>>,
     /// Sessions and background loops (tool loading, certificate reload, tidying).
     tasks: TaskTracker,
     /// Cancelled once sessions are gone: background loops stop.
@@ -74,6 +77,11 @@ impl Agent {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
         let model = build_model(&config, metrics.clone()).await?;
+        let resumption =
+            Resumption::new(&config.session.resume, metrics.clone()).map_err(|message| ConfigError::Invalid {
+                field: "session.resume",
+                message,
+            })?;
         let sessions = Sessions::new(config.session.max_sessions as usize, metrics.sessions_active.clone());
         let gatekeeper = Gatekeeper::new(&config.auth, &config.limits)
             .map_err(|message| ConfigError::Invalid { field: "auth", message })?;
@@ -113,6 +121,7 @@ impl Agent {
             tls,
             registry,
             settings,
+            resumption,
             tasks,
             stop_background,
         }))
@@ -148,7 +157,9 @@ impl Agent {
         }
     }
 
-    /// Everything one session needs, for a caller admitted with `settings`.
+    /// Everything one session needs, for a caller admitted with `settings`. `resumable`
+    /// sessions are offered a resume token (when resumption is on); `resumed` is the
+    /// conversation the session picks up.
     pub(crate) fn session_context(
         &self,
         id: String,
@@ -156,8 +167,26 @@ impl Agent {
         protocol: &'static str,
         settings: crate::session::SessionSettings,
         headers: &axum::http::HeaderMap,
+        resumable: bool,
+        resumed: Option<ConversationState>,
     ) -> SessionContext {
         let toolbox = self.tools.borrow().clone();
+        let history: Arc<[(crate::model::Role, String)]> = resumed
+            .as_ref()
+            .map(|state| state.history.iter().map(|m| (m.role.into(), m.text.clone())).collect())
+            .unwrap_or_else(|| Arc::from([]));
+        let resume = self
+            .resumption
+            .as_ref()
+            .filter(|_| resumable)
+            .map(|service| ResumeContext {
+                service: service.clone(),
+                token: service.token(),
+                resumed: resumed.is_some(),
+                state: resumed
+                    .unwrap_or_else(|| ConversationState::new(id.clone(), caller.subject.clone(), settings.clone())),
+                live_ttl: self.config.session.max_duration + service.window(),
+            });
         let limits = &self.config.limits;
         SessionContext {
             subject: caller.subject.clone(),
@@ -177,6 +206,7 @@ impl Agent {
                 output_sample_rate: self.config.output_sample_rate(),
                 tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
                 settings: Arc::new(settings),
+                history,
             },
             id,
             metrics: self.metrics.clone(),
@@ -188,6 +218,7 @@ impl Agent {
                 .map_or(1, |g| g.max_concurrent_calls as usize),
             tools: toolbox,
             parent: voice_telemetry::remote_context(headers),
+            resume,
         }
     }
 

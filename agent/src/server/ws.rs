@@ -53,13 +53,22 @@ pub async fn upgrade(
         protocol,
         codec,
         settings,
+        resumed,
         guard,
     } = match admission::admit(&agent, request).await {
         Ok(admission) => admission,
         Err(refusal) => return refusal.into_response(),
     };
 
-    let ctx = agent.session_context(session_id(&headers), &caller, protocol.name, settings, &headers);
+    let ctx = agent.session_context(
+        session_id(&headers),
+        &caller,
+        protocol.name,
+        settings,
+        &headers,
+        true,
+        resumed,
+    );
     let max_message = agent.config.websocket.max_message_bytes;
     let mut upgrade = upgrade
         .read_buffer_size(READ_BUFFER_BYTES)

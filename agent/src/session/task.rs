@@ -20,10 +20,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
+use super::resume::{Keeper, ResumeContext};
 use super::tool_calls::ToolCalls;
 use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
-use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound};
+use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound, StopReason};
 use crate::tools::Toolbox;
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
@@ -58,6 +59,8 @@ pub struct SessionContext {
     pub max_tool_calls: usize,
     /// The caller's trace context (W3C `traceparent` on the handshake), if any.
     pub parent: opentelemetry::Context,
+    /// How the conversation is kept for resuming, when resumption is on.
+    pub resume: Option<ResumeContext>,
 }
 
 /// How the writer task stopped.
@@ -110,7 +113,7 @@ where
     run(socket, codec, ctx).instrument(span).await
 }
 
-async fn run<S>(socket: S, codec: Codec, ctx: SessionContext) -> EndReason
+async fn run<S>(socket: S, codec: Codec, mut ctx: SessionContext) -> EndReason
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
@@ -129,10 +132,12 @@ where
         ctx.limits,
         Instant::now(),
     );
+    let offer = ctx.resume.as_ref().map(ResumeContext::offer);
+    let mut keeper = ctx.resume.take().map(Keeper::start);
     match connect_model(&ctx).await {
         Ok(mut model) => {
             info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
-            session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), &mut actions);
+            session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), offer, &mut actions);
             let mut io = SessionIo {
                 stream: &mut stream,
                 decoder: decoder.as_mut(),
@@ -141,10 +146,16 @@ where
                 writer: &mut writer,
                 epoch: &epoch,
             };
-            converse(&ctx, &mut session, &mut actions, &mut io).await;
+            converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await;
         }
         Err(error) => {
             warn!(%error, "model stream could not be opened");
+            // A resumed conversation is not lost to a model that is down: the close offers
+            // this session's token to try again with.
+            session.offer_handover(offer.as_ref());
+            if let Some(keeper) = keeper.take() {
+                keeper.finish().await;
+            }
             session.on_model_connect_failed(&error, &mut actions);
             for action in actions.drain(..) {
                 execute_without_model(action, &out_tx, &ctx.metrics).await;
@@ -152,6 +163,9 @@ where
         }
     }
     let reason = session.ended().unwrap_or(EndReason::Internal);
+    if let Some(keeper) = keeper.take() {
+        keeper.finish().await;
+    }
 
     let duration = started.elapsed();
     tracing::Span::current().record("close_reason", reason.as_str());
@@ -220,8 +234,13 @@ struct SessionIo<'a, R> {
 
 /// The main loop: client frames, model events, tool results, deadlines, the writer's end and the
 /// drain signal feed the machine; its actions are carried out until it says the session ended.
-async fn converse<R>(ctx: &SessionContext, session: &mut Session, actions: &mut Vec<Action>, io: &mut SessionIo<'_, R>)
-where
+async fn converse<R>(
+    ctx: &SessionContext,
+    session: &mut Session,
+    actions: &mut Vec<Action>,
+    io: &mut SessionIo<'_, R>,
+    keeper: &mut Option<Keeper>,
+) where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls, &ctx.setup.settings);
@@ -230,13 +249,35 @@ where
         // Publish the epoch before queueing anything, so the writer drops stale audio at once.
         io.epoch.store(session.epoch(), Ordering::Relaxed);
         let mut model_busy = false;
+        // The conversation is saved before a close that offers to resume it elsewhere, so the
+        // client finds it there.
+        if actions.iter().any(|a| matches!(a, Action::End(_)))
+            && let Some(mut keeper) = keeper.take()
+        {
+            for action in actions.iter() {
+                if let Action::Remember(role, text) = action {
+                    keeper.said(*role, text);
+                }
+            }
+            keeper.finish().await;
+        }
         for action in actions.drain(..) {
             match action {
                 Action::Send(outbound) => send(outbound, io.out_tx, &ctx.metrics).await,
                 Action::Model(input) => model_busy |= !feed_model(input, io.model, &ctx.metrics),
                 Action::Observe(observation) => {
+                    if let (Observation::TurnEnded(stop), Some(keeper)) = (&observation, keeper.as_ref())
+                        && *stop != StopReason::ToolUse
+                    {
+                        keeper.save();
+                    }
                     turn.observe(&observation);
                     observe(observation, &ctx.metrics);
+                }
+                Action::Remember(role, text) => {
+                    if let Some(keeper) = keeper.as_mut() {
+                        keeper.said(role, &text);
+                    }
                 }
                 Action::CallTool { id, name, input } => calls.start(id, name, input),
                 Action::End(_) => {}
@@ -263,6 +304,9 @@ where
             frame = io.stream.next() => on_frame(frame, io.decoder, session, actions),
             output = io.model.output.recv() => session.on_model(output, Instant::now(), actions),
             Some(done) = calls.next(), if !calls.is_empty() => {
+                if let Some(keeper) = keeper.as_mut() {
+                    keeper.tool_finished(&done.name, done.outcome.is_error(), &done.outcome.content);
+                }
                 session.on_tool_result(done.id, done.name, done.outcome.is_error(), done.outcome.content, actions);
             }
             () = sleep_until(session.deadline()) => session.on_deadline(Instant::now(), actions),
@@ -276,7 +320,7 @@ async fn execute_without_model(action: Action, out_tx: &mpsc::Sender<Outbound>, 
     match action {
         Action::Send(outbound) => send(outbound, out_tx, metrics).await,
         Action::Observe(observation) => observe(observation, metrics),
-        Action::Model(_) | Action::CallTool { .. } | Action::End(_) => {}
+        Action::Model(_) | Action::CallTool { .. } | Action::Remember(..) | Action::End(_) => {}
     }
 }
 

@@ -16,7 +16,7 @@ const LIMITS: SessionLimits = SessionLimits {
 fn start(now: Instant) -> (Session, Vec<Action>) {
     let mut actions = Vec::new();
     let mut session = Session::new("s1".into(), (16000, 24000), LIMITS, now);
-    session.on_model_connected("simulated", Default::default(), &mut actions);
+    session.on_model_connected("simulated", Default::default(), None, &mut actions);
     (session, actions)
 }
 
