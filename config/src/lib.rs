@@ -20,7 +20,7 @@ pub use model::{
     EndpointingSensitivity, ModelConfig, NOVA_2_5_SONIC, NOVA_2_SONIC, NOVA_GENERATIONS, NOVA_SONIC_V1, NovaGeneration,
     NovaSonicConfig, SimulatedMode, SimulatedModelConfig, nova_generation,
 };
-pub use resume::{RedisConfig, ResumeConfig, ResumeStore};
+pub use resume::{RedisConfig, ResumeConfig, ResumeStore, default_key_prefix, default_timeout};
 pub use security::{AuthConfig, AuthMode, JwtConfig, LimitsConfig, SUPPORTED_ALGORITHMS, TlsConfig};
 pub use settings::{
     MAX_METADATA_KEYS, MAX_SETTING_LENGTH, MetadataConfig, PromptVariable, SessionSettingsConfig, is_variable_name,

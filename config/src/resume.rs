@@ -47,7 +47,7 @@ impl Default for ResumeConfig {
 }
 
 /// Where conversation state is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 pub enum ResumeStore {
     /// In this process: a conversation resumes on the same replica (network blips, reloads).
     #[default]
@@ -89,10 +89,10 @@ fn default_window() -> Duration {
 fn default_max_state_bytes() -> usize {
     64 * 1024
 }
-fn default_key_prefix() -> String {
+pub fn default_key_prefix() -> String {
     "voice-agent:resume:".into()
 }
-fn default_timeout() -> Duration {
+pub fn default_timeout() -> Duration {
     Duration::from_millis(500)
 }
 

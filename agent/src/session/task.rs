@@ -90,6 +90,8 @@ where
         protocol = ctx.protocol,
         trace_id = tracing::field::Empty,
         close_reason = tracing::field::Empty,
+        conversation = tracing::field::Empty,
+        resumed = ctx.resume.as_ref().is_some_and(|r| r.resumed),
         // OpenTelemetry's GenAI conventions: the session's token counts so far.
         gen_ai.operation.name = "chat",
         gen_ai.request.model = ctx.model.model_id(),
@@ -110,7 +112,36 @@ where
     if trace_id != TraceId::INVALID {
         span.record("trace_id", tracing::field::display(trace_id));
     }
+    if let Some(resume) = &ctx.resume {
+        span.record("conversation", resume.state.conversation_id.as_str());
+        // A resumed conversation links back to the session it came from.
+        if let Some(link) = resume.state.trace.as_deref().and_then(parse_span_context) {
+            span.add_link(link);
+        }
+    }
     run(socket, codec, ctx).instrument(span).await
+}
+
+/// `trace_id-span_id` (hex) as a remote span context.
+fn parse_span_context(text: &str) -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
+    let (trace, span) = text.split_once('-')?;
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    context.is_valid().then_some(context)
+}
+
+/// This session's own span as `trace_id-span_id`, for a later resumption to link to.
+fn own_span_reference() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let own = span.span_context();
+    own.is_valid().then(|| format!("{}-{}", own.trace_id(), own.span_id()))
 }
 
 async fn run<S>(socket: S, codec: Codec, mut ctx: SessionContext) -> EndReason
@@ -133,7 +164,10 @@ where
         Instant::now(),
     );
     let offer = ctx.resume.as_ref().map(ResumeContext::offer);
-    let mut keeper = ctx.resume.take().map(Keeper::start);
+    let mut keeper = ctx.resume.take().map(|mut resume| {
+        resume.state.trace = own_span_reference();
+        Keeper::start(resume)
+    });
     match connect_model(&ctx).await {
         Ok(mut model) => {
             info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
