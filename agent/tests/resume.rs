@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::*;
 use tokio::time::Instant;
 

@@ -25,10 +25,10 @@ use futures::channel::mpsc;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
 
-use super::Agent;
 use super::admission::{self, Admitted};
 use super::http::error_response;
 use super::ws::session_id;
+use super::{Agent, Continuity};
 use crate::model::{Role, TokenUsage};
 use crate::protocol::strands::MAX_TEXT_INPUT_BYTES;
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, SessionEvent, StopReason};
@@ -79,7 +79,14 @@ pub async fn prompt(
     // The caller speaks first here: a greeting would answer before the prompt.
     settings.greeting = None;
     // A prompt is one turn: nothing to resume.
-    let ctx = agent.session_context(session_id(headers), &caller, PROTOCOL, settings, headers, false, None);
+    let ctx = agent.session_context(
+        session_id(headers),
+        &caller,
+        PROTOCOL,
+        settings,
+        headers,
+        Continuity::OneShot,
+    );
     let (mut to_session, session_input) = mpsc::channel(INPUT_QUEUE);
     let (session_output, from_session) = mpsc::channel(OUTPUT_QUEUE);
     let socket = MemorySocket {

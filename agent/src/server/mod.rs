@@ -43,6 +43,16 @@ use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, Simulat
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Whether a session's conversation can be resumed, and whether it resumes one.
+pub(crate) enum Continuity {
+    /// A single exchange (a prompt): nothing to resume.
+    OneShot,
+    /// A new conversation, offered a resume token when resumption is on.
+    New,
+    /// The conversation a resume token stood for (boxed: it carries the whole history).
+    Resumed(Box<ConversationState>),
+}
+
 /// How long plain HTTP requests in flight may take once the listener stops.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -157,9 +167,7 @@ impl Agent {
         }
     }
 
-    /// Everything one session needs, for a caller admitted with `settings`. `resumable`
-    /// sessions are offered a resume token (when resumption is on); `resumed` is the
-    /// conversation the session picks up.
+    /// Everything one session needs, for a caller admitted with `settings`.
     pub(crate) fn session_context(
         &self,
         id: String,
@@ -167,9 +175,13 @@ impl Agent {
         protocol: &'static str,
         settings: crate::session::SessionSettings,
         headers: &axum::http::HeaderMap,
-        resumable: bool,
-        resumed: Option<ConversationState>,
+        continuity: Continuity,
     ) -> SessionContext {
+        let (resumable, resumed) = match continuity {
+            Continuity::OneShot => (false, None),
+            Continuity::New => (true, None),
+            Continuity::Resumed(state) => (true, Some(*state)),
+        };
         let toolbox = self.tools.borrow().clone();
         let history: Arc<[(crate::model::Role, String)]> = resumed
             .as_ref()

@@ -11,8 +11,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use tracing::debug;
 
-use super::Agent;
 use super::admission::{self, Admission, Request};
+use super::{Agent, Continuity};
 use crate::auth::BEARER_SUBPROTOCOL;
 use crate::session::run_session;
 
@@ -66,8 +66,7 @@ pub async fn upgrade(
         protocol.name,
         settings,
         &headers,
-        true,
-        resumed,
+        resumed.map_or(Continuity::New, |state| Continuity::Resumed(Box::new(state))),
     );
     let max_message = agent.config.websocket.max_message_bytes;
     let mut upgrade = upgrade

@@ -29,7 +29,10 @@ pub use model::{
 };
 pub use schema::crd;
 pub use security::{AuthMode, AuthSpec, JwtAlgorithm, JwtSpec, LimitsSpec, NetworkPolicySpec};
-pub use session::{MetadataSpec, PromptVariableSpec, SessionSettingsSpec, SessionSpec, WebSocketSpec};
+pub use session::{
+    MetadataSpec, PromptVariableSpec, RedisSpec, ResumeSpec, ResumeStoreKind, SessionSettingsSpec, SessionSpec,
+    WebSocketSpec,
+};
 pub use status::{ACCEPTED, ConditionStatus, READY, VoiceAgentStatus};
 pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec};
 pub use workload::{ImagePullPolicy, PodOverrides, ScalingSpec};
