@@ -14,6 +14,7 @@
 
 mod close;
 pub mod strands;
+pub mod telephony;
 
 use std::collections::HashMap;
 
@@ -26,7 +27,12 @@ use crate::model::{Role, TokenUsage};
 
 /// Every wire protocol the agent speaks, in the order a handshake looks them up: the first one
 /// listed for a path is the default there.
-pub const PROTOCOLS: &[Protocol] = &[strands::PROTOCOL];
+pub const PROTOCOLS: &[Protocol] = &[
+    strands::PROTOCOL,
+    telephony::twilio::PROTOCOL,
+    telephony::telnyx::PROTOCOL,
+    telephony::vonage::PROTOCOL,
+];
 
 /// Largest frame the agent sends to a client (bytes). Amazon Bedrock AgentCore Runtime closes
 /// WebSocket connections whose frames exceed 32 KB; every path stays below this bound (reply
