@@ -60,6 +60,20 @@ pub struct TokenLabels {
     pub modality: &'static str,
 }
 
+/// A carrier's refused request: which carrier, at which stage, why (closed sets, see
+/// `server::telephony::Rejection`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TelephonyLabels {
+    pub carrier: &'static str,
+    pub stage: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CarrierLabels {
+    pub carrier: &'static str,
+}
+
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
@@ -79,6 +93,10 @@ pub struct Metrics {
     pub tool_calls: Family<ToolLabels, Counter>,
     pub tool_call_duration: Family<ToolNameLabels, Histogram>,
     pub model_tokens: Family<TokenLabels, Counter>,
+    /// Phone calls whose stream started and opened a session, by carrier.
+    pub phone_calls: Family<CarrierLabels, Counter>,
+    /// Carriers' requests refused (webhooks, stream upgrades, call starts).
+    pub telephony_rejections: Family<TelephonyLabels, Counter>,
 }
 
 const TOKEN_LABELS: [TokenLabels; 4] = [
@@ -141,7 +159,14 @@ impl Metrics {
                 Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
             }),
             model_tokens: Family::default(),
+            phone_calls: Family::default(),
+            telephony_rejections: Family::default(),
         };
+        for carrier in crate::protocol::telephony::CARRIERS {
+            let _ = metrics.phone_calls.get_or_create(&CarrierLabels {
+                carrier: carrier.protocol.name,
+            });
+        }
         for labels in TOKEN_LABELS {
             let _ = metrics.model_tokens.get_or_create(&labels);
         }
@@ -253,6 +278,16 @@ impl Metrics {
             "model_tokens",
             "Tokens the model counted, by direction (input, output) and modality (speech, text)",
             metrics.model_tokens.clone(),
+        );
+        r.register(
+            "phone_calls",
+            "Phone calls whose media stream started a session, by carrier",
+            metrics.phone_calls.clone(),
+        );
+        r.register(
+            "telephony_rejections",
+            "Carrier requests refused, by carrier, stage (webhook, stream, start) and reason",
+            metrics.telephony_rejections.clone(),
         );
         metrics
     }

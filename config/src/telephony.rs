@@ -77,9 +77,17 @@ impl TelephonyConfig {
         if let Some(url) = &self.public_url {
             let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
             match rest {
-                None => return invalid("telephony.publicUrl", "must start with https:// (or http:// for tests)".into()),
+                None => {
+                    return invalid(
+                        "telephony.publicUrl",
+                        "must start with https:// (or http:// for tests)".into(),
+                    );
+                }
                 Some(host) if host.is_empty() || host.contains(['?', '#']) => {
-                    return invalid("telephony.publicUrl", "must be a base URL: scheme, host and optional path".into());
+                    return invalid(
+                        "telephony.publicUrl",
+                        "must be a base URL: scheme, host and optional path".into(),
+                    );
                 }
                 Some(_) => {}
             }
@@ -93,7 +101,10 @@ impl TelephonyConfig {
             return invalid("telephony.vonage.sampleRate", "must be 8000 or 16000".into());
         }
         if self.twilio.is_none() && self.telnyx.is_none() && self.vonage.is_none() {
-            return invalid("telephony", "enable at least one carrier (twilio, telnyx, vonage)".into());
+            return invalid(
+                "telephony",
+                "enable at least one carrier (twilio, telnyx, vonage)".into(),
+            );
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::Agent;
 use super::http::error_response;
 use super::sessions::{Full, SessionGuard};
+use super::telephony::{self, Rejection, Stage};
 use crate::auth::{self, Caller};
 use crate::metrics::ReasonLabels;
 use crate::protocol::{self, Codec, Handshake, JsonLimits};
@@ -44,6 +45,8 @@ pub enum Refusal {
     Capacity,
     /// This caller holds its maximum number of sessions.
     SubjectLimit,
+    /// A carrier's media stream that this agent does not answer, or whose signature fails.
+    Carrier(Rejection),
 }
 
 /// The closed list of refusal reasons: the `reason` label of `handshake_rejections`.
@@ -57,10 +60,12 @@ pub enum RefusalReason {
     Draining,
     Capacity,
     SubjectLimit,
+    CarrierDisabled,
+    CarrierSignature,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 8] = [
+    pub const ALL: [RefusalReason; 10] = [
         Self::NotWebSocket,
         Self::BadRequest,
         Self::Draining,
@@ -69,6 +74,8 @@ impl RefusalReason {
         Self::Origin,
         Self::Unauthenticated,
         Self::SubjectLimit,
+        Self::CarrierDisabled,
+        Self::CarrierSignature,
     ];
 
     /// Stable snake_case name: the metric label and the `code` of the JSON error body.
@@ -82,6 +89,8 @@ impl RefusalReason {
             Self::Draining => "draining",
             Self::Capacity => "capacity",
             Self::SubjectLimit => "subject_limit",
+            Self::CarrierDisabled => "carrier_disabled",
+            Self::CarrierSignature => "carrier_signature",
         }
     }
 
@@ -91,7 +100,8 @@ impl RefusalReason {
         match self {
             Self::NotWebSocket | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::RateLimited | Self::SubjectLimit => StatusCode::TOO_MANY_REQUESTS,
-            Self::Origin => StatusCode::FORBIDDEN,
+            Self::Origin | Self::CarrierSignature => StatusCode::FORBIDDEN,
+            Self::CarrierDisabled => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Draining | Self::Capacity => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -109,6 +119,8 @@ impl Refusal {
             Self::Draining => RefusalReason::Draining,
             Self::Capacity => RefusalReason::Capacity,
             Self::SubjectLimit => RefusalReason::SubjectLimit,
+            Self::Carrier(Rejection::Disabled) => RefusalReason::CarrierDisabled,
+            Self::Carrier(_) => RefusalReason::CarrierSignature,
         }
     }
 
@@ -133,6 +145,8 @@ impl Refusal {
             Self::Draining => "this agent is shutting down; reconnect to reach another replica".into(),
             Self::Capacity => "this agent is at its session limit; retry shortly".into(),
             Self::SubjectLimit => "too many sessions are open for this caller".into(),
+            Self::Carrier(Rejection::Disabled) => "this carrier is not enabled on this agent".into(),
+            Self::Carrier(_) => "the stream is not signed by the carrier".into(),
         }
     }
 }
@@ -260,12 +274,41 @@ fn admit_caller(
     })
 }
 
+/// A carrier's media stream: rate limited like any client, then proven by the carrier's own
+/// signature instead of the agent's tokens.
+async fn admit_carrier(
+    agent: &Agent,
+    carrier: &'static protocol::telephony::Carrier,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<Caller, Refusal> {
+    let caller = agent.gatekeeper.admit_carrier(peer.ip(), headers)?;
+    let verdict = match agent.telephony.as_ref().filter(|t| t.enabled(carrier)) {
+        None => Err(Rejection::Disabled),
+        Some(telephony) => {
+            let trusted = agent.gatekeeper.is_trusted_proxy(peer.ip());
+            telephony.verify_stream(carrier, headers, raw_query, trusted).await
+        }
+    };
+    verdict.map_err(|rejection| {
+        telephony::count_rejection(&agent.metrics, carrier, Stage::Stream, rejection);
+        Refusal::Carrier(rejection)
+    })?;
+    Ok(caller)
+}
+
 async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusal> {
     let upgrade = request.upgrade.map_err(Refusal::NotWebSocket)?;
-    let caller = agent
-        .gatekeeper
-        .admit(request.peer.ip(), request.headers, request.raw_query)
-        .await?;
+    let caller = match protocol::telephony::carrier_on(request.path) {
+        Some(carrier) => admit_carrier(agent, carrier, request.peer, request.headers, request.raw_query).await?,
+        None => {
+            agent
+                .gatekeeper
+                .admit(request.peer.ip(), request.headers, request.raw_query)
+                .await?
+        }
+    };
     let limits = &agent.config.limits;
     let handshake = Handshake {
         query: request.query,

@@ -91,7 +91,10 @@ mod tests {
         for byte in 0..=255u8 {
             // μ-law has two zeros (0x7F and 0xFF); both decode to 0, which encodes as 0xFF.
             let again = ulaw_encode(ulaw_decode(byte));
-            assert!(again == byte || ulaw_decode(again) == ulaw_decode(byte), "μ-law {byte:#x}");
+            assert!(
+                again == byte || ulaw_decode(again) == ulaw_decode(byte),
+                "μ-law {byte:#x}"
+            );
             assert_eq!(alaw_encode(alaw_decode(byte)), byte, "A-law {byte:#x}");
         }
     }

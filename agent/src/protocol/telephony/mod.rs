@@ -145,7 +145,10 @@ impl CallerAudio {
                 if payload.len() % 2 != 0 {
                     return Err(DecodeError::fatal("linear PCM audio must hold whole 16-bit samples"));
                 }
-                payload.chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]])).collect()
+                payload
+                    .chunks_exact(2)
+                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
+                    .collect()
             }
         };
         self.samples.clear();
@@ -247,7 +250,10 @@ mod tests {
     fn every_carrier_has_its_own_path() {
         for (i, a) in CARRIERS.iter().enumerate() {
             assert!(carrier(a.protocol.name).is_some());
-            assert_eq!(carrier_on(a.protocol.path).map(|c| c.protocol.name), Some(a.protocol.name));
+            assert_eq!(
+                carrier_on(a.protocol.path).map(|c| c.protocol.name),
+                Some(a.protocol.name)
+            );
             for b in &CARRIERS[i + 1..] {
                 assert_ne!(a.protocol.path, b.protocol.path);
             }
@@ -283,7 +289,10 @@ mod tests {
         }
         assert_eq!(total, 10 * 640, "20 ms at 16 kHz is 640 bytes");
         let mut wide = CallerAudio::new(Encoding::L16, 16_000);
-        assert_eq!(wide.decode(&[1, 0, 2, 0]), Ok(ClientMessage::Audio(Bytes::from_static(&[1, 0, 2, 0]))));
+        assert_eq!(
+            wide.decode(&[1, 0, 2, 0]),
+            Ok(ClientMessage::Audio(Bytes::from_static(&[1, 0, 2, 0])))
+        );
         assert!(wide.decode(&[1, 0, 2]).is_err());
     }
 
@@ -296,8 +305,15 @@ mod tests {
         reply.push(&[], |f| frames.push(f));
         let before_flush = frames.len();
         reply.flush(|f| frames.push(f));
-        assert!(frames.iter().all(|f| f.len() == 160), "{:?}", frames.iter().map(Vec::len).collect::<Vec<_>>());
-        assert!(before_flush >= 1 && frames.len() > before_flush, "the last 10 ms leave at the end");
+        assert!(
+            frames.iter().all(|f| f.len() == 160),
+            "{:?}",
+            frames.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert!(
+            before_flush >= 1 && frames.len() > before_flush,
+            "the last 10 ms leave at the end"
+        );
         reply.push(&vec![0u8; 480], |f| frames.push(f));
         reply.clear();
         let count = frames.len();

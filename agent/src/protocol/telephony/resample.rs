@@ -72,7 +72,9 @@ impl Resampler {
 }
 
 fn to_i16(sample: f32) -> i16 {
-    (sample * f32::from(i16::MAX)).round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16
+    (sample * f32::from(i16::MAX))
+        .round()
+        .clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CallStart, CallerAudio, Carrier, Encoding, ReplyAudio, base64_encode, base64_payload, hung_up, json_frame, key_press, nothing};
+use super::{
+    CallStart, CallerAudio, Carrier, Encoding, ReplyAudio, base64_encode, base64_payload, hung_up, json_frame,
+    key_press, nothing,
+};
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, Protocol, SessionEvent};
 
 pub const PROTOCOL: Protocol = Protocol {
@@ -202,9 +205,16 @@ mod tests {
         let call = start(Frame::Text(START)).expect("valid").expect("a start");
         assert_eq!(call.encoding, Encoding::Alaw);
         assert_eq!(call.call_id.as_deref(), Some("v3:abc"));
-        assert_eq!(start(Frame::Text(r#"{"event":"connected","version":"1.0.0"}"#)), Ok(None));
+        assert_eq!(
+            start(Frame::Text(r#"{"event":"connected","version":"1.0.0"}"#)),
+            Ok(None)
+        );
         let opus = START.replace("PCMA", "OPUS");
-        assert!(start(Frame::Text(&opus)).expect_err("refused").contains("unsupported codec OPUS"));
+        assert!(
+            start(Frame::Text(&opus))
+                .expect_err("refused")
+                .contains("unsupported codec OPUS")
+        );
     }
 
     #[test]
@@ -212,7 +222,10 @@ mod tests {
         let call = start(Frame::Text(START)).expect("valid").expect("a start");
         let mut codec = codec(&call, 16_000);
         let media = r#"{"event":"media","sequence_number":"4","media":{"track":"inbound","chunk":"2","timestamp":"5","payload":"1dXV1Q=="},"stream_id":"32DE0DEA"}"#;
-        assert!(matches!(codec.decoder.decode(Frame::Text(media)), Ok(ClientMessage::Audio(_))));
+        assert!(matches!(
+            codec.decoder.decode(Frame::Text(media)),
+            Ok(ClientMessage::Audio(_))
+        ));
         let dtmf = r##"{"event":"dtmf","sequence_number":"5","dtmf":{"digit":"#"},"stream_id":"32DE0DEA"}"##;
         assert_eq!(
             codec.decoder.decode(Frame::Text(dtmf)),
@@ -222,7 +235,9 @@ mod tests {
         assert!(codec.decoder.decode(Frame::Text(stop)).is_err());
         let mut frames = Vec::new();
         codec.encoder.audio(Bytes::from(vec![0u8; 640]), &mut frames);
-        let [Message::Text(text)] = frames.as_slice() else { panic!("{frames:?}") };
+        let [Message::Text(text)] = frames.as_slice() else {
+            panic!("{frames:?}")
+        };
         let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
         let payload = base64_payload(value["media"]["payload"].as_str().expect("payload")).expect("base64");
         assert_eq!(payload.len(), 160);

@@ -12,7 +12,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CallStart, CallerAudio, Carrier, Encoding, ReplyAudio, base64_encode, base64_payload, hung_up, json_frame, key_press, nothing};
+use super::{
+    CallStart, CallerAudio, Carrier, Encoding, ReplyAudio, base64_encode, base64_payload, hung_up, json_frame,
+    key_press, nothing,
+};
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, Protocol, SessionEvent};
 
 pub const PROTOCOL: Protocol = Protocol {
@@ -165,7 +168,8 @@ struct Encoder {
 
 impl Encoder {
     fn media(&self, payload: &[u8]) -> Message {
-        let event = json!({"event": "media", "streamSid": self.stream_sid, "media": {"payload": base64_encode(payload)}});
+        let event =
+            json!({"event": "media", "streamSid": self.stream_sid, "media": {"payload": base64_encode(payload)}});
         Message::Text(event.to_string().into())
     }
 }
@@ -220,7 +224,12 @@ mod tests {
 
     #[test]
     fn the_start_frame_names_the_call_and_its_parameters() {
-        assert_eq!(start(Frame::Text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)), Ok(None));
+        assert_eq!(
+            start(Frame::Text(
+                r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#
+            )),
+            Ok(None)
+        );
         let (call, _) = started();
         assert_eq!(call.stream_id, "MZ1");
         assert_eq!(call.call_id.as_deref(), Some("CA1"));
@@ -228,25 +237,37 @@ mod tests {
         let media_first = r#"{"event":"media","media":{"payload":""},"streamSid":"MZ1"}"#;
         assert!(start(Frame::Text(media_first)).is_err());
         let alaw = START.replace("audio/x-mulaw", "audio/x-alaw");
-        assert!(start(Frame::Text(&alaw)).expect_err("refused").contains("unsupported media format"));
+        assert!(
+            start(Frame::Text(&alaw))
+                .expect_err("refused")
+                .contains("unsupported media format")
+        );
     }
 
     #[test]
     fn media_dtmf_mark_and_stop_reach_the_session() {
         let (_, mut codec) = started();
         let media = r#"{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"//////////8="},"streamSid":"MZ1"}"#;
-        assert!(matches!(codec.decoder.decode(Frame::Text(media)), Ok(ClientMessage::Audio(_))));
-        let dtmf = r#"{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"7"}}"#;
+        assert!(matches!(
+            codec.decoder.decode(Frame::Text(media)),
+            Ok(ClientMessage::Audio(_))
+        ));
+        let dtmf =
+            r#"{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"7"}}"#;
         assert_eq!(
             codec.decoder.decode(Frame::Text(dtmf)),
             Ok(ClientMessage::Text("The caller pressed 7 on the keypad.".into()))
         );
         let mark = r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"r1"}}"#;
         assert_eq!(codec.decoder.decode(Frame::Text(mark)), Ok(nothing()));
-        let stop = r#"{"event":"stop","sequenceNumber":"6","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
+        let stop =
+            r#"{"event":"stop","sequenceNumber":"6","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
         assert!(matches!(
             codec.decoder.decode(Frame::Text(stop)),
-            Err(DecodeError::Fatal { reason: EndReason::ClientClosed, .. })
+            Err(DecodeError::Fatal {
+                reason: EndReason::ClientClosed,
+                ..
+            })
         ));
         assert!(codec.decoder.decode(Frame::Text(START)).is_err(), "a second start");
         let broken = r#"{"event":"media","media":{"payload":"not base64!"},"streamSid":"MZ1"}"#;

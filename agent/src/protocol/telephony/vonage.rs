@@ -144,7 +144,8 @@ impl Encode for Encoder {
 mod tests {
     use super::*;
 
-    const CONNECTED: &str = r#"{"event":"websocket:connected","content-type":"audio/l16;rate=16000","caller":"447700900000"}"#;
+    const CONNECTED: &str =
+        r#"{"event":"websocket:connected","content-type":"audio/l16;rate=16000","caller":"447700900000"}"#;
 
     #[test]
     fn websocket_connected_is_the_start_with_the_endpoint_headers() {
@@ -162,7 +163,10 @@ mod tests {
         let call = start(Frame::Text(CONNECTED)).expect("valid").expect("a start");
         let mut codec = codec(&call, 24_000);
         let audio = Bytes::from(vec![0u8; 640]);
-        assert_eq!(codec.decoder.decode(Frame::Binary(&audio)), Ok(ClientMessage::Audio(audio.clone())));
+        assert_eq!(
+            codec.decoder.decode(Frame::Binary(&audio)),
+            Ok(ClientMessage::Audio(audio.clone()))
+        );
         let dtmf = r#"{"event":"websocket:dtmf","digit":"9","duration":250}"#;
         assert_eq!(
             codec.decoder.decode(Frame::Text(dtmf)),
