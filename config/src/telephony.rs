@@ -138,13 +138,25 @@ mod tests {
         assert!(none.validate().is_err());
         let mut bad_url = twilio();
         bad_url.public_url = Some("wss://voice.example.com".into());
-        assert!(bad_url.validate().unwrap_err().to_string().contains("publicUrl"));
+        assert!(
+            bad_url
+                .validate()
+                .expect_err("a wss URL")
+                .to_string()
+                .contains("publicUrl")
+        );
         let mut bad_rate = twilio();
         bad_rate.vonage = Some(VonageConfig {
             signature_secret_file: "/run/v".into(),
             sample_rate: 44_100,
         });
-        assert!(bad_rate.validate().unwrap_err().to_string().contains("sampleRate"));
+        assert!(
+            bad_rate
+                .validate()
+                .expect_err("44.1 kHz")
+                .to_string()
+                .contains("sampleRate")
+        );
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl CallerAudio {
             Encoding::Ulaw => payload.iter().map(|b| g711::ulaw_decode(*b)).collect(),
             Encoding::Alaw => payload.iter().map(|b| g711::alaw_decode(*b)).collect(),
             Encoding::L16 => {
-                if payload.len() % 2 != 0 {
+                if !payload.len().is_multiple_of(2) {
                     return Err(DecodeError::fatal("linear PCM audio must hold whole 16-bit samples"));
                 }
                 payload

@@ -221,7 +221,7 @@ pub fn verify_call_token(
     let (expires, _) = token.split_once('.').ok_or(SignatureError::Invalid)?;
     let expires: u64 = expires.parse().map_err(|_| SignatureError::Invalid)?;
     let expected = call_token(secret, call_id, expires);
-    if !bool::from(subtle_eq(expected.as_bytes(), token.as_bytes())) {
+    if !subtle_eq(expected.as_bytes(), token.as_bytes()) {
         return Err(SignatureError::Invalid);
     }
     if now > expires || expires > now + 2 * tolerance.as_secs() {

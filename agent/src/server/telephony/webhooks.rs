@@ -71,19 +71,19 @@ fn admit<'a>(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<&'a Telephony, Response> {
+) -> Result<&'a Telephony, Box<Response>> {
     let Some(telephony) = agent.telephony.as_ref().filter(|t| t.enabled(carrier)) else {
-        return Err(refuse(agent, carrier, Rejection::Disabled));
+        return Err(Box::new(refuse(agent, carrier, Rejection::Disabled)));
     };
     if let Err(refusal) = agent.gatekeeper.admit_carrier(peer.ip(), headers) {
-        return Err(Refusal::from(refusal).into_response());
+        return Err(Box::new(Refusal::from(refusal).into_response()));
     }
     if body.len() > MAX_WEBHOOK_BYTES {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             "request body is too large",
-        ));
+        )));
     }
     Ok(telephony)
 }
@@ -129,7 +129,7 @@ async fn twilio_voice(
     let carrier = &twilio::CARRIER;
     let telephony = match admit(&agent, carrier, peer, &headers, &body) {
         Ok(telephony) => telephony,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let trusted = agent.gatekeeper.is_trusted_proxy(peer.ip());
     let Some(base) = telephony.base_url(&headers, trusted) else {
@@ -174,7 +174,7 @@ async fn telnyx_voice(
     let carrier = &telnyx::CARRIER;
     let telephony = match admit(&agent, carrier, peer, &headers, &body) {
         Ok(telephony) => telephony,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(config) = telephony.config.telnyx.as_ref() else {
         return refuse(&agent, carrier, Rejection::Disabled);
@@ -228,7 +228,7 @@ async fn vonage_answer(
     let carrier = &vonage::CARRIER;
     let telephony = match admit(&agent, carrier, peer, &headers, &body) {
         Ok(telephony) => telephony,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(rejection) = verify_vonage(telephony, carrier, &headers, &body).await {
         return refuse(&agent, carrier, rejection);
@@ -267,7 +267,7 @@ async fn vonage_event(
     let carrier = &vonage::CARRIER;
     let telephony = match admit(&agent, carrier, peer, &headers, &body) {
         Ok(telephony) => telephony,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match verify_vonage(telephony, carrier, &headers, &body).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
