@@ -22,6 +22,11 @@ pub struct TelephonyConfig {
     /// How old a signed request may be (Telnyx's timestamp, Vonage's `iat`, a stream token).
     #[serde(default = "default_signature_tolerance", with = "humantime_serde")]
     pub signature_tolerance: Duration,
+    /// A phone number (E.164, `+15550100`) Twilio and Telnyx calls are transferred to when the
+    /// agent ends the call's stream itself (maximum duration, drain, model failure): the
+    /// call-setup document dials it after the stream. Without it such calls hang up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_number: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twilio: Option<TwilioConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +97,15 @@ impl TelephonyConfig {
                 Some(_) => {}
             }
         }
+        if let Some(number) = &self.fallback_number {
+            let digits = number.strip_prefix('+').unwrap_or_default();
+            if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return invalid(
+                    "telephony.fallbackNumber",
+                    "must be an E.164 number such as +15550100".into(),
+                );
+            }
+        }
         if self.signature_tolerance < Duration::from_secs(10) || self.signature_tolerance > Duration::from_secs(3600) {
             return invalid("telephony.signatureTolerance", "must be between 10s and 1h".into());
         }
@@ -156,6 +170,15 @@ mod tests {
                 .expect_err("44.1 kHz")
                 .to_string()
                 .contains("sampleRate")
+        );
+        let mut bad_number = twilio();
+        bad_number.fallback_number = Some("555-0100".into());
+        assert!(
+            bad_number
+                .validate()
+                .expect_err("not E.164")
+                .to_string()
+                .contains("fallbackNumber")
         );
     }
 

@@ -16,6 +16,9 @@ pub struct TelephonyArgs {
     /// How old a carrier's signed request may be (e.g. 5m) [config: telephony.signatureTolerance].
     #[arg(long, env = "VOICE_AGENT_TELEPHONY_SIGNATURE_TOLERANCE", value_parser = humantime::parse_duration)]
     pub telephony_signature_tolerance: Option<std::time::Duration>,
+    /// Number (E.164) Twilio and Telnyx calls are transferred to when the agent ends them [config: telephony.fallbackNumber].
+    #[arg(long, env = "VOICE_AGENT_TELEPHONY_FALLBACK_NUMBER")]
+    pub telephony_fallback_number: Option<String>,
     /// File with the Twilio account's Auth Token; enables Twilio [config: telephony.twilio.authTokenFile].
     #[arg(long, env = "VOICE_AGENT_TWILIO_AUTH_TOKEN_FILE")]
     pub twilio_auth_token_file: Option<PathBuf>,
@@ -42,6 +45,7 @@ impl TelephonyArgs {
     pub(super) fn apply(&self, config: &mut AgentConfig, overrides: &mut Overrides) {
         let any = self.telephony_public_url.is_some()
             || self.telephony_signature_tolerance.is_some()
+            || self.telephony_fallback_number.is_some()
             || self.twilio_auth_token_file.is_some()
             || self.telnyx_public_key_file.is_some()
             || self.vonage_signature_secret_file.is_some();
@@ -61,6 +65,11 @@ impl TelephonyArgs {
             &mut telephony.signature_tolerance,
             "telephony.signatureTolerance",
             flag!(self.telephony_signature_tolerance),
+        );
+        overrides.set_some(
+            &mut telephony.fallback_number,
+            "telephony.fallbackNumber",
+            flag!(self.telephony_fallback_number),
         );
         if let Some(file) = &self.twilio_auth_token_file {
             telephony.twilio = Some(TwilioConfig {

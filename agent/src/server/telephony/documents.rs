@@ -4,8 +4,9 @@
 use serde_json::{Value, json};
 
 /// TwiML: `<Connect><Stream>` to `stream_url` with each parameter as a `<Parameter>` (Twilio
-/// delivers them in the stream's `start.customParameters`; its stream URLs take no query).
-pub fn twiml(stream_url: &str, parameters: &[(String, String)]) -> String {
+/// delivers them in the stream's `start.customParameters`; its stream URLs take no query), then
+/// `<Dial>` to the fallback number, which runs when the agent ends the stream.
+pub fn twiml(stream_url: &str, parameters: &[(String, String)], fallback: Option<&str>) -> String {
     let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect>"#);
     xml.push_str(&format!(r#"<Stream url="{}">"#, escape(stream_url)));
     for (name, value) in parameters {
@@ -15,14 +16,19 @@ pub fn twiml(stream_url: &str, parameters: &[(String, String)]) -> String {
             escape(value)
         ));
     }
-    xml.push_str("</Stream></Connect></Response>");
+    xml.push_str("</Stream></Connect>");
+    if let Some(number) = fallback {
+        xml.push_str(&format!("<Dial>{}</Dial>", escape(number)));
+    }
+    xml.push_str("</Response>");
     xml
 }
 
 /// TeXML: `<Connect><Stream>` to the signed `stream_url`, bidirectional RTP in PCMU both ways.
-pub fn texml(stream_url: &str) -> String {
+pub fn texml(stream_url: &str, fallback: Option<&str>) -> String {
+    let dial = fallback.map_or_else(String::new, |n| format!("<Dial>{}</Dial>", escape(n)));
     format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="{}" track="inbound_track" codec="PCMU" bidirectionalMode="rtp" bidirectionalCodec="PCMU" bidirectionalSamplingRate="8000"/></Connect></Response>"#,
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="{}" track="inbound_track" codec="PCMU" bidirectionalMode="rtp" bidirectionalCodec="PCMU" bidirectionalSamplingRate="8000"/></Connect>{dial}</Response>"#,
         escape(stream_url)
     )
 }
@@ -67,19 +73,27 @@ mod tests {
             ("var.note".to_owned(), r#"a "quoted" <b> & c"#.to_owned()),
         ];
         assert_eq!(
-            twiml("wss://voice.example.com/twilio", &parameters),
+            twiml("wss://voice.example.com/twilio", &parameters, None),
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://voice.example.com/twilio"><Parameter name="caller" value="+15550100"/><Parameter name="var.note" value="a &quot;quoted&quot; &lt;b&gt; &amp; c"/></Stream></Connect></Response>"#
         );
     }
 
     #[test]
     fn texml_escapes_the_signed_query() {
-        let xml = texml("wss://v.example/telnyx?call_id=x&exp=1&sig=abc");
+        let xml = texml("wss://v.example/telnyx?call_id=x&exp=1&sig=abc", None);
         assert!(
             xml.contains(r#"url="wss://v.example/telnyx?call_id=x&amp;exp=1&amp;sig=abc""#),
             "{xml}"
         );
         assert!(xml.contains(r#"bidirectionalMode="rtp""#));
+    }
+
+    #[test]
+    fn the_fallback_number_is_dialled_after_the_stream() {
+        let xml = twiml("wss://v.example/twilio", &[], Some("+15550100"));
+        assert!(xml.ends_with("</Connect><Dial>+15550100</Dial></Response>"), "{xml}");
+        let xml = texml("wss://v.example/telnyx", Some("+15550100"));
+        assert!(xml.ends_with("</Connect><Dial>+15550100</Dial></Response>"), "{xml}");
     }
 
     #[test]

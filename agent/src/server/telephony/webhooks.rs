@@ -161,7 +161,11 @@ async fn twilio_voice(
         signatures::call_token(&secret, &call.id, expires),
     ));
     let stream_url = format!("{}{}", websocket_url(&base), twilio::PROTOCOL.path);
-    xml(documents::twiml(&stream_url, &parameters))
+    xml(documents::twiml(
+        &stream_url,
+        &parameters,
+        telephony.config.fallback_number.as_deref(),
+    ))
 }
 
 async fn telnyx_voice(
@@ -213,7 +217,7 @@ async fn telnyx_voice(
     )
     .await
     {
-        Ok(url) => xml(documents::texml(&url)),
+        Ok(url) => xml(documents::texml(&url, telephony.config.fallback_number.as_deref())),
         Err(rejection) => refuse(&agent, carrier, rejection),
     }
 }
