@@ -159,6 +159,13 @@ async fn twilio_call_hears_the_greeting_first_then_an_answer_and_hangs_up() {
         metric(&phone.agent, "voice_agent_phone_calls_total{carrier=\"twilio\"}").await,
         1.0
     );
+    // The call id names the session in logs; the secret and the caller's number never appear.
+    let logs = phone.agent.logs().join("\n");
+    assert!(logs.contains("CA0001"), "the call id is on the session's log lines");
+    assert!(
+        !logs.contains(TWILIO_TOKEN) && !logs.contains("5550100001"),
+        "secrets or numbers logged"
+    );
 }
 
 #[tokio::test]
