@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use carriers::{Inbox, rms, telnyx, to_8khz, twilio, ulaw_decode, vonage};
 use serde_json::Value;
-use support::{AgentProcess, metric, silence, speech, wait_metric};
+use support::{AWS_ENV, AgentProcess, FakeBedrock, metric, silence, speech, wait_metric};
 use tokio_tungstenite::tungstenite::Message;
 
 const TWILIO_TOKEN: &str = "twilio-auth-token-0123456789abcdef";
@@ -48,7 +48,7 @@ impl PhoneAgent {
             write("vonage", VONAGE_SECRET),
         );
         let config_path = write("agent.yaml", &config);
-        let agent = AgentProcess::start(&["--config", &config_path]);
+        let agent = AgentProcess::start_with_env(&["--config", &config_path], AWS_ENV);
         Self {
             agent,
             telnyx_key,
@@ -438,4 +438,76 @@ async fn carriers_not_configured_are_refused() {
     let url = format!("ws://{}/vonage", agent.addr);
     assert_eq!(carriers::connect(&url, &[]).await.err(), Some(404));
     assert_eq!(metric(&agent, "voice_agent_sessions_started_total").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_twilio_call_through_nova_sonic_on_the_bedrock_fake() {
+    let fake = FakeBedrock::start(&[]);
+    let model = format!(
+        "model:\n  provider: NovaSonic\n  region: us-west-2\n  endpointUrl: {}\n  caBundleFile: {}\n{}",
+        fake.endpoint,
+        fake.ca_file,
+        greeting()
+    );
+    let phone = PhoneAgent::start(&model);
+    let (mut stream, mut inbox, _) = twilio_call(&phone, "CA0007").await;
+    let hold = quiet(2_500);
+    let (_, greeting) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    assert!(
+        twilio_media(&greeting, &stream.stream_sid).len() >= 8_000,
+        "Nova's greeting"
+    );
+    let turn = [caller_turn(), quiet(5_000)].concat();
+    let (_, reply) = tokio::join!(stream.speak(&turn), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    let audio = twilio_media(&reply, &stream.stream_sid);
+    assert!(
+        audio.len() >= 8_000 && rms(&audio) > 300.0,
+        "Nova's answer: {} samples",
+        audio.len()
+    );
+    stream.stop("CA0007").await;
+    inbox.closed(Duration::from_secs(5)).await;
+    wait_metric(
+        &phone.agent,
+        "voice_agent_sessions_ended_total{reason=\"client_disconnect\"}",
+        1.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_carrier_frame_closes_only_its_own_call() {
+    let phone = PhoneAgent::start("");
+    let (mut healthy, mut healthy_inbox, _) = twilio_call(&phone, "CA0008").await;
+    let (mut broken, mut broken_inbox, _) = twilio_call(&phone, "CA0009").await;
+    broken.speak(&quiet(200)).await;
+    carriers::send_text(
+        &mut broken.sink,
+        "{\"event\":\"media\",\"media\":{\"payload\":\"%%%\"}}".into(),
+    )
+    .await;
+    assert_eq!(broken_inbox.closed(Duration::from_secs(5)).await, Some(1007));
+    let (mut second_start, mut second_inbox, _) = twilio_call(&phone, "CA0010").await;
+    second_start.start("CA0010", &[]).await;
+    assert_eq!(
+        second_inbox.closed(Duration::from_secs(5)).await,
+        Some(1007),
+        "a second start"
+    );
+
+    let turn = [caller_turn(), quiet(5_000)].concat();
+    let (_, reply) = tokio::join!(
+        healthy.speak(&turn),
+        healthy_inbox.until(REPLY_LIMIT, |m| is_event(m, "mark"))
+    );
+    assert!(
+        !twilio_media(&reply, &healthy.stream_sid).is_empty(),
+        "the other call goes on"
+    );
+    wait_metric(
+        &phone.agent,
+        "voice_agent_sessions_ended_total{reason=\"invalid_payload\"}",
+        2.0,
+    )
+    .await;
 }

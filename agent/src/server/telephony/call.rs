@@ -91,8 +91,11 @@ pub async fn answer(
         })
         .inc();
     info!(carrier = carrier.protocol.name, call = %id, "call started");
-    let codec = (carrier.codec)(&started, agent.config.output_sample_rate());
-    let ctx = agent.session_context(id, caller, carrier.protocol.name, settings, headers);
+    // The model replies at the rate the call plays (Nova Sonic speaks 8 and 16 kHz too), so
+    // reply audio needs no resampling on its way to the caller.
+    let codec = (carrier.codec)(&started, started.sample_rate);
+    let mut ctx = agent.session_context(id, caller, carrier.protocol.name, settings, headers);
+    ctx.setup.output_sample_rate = started.sample_rate;
     Some((codec, ctx))
 }
 
