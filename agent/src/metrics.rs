@@ -74,6 +74,13 @@ pub struct CarrierLabels {
     pub carrier: &'static str,
 }
 
+/// How a phone call ended: the carrier, and the session's end reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallEndLabels {
+    pub carrier: &'static str,
+    pub reason: &'static str,
+}
+
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
@@ -95,6 +102,10 @@ pub struct Metrics {
     pub model_tokens: Family<TokenLabels, Counter>,
     /// Phone calls whose stream started and opened a session, by carrier.
     pub phone_calls: Family<CarrierLabels, Counter>,
+    /// Phone calls ended, by carrier and end reason.
+    pub phone_calls_ended: Family<CallEndLabels, Counter>,
+    /// Keys callers pressed (DTMF), by carrier.
+    pub dtmf_presses: Family<CarrierLabels, Counter>,
     /// Carriers' requests refused (webhooks, stream upgrades, call starts).
     pub telephony_rejections: Family<TelephonyLabels, Counter>,
 }
@@ -160,12 +171,20 @@ impl Metrics {
             }),
             model_tokens: Family::default(),
             phone_calls: Family::default(),
+            phone_calls_ended: Family::default(),
+            dtmf_presses: Family::default(),
             telephony_rejections: Family::default(),
         };
         for carrier in crate::protocol::telephony::CARRIERS {
-            let _ = metrics.phone_calls.get_or_create(&CarrierLabels {
-                carrier: carrier.protocol.name,
-            });
+            let carrier = carrier.protocol.name;
+            let _ = metrics.phone_calls.get_or_create(&CarrierLabels { carrier });
+            let _ = metrics.dtmf_presses.get_or_create(&CarrierLabels { carrier });
+            for reason in EndReason::ALL {
+                let _ = metrics.phone_calls_ended.get_or_create(&CallEndLabels {
+                    carrier,
+                    reason: reason.as_str(),
+                });
+            }
         }
         for labels in TOKEN_LABELS {
             let _ = metrics.model_tokens.get_or_create(&labels);
@@ -283,6 +302,16 @@ impl Metrics {
             "phone_calls",
             "Phone calls whose media stream started a session, by carrier",
             metrics.phone_calls.clone(),
+        );
+        r.register(
+            "phone_calls_ended",
+            "Phone calls ended, by carrier and reason (the reasons of sessions_ended)",
+            metrics.phone_calls_ended.clone(),
+        );
+        r.register(
+            "dtmf_presses",
+            "Keypad keys callers pressed during phone calls, by carrier",
+            metrics.dtmf_presses.clone(),
         );
         r.register(
             "telephony_rejections",

@@ -159,6 +159,12 @@ async fn twilio_call_hears_the_greeting_first_then_an_answer_and_hangs_up() {
         metric(&phone.agent, "voice_agent_phone_calls_total{carrier=\"twilio\"}").await,
         1.0
     );
+    wait_metric(
+        &phone.agent,
+        "voice_agent_phone_calls_ended_total{carrier=\"twilio\",reason=\"client_disconnect\"}",
+        1.0,
+    )
+    .await;
     // The call id names the session in logs; the secret and the caller's number never appear.
     let logs = phone.agent.logs().join("\n");
     assert!(logs.contains("CA0001"), "the call id is on the session's log lines");
@@ -218,6 +224,10 @@ async fn a_key_press_reaches_the_model_and_is_answered() {
     assert!(
         !twilio_media(&reply, &stream.stream_sid).is_empty(),
         "the key press got an answer"
+    );
+    assert_eq!(
+        metric(&phone.agent, "voice_agent_dtmf_presses_total{carrier=\"twilio\"}").await,
+        1.0
     );
 }
 
