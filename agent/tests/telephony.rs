@@ -521,3 +521,31 @@ async fn a_malformed_carrier_frame_closes_only_its_own_call() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn settings_in_the_webhook_url_go_through_the_allow_list() {
+    let phone = PhoneAgent::start("");
+    let webhook = format!("{}?voice=amy", phone.agent.url("/twilio/voice"));
+    let (status, twiml) = twilio::voice_webhook(&webhook, TWILIO_TOKEN, "CA0011").await;
+    assert_eq!(status, 200, "{twiml}");
+    let (stream_tag, parameters) = carriers::connect_stream(&twiml);
+    assert!(
+        parameters.contains(&("voice".to_owned(), "amy".to_owned())),
+        "{parameters:?}"
+    );
+    let url = carriers::xml_attribute(&stream_tag, "url").expect("url");
+    let (mut stream, mut inbox) = twilio::Stream::open(&url, TWILIO_TOKEN).await.expect("upgrade");
+    stream.connected().await;
+    stream.start("CA0011", &parameters).await;
+    // This agent lets callers choose no voice: the call is refused before any model stream.
+    assert_eq!(inbox.closed(Duration::from_secs(5)).await, Some(1008));
+    assert_eq!(metric(&phone.agent, "voice_agent_sessions_started_total").await, 0.0);
+    assert_eq!(
+        metric(
+            &phone.agent,
+            "voice_agent_telephony_rejections_total{carrier=\"twilio\",stage=\"start\",reason=\"settings\"}"
+        )
+        .await,
+        1.0
+    );
+}
