@@ -72,6 +72,27 @@ pub struct OpLabels {
     pub op: &'static str,
 }
 
+/// A carrier's refused request: which carrier, at which stage, why (closed sets, see
+/// `server::telephony::Rejection`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TelephonyLabels {
+    pub carrier: &'static str,
+    pub stage: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CarrierLabels {
+    pub carrier: &'static str,
+}
+
+/// How a phone call ended: the carrier, and the session's end reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallEndLabels {
+    pub carrier: &'static str,
+    pub reason: &'static str,
+}
+
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
@@ -96,6 +117,14 @@ pub struct Metrics {
     pub resumptions: Family<OutcomeLabels, Counter>,
     pub resume_store_seconds: Family<OpLabels, Histogram>,
     pub resume_store_failures: Family<OpLabels, Counter>,
+    /// Phone calls whose stream started and opened a session, by carrier.
+    pub phone_calls: Family<CarrierLabels, Counter>,
+    /// Phone calls ended, by carrier and end reason.
+    pub phone_calls_ended: Family<CallEndLabels, Counter>,
+    /// Keys callers pressed (DTMF), by carrier.
+    pub dtmf_presses: Family<CarrierLabels, Counter>,
+    /// Carriers' requests refused (webhooks, stream upgrades, call starts).
+    pub telephony_rejections: Family<TelephonyLabels, Counter>,
 }
 
 const TOKEN_LABELS: [TokenLabels; 4] = [
@@ -179,6 +208,10 @@ impl Metrics {
                 Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0])
             }),
             resume_store_failures: Family::default(),
+            phone_calls: Family::default(),
+            phone_calls_ended: Family::default(),
+            dtmf_presses: Family::default(),
+            telephony_rejections: Family::default(),
         };
         for outcome in ["resumed", "expired", "foreign", "corrupt", "unavailable"] {
             let _ = metrics.resumptions.get_or_create(&OutcomeLabels { outcome });
@@ -186,6 +219,17 @@ impl Metrics {
         for op in ["save", "take"] {
             let _ = metrics.resume_store_seconds.get_or_create(&OpLabels { op });
             let _ = metrics.resume_store_failures.get_or_create(&OpLabels { op });
+        }
+        for carrier in crate::protocol::telephony::CARRIERS {
+            let carrier = carrier.protocol.name;
+            let _ = metrics.phone_calls.get_or_create(&CarrierLabels { carrier });
+            let _ = metrics.dtmf_presses.get_or_create(&CarrierLabels { carrier });
+            for reason in EndReason::ALL {
+                let _ = metrics.phone_calls_ended.get_or_create(&CallEndLabels {
+                    carrier,
+                    reason: reason.as_str(),
+                });
+            }
         }
         for labels in TOKEN_LABELS {
             let _ = metrics.model_tokens.get_or_create(&labels);
@@ -318,6 +362,26 @@ impl Metrics {
             "resume_store_failures",
             "Resumption store operations that failed or timed out (the call goes on)",
             metrics.resume_store_failures.clone(),
+        );
+        r.register(
+            "phone_calls",
+            "Phone calls whose media stream started a session, by carrier",
+            metrics.phone_calls.clone(),
+        );
+        r.register(
+            "phone_calls_ended",
+            "Phone calls ended, by carrier and reason (the reasons of sessions_ended)",
+            metrics.phone_calls_ended.clone(),
+        );
+        r.register(
+            "dtmf_presses",
+            "Keypad keys callers pressed during phone calls, by carrier",
+            metrics.dtmf_presses.clone(),
+        );
+        r.register(
+            "telephony_rejections",
+            "Carrier requests refused, by carrier, stage (webhook, stream, start) and reason",
+            metrics.telephony_rejections.clone(),
         );
         metrics
     }

@@ -14,6 +14,7 @@ mod model;
 mod resume;
 mod security;
 mod settings;
+mod telephony;
 
 pub use gateway::{DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
 pub use model::{
@@ -26,6 +27,7 @@ pub use settings::{
     MAX_METADATA_KEYS, MAX_SETTING_LENGTH, MetadataConfig, PromptVariable, SessionSettingsConfig, is_variable_name,
     template_variables,
 };
+pub use telephony::{TelephonyConfig, TelnyxConfig, TwilioConfig, VonageConfig};
 
 /// An [`AgentConfig`] that passed validation: what the agent starts from, so that start-up can
 /// fail only on I/O (files, sockets, credentials), never on a value it could have refused first.
@@ -77,6 +79,9 @@ pub struct AgentConfig {
     pub limits: LimitsConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Phone calls through carriers' media streams (Twilio, Telnyx, Vonage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephony: Option<TelephonyConfig>,
 }
 
 /// The system prompt, inline or from a file (the operator mounts `systemFrom` as a file).
@@ -164,6 +169,7 @@ impl Default for AgentConfig {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             tls: None,
+            telephony: None,
         }
     }
 }
@@ -293,6 +299,9 @@ impl AgentConfig {
         }
         self.session_settings.validate()?;
         self.session.resume.validate()?;
+        if let Some(telephony) = &self.telephony {
+            telephony.validate()?;
+        }
         if let ModelConfig::NovaSonic(nova) = &self.model
             && !nova.generation().text_input
             && (self.prompt.greeting.is_some() || self.session_settings.greeting)

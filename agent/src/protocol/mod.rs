@@ -15,6 +15,7 @@
 mod close;
 pub mod strands;
 pub mod strands_1_62;
+pub mod telephony;
 
 use std::collections::HashMap;
 
@@ -27,7 +28,13 @@ use crate::model::{Role, TokenUsage};
 
 /// Every wire protocol the agent speaks, in the order a handshake looks them up: the first one
 /// listed for a path is the default there.
-pub const PROTOCOLS: &[Protocol] = &[strands::PROTOCOL, strands_1_62::PROTOCOL];
+pub const PROTOCOLS: &[Protocol] = &[
+    strands::PROTOCOL,
+    strands_1_62::PROTOCOL,
+    telephony::twilio::PROTOCOL,
+    telephony::telnyx::PROTOCOL,
+    telephony::vonage::PROTOCOL,
+];
 
 /// Largest frame the agent sends to a client (bytes). Amazon Bedrock AgentCore Runtime closes
 /// WebSocket connections whose frames exceed 32 KB; every path stays below this bound (reply

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::Agent;
 use super::http::error_response;
 use super::sessions::{Full, SessionGuard};
+use super::telephony::{self, Rejection, Stage};
 use crate::auth::{self, Caller};
 use crate::metrics::ReasonLabels;
 use crate::protocol::{self, Codec, Handshake, JsonLimits};
@@ -47,6 +48,8 @@ pub enum Refusal {
     SubjectLimit,
     /// The conversation a resume token names cannot be resumed.
     Resume(ResumeRefusal),
+    /// A carrier's media stream that this agent does not answer, or whose signature fails.
+    Carrier(Rejection),
 }
 
 /// The closed list of refusal reasons: the `reason` label of `handshake_rejections`.
@@ -61,10 +64,12 @@ pub enum RefusalReason {
     Capacity,
     SubjectLimit,
     Resume,
+    CarrierDisabled,
+    CarrierSignature,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 9] = [
+    pub const ALL: [RefusalReason; 11] = [
         Self::Resume,
         Self::NotWebSocket,
         Self::BadRequest,
@@ -74,6 +79,8 @@ impl RefusalReason {
         Self::Origin,
         Self::Unauthenticated,
         Self::SubjectLimit,
+        Self::CarrierDisabled,
+        Self::CarrierSignature,
     ];
 
     /// Stable snake_case name: the metric label and the `code` of the JSON error body.
@@ -88,6 +95,8 @@ impl RefusalReason {
             Self::Capacity => "capacity",
             Self::SubjectLimit => "subject_limit",
             Self::Resume => "resume_refused",
+            Self::CarrierDisabled => "carrier_disabled",
+            Self::CarrierSignature => "carrier_signature",
         }
     }
 
@@ -97,7 +106,8 @@ impl RefusalReason {
         match self {
             Self::NotWebSocket | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::RateLimited | Self::SubjectLimit => StatusCode::TOO_MANY_REQUESTS,
-            Self::Origin => StatusCode::FORBIDDEN,
+            Self::Origin | Self::CarrierSignature => StatusCode::FORBIDDEN,
+            Self::CarrierDisabled => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Draining | Self::Capacity => StatusCode::SERVICE_UNAVAILABLE,
             // The most common case; each refusal has its own (see `Refusal::status`).
@@ -118,6 +128,8 @@ impl Refusal {
             Self::Capacity => RefusalReason::Capacity,
             Self::SubjectLimit => RefusalReason::SubjectLimit,
             Self::Resume(_) => RefusalReason::Resume,
+            Self::Carrier(Rejection::Disabled) => RefusalReason::CarrierDisabled,
+            Self::Carrier(_) => RefusalReason::CarrierSignature,
         }
     }
 
@@ -154,6 +166,8 @@ impl Refusal {
             Self::Capacity => "this agent is at its session limit; retry shortly".into(),
             Self::SubjectLimit => "too many sessions are open for this caller".into(),
             Self::Resume(refusal) => refusal.message().into(),
+            Self::Carrier(Rejection::Disabled) => "this carrier is not enabled on this agent".into(),
+            Self::Carrier(_) => "the stream is not signed by the carrier".into(),
         }
     }
 }
@@ -284,12 +298,41 @@ fn admit_caller(
     })
 }
 
+/// A carrier's media stream: rate limited like any client, then proven by the carrier's own
+/// signature instead of the agent's tokens.
+async fn admit_carrier(
+    agent: &Agent,
+    carrier: &'static protocol::telephony::Carrier,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<Caller, Refusal> {
+    let caller = agent.gatekeeper.admit_carrier(peer.ip(), headers)?;
+    let verdict = match agent.telephony.as_ref().filter(|t| t.enabled(carrier)) {
+        None => Err(Rejection::Disabled),
+        Some(telephony) => {
+            let trusted = agent.gatekeeper.is_trusted_proxy(peer.ip());
+            telephony.verify_stream(carrier, headers, raw_query, trusted).await
+        }
+    };
+    verdict.map_err(|rejection| {
+        telephony::count_rejection(&agent.metrics, carrier, Stage::Stream, rejection);
+        Refusal::Carrier(rejection)
+    })?;
+    Ok(caller)
+}
+
 async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusal> {
     let upgrade = request.upgrade.map_err(Refusal::NotWebSocket)?;
-    let caller = agent
-        .gatekeeper
-        .admit(request.peer.ip(), request.headers, request.raw_query)
-        .await?;
+    let caller = match protocol::telephony::carrier_on(request.path) {
+        Some(carrier) => admit_carrier(agent, carrier, request.peer, request.headers, request.raw_query).await?,
+        None => {
+            agent
+                .gatekeeper
+                .admit(request.peer.ip(), request.headers, request.raw_query)
+                .await?
+        }
+    };
     let limits = &agent.config.limits;
     let handshake = Handshake {
         query: request.query,

@@ -10,6 +10,7 @@ mod invocation;
 mod listener;
 mod page;
 mod sessions;
+mod telephony;
 mod ws;
 
 pub use admission::{Refusal, RefusalReason};
@@ -72,6 +73,8 @@ pub struct Agent {
     settings: SettingsPolicy,
     /// Resumable conversations (none when resumption is off).
     resumption: Option<Arc<Resumption>>,
+    /// The carriers whose calls this agent answers, if any.
+    telephony: Option<telephony::Telephony>,
     /// Sessions and background loops (tool loading, certificate reload, tidying).
     tasks: TaskTracker,
     /// Cancelled once sessions are gone: background loops stop.
@@ -120,7 +123,12 @@ impl Agent {
                 tools_tx,
             )));
         }
+        let telephony = config
+            .telephony
+            .as_ref()
+            .map(|t| telephony::Telephony::new(t, config.tls.is_some()));
         Ok(Arc::new(Self {
+            telephony,
             config,
             model,
             metrics,
@@ -248,6 +256,7 @@ impl Agent {
             .route("/readyz", get(http::readyz))
             .route("/metrics", get(http::metrics))
             .merge(page::routes())
+            .merge(telephony::routes())
             .with_state(self.clone())
     }
 

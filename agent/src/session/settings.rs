@@ -239,7 +239,8 @@ fn requested(query: &HashMap<String, String>, headers: &HeaderMap) -> Vec<(Strin
     pairs
 }
 
-fn is_setting_key(key: &str) -> bool {
+/// Whether a query parameter (or stream parameter) names a per-session setting.
+pub(crate) fn is_setting_key(key: &str) -> bool {
     key == "voice" || key == "greeting" || key.starts_with("var.") || key.starts_with("meta.")
 }
 

@@ -22,9 +22,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
 use super::resume::{Keeper, ResumeContext};
 use super::tool_calls::ToolCalls;
-use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
+use crate::metrics::{self, CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
-use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound, StopReason};
+use crate::protocol::{
+    ClientMessage, Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound, StopReason, telephony,
+};
 use crate::tools::Toolbox;
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
@@ -210,6 +212,15 @@ where
         })
         .inc();
     ctx.metrics.session_duration.observe(duration.as_secs_f64());
+    if let Some(carrier) = telephony::carrier(ctx.protocol) {
+        ctx.metrics
+            .phone_calls_ended
+            .get_or_create(&CallEndLabels {
+                carrier: carrier.protocol.name,
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
     info!(
         reason = reason.as_str(),
         duration_ms = duration.as_millis() as u64,
@@ -335,7 +346,7 @@ async fn converse<R>(
                 };
                 session.on_socket(ending, "socket writer stopped", actions);
             }
-            frame = io.stream.next() => on_frame(frame, io.decoder, session, actions),
+            frame = io.stream.next() => on_frame(frame, io.decoder, session, actions, ctx),
             output = io.model.output.recv() => session.on_model(output, Instant::now(), actions),
             Some(done) = calls.next(), if !calls.is_empty() => {
                 if let Some(keeper) = keeper.as_mut() {
@@ -363,11 +374,29 @@ fn on_frame(
     decoder: &mut dyn Decode,
     session: &mut Session,
     actions: &mut Vec<Action>,
+    ctx: &SessionContext,
 ) {
     let now = Instant::now();
+    let decoded = match &frame {
+        Some(Ok(Message::Text(text))) => Some(decoder.decode(Frame::Text(text.as_str()))),
+        Some(Ok(Message::Binary(data))) => Some(decoder.decode(Frame::Binary(data))),
+        _ => None,
+    };
+    if let Some(decoded) = decoded {
+        // A phone call's only text input is a key the caller pressed.
+        if let (Ok(ClientMessage::Text(_)), Some(carrier)) = (&decoded, telephony::carrier(ctx.protocol)) {
+            ctx.metrics
+                .dtmf_presses
+                .get_or_create(&CarrierLabels {
+                    carrier: carrier.protocol.name,
+                })
+                .inc();
+        }
+        session.on_client(decoded, now, actions);
+        return;
+    }
     match frame {
-        Some(Ok(Message::Text(text))) => session.on_client(decoder.decode(Frame::Text(text.as_str())), now, actions),
-        Some(Ok(Message::Binary(data))) => session.on_client(decoder.decode(Frame::Binary(&data)), now, actions),
+        Some(Ok(Message::Text(_) | Message::Binary(_))) => {}
         // Pings are answered by the WebSocket layer; pongs need nothing.
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
         Some(Ok(Message::Close(_))) => session.on_socket(SocketEnding::Closed, "client closed", actions),

@@ -257,6 +257,9 @@ impl Session {
             self.got_first_message = true;
         }
         match message {
+            // Empty audio: a frame that carries nothing for the model (a carrier's `mark`); it
+            // shows the client is there, and goes no further.
+            Ok(ClientMessage::Audio(pcm)) if pcm.is_empty() => self.last_input_at = now,
             Ok(ClientMessage::Audio(pcm)) => {
                 if !self.audio.take(pcm.len(), now) {
                     self.end_with(

@@ -59,6 +59,17 @@ fn client_audio_goes_to_the_model_and_resets_idle() {
 }
 
 #[test]
+fn empty_audio_is_a_sign_of_life_that_never_reaches_the_model() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    let later = t0 + Duration::from_secs(5);
+    s.on_client(Ok(ClientMessage::Audio(Bytes::new())), later, &mut actions);
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(s.deadline(), later + LIMITS.idle_timeout);
+}
+
+#[test]
 fn rejected_events_get_an_error_and_the_session_goes_on() {
     let (mut s, _) = start(Instant::now());
     let mut actions = Vec::new();
