@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod discovery;
 pub mod error;
 pub mod gateway_api;
 pub mod leader;

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
 pub use expose::{
-    DEFAULT_PATH as WS_PATH, ExposeSpec, GatewayExpose, GatewayParentRef, IngressController, IngressExpose, IngressTls,
-    RouteTimeouts,
+    DEFAULT_PATH as WS_PATH, ExposeSpec, GatewayExpose, GatewayImplementation, GatewayParentRef, IngressController,
+    IngressExpose, IngressTls, RouteTimeouts,
 };
 pub use model::{
     EndpointingSensitivity, KeyRef, ModelProvider, ModelSpec, NovaSonicSpec, PromptSpec, SimulatedMode, SimulatedSpec,

@@ -23,6 +23,8 @@ pub struct Settings {
     pub agent_image: String,
     /// Whether the cluster serves Gateway API HTTPRoutes.
     pub gateway_api: bool,
+    /// Whether the cluster serves Envoy Gateway's `BackendTrafficPolicy`.
+    pub envoy_gateway_policies: bool,
 }
 
 /// Why a VoiceAgent is not accepted: the reason of its `Accepted=False` condition.

@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 use voice_config::AgentConfig;
 
 use super::agent_config;
-use super::dereference::{Dereferenced, detect_controller, hex};
+use super::dereference::{Dereferenced, detect_controller, detect_gateway_implementation, hex};
 use super::mounts::{MountedFile, mounted_files};
 use super::{RejectReason, Rejection, Settings};
 use crate::api::{
-    AuthMode, GatewayExpose, ImagePullPolicy, IngressController, IngressTls, NetworkPolicySpec, PodOverrides,
-    ToolGatewayAuthType, VoiceAgent, VoiceAgentSpec,
+    AuthMode, GatewayImplementation, GatewayParentRef, ImagePullPolicy, IngressController, IngressTls,
+    NetworkPolicySpec, PodOverrides, RouteTimeouts, ToolGatewayAuthType, VoiceAgent, VoiceAgentSpec,
 };
 
 /// Seconds the pod waits after it is marked terminating before the agent gets SIGTERM, so
@@ -53,7 +53,7 @@ pub struct ValidatedAgent {
     /// Digest of the configuration and every referenced value: changes roll the pods.
     pub checksum: String,
     pub ingress: Option<ValidatedIngress>,
-    pub route: Option<GatewayExpose>,
+    pub route: Option<ValidatedRoute>,
     pub network_policy: Option<NetworkPolicySpec>,
     /// What clients connect to.
     pub url: String,
@@ -112,6 +112,24 @@ pub struct ValidatedIngress {
     pub serving_secs: i64,
 }
 
+/// An HTTPRoute to build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedRoute {
+    pub parent_refs: Vec<GatewayParentRef>,
+    pub hostnames: Vec<String>,
+    pub path: String,
+    /// Whether clients use `wss://`.
+    pub tls: bool,
+    pub implementation: GatewayImplementation,
+    /// The user's route timeouts; they replace the derived ones.
+    pub timeouts: Option<RouteTimeouts>,
+    /// Proxy request timeouts: the longest session plus a margin.
+    pub proxy_timeout_secs: u64,
+    /// Proxy idle timers: the agent's idle timeout plus a margin, so the agent ends a silent
+    /// session first.
+    pub proxy_idle_secs: u64,
+}
+
 /// Validates `agent` against what `dereferenced` found.
 pub fn validate(
     agent: &VoiceAgent,
@@ -132,11 +150,11 @@ pub fn validate(
         .try_to_yaml()
         .map_err(|e| Rejection::invalid(format!("agent configuration cannot be written: {e}")))?;
 
-    let route = spec.expose.as_ref().and_then(|e| e.gateway.clone());
-    if route.is_some() && !settings.gateway_api {
+    let route_spec = spec.expose.as_ref().and_then(|e| e.gateway.as_ref());
+    if route_spec.is_some() && !settings.gateway_api {
         return Err(Rejection {
             reason: RejectReason::GatewayApiUnavailable,
-            message: "spec.expose.gateway needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which this cluster did not serve when the operator started".into(),
+            message: "spec.expose.gateway needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which this cluster does not serve; the operator notices its CRDs within a minute of their installation".into(),
         });
     }
     check_references(dereferenced)?;
@@ -177,6 +195,26 @@ pub fn validate(
             .as_secs_ceil()
             .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
         serving_secs,
+    });
+    let route = route_spec.map(|r| ValidatedRoute {
+        parent_refs: r.parent_refs.clone(),
+        hostnames: r.hostnames.clone(),
+        path: r.path.clone(),
+        tls: r.tls,
+        implementation: r
+            .implementation
+            .unwrap_or_else(|| detect_gateway_implementation(dereferenced.gateway_class_controller.as_deref())),
+        timeouts: r.timeouts.clone(),
+        proxy_timeout_secs: spec
+            .session
+            .max_duration
+            .as_secs_ceil()
+            .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
+        proxy_idle_secs: spec
+            .session
+            .idle_timeout
+            .as_secs_ceil()
+            .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
     });
     let url = url(&name, &namespace, ingress.as_ref(), route.as_ref());
 
@@ -328,7 +366,7 @@ fn checksum(config_yaml: &str, dereferenced: &Dereferenced) -> String {
     hex(&hasher.finalize())
 }
 
-fn url(name: &str, namespace: &str, ingress: Option<&ValidatedIngress>, route: Option<&GatewayExpose>) -> String {
+fn url(name: &str, namespace: &str, ingress: Option<&ValidatedIngress>, route: Option<&ValidatedRoute>) -> String {
     if let Some(i) = ingress {
         let scheme = if i.tls.is_some() { "wss" } else { "ws" };
         return format!("{scheme}://{}{}", i.host, i.path);

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use configmap::{build_configmap, configmap_name};
 pub use deployment::{CHECKSUM_ANNOTATION, CONTAINER, build_deployment};
 pub use hpa::build_hpa;
-pub use httproute::build_httproute;
+pub use httproute::{build_backend_traffic_policy, build_httproute};
 pub use ingress::{build_ingress, controller_annotations};
 pub use networkpolicy::build_network_policy;
 pub use pdb::build_pdb;
