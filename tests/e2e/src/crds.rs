@@ -40,6 +40,30 @@ pub async fn install_httproute_crd(cluster: &TestCluster) -> anyhow::Result<()> 
     .await
 }
 
+/// The Gateway API's standard-channel CRDs a Gateway API implementation (Traefik) watches:
+/// GatewayClass, Gateway, the routes, ReferenceGrant, BackendTLSPolicy, ListenerSet.
+pub async fn install_gateway_api_crds(cluster: &TestCluster) -> anyhow::Result<()> {
+    const PLURALS: [&str; 9] = [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "referencegrants",
+        "backendtlspolicies",
+        "listenersets",
+        "tcproutes",
+        "tlsroutes",
+    ];
+    let dir = go_module(cluster, GATEWAY_API).await?;
+    let files = PLURALS.map(|plural| {
+        dir.join(format!(
+            "config/crd/standard/gateway.networking.k8s.io_{plural}.yaml"
+        ))
+    });
+    let names = PLURALS.map(|plural| format!("crd/{plural}.gateway.networking.k8s.io"));
+    install(cluster, &files, &names).await
+}
+
 /// The ServiceMonitor, PodMonitor and PrometheusRule CRDs of the pinned Prometheus Operator
 /// release.
 pub async fn install_monitoring_crds(cluster: &TestCluster) -> anyhow::Result<()> {
