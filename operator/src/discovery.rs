@@ -1,6 +1,6 @@
 //! Which optional APIs the cluster serves, asked again while the operator runs: installing the
-//! Gateway API (or Envoy Gateway) after the operator must not need a restart. Discovery is a
-//! read of two API groups per interval; the controller is restarted, with watches for the new
+//! Gateway API (or Envoy Gateway, or KEDA) after the operator must not need a restart. Discovery is a
+//! read of three API groups per interval; the controller is restarted, with watches for the new
 //! kinds, only when the answer changes.
 
 use std::time::Duration;
@@ -14,6 +14,8 @@ pub struct ServedApis {
     pub gateway_api: bool,
     /// `gateway.envoyproxy.io/v1alpha1` BackendTrafficPolicies.
     pub envoy_gateway_policies: bool,
+    /// `keda.sh/v1alpha1` ScaledObjects.
+    pub keda: bool,
 }
 
 /// Asks the apiserver. `None` when it could not answer (then the caller keeps what it knew).
@@ -21,6 +23,7 @@ pub async fn served_apis(client: &Client) -> Option<ServedApis> {
     Some(ServedApis {
         gateway_api: serves(client, "gateway.networking.k8s.io/v1", "httproutes").await?,
         envoy_gateway_policies: serves(client, "gateway.envoyproxy.io/v1alpha1", "backendtrafficpolicies").await?,
+        keda: serves(client, "keda.sh/v1alpha1", "scaledobjects").await?,
     })
 }
 

@@ -18,6 +18,7 @@ pub fn settings() -> Settings {
         agent_image: IMAGE.into(),
         gateway_api: true,
         envoy_gateway_policies: true,
+        keda: true,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod discovery;
 pub mod error;
 pub mod gateway_api;
+pub mod keda;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

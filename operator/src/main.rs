@@ -137,6 +137,7 @@ impl ControllerSetup {
                 agent_image: self.agent_image.clone(),
                 gateway_api: self.apis.gateway_api,
                 envoy_gateway_policies: self.apis.envoy_gateway_policies,
+                keda: self.apis.keda,
             };
             let ctx = Arc::new(Context::new(
                 self.client.clone(),

@@ -221,3 +221,16 @@ fn route_timeouts_are_ordered() {
     );
     accepted("expose: {gateway: {parentRefs: [{name: g}], timeouts: {request: 0s, backendRequest: 1m}}}");
 }
+
+#[test]
+fn keda_mode_needs_prometheus_and_only_it_uses_it() {
+    refused(
+        "scaling: {maxReplicas: 4, mode: Keda}",
+        "scaling.prometheus is required with mode Keda",
+    );
+    refused(
+        "scaling: {maxReplicas: 4, prometheus: {serverAddress: 'http://p:9090'}}",
+        "scaling.prometheus is only used with mode Keda",
+    );
+    accepted("scaling: {maxReplicas: 4, mode: Keda, prometheus: {serverAddress: 'http://p:9090'}}");
+}

@@ -32,7 +32,7 @@ pub use security::{AuthMode, AuthSpec, JwtAlgorithm, JwtSpec, LimitsSpec, Networ
 pub use session::{MetadataSpec, PromptVariableSpec, SessionSettingsSpec, SessionSpec, WebSocketSpec};
 pub use status::{ACCEPTED, ConditionStatus, READY, VoiceAgentStatus};
 pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec};
-pub use workload::{ImagePullPolicy, PodOverrides, ScalingSpec};
+pub use workload::{ImagePullPolicy, PodOverrides, PrometheusTrigger, SESSIONS_METRIC, ScalingMode, ScalingSpec};
 
 /// API group of the VoiceAgent resource.
 pub const GROUP: &str = "voiceagent.dev";

@@ -33,17 +33,18 @@ use super::Settings;
 use super::apply::{Applied, Writer};
 use super::build::{
     build_backend_traffic_policy, build_configmap, build_deployment, build_hpa, build_httproute, build_ingress,
-    build_network_policy, build_pdb, build_service,
+    build_network_policy, build_pdb, build_scaled_object, build_service,
 };
 use super::validate::ValidatedAgent;
 use crate::api::VoiceAgent;
 use crate::controller::Scope;
 use crate::error::Result;
 use crate::gateway_api::{BackendTrafficPolicy, HTTPRoute};
+use crate::keda::ScaledObject;
 
 /// Every kind of child, in the order they are applied: the ConfigMap first, so new pods find
 /// their configuration; the Service and Deployment; then what exposes, scales and guards them.
-pub static CHILD_KINDS: [&dyn AnyChildKind; 9] = [
+pub static CHILD_KINDS: [&dyn AnyChildKind; 10] = [
     &ChildKind::<ConfigMap>::always(build_configmap),
     &ChildKind::<Service>::always(build_service),
     &ChildKind::<Deployment>::always(build_deployment),
@@ -57,6 +58,10 @@ pub static CHILD_KINDS: [&dyn AnyChildKind; 9] = [
         needs: Some(OptionalApi::EnvoyGatewayPolicies),
     },
     &ChildKind::<HorizontalPodAutoscaler>::when_wanted(build_hpa),
+    &ChildKind::<ScaledObject> {
+        build: Builder::WhenWanted(build_scaled_object),
+        needs: Some(OptionalApi::Keda),
+    },
     &ChildKind::<PodDisruptionBudget>::when_wanted(build_pdb),
     &ChildKind::<NetworkPolicy>::when_wanted(build_network_policy),
 ];
@@ -103,6 +108,8 @@ pub enum OptionalApi {
     GatewayApi,
     /// Envoy Gateway's `BackendTrafficPolicy`.
     EnvoyGatewayPolicies,
+    /// KEDA's `ScaledObject`.
+    Keda,
 }
 
 impl OptionalApi {
@@ -110,6 +117,7 @@ impl OptionalApi {
         match self {
             Self::GatewayApi => settings.gateway_api,
             Self::EnvoyGatewayPolicies => settings.envoy_gateway_policies,
+            Self::Keda => settings.keda,
         }
     }
 }
@@ -269,6 +277,7 @@ mod tests {
                 "HTTPRoute",
                 "BackendTrafficPolicy",
                 "HorizontalPodAutoscaler",
+                "ScaledObject",
                 "PodDisruptionBudget",
                 "NetworkPolicy"
             ]
@@ -281,9 +290,13 @@ mod tests {
         let without = Settings {
             gateway_api: false,
             envoy_gateway_policies: false,
+            keda: false,
             ..crate::fixtures::settings()
         };
-        assert_eq!(kinds(|k| !k.is_served(&without)), ["HTTPRoute", "BackendTrafficPolicy"]);
+        assert_eq!(
+            kinds(|k| !k.is_served(&without)),
+            ["HTTPRoute", "BackendTrafficPolicy", "ScaledObject"]
+        );
         assert!(kinds(|k| !k.is_served(&crate::fixtures::settings())).is_empty());
     }
 

@@ -18,7 +18,8 @@ use super::mounts::{MountedFile, mounted_files};
 use super::{RejectReason, Rejection, Settings};
 use crate::api::{
     AuthMode, GatewayImplementation, GatewayParentRef, ImagePullPolicy, IngressController, IngressTls,
-    NetworkPolicySpec, PodOverrides, RouteTimeouts, ToolGatewayAuthType, VoiceAgent, VoiceAgentSpec,
+    NetworkPolicySpec, PodOverrides, RouteTimeouts, SESSIONS_METRIC, ScalingMode, ToolGatewayAuthType, VoiceAgent,
+    VoiceAgentSpec,
 };
 
 /// Seconds the pod waits after it is marked terminating before the agent gets SIGTERM, so
@@ -74,6 +75,16 @@ pub struct Autoscaling {
     pub target_sessions: i32,
     pub metric: String,
     pub scale_down_window_secs: i32,
+    /// KEDA's Prometheus trigger, with `mode: Keda` (else a HorizontalPodAutoscaler).
+    pub keda: Option<KedaTrigger>,
+}
+
+/// What KEDA asks Prometheus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KedaTrigger {
+    pub server_address: String,
+    /// PromQL for the agent's active sessions in total.
+    pub query: String,
 }
 
 impl Replicas {
@@ -157,6 +168,12 @@ pub fn validate(
             message: "spec.expose.gateway needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which this cluster does not serve; the operator notices its CRDs within a minute of their installation".into(),
         });
     }
+    if spec.scaling.as_ref().is_some_and(|s| s.mode == ScalingMode::Keda) && !settings.keda {
+        return Err(Rejection {
+            reason: RejectReason::KedaUnavailable,
+            message: "spec.scaling.mode Keda needs KEDA (keda.sh/v1alpha1 ScaledObject), which this cluster does not serve; the operator notices its CRDs within a minute of their installation".into(),
+        });
+    }
     check_references(dereferenced)?;
 
     let owner = agent
@@ -221,7 +238,7 @@ pub fn validate(
     Ok(ValidatedAgent {
         checksum: checksum(&config_yaml, dereferenced),
         files: mounted_files(spec),
-        replicas: replicas(spec),
+        replicas: replicas(spec, &name, &namespace),
         image: spec.image.clone().unwrap_or_else(|| settings.agent_image.clone()),
         image_pull_policy: spec.image_pull_policy,
         resources: spec.resources.clone().unwrap_or_else(default_resources),
@@ -272,6 +289,12 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
             .is_some_and(|t| t > spec.session.max_sessions_per_replica)
         {
             return fail("scaling.targetSessionsPerReplica must not exceed session.maxSessionsPerReplica");
+        }
+        if s.mode == ScalingMode::Keda && s.prometheus.is_none() {
+            return fail("scaling.prometheus is required with mode Keda");
+        }
+        if s.mode != ScalingMode::Keda && s.prometheus.is_some() {
+            return fail("scaling.prometheus is only used with mode Keda");
         }
     }
     let model = &spec.model;
@@ -339,7 +362,7 @@ fn check_references(dereferenced: &Dereferenced) -> Result<(), Rejection> {
     }
 }
 
-fn replicas(spec: &VoiceAgentSpec) -> Replicas {
+fn replicas(spec: &VoiceAgentSpec, name: &str, namespace: &str) -> Replicas {
     match &spec.scaling {
         None => Replicas::Fixed(spec.replicas.unwrap_or(1)),
         Some(s) => Replicas::Autoscaled(Autoscaling {
@@ -351,6 +374,18 @@ fn replicas(spec: &VoiceAgentSpec) -> Replicas {
                 .unwrap_or_else(|| (spec.session.max_sessions_per_replica * 7 / 10).max(1)),
             metric: s.metric_name.clone(),
             scale_down_window_secs: i32::try_from(s.scale_down_stabilization_window.as_secs_ceil()).unwrap_or(i32::MAX),
+            keda: s
+                .prometheus
+                .as_ref()
+                .filter(|_| s.mode == ScalingMode::Keda)
+                .map(|p| KedaTrigger {
+                    server_address: p.server_address.clone(),
+                    query: p.query.clone().unwrap_or_else(|| {
+                        format!(
+                            r#"sum({SESSIONS_METRIC}{{namespace="{namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+"}})"#
+                        )
+                    }),
+                }),
         }),
     }
 }

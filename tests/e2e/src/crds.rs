@@ -17,6 +17,8 @@ use crate::workspace::{self, BUILD_TIMEOUT};
 
 /// Gateway API release whose HTTPRoute CRD is installed.
 const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.6.3";
+/// KEDA release whose ScaledObject CRD is installed (v2.21 needs Go 1.27 to download).
+const KEDA: &str = "github.com/kedacore/keda/v2@v2.20.2";
 /// Prometheus Operator release whose monitoring.coreos.com CRDs are installed.
 const PROMETHEUS_OPERATOR: &str = "github.com/prometheus-operator/prometheus-operator@v0.85.0";
 /// The monitoring kinds the chart renders.
@@ -55,14 +57,30 @@ pub async fn install_gateway_api_crds(cluster: &TestCluster) -> anyhow::Result<(
         "tlsroutes",
     ];
     let dir = go_module(cluster, GATEWAY_API).await?;
-    let files = PLURALS.map(|plural| {
-        dir.join(format!(
-            "config/crd/standard/gateway.networking.k8s.io_{plural}.yaml"
-        ))
-    });
+    let files = PLURALS.map(|plural| dir.join(format!("config/crd/standard/gateway.networking.k8s.io_{plural}.yaml")));
     let names = PLURALS.map(|plural| format!("crd/{plural}.gateway.networking.k8s.io"));
     install(cluster, &files, &names).await
 }
+
+/// KEDA's ScaledObject CRD of the pinned release.
+pub async fn install_keda_crd(cluster: &TestCluster) -> anyhow::Result<()> {
+    let dir = go_module(cluster, KEDA).await?;
+    let crd = dir.join("config/crd/bases/keda.sh_scaledobjects.yaml");
+    install(cluster, &[crd], &[KEDA_CRD.to_owned()]).await
+}
+
+/// Removes KEDA's ScaledObject CRD (and every ScaledObject) and waits until it is gone.
+pub async fn remove_keda_crd(cluster: &TestCluster) -> anyhow::Result<()> {
+    run_ok(
+        cluster
+            .kubectl()
+            .args(["delete", "--ignore-not-found", "--wait=true", "--timeout=60s", KEDA_CRD]),
+    )
+    .await?;
+    Ok(())
+}
+
+const KEDA_CRD: &str = "crd/scaledobjects.keda.sh";
 
 /// The ServiceMonitor, PodMonitor and PrometheusRule CRDs of the pinned Prometheus Operator
 /// release.

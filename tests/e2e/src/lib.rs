@@ -25,9 +25,9 @@ pub mod crds;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod traefik;
 #[cfg(feature = "cluster")]
 pub mod voiceagent;
-pub mod traefik;
 pub mod wait;
 pub mod workspace;
 pub mod writes;

@@ -141,10 +141,7 @@ async fn every_example_becomes_ready_with_its_children() {
     let rule = &route.spec.rules[0];
     assert_eq!(rule.backend_refs[0].name, "lobby");
     // Named Envoy Gateway: the route outlasts the longest session (30 m + 60 s).
-    assert_eq!(
-        rule.timeouts.as_ref().and_then(|t| t.request.as_deref()),
-        Some("1860s")
-    );
+    assert_eq!(rule.timeouts.as_ref().and_then(|t| t.request.as_deref()), Some("1860s"));
     assert_eq!(route.spec.parent_refs[0].namespace.as_deref(), Some("gateway-system"));
     assert!(ingresses.get_opt("lobby").await.expect("get").is_none());
     assert!(

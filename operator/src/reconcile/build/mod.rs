@@ -9,6 +9,7 @@ mod httproute;
 mod ingress;
 mod networkpolicy;
 mod pdb;
+mod scaledobject;
 mod service;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use httproute::{build_backend_traffic_policy, build_httproute};
 pub use ingress::{build_ingress, controller_annotations};
 pub use networkpolicy::build_network_policy;
 pub use pdb::build_pdb;
+pub use scaledobject::build_scaled_object;
 pub use service::{PORT_NAME, build_service};
 
 use super::validate::ValidatedAgent;
