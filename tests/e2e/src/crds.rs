@@ -17,6 +17,9 @@ use crate::workspace::{self, BUILD_TIMEOUT};
 
 /// Gateway API release whose HTTPRoute CRD is installed.
 const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.6.3";
+/// Envoy Gateway release whose BackendTrafficPolicy CRD is installed (route-scoped
+/// `timeout.http.streamIdleTimeout` needs v1.8 or later).
+const ENVOY_GATEWAY: &str = "github.com/envoyproxy/gateway@v1.9.1";
 /// KEDA release whose ScaledObject CRD is installed (v2.21 needs Go 1.27 to download).
 const KEDA: &str = "github.com/kedacore/keda/v2@v2.20.2";
 /// Prometheus Operator release whose monitoring.coreos.com CRDs are installed.
@@ -60,6 +63,18 @@ pub async fn install_gateway_api_crds(cluster: &TestCluster) -> anyhow::Result<(
     let files = PLURALS.map(|plural| dir.join(format!("config/crd/standard/gateway.networking.k8s.io_{plural}.yaml")));
     let names = PLURALS.map(|plural| format!("crd/{plural}.gateway.networking.k8s.io"));
     install(cluster, &files, &names).await
+}
+
+/// Envoy Gateway's BackendTrafficPolicy CRD of the pinned release.
+pub async fn install_envoy_gateway_policy_crd(cluster: &TestCluster) -> anyhow::Result<()> {
+    let dir = go_module(cluster, ENVOY_GATEWAY).await?;
+    let crd = dir.join("charts/gateway-helm/charts/crds/crds/generated/gateway.envoyproxy.io_backendtrafficpolicies.yaml");
+    install(
+        cluster,
+        &[crd],
+        &["crd/backendtrafficpolicies.gateway.envoyproxy.io".to_owned()],
+    )
+    .await
 }
 
 /// KEDA's ScaledObject CRD of the pinned release.
