@@ -68,7 +68,8 @@ pub async fn install_gateway_api_crds(cluster: &TestCluster) -> anyhow::Result<(
 /// Envoy Gateway's BackendTrafficPolicy CRD of the pinned release.
 pub async fn install_envoy_gateway_policy_crd(cluster: &TestCluster) -> anyhow::Result<()> {
     let dir = go_module(cluster, ENVOY_GATEWAY).await?;
-    let crd = dir.join("charts/gateway-helm/charts/crds/crds/generated/gateway.envoyproxy.io_backendtrafficpolicies.yaml");
+    let crd =
+        dir.join("charts/gateway-helm/charts/crds/crds/generated/gateway.envoyproxy.io_backendtrafficpolicies.yaml");
     install(
         cluster,
         &[crd],

@@ -34,7 +34,14 @@ async fn envoy_gateway_routes_get_a_stream_idle_timeout_the_crd_keeps() {
     let policy = eventually("the BackendTrafficPolicy", Duration::from_secs(60), || async {
         let out = env
             .ns
-            .kubectl_ok(["get", "backendtrafficpolicy", "lobby", "-o", "json", "--ignore-not-found"])
+            .kubectl_ok([
+                "get",
+                "backendtrafficpolicy",
+                "lobby",
+                "-o",
+                "json",
+                "--ignore-not-found",
+            ])
             .await?;
         Ok((!out.trim().is_empty()).then_some(out))
     })
