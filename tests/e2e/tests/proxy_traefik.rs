@@ -4,7 +4,9 @@
 //! than Traefik's default read timeout, on the entry point set up as documented and on one with
 //! Traefik's defaults (which, measured, do not cut an upgraded connection), the drain close
 //! (1012) reaches the caller through the proxy, and `Origin` and `X-Forwarded-For` reach the
-//! agent, whose per-IP limit counts the real client, not the proxy.
+//! agent, whose per-IP limit counts the real client, not the proxy. And the one setting the
+//! operator renders for Traefik matters: without `router.tls`, an Ingress with TLS is served
+//! over plain HTTP only.
 //!
 //! The agents run on their Services' ClusterIPs (the local cluster's Service range is on
 //! loopback), which Traefik dials; the kwok pods behind the Deployments only make the
@@ -32,9 +34,11 @@ use voice_e2e::traefik::{GATEWAY_CONTROLLER, INGRESS_CONTROLLER, Traefik};
 use voice_e2e::wait::{WAIT, eventually};
 use voice_e2e::{TestCluster, crds, workspace};
 
-/// Host names of the HTTPRoute and of the Ingress; the certificate is made for both.
+/// Host names of the HTTPRoute and of the Ingress; the certificate is made for them.
 const ROUTE_HOST: &str = "voice.e2e.test";
 const INGRESS_HOST: &str = "ingress.e2e.test";
+/// Host of an Ingress whose user annotation turns off the operator's Traefik TLS setting.
+const PLAIN_HOST: &str = "plain.e2e.test";
 const ORIGIN: &str = "https://app.e2e.test";
 /// Longer than Traefik's default entry point read deadline (60 s).
 const SILENCE: Duration = Duration::from_secs(70);
@@ -145,10 +149,22 @@ async fn connect(
     origin: &str,
     root: &rustls::pki_types::CertificateDer<'static>,
 ) -> Result<Socket, tungstenite::Error> {
+    connect_with("wss", entry, host, from, origin, root).await
+}
+
+/// The same with the URL scheme `scheme` (`ws`: no TLS).
+async fn connect_with(
+    scheme: &str,
+    entry: SocketAddr,
+    host: &str,
+    from: Ipv4Addr,
+    origin: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> Result<Socket, tungstenite::Error> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
     let tcp = socket.connect(entry).await?;
-    let mut request = format!("wss://{host}/ws").into_client_request()?;
+    let mut request = format!("{scheme}://{host}/ws").into_client_request()?;
     request.headers_mut().insert(
         "Origin",
         origin
@@ -282,6 +298,42 @@ async fn calls_through_traefik_outlast_its_timeouts_drain_cleanly_and_name_the_r
     let configmaps: Api<ConfigMap> = env.ns.api();
     let routed = run_agent("routed", &services, &configmaps).await;
     let ingressed = run_agent("ingressed", &services, &configmaps).await;
+
+    // Without the operator's `router.tls` (here overridden by the user's annotation) Traefik
+    // serves the Ingress over plain HTTP only: once it serves `ws://`, `wss://` fails.
+    env.apply_yaml(&voice_agent(
+        "plain",
+        &format!(
+            "    ingress: {{className: {class}, host: {PLAIN_HOST}, tls: {{secretName: voice-tls}}, annotations: {{traefik.ingress.kubernetes.io/router.tls: \"false\"}}}}"
+        ),
+    ))
+    .await
+    .expect("plain");
+    env.wait_ready("plain").await.expect("plain ready");
+    let plain = run_agent("plain", &services, &configmaps).await;
+    eventually("Traefik to serve the plain Ingress", WAIT, || async {
+        let served = connect_with(
+            "ws",
+            traefik.calls,
+            PLAIN_HOST,
+            Ipv4Addr::new(127, 0, 0, 8),
+            ORIGIN,
+            &root,
+        )
+        .await
+        .is_ok();
+        Ok(served.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", traefik.process.log_tail(40)));
+    // No TLS router for the host: Traefik answers the TLS handshake with its own default
+    // certificate (which no client trusts), or with a 404 once past it.
+    match connect(traefik.calls, PLAIN_HOST, Ipv4Addr::new(127, 0, 0, 9), ORIGIN, &root).await {
+        Ok(_) => panic!("Traefik served wss:// for an Ingress without router.tls"),
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 404),
+        Err(err) => assert!(err.to_string().contains("certificate"), "{err}"),
+    }
+    plain.kill().await.expect("plain agent stopped");
 
     // Both exposures at once (each agent keeps its own per-IP counts), so the silence is
     // waited out once.
