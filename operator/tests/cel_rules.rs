@@ -245,3 +245,16 @@ fn resumption_with_redis_needs_its_connection_and_a_key() {
     );
     accepted("session: {resume: {enabled: false}}");
 }
+
+#[test]
+fn keda_mode_needs_prometheus_and_only_it_uses_it() {
+    refused(
+        "scaling: {maxReplicas: 4, mode: Keda}",
+        "scaling.prometheus is required with mode Keda",
+    );
+    refused(
+        "scaling: {maxReplicas: 4, prometheus: {serverAddress: 'http://p:9090'}}",
+        "scaling.prometheus is only used with mode Keda",
+    );
+    accepted("scaling: {maxReplicas: 4, mode: Keda, prometheus: {serverAddress: 'http://p:9090'}}");
+}
