@@ -33,21 +33,6 @@ fn agent(fake: &FakeBedrock, extra: impl Fn(&std::path::Path) -> String, flags: 
     }
 }
 
-/// The status and JSON body of a refused handshake.
-async fn refused(url: &str) -> (u16, Value) {
-    match tokio_tungstenite::connect_async(url).await {
-        Ok(_) => panic!("{url} was accepted"),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response.body().as_deref().unwrap_or_default();
-            (
-                response.status().as_u16(),
-                serde_json::from_slice(body).unwrap_or(Value::Null),
-            )
-        }
-        Err(other) => panic!("handshake failed: {other}"),
-    }
-}
-
 /// Opens a session; its `bidi_connection_start`.
 async fn open(agent: &AgentProcess, query: &str) -> (Client, Value) {
     let mut client = Client::connect(&agent.ws_url(query), Encoding::Json).await;

@@ -735,3 +735,18 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// The status and JSON error body of a handshake the agent refuses (panics if it is accepted).
+pub async fn refused(url: &str) -> (u16, Value) {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => panic!("{url} was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                serde_json::from_slice(body).expect("a JSON error body"),
+            )
+        }
+        Err(other) => panic!("handshake failed: {other}"),
+    }
+}
