@@ -197,7 +197,8 @@ pub async fn run(args: &TalkArgs, mut out: impl Write) -> Result<Summary, TalkEr
         }
     };
     let target = target(args, &mut out).await?;
-    let (mut socket, output_rate, mut resume) = open(&target, args.resume.as_deref(), args.timeout, &mut out).await?;
+    let (mut socket, output_rate, mut resume, mut anywhere) =
+        open(&target, args.resume.as_deref(), args.timeout, &mut out).await?;
     let mut progress = Progress::new(out, std::time::Instant::now(), output_rate);
     let mut attempt = 0;
     loop {
@@ -211,27 +212,37 @@ pub async fn run(args: &TalkArgs, mut out: impl Write) -> Result<Summary, TalkEr
         };
         // A conversation that dropped (or whose agent is restarting) goes on where it was, if
         // the agent gave a token for it; a signed AgentCore URL cannot take one more parameter.
-        let token = progress.take_handover().or(resume.take());
-        let Some(token) = token.filter(|_| resumable(&error) && attempt < args.reconnects && !target.presigned) else {
+        let handover = progress.take_handover();
+        // A replica draining away with the conversation in its own memory cannot take it back.
+        let drained_here = matches!(error, TalkError::Closed { code: 1012, .. }) && handover.is_none() && !anywhere;
+        let token = handover.or(resume.take());
+        let Some(token) =
+            token.filter(|_| resumable(&error) && !drained_here && attempt < args.reconnects && !target.presigned)
+        else {
             return Err(error);
         };
         progress.note(&format!("connection lost ({error}); resuming the conversation"));
         // The agent may still be closing the old session (its state is saved as it ends), or
         // restarting: a few tries, further and further apart.
-        let (next, next_resume) = loop {
+        let (next, next_resume, next_anywhere) = loop {
             let delay = FIRST_RECONNECT_DELAY * 2u32.saturating_pow(attempt);
             attempt += 1;
             tokio::time::sleep(delay).await;
             match open(&target, Some(&token), args.timeout, progress.output()).await {
-                Ok((socket, _, next_resume)) => break (socket, next_resume),
-                Err(error) if attempt < args.reconnects && retry_resume(&error) => {
-                    progress.note(&format!("resuming failed ({error}); trying again"));
+                Ok((socket, _, next_resume, next_anywhere)) => break (socket, next_resume, next_anywhere),
+                Err(failed) if attempt < args.reconnects && retry_resume(&failed) => {
+                    progress.note(&format!("resuming failed ({failed}); trying again"));
                 }
-                Err(error) => return Err(error),
+                Err(failed) => {
+                    progress.note(&format!("resuming failed ({failed})"));
+                    // What ended the conversation is the error to report.
+                    return Err(error);
+                }
             }
         };
         socket = next;
         resume = next_resume;
+        anywhere = next_anywhere;
     }
 
     if let Some(path) = &args.output {
@@ -311,13 +322,14 @@ fn retry_resume(error: &TalkError) -> bool {
 }
 
 /// Connects (resuming the conversation of `resume`, if given) and waits for the session to
-/// start: the socket, the reply audio's sample rate and the session's own resume token.
+/// start: the socket, the reply audio's sample rate, the session's own resume token, and
+/// whether another replica could resume it.
 async fn open(
     target: &Target,
     resume: Option<&str>,
     limit: Duration,
     out: &mut impl Write,
-) -> Result<(Socket, u32, Option<String>), TalkError> {
+) -> Result<(Socket, u32, Option<String>, bool), TalkError> {
     let target = match resume {
         Some(token) => target.with_query("resume", token),
         None => target.clone(),
@@ -328,16 +340,17 @@ async fn open(
             what: "answer to the connection request",
             timeout: limit,
         })??;
-    let (rate, token) = await_start(&mut socket, limit, out).await?;
-    Ok((socket, rate, token))
+    let (rate, token, anywhere) = await_start(&mut socket, limit, out).await?;
+    Ok((socket, rate, token, anywhere))
 }
 
-/// Waits for `bidi_connection_start`; the reply audio's sample rate and the resume token.
+/// Waits for `bidi_connection_start`; the reply audio's sample rate, the resume token, and
+/// whether it works on any replica.
 async fn await_start(
     socket: &mut Socket,
     limit: Duration,
     out: &mut impl Write,
-) -> Result<(u32, Option<String>), TalkError> {
+) -> Result<(u32, Option<String>, bool), TalkError> {
     let deadline = Instant::now() + limit;
     loop {
         let message = timeout(deadline.saturating_duration_since(Instant::now()), socket.next())
@@ -354,6 +367,7 @@ async fn await_start(
                     output_sample_rate,
                     resume_token,
                     resumed,
+                    resume_anywhere,
                 }) = AgentEvent::parse(text.as_str())
                 {
                     let resumed = if resumed { ", the conversation resumed" } else { "" };
@@ -361,7 +375,7 @@ async fn await_start(
                         out,
                         "connected: session {connection_id}, model {model}, reply audio at {output_sample_rate} Hz{resumed}"
                     );
-                    return Ok((output_sample_rate, resume_token));
+                    return Ok((output_sample_rate, resume_token, resume_anywhere));
                 }
             }
             Some(Ok(Message::Close(frame))) => return Err(closed(frame, String::new())),

@@ -29,6 +29,9 @@ pub enum AgentEvent {
         resume_token: Option<String>,
         #[serde(default)]
         resumed: bool,
+        /// Whether another replica can resume the conversation (a shared store).
+        #[serde(default)]
+        resume_anywhere: bool,
     },
     #[serde(rename = "bidi_response_start")]
     ResponseStart {},
