@@ -76,6 +76,8 @@ $(CHECKOV_VENV)/.installed: deploy/check/requirements-checkov.txt
 ## Cluster suites: the control-plane smoke test, then the Rust e2e tests on a shared cluster,
 ## which is stopped afterwards whatever the outcome.
 e2e: cluster-smoke
+	# Traefik, the real proxy of tests/proxy_traefik.rs (cached like the control plane).
+	tests/cluster/build-traefik
 	status=0; cargo test -p voice-e2e --no-fail-fast -- --ignored || status=$$?; tests/cluster/down || true; exit $$status
 
 ## The agent's page in headless Chromium with a fake microphone (tests/browser/run; needs
@@ -112,6 +114,7 @@ run:
 
 cluster-build:
 	tests/cluster/build
+	tests/cluster/build-traefik
 
 ## eval "$$(make -s cluster-up)" puts KUBECONFIG and the cluster's binaries in your shell.
 cluster-up:

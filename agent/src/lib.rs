@@ -13,6 +13,7 @@ pub mod cli;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod resume;
 pub mod server;
 pub mod session;
 pub mod talk;

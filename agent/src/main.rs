@@ -9,6 +9,9 @@ use voice_agent::server::Agent;
 use voice_telemetry as telemetry;
 
 fn main() -> ExitCode {
+    // One TLS provider for every client in the process (Bedrock, JWKS, MCP, Redis): aws-lc-rs,
+    // the one they are all built with. Libraries that ask for the default get it.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse_or_exit();
     match cli.command {
         Some(Command::Config(args)) => print_config(&args),

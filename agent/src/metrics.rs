@@ -60,6 +60,39 @@ pub struct TokenLabels {
     pub modality: &'static str,
 }
 
+/// How a resumption attempt ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// A resumption store operation (`save`, `take`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+}
+
+/// A carrier's refused request: which carrier, at which stage, why (closed sets, see
+/// `server::telephony::Rejection`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TelephonyLabels {
+    pub carrier: &'static str,
+    pub stage: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CarrierLabels {
+    pub carrier: &'static str,
+}
+
+/// How a phone call ended: the carrier, and the session's end reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallEndLabels {
+    pub carrier: &'static str,
+    pub reason: &'static str,
+}
+
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
@@ -81,6 +114,17 @@ pub struct Metrics {
     pub model_tokens: Family<TokenLabels, Counter>,
     /// Tasks alive in the runtime, read at each scrape.
     pub runtime_tasks: Gauge,
+    pub resumptions: Family<OutcomeLabels, Counter>,
+    pub resume_store_seconds: Family<OpLabels, Histogram>,
+    pub resume_store_failures: Family<OpLabels, Counter>,
+    /// Phone calls whose stream started and opened a session, by carrier.
+    pub phone_calls: Family<CarrierLabels, Counter>,
+    /// Phone calls ended, by carrier and end reason.
+    pub phone_calls_ended: Family<CallEndLabels, Counter>,
+    /// Keys callers pressed (DTMF), by carrier.
+    pub dtmf_presses: Family<CarrierLabels, Counter>,
+    /// Carriers' requests refused (webhooks, stream upgrades, call starts).
+    pub telephony_rejections: Family<TelephonyLabels, Counter>,
 }
 
 const TOKEN_LABELS: [TokenLabels; 4] = [
@@ -103,6 +147,20 @@ const TOKEN_LABELS: [TokenLabels; 4] = [
 ];
 
 impl Metrics {
+    pub fn count_resumption(&self, outcome: &'static str) {
+        self.resumptions.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn observe_resume_store(&self, op: &'static str, took: std::time::Duration, ok: bool) {
+        let labels = OpLabels { op };
+        self.resume_store_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if !ok {
+            self.resume_store_failures.get_or_create(&labels).inc();
+        }
+    }
+
     /// Adds a model's usage report to the token counters.
     pub fn count_tokens(&self, usage: &TokenUsage) {
         let counts = [
@@ -144,7 +202,35 @@ impl Metrics {
             }),
             model_tokens: Family::default(),
             runtime_tasks: Gauge::default(),
+            resumptions: Family::default(),
+            // A store on the same network answers in a millisecond; its timeout is 500 ms.
+            resume_store_seconds: Family::new_with_constructor(|| {
+                Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0])
+            }),
+            resume_store_failures: Family::default(),
+            phone_calls: Family::default(),
+            phone_calls_ended: Family::default(),
+            dtmf_presses: Family::default(),
+            telephony_rejections: Family::default(),
         };
+        for outcome in ["resumed", "expired", "foreign", "corrupt", "unavailable"] {
+            let _ = metrics.resumptions.get_or_create(&OutcomeLabels { outcome });
+        }
+        for op in ["save", "take"] {
+            let _ = metrics.resume_store_seconds.get_or_create(&OpLabels { op });
+            let _ = metrics.resume_store_failures.get_or_create(&OpLabels { op });
+        }
+        for carrier in crate::protocol::telephony::CARRIERS {
+            let carrier = carrier.protocol.name;
+            let _ = metrics.phone_calls.get_or_create(&CarrierLabels { carrier });
+            let _ = metrics.dtmf_presses.get_or_create(&CarrierLabels { carrier });
+            for reason in EndReason::ALL {
+                let _ = metrics.phone_calls_ended.get_or_create(&CallEndLabels {
+                    carrier,
+                    reason: reason.as_str(),
+                });
+            }
+        }
         for labels in TOKEN_LABELS {
             let _ = metrics.model_tokens.get_or_create(&labels);
         }
@@ -261,6 +347,41 @@ impl Metrics {
             "runtime_tasks",
             "Tasks alive in the agent's async runtime (a few per session): growth with a steady session count is a leak",
             metrics.runtime_tasks.clone(),
+        );
+        r.register(
+            "resumptions",
+            "Resumption attempts by outcome: resumed, expired (unknown, used or too late), foreign (another caller's token), corrupt, unavailable (store down)",
+            metrics.resumptions.clone(),
+        );
+        r.register(
+            "resume_store_seconds",
+            "Latency of resumption store operations (save, take)",
+            metrics.resume_store_seconds.clone(),
+        );
+        r.register(
+            "resume_store_failures",
+            "Resumption store operations that failed or timed out (the call goes on)",
+            metrics.resume_store_failures.clone(),
+        );
+        r.register(
+            "phone_calls",
+            "Phone calls whose media stream started a session, by carrier",
+            metrics.phone_calls.clone(),
+        );
+        r.register(
+            "phone_calls_ended",
+            "Phone calls ended, by carrier and reason (the reasons of sessions_ended)",
+            metrics.phone_calls_ended.clone(),
+        );
+        r.register(
+            "dtmf_presses",
+            "Keypad keys callers pressed during phone calls, by carrier",
+            metrics.dtmf_presses.clone(),
+        );
+        r.register(
+            "telephony_rejections",
+            "Carrier requests refused, by carrier, stage (webhook, stream, start) and reason",
+            metrics.telephony_rejections.clone(),
         );
         metrics
     }

@@ -33,21 +33,6 @@ async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Client {
     Client::from_stream(ws, Encoding::Binary)
 }
 
-/// The HTTP answer to a handshake the agent refuses.
-async fn refused(url: &str) -> (u16, Value) {
-    match tokio_tungstenite::connect_async(url).await {
-        Ok(_) => panic!("{url} was accepted"),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response.body().as_deref().unwrap_or_default();
-            (
-                response.status().as_u16(),
-                serde_json::from_slice(body).expect("JSON error body"),
-            )
-        }
-        Err(other) => panic!("handshake failed: {other}"),
-    }
-}
-
 const NOVA_SETTINGS: &str = "\
 sessionSettings:
   voices: [tiffany, amy]

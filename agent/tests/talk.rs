@@ -468,3 +468,58 @@ async fn against_an_agent_with_token_auth_only_the_right_token_talks() {
     assert!(right.status.success(), "{stdout}{}", text(&right.stderr));
     assert!(stdout.contains("] assistant: You wrote: hello."), "{stdout}");
 }
+
+/// A TCP relay in front of the agent whose first connection is cut `after` it opened (a
+/// network drop: no close frame); later connections pass through.
+async fn dropping_relay(agent: SocketAddr, after: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+    let addr = listener.local_addr().expect("relay address");
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let Ok(mut upstream) = TcpStream::connect(agent).await else {
+                return;
+            };
+            let cut = std::mem::replace(&mut first, false);
+            tokio::spawn(async move {
+                let relay = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+                if cut {
+                    let _ = timeout(after, relay).await;
+                    // Dropping both sockets resets the connection on both sides.
+                } else {
+                    let _ = relay.await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_resumed_and_the_reply_still_arrives() {
+    // The reply takes a while, so the drop comes before it.
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(&config, "model: {provider: Simulated, thinkTime: 3s}\n").expect("config");
+    let agent = AgentProcess::start(&["--config", &config.to_string_lossy()]);
+    let relay = dropping_relay(agent.addr, Duration::from_millis(1500)).await;
+    let output = talk(&[
+        "--url",
+        &format!("ws://{relay}/ws"),
+        "--text",
+        QUESTION,
+        "--timeout",
+        "20s",
+    ])
+    .await;
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("connection lost"), "{stdout}");
+    assert!(stdout.contains("the conversation resumed"), "{stdout}");
+    assert!(stdout.contains("opening hours"), "the reply to the question: {stdout}");
+    wait_metric(&agent, "voice_agent_resumptions_total{outcome=\"resumed\"}", 1.0).await;
+}

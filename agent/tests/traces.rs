@@ -128,3 +128,48 @@ async fn a_conversation_is_one_trace_continuing_the_callers() {
     let logs = agent.logs().join("\n");
     assert!(logs.contains(CALLER_TRACE), "logs carry the trace id");
 }
+
+#[tokio::test]
+async fn a_resumed_conversation_links_to_the_session_it_continues() {
+    let (endpoint, received) = otlp_receiver().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    let mut agent = AgentProcess::start_with_env(&[], &env);
+    let mut first = Client::connect(&agent.ws_url(""), Encoding::Json).await;
+    let start = first.until_event("bidi_connection_start", LIMIT).await;
+    let token = events(&start)[0]["resume_token"].as_str().expect("token").to_owned();
+    first.send_text("hello").await;
+    first.until_event("bidi_response_complete", LIMIT).await;
+    first.close().await;
+    let mut second = Client::connect(&agent.ws_url(&format!("?resume={token}")), Encoding::Json).await;
+    second.until_event("bidi_connection_start", LIMIT).await;
+    second.close().await;
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit(LIMIT).await, Some(0));
+
+    let received = received.lock().expect("store");
+    let sessions: Vec<_> = received.spans.iter().filter(|s| s.name == "voice session").collect();
+    assert_eq!(sessions.len(), 2);
+    let (original, resumed) = if attribute(sessions[0], "resumed").as_deref() == Some("true") {
+        (sessions[1], sessions[0])
+    } else {
+        (sessions[0], sessions[1])
+    };
+    assert_eq!(attribute(resumed, "resumed").as_deref(), Some("true"));
+    assert_eq!(
+        attribute(original, "conversation"),
+        attribute(resumed, "conversation"),
+        "one conversation across both sessions"
+    );
+    assert!(
+        resumed
+            .links
+            .iter()
+            .any(|l| hex(&l.span_id) == hex(&original.span_id) && hex(&l.trace_id) == hex(&original.trace_id)),
+        "the resumed session links to the original: {:?}",
+        resumed.links
+    );
+}

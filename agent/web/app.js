@@ -72,13 +72,19 @@ function clearNotice() {
 
 // The WebSocket next to this page: `/ws` when the page is `/`, on the same host and scheme
 // (wss:// behind an HTTPS ingress).
-function agentUrl() {
+function agentUrl(resumeToken) {
   const url = new URL('ws', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   url.search = '?audio_output=binary';
+  if (resumeToken) url.searchParams.set('resume', resumeToken);
   url.hash = '';
   return url.href;
 }
+
+// A dropped connection (or an agent restarting: close code 1012) is resumed with the
+// conversation's token, after 0.5 s, 1 s, 2 s, 4 s, 8 s; the transcript stays on screen.
+const RECONNECT_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+const RESUMABLE_CLOSE_CODES = new Set([1001, 1006, 1011, 1012]);
 
 function base64Url(text) {
   let binary = '';
@@ -104,6 +110,8 @@ async function connect() {
     lastFirstAudioAt: -Infinity,
     closeReason: null,
     droppedFrames: 0,
+    resumeToken: null,
+    reconnects: 0,
   };
   session = s;
   // Some browsers create contexts suspended even inside a gesture.
@@ -150,11 +158,11 @@ async function startMicrophone(s) {
   ui.mute.disabled = false;
 }
 
-function openSocket(s) {
+function openSocket(s, resumeToken) {
   const token = ui.token.value.trim();
   const protocols = token ? [`${TOKEN_PROTOCOL}.${base64Url(token)}`, TOKEN_PROTOCOL] : [];
   try {
-    s.ws = new WebSocket(agentUrl(), protocols);
+    s.ws = new WebSocket(agentUrl(resumeToken), protocols);
   } catch (error) {
     fail(s, `Cannot connect: ${error.message}`);
     return;
@@ -164,6 +172,7 @@ function openSocket(s) {
     s.opened = true;
     setStatus('connected', 'Connected');
   };
+  const resuming = Boolean(resumeToken);
   s.ws.onmessage = ({ data }) => {
     if (session !== s) return;
     if (data instanceof ArrayBuffer) onReplyAudio(s, data);
@@ -171,6 +180,17 @@ function openSocket(s) {
   };
   s.ws.onclose = (event) => {
     if (session !== s) return;
+    if (s.resumeToken && s.reconnects < RECONNECT_DELAYS_MS.length && (resuming || (s.opened && RESUMABLE_CLOSE_CODES.has(event.code)))) {
+      // Keep the microphone, the speaker and the transcript: only the connection is new.
+      const delay = RECONNECT_DELAYS_MS[s.reconnects++];
+      s.opened = false;
+      s.playback.port.postMessage({ type: 'flush' });
+      setStatus('connecting', `Connection lost (${event.code}); reconnecting in ${delay / 1000} s…`);
+      setTimeout(() => {
+        if (session === s) openSocket(s, s.resumeToken);
+      }, delay);
+      return;
+    }
     if (!s.opened) {
       fail(s, 'Could not connect. The agent is unreachable, or it refused the connection (a wrong token and a full agent look the same to a browser; see the agent logs).');
       return;
@@ -206,6 +226,11 @@ function onEvent(s, text) {
   }
   switch (event.type) {
     case 'bidi_connection_start':
+      s.resumeToken = event.resume_token || null;
+      if (event.resumed) {
+        s.reconnects = 0;
+        addNote(s, 'Reconnected: the conversation continues.');
+      }
       s.outputRate = event.output_sample_rate || 24000;
       s.playback.port.postMessage({ type: 'rate', rate: s.outputRate });
       setStatus('connected', `Connected to ${event.model}`);
@@ -246,6 +271,8 @@ function onEvent(s, text) {
       break;
     case 'bidi_connection_close':
       s.closeReason = event.reason;
+      // The agent is going away but hands the conversation over: resume with this token.
+      if (event.resume_token) s.resumeToken = event.resume_token;
       break;
     case 'bidi_error':
       showNotice(`The agent reported an error: ${event.message} (${event.code})`);

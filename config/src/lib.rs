@@ -11,19 +11,23 @@ use serde::{Deserialize, Serialize};
 
 mod gateway;
 mod model;
+mod resume;
 mod security;
 mod settings;
+mod telephony;
 
 pub use gateway::{DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
 pub use model::{
     EndpointingSensitivity, ModelConfig, NOVA_2_5_SONIC, NOVA_2_SONIC, NOVA_GENERATIONS, NOVA_SONIC_V1, NovaGeneration,
     NovaSonicConfig, SimulatedMode, SimulatedModelConfig, nova_generation,
 };
+pub use resume::{RedisConfig, ResumeConfig, ResumeStore, default_key_prefix, default_timeout};
 pub use security::{AuthConfig, AuthMode, JwtConfig, LimitsConfig, SUPPORTED_ALGORITHMS, TlsConfig};
 pub use settings::{
     MAX_METADATA_KEYS, MAX_SETTING_LENGTH, MetadataConfig, PromptVariable, SessionSettingsConfig, is_variable_name,
     template_variables,
 };
+pub use telephony::{TelephonyConfig, TelnyxConfig, TwilioConfig, VonageConfig};
 
 /// An [`AgentConfig`] that passed validation: what the agent starts from, so that start-up can
 /// fail only on I/O (files, sockets, credentials), never on a value it could have refused first.
@@ -75,6 +79,9 @@ pub struct AgentConfig {
     pub limits: LimitsConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Phone calls through carriers' media streams (Twilio, Telnyx, Vonage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephony: Option<TelephonyConfig>,
 }
 
 /// The system prompt, inline or from a file (the operator mounts `systemFrom` as a file).
@@ -114,6 +121,9 @@ pub struct SessionConfig {
     /// On shutdown, how long live sessions may continue before they are closed.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Resumable sessions (left out of the rendered file while at its defaults).
+    #[serde(default, skip_serializing_if = "ResumeConfig::is_default")]
+    pub resume: ResumeConfig,
 }
 
 impl Default for SessionConfig {
@@ -123,6 +133,7 @@ impl Default for SessionConfig {
             max_duration: default_max_duration(),
             idle_timeout: default_idle_timeout(),
             drain_timeout: default_drain_timeout(),
+            resume: ResumeConfig::default(),
         }
     }
 }
@@ -158,6 +169,7 @@ impl Default for AgentConfig {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             tls: None,
+            telephony: None,
         }
     }
 }
@@ -286,6 +298,10 @@ impl AgentConfig {
             });
         }
         self.session_settings.validate()?;
+        self.session.resume.validate()?;
+        if let Some(telephony) = &self.telephony {
+            telephony.validate()?;
+        }
         if let ModelConfig::NovaSonic(nova) = &self.model
             && !nova.generation().text_input
             && (self.prompt.greeting.is_some() || self.session_settings.greeting)

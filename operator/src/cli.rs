@@ -54,6 +54,12 @@ pub struct RunArgs {
     #[arg(long, env = "VOICE_OPERATOR_RESYNC", default_value = "10m", value_parser = humantime::parse_duration)]
     pub resync: Duration,
 
+    /// How often the operator asks the apiserver which optional APIs it serves (Gateway API,
+    /// Envoy Gateway policies), so CRDs installed or removed later take effect without a
+    /// restart. One discovery read per interval; no writes.
+    #[arg(long, env = "VOICE_OPERATOR_API_DISCOVERY_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub api_discovery_interval: Duration,
+
     /// Run the controller only while holding the leader Lease, so several replicas can run.
     #[arg(long, env = "VOICE_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,

@@ -17,6 +17,8 @@ pub fn settings() -> Settings {
     Settings {
         agent_image: IMAGE.into(),
         gateway_api: true,
+        envoy_gateway_policies: true,
+        keda: true,
     }
 }
 

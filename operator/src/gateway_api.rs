@@ -1,6 +1,7 @@
-//! The few Gateway API types the operator writes (`gateway.networking.k8s.io/v1` HTTPRoute).
-//! Written by hand rather than generated: only the fields the operator sets are here, and the
-//! installed CRD fills in its own defaults.
+//! The few Gateway API types the operator writes (`gateway.networking.k8s.io/v1` HTTPRoute,
+//! Envoy Gateway's `BackendTrafficPolicy`) or reads (Gateway and GatewayClass, to find the
+//! implementation). Written by hand rather than generated: only the fields the operator sets or
+//! reads are here, and the installed CRDs fill in their own defaults.
 
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
@@ -77,4 +78,80 @@ pub struct HTTPRouteTimeouts {
     pub request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_request: Option<String>,
+}
+
+/// Spec of a Gateway: only its class is read.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "Gateway",
+    plural = "gateways",
+    namespaced,
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    #[serde(default)]
+    pub gateway_class_name: String,
+}
+
+/// Spec of a GatewayClass: only its controller is read.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "GatewayClass",
+    plural = "gatewayclasses",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassSpec {
+    #[serde(default)]
+    pub controller_name: String,
+}
+
+/// Spec of an Envoy Gateway `BackendTrafficPolicy` (`gateway.envoyproxy.io/v1alpha1`), which
+/// holds Envoy settings the HTTPRoute cannot express, for the routes it targets.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "gateway.envoyproxy.io",
+    version = "v1alpha1",
+    kind = "BackendTrafficPolicy",
+    plural = "backendtrafficpolicies",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq",
+    derive = "Default"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTrafficPolicySpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<PolicyTargetReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<PolicyTimeout>,
+}
+
+/// The object a policy applies to (`LocalPolicyTargetReferenceWithSectionName` upstream).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetReference {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTimeout {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<PolicyHttpTimeout>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyHttpTimeout {
+    /// How long a stream (a WebSocket, once upgraded) may carry no data either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_idle_timeout: Option<String>,
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use voice_operator::api::{self, VoiceAgent};
 use voice_operator::cli::{Cli, Command, RunArgs};
 use voice_operator::controller::{self, Context, Scope};
+use voice_operator::discovery::{self, ServedApis};
 use voice_operator::metrics::Metrics;
 use voice_operator::reconcile::Settings;
 use voice_operator::{admin, leader, telemetry};
@@ -71,26 +72,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let admin = tokio::spawn(admin::serve(listener, admin_state, shutdown.clone().cancelled_owned()));
 
     check_crd(&client, &scope).await?;
-    let gateway_api = serves_httproutes(&client).await;
-    tracing::info!(gateway_api, ?scope, "startup checks passed");
+    let apis = discovery::served_apis(&client).await.unwrap_or_default();
+    tracing::info!(?apis, ?scope, "startup checks passed");
     ready.store(true, Ordering::Release);
 
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let settings = Settings {
+    let controller = ControllerSetup {
+        client: client.clone(),
+        scope,
         agent_image: args.agent_image.clone(),
-        gateway_api,
+        reporter: Reporter {
+            controller: "voice-operator".into(),
+            instance: Some(identity.clone()),
+        },
+        metrics: metrics.clone(),
+        resync: args.resync,
+        discovery_interval: args.api_discovery_interval,
+        apis,
     };
-    let reporter = Reporter {
-        controller: "voice-operator".into(),
-        instance: Some(identity.clone()),
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        metrics.clone(),
-        reporter,
-        args.resync,
-    ));
 
     let result = if args.leader_election {
         let namespace = args
@@ -98,10 +97,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or(default_namespace);
-        lead(ctx, scope, &args, &namespace, &identity, &metrics, &shutdown).await
+        lead(controller, &args, &namespace, &identity, &metrics, &shutdown).await
     } else {
         metrics.leader.set(1);
-        controller::run(ctx, scope, shutdown.clone().cancelled_owned()).await;
+        controller.run(shutdown.child_token()).await;
         Ok(())
     };
     metrics.leader.set(0);
@@ -115,10 +114,67 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// What the controller is built from; it is rebuilt when the served APIs change.
+struct ControllerSetup {
+    client: Client,
+    scope: Scope,
+    agent_image: String,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    resync: std::time::Duration,
+    discovery_interval: std::time::Duration,
+    /// What the apiserver served at the last discovery.
+    apis: ServedApis,
+}
+
+impl ControllerSetup {
+    /// Runs the controller until `stop` is cancelled. When the cluster starts or stops serving
+    /// an optional API (its CRDs were installed or removed), the running controller finishes its
+    /// reconciles and a new one starts with the matching watches and settings.
+    async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let settings = Settings {
+                agent_image: self.agent_image.clone(),
+                gateway_api: self.apis.gateway_api,
+                envoy_gateway_policies: self.apis.envoy_gateway_policies,
+                keda: self.apis.keda,
+            };
+            let ctx = Arc::new(Context::new(
+                self.client.clone(),
+                settings,
+                self.metrics.clone(),
+                self.reporter.clone(),
+                self.resync,
+            ));
+            let generation = stop.child_token();
+            let client = self.client.clone();
+            let (known, interval, on_change) = (self.apis, self.discovery_interval, generation.clone());
+            let discovery = tokio::spawn(async move {
+                let now = discovery::changed(&client, known, interval).await;
+                on_change.cancel();
+                now
+            });
+            controller::run(ctx, self.scope.clone(), generation.cancelled_owned()).await;
+            if stop.is_cancelled() {
+                discovery.abort();
+                return;
+            }
+            match discovery.await {
+                Ok(apis) => {
+                    tracing::info!(?apis, previous = ?self.apis, "served APIs changed; restarting the controller");
+                    self.apis = apis;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "API discovery task failed; restarting the controller");
+                }
+            }
+        }
+    }
+}
+
 /// Runs the controller while holding the Lease.
 async fn lead(
-    ctx: Arc<Context>,
-    scope: Scope,
+    controller: ControllerSetup,
     args: &RunArgs,
     namespace: &str,
     identity: &str,
@@ -126,7 +182,7 @@ async fn lead(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut election = leader::start(
-        ctx.client.clone(),
+        controller.client.clone(),
         namespace,
         &args.lease_name,
         identity,
@@ -157,7 +213,7 @@ async fn lead(
         lost.await;
         on_loss.cancel();
     });
-    controller::run(ctx, scope, stop.clone().cancelled_owned()).await;
+    controller.run(stop.clone()).await;
     watcher.abort();
     let lost_lease = !election.leads() && !shutdown.is_cancelled();
     election.release().await;
@@ -177,18 +233,6 @@ async fn check_crd(client: &Client, scope: &Scope) -> anyhow::Result<()> {
         .await
         .context("cannot list VoiceAgents: is the CRD installed (`voice-operator crd | kubectl apply -f -`) and may this identity list them?")?;
     Ok(())
-}
-
-/// Whether the cluster serves Gateway API HTTPRoutes (their CRDs are installed).
-async fn serves_httproutes(client: &Client) -> bool {
-    match client.list_api_group_resources("gateway.networking.k8s.io/v1").await {
-        Ok(list) => list.resources.iter().any(|r| r.name == "httproutes"),
-        Err(kube::Error::Api(status)) if status.code == 404 => false,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot discover the Gateway API; HTTPRoutes disabled");
-            false
-        }
-    }
 }
 
 fn default_identity() -> String {

@@ -29,10 +29,11 @@ pub const FAILURE_REASONS: [&str; 8] = [
 ];
 
 /// Every reason a reconcile can reject a VoiceAgent with (`rejections`).
-pub const REJECT_REASONS: [RejectReason; 4] = [
+pub const REJECT_REASONS: [RejectReason; 5] = [
     RejectReason::InvalidSpec,
     RejectReason::ReferenceNotFound,
     RejectReason::GatewayApiUnavailable,
+    RejectReason::KedaUnavailable,
     RejectReason::Undecodable,
 ];
 
@@ -220,6 +221,7 @@ mod tests {
             r#"voice_operator_rejections_total{reason="InvalidSpec"} 0"#,
             r#"voice_operator_rejections_total{reason="ReferenceNotFound"} 0"#,
             r#"voice_operator_rejections_total{reason="GatewayAPIUnavailable"} 0"#,
+            r#"voice_operator_rejections_total{reason="KEDAUnavailable"} 0"#,
             r#"voice_operator_writes_total{kind="ConfigMap",verb="apply"} 0"#,
             r#"voice_operator_writes_total{kind="Deployment",verb="apply"} 0"#,
             r#"voice_operator_writes_total{kind="HTTPRoute",verb="delete"} 0"#,
@@ -266,6 +268,7 @@ mod tests {
             RejectReason::InvalidSpec,
             RejectReason::ReferenceNotFound,
             RejectReason::GatewayApiUnavailable,
+            RejectReason::KedaUnavailable,
             RejectReason::Undecodable,
         ];
         for reason in all {
@@ -275,6 +278,7 @@ mod tests {
                 RejectReason::InvalidSpec
                 | RejectReason::ReferenceNotFound
                 | RejectReason::GatewayApiUnavailable
+                | RejectReason::KedaUnavailable
                 | RejectReason::Undecodable => {}
             }
             assert!(REJECT_REASONS.contains(&reason), "{reason:?} is not pre-created");

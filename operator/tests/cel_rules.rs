@@ -221,3 +221,40 @@ fn route_timeouts_are_ordered() {
     );
     accepted("expose: {gateway: {parentRefs: [{name: g}], timeouts: {request: 0s, backendRequest: 1m}}}");
 }
+
+#[test]
+fn resumption_with_redis_needs_its_connection_and_a_key() {
+    refused(
+        "session: {resume: {store: Redis}}",
+        "session.resume.store Redis needs redis and encryptionKeySecretRef (conversations are stored encrypted)",
+    );
+    refused(
+        "session: {resume: {store: Redis, redis: {url: \"redis://r:6379\"}}}",
+        "session.resume.store Redis needs redis and encryptionKeySecretRef (conversations are stored encrypted)",
+    );
+    refused(
+        "session: {resume: {redis: {url: \"redis://r:6379\"}}}",
+        "session.resume.redis is only used with store: Redis",
+    );
+    refused(
+        "session: {resume: {window: 48h}}",
+        "session.resume.window must be between 1s and 24h",
+    );
+    accepted(
+        "session: {resume: {store: Redis, redis: {url: \"rediss://r:6380/0\", passwordSecretRef: {name: r, key: p}}, encryptionKeySecretRef: {name: k, key: k}}}",
+    );
+    accepted("session: {resume: {enabled: false}}");
+}
+
+#[test]
+fn keda_mode_needs_prometheus_and_only_it_uses_it() {
+    refused(
+        "scaling: {maxReplicas: 4, mode: Keda}",
+        "scaling.prometheus is required with mode Keda",
+    );
+    refused(
+        "scaling: {maxReplicas: 4, prometheus: {serverAddress: 'http://p:9090'}}",
+        "scaling.prometheus is only used with mode Keda",
+    );
+    accepted("scaling: {maxReplicas: 4, mode: Keda, prometheus: {serverAddress: 'http://p:9090'}}");
+}

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { launchBrowser, log, openPage, outputDir, speechWav, startAgent } from './support.mjs';
+import { launchBrowser, log, openPage, outputDir, speechWav, startAgent, startDroppingRelay } from './support.mjs';
 
 const QUESTION = 'Hello there. What are your opening hours on Sunday?';
 // Long enough for the whole reply (about five seconds of audio) before the file loops.
@@ -26,10 +26,10 @@ after(async () => {
   await agent?.stop();
 });
 
-async function withPage(wav, viewport, body) {
+async function withPage(wav, viewport, body, url = agent.url) {
   const browser = await launchBrowser(wav);
   try {
-    const opened = await openPage(browser, agent.url, viewport);
+    const opened = await openPage(browser, url, viewport);
     await body(opened);
     assert.deepEqual(opened.errors.map(String), [], 'no script errors on the page');
   } finally {
@@ -142,4 +142,28 @@ test('a token travels as the browser bearer subprotocol pair', { timeout: 60_000
     });
     log('test', `with a token the page ended ${await page.locator('#status').getAttribute('data-state')}: ${await page.locator('#notice').innerText()}`);
   });
+});
+
+test('a dropped connection is resumed and the conversation stays on screen', { timeout: 90_000 }, async () => {
+  const wav = speechWav('question.wav', QUESTION, LONG_PAUSE_MS);
+  // Cut once the first reply has been heard.
+  const relay = await startDroppingRelay(agent.url, 12_000);
+  try {
+    await withPage(wav, DESKTOP, async ({ page }) => {
+      await page.getByRole('button', { name: 'Connect' }).click();
+      await waitForAttribute(page, '#status', 'data-state', 'connected', 15_000, 'connection');
+      const firstSession = await page.locator('#session').innerText();
+      const reply = page.locator('#transcript li[data-role="assistant"][data-final="true"]').first();
+      await reply.waitFor({ timeout: 25_000 });
+      const said = await reply.innerText();
+
+      await page.getByText('Reconnected: the conversation continues.').waitFor({ timeout: 30_000 });
+      await waitForAttribute(page, '#status', 'data-state', 'connected', 15_000, 'reconnection');
+      assert.notEqual(await page.locator('#session').innerText(), firstSession, 'a new session');
+      assert.equal(await reply.innerText(), said, 'the earlier transcript is still on screen');
+      await page.screenshot({ path: path.join(outputDir, 'reconnected.png'), fullPage: true });
+    }, relay.url);
+  } finally {
+    await relay.stop();
+  }
 });

@@ -5,6 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { createServer, connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -116,4 +117,42 @@ export async function openPage(browser, agentUrl, viewport) {
   });
   const response = await page.goto(`${agentUrl}/`);
   return { page, response, errors };
+}
+
+/**
+ * A TCP relay in front of the agent (`target`, its http:// URL) that cuts the first WebSocket
+ * connection through it `cutAfterMs` after it opened, as a dropped network would (no close
+ * frame); everything else passes. Resolves to the relay's http:// URL and a stop function.
+ */
+export function startDroppingRelay(target, cutAfterMs) {
+  const upstream = new URL(target);
+  let cut = false;
+  const server = createServer((client) => {
+    const agent = tcpConnect(Number(upstream.port), upstream.hostname);
+    client.once('data', (first) => {
+      agent.write(first);
+      client.pipe(agent);
+      agent.pipe(client);
+      if (!cut && first.toString('latin1').startsWith('GET /ws')) {
+        cut = true;
+        setTimeout(() => {
+          log('relay', 'cutting the WebSocket connection');
+          client.resetAndDestroy();
+          agent.resetAndDestroy();
+        }, cutAfterMs);
+      }
+    });
+    const close = () => {
+      client.destroy();
+      agent.destroy();
+    };
+    client.on('error', close);
+    agent.on('error', close);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      resolve({ url: `http://127.0.0.1:${port}`, stop: () => new Promise((done) => server.close(() => done())) });
+    });
+  });
 }

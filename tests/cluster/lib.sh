@@ -69,6 +69,19 @@ BIN_DIR="$CACHE_DIR/bin"
 SHARE_DIR="$CACHE_DIR/share"
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
 
+# Traefik (the real proxy of the e2e suites) has its own cache directory, so that adding or
+# bumping it never rebuilds the control plane.
+TRAEFIK_VERSION="$(mod_version "$CLUSTER_GO_DIR/traefik" github.com/traefik/traefik/v3)"
+TRAEFIK_RECIPE_VERSION=1
+_traefik_hash="$(
+	{
+		echo "recipe $TRAEFIK_RECIPE_VERSION"
+		cat "$CLUSTER_GO_DIR/traefik/go.sum"
+	} | sha256sum | cut -c1-10
+)"
+TRAEFIK_BIN_DIR="$CACHE_ROOT/traefik-${TRAEFIK_VERSION}-${_traefik_hash}/bin"
+unset _traefik_hash
+
 _checkout_hash="$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-8)"
 STATE_DIR="${VOICE_AGENTS_CLUSTER_DIR:-/tmp/voice-agents-cluster-${VOICE_AGENTS_CLUSTER_NAME:-$_checkout_hash}}"
 unset _sum_hash _checkout_hash

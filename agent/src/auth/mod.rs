@@ -142,6 +142,29 @@ impl Gatekeeper {
         })
     }
 
+    /// Decides whether a carrier's request may proceed: the rate limit only. Carriers prove who
+    /// they are with their own signatures (checked by the telephony front door), never with the
+    /// agent's tokens, and send no `Origin`.
+    pub fn admit_carrier(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Caller, Refusal> {
+        let address = self.addresses.of(peer, headers);
+        if let Some(limiter) = &self.limiter {
+            limiter
+                .check(address)
+                .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
+        }
+        Ok(Caller {
+            subject: None,
+            via_subprotocol: false,
+            address,
+            claims: serde_json::Map::new(),
+        })
+    }
+
+    /// Whether `peer` is one of `limits.trustedProxies` (whose `X-Forwarded-*` headers count).
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.addresses.is_trusted(peer)
+    }
+
     /// Periodic housekeeping: forget idle clients of the rate limiter.
     pub fn tidy(&self) {
         if let Some(limiter) = &self.limiter {

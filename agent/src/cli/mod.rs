@@ -10,6 +10,7 @@ mod gateway;
 mod model;
 mod overrides;
 mod session;
+mod telephony;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +24,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 pub use gateway::{GatewayArgs, GatewayAuthType};
 pub use model::{ModelArgs, ModelProvider, PromptArgs};
 pub use session::{SecurityArgs, SessionArgs};
+pub use telephony::TelephonyArgs;
 
 use overrides::{Overrides, flag};
 use voice_config::{AgentConfig, ConfigError, ValidConfig};
@@ -131,6 +133,8 @@ pub struct ServeArgs {
     pub gateway: GatewayArgs,
     #[command(flatten, next_help_heading = "Security")]
     pub security: SecurityArgs,
+    #[command(flatten, next_help_heading = "Phone calls")]
+    pub telephony: TelephonyArgs,
 }
 
 impl ServeArgs {
@@ -148,6 +152,7 @@ impl ServeArgs {
         self.prompt.apply(&mut config.prompt, &mut overrides);
         self.gateway.apply(&mut config.gateway, &mut overrides)?;
         self.security.apply(&mut config, &mut overrides);
+        self.telephony.apply(&mut config, &mut overrides);
         config.validated().map_err(|e| overrides.explain(e))
     }
 }

@@ -25,6 +25,30 @@ pub struct SessionArgs {
     /// Largest client WebSocket message in bytes [config: websocket.maxMessageBytes, default 262144].
     #[arg(long, env = "VOICE_AGENT_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Whether sessions can be resumed after a drop [config: session.resume.enabled, default true].
+    #[arg(long, env = "VOICE_AGENT_RESUME")]
+    pub resume: Option<bool>,
+    /// How long after a session ends it can be resumed [config: session.resume.window, default 2m].
+    #[arg(long, env = "VOICE_AGENT_RESUME_WINDOW", value_parser = humantime::parse_duration)]
+    pub resume_window: Option<Duration>,
+    /// Where conversations wait to be resumed [config: session.resume.store, default Memory].
+    #[arg(long, env = "VOICE_AGENT_RESUME_STORE", value_enum, ignore_case = true)]
+    pub resume_store: Option<voice_config::ResumeStore>,
+    /// Redis or Valkey URL, redis:// or rediss:// [config: session.resume.redis.url].
+    #[arg(long, env = "VOICE_AGENT_RESUME_REDIS_URL")]
+    pub resume_redis_url: Option<String>,
+    /// File with the Redis ACL user name [config: session.resume.redis.usernameFile].
+    #[arg(long, env = "VOICE_AGENT_RESUME_REDIS_USERNAME_FILE")]
+    pub resume_redis_username_file: Option<PathBuf>,
+    /// File with the Redis password [config: session.resume.redis.passwordFile].
+    #[arg(long, env = "VOICE_AGENT_RESUME_REDIS_PASSWORD_FILE")]
+    pub resume_redis_password_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for rediss:// [config: session.resume.redis.caFile].
+    #[arg(long, env = "VOICE_AGENT_RESUME_REDIS_CA_FILE")]
+    pub resume_redis_ca_file: Option<PathBuf>,
+    /// File with the AES-256 key that encrypts stored conversations [config: session.resume.encryptionKeyFile].
+    #[arg(long, env = "VOICE_AGENT_RESUME_ENCRYPTION_KEY_FILE")]
+    pub resume_encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -98,6 +122,45 @@ impl SessionArgs {
             "websocket.maxMessageBytes",
             flag!(self.max_message_bytes),
         );
+        let resume = &mut config.session.resume;
+        overrides.set(&mut resume.enabled, "session.resume.enabled", flag!(self.resume));
+        overrides.set(&mut resume.window, "session.resume.window", flag!(self.resume_window));
+        overrides.set(&mut resume.store, "session.resume.store", flag!(self.resume_store));
+        overrides.set_some(
+            &mut resume.encryption_key_file,
+            "session.resume.encryptionKeyFile",
+            flag!(self.resume_encryption_key_file),
+        );
+        if self.resume_redis_url.is_some()
+            || self.resume_redis_username_file.is_some()
+            || self.resume_redis_password_file.is_some()
+            || self.resume_redis_ca_file.is_some()
+        {
+            let redis = resume.redis.get_or_insert_with(|| voice_config::RedisConfig {
+                url: String::new(),
+                ca_file: None,
+                username_file: None,
+                password_file: None,
+                key_prefix: voice_config::default_key_prefix(),
+                timeout: voice_config::default_timeout(),
+            });
+            overrides.set(&mut redis.url, "session.resume.redis.url", flag!(self.resume_redis_url));
+            overrides.set_some(
+                &mut redis.username_file,
+                "session.resume.redis.usernameFile",
+                flag!(self.resume_redis_username_file),
+            );
+            overrides.set_some(
+                &mut redis.password_file,
+                "session.resume.redis.passwordFile",
+                flag!(self.resume_redis_password_file),
+            );
+            overrides.set_some(
+                &mut redis.ca_file,
+                "session.resume.redis.caFile",
+                flag!(self.resume_redis_ca_file),
+            );
+        }
     }
 }
 

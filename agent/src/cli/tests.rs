@@ -230,3 +230,34 @@ fn auth_mode_accepts_the_config_file_spelling() {
     let config = load(&["--auth-mode", "Token", "--auth-token-file", "/run/tokens"]).expect("valid");
     assert_eq!(config.auth.mode, AuthMode::Token);
 }
+
+#[test]
+fn resume_flags_configure_the_shared_store() {
+    let config = load(&[
+        "--resume-store",
+        "redis",
+        "--resume-redis-url",
+        "rediss://cache.internal:6380/0",
+        "--resume-redis-password-file",
+        "/run/secrets/redis-password",
+        "--resume-encryption-key-file",
+        "/run/secrets/resume-key",
+        "--resume-window",
+        "5m",
+    ])
+    .expect("valid");
+    let resume = &config.session.resume;
+    assert_eq!(resume.store, voice_config::ResumeStore::Redis);
+    assert_eq!(resume.window, Duration::from_secs(300));
+    let redis = resume.redis.as_ref().expect("redis");
+    assert_eq!(redis.url, "rediss://cache.internal:6380/0");
+    assert_eq!(
+        redis.password_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/redis-password"))
+    );
+    assert_eq!(redis.key_prefix, "voice-agent:resume:");
+    // Redis without an encryption key is refused, naming the flag's field.
+    let error = load(&["--resume-store", "redis", "--resume-redis-url", "redis://r:6379"]).expect_err("no key");
+    assert!(error.to_string().contains("encryptionKeyFile"), "{error}");
+    assert!(!load(&["--resume", "false"]).expect("valid").session.resume.enabled);
+}

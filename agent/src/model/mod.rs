@@ -182,6 +182,8 @@ pub struct SessionSetup {
     pub tools: std::sync::Arc<[ToolSpec]>,
     /// What the caller chose for this session (voice, greeting, prompt variables, metadata).
     pub settings: std::sync::Arc<crate::session::SessionSettings>,
+    /// The conversation so far, when the session resumes one: the model starts from it.
+    pub history: std::sync::Arc<[(Role, String)]>,
 }
 
 /// One open conversation with a model. Dropping `input` ends it; the provider then finishes

@@ -15,6 +15,7 @@
 mod close;
 pub mod strands;
 pub mod strands_1_62;
+pub mod telephony;
 
 use std::collections::HashMap;
 
@@ -27,7 +28,13 @@ use crate::model::{Role, TokenUsage};
 
 /// Every wire protocol the agent speaks, in the order a handshake looks them up: the first one
 /// listed for a path is the default there.
-pub const PROTOCOLS: &[Protocol] = &[strands::PROTOCOL, strands_1_62::PROTOCOL];
+pub const PROTOCOLS: &[Protocol] = &[
+    strands::PROTOCOL,
+    strands_1_62::PROTOCOL,
+    telephony::twilio::PROTOCOL,
+    telephony::telnyx::PROTOCOL,
+    telephony::vonage::PROTOCOL,
+];
 
 /// Largest frame the agent sends to a client (bytes). Amazon Bedrock AgentCore Runtime closes
 /// WebSocket connections whose frames exceed 32 KB; every path stays below this bound (reply
@@ -182,6 +189,8 @@ pub enum SessionEvent {
         output_sample_rate: u32,
         /// The session's effective per-session settings.
         settings: std::sync::Arc<crate::session::SessionSettings>,
+        /// How to resume this conversation after a drop (none when resumption is off).
+        resume: Option<ResumeOffer>,
     },
     ResponseStart {
         response_id: String,
@@ -226,11 +235,31 @@ pub enum SessionEvent {
     Closing {
         session_id: String,
         reason: EndReason,
+        /// The token to resume the conversation with elsewhere, when the agent ends the session
+        /// itself (drain) and another replica can resume it.
+        resume_token: Option<String>,
     },
     Error {
         code: &'static str,
         message: String,
     },
+}
+
+/// A session's resume token and what it means; the JSON schemas add these fields to
+/// `bidi_connection_start`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ResumeOffer {
+    /// Pass it as `?resume=<token>` when reconnecting; it works once.
+    #[serde(rename = "resume_token")]
+    pub token: String,
+    /// How long after the session ends the token works (seconds).
+    #[serde(rename = "resume_window_s")]
+    pub window_s: u64,
+    /// Whether this session resumed an earlier one.
+    pub resumed: bool,
+    /// Whether any replica can resume it (a shared store), or only this one.
+    #[serde(rename = "resume_anywhere")]
+    pub anywhere: bool,
 }
 
 impl SessionEvent {

@@ -15,9 +15,11 @@ use axum::response::{IntoResponse, Response};
 use super::Agent;
 use super::http::error_response;
 use super::sessions::{Full, SessionGuard};
+use super::telephony::{self, Rejection, Stage};
 use crate::auth::{self, Caller};
 use crate::metrics::ReasonLabels;
 use crate::protocol::{self, Codec, Handshake, JsonLimits};
+use crate::resume::{ConversationState, ResumeRefusal};
 use crate::session::SessionSettings;
 
 /// Suggested wait before retrying a handshake refused for capacity.
@@ -44,6 +46,10 @@ pub enum Refusal {
     Capacity,
     /// This caller holds its maximum number of sessions.
     SubjectLimit,
+    /// The conversation a resume token names cannot be resumed.
+    Resume(ResumeRefusal),
+    /// A carrier's media stream that this agent does not answer, or whose signature fails.
+    Carrier(Rejection),
 }
 
 /// The closed list of refusal reasons: the `reason` label of `handshake_rejections`.
@@ -57,10 +63,14 @@ pub enum RefusalReason {
     Draining,
     Capacity,
     SubjectLimit,
+    Resume,
+    CarrierDisabled,
+    CarrierSignature,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 8] = [
+    pub const ALL: [RefusalReason; 11] = [
+        Self::Resume,
         Self::NotWebSocket,
         Self::BadRequest,
         Self::Draining,
@@ -69,6 +79,8 @@ impl RefusalReason {
         Self::Origin,
         Self::Unauthenticated,
         Self::SubjectLimit,
+        Self::CarrierDisabled,
+        Self::CarrierSignature,
     ];
 
     /// Stable snake_case name: the metric label and the `code` of the JSON error body.
@@ -82,6 +94,9 @@ impl RefusalReason {
             Self::Draining => "draining",
             Self::Capacity => "capacity",
             Self::SubjectLimit => "subject_limit",
+            Self::Resume => "resume_refused",
+            Self::CarrierDisabled => "carrier_disabled",
+            Self::CarrierSignature => "carrier_signature",
         }
     }
 
@@ -91,9 +106,12 @@ impl RefusalReason {
         match self {
             Self::NotWebSocket | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::RateLimited | Self::SubjectLimit => StatusCode::TOO_MANY_REQUESTS,
-            Self::Origin => StatusCode::FORBIDDEN,
+            Self::Origin | Self::CarrierSignature => StatusCode::FORBIDDEN,
+            Self::CarrierDisabled => StatusCode::NOT_FOUND,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Draining | Self::Capacity => StatusCode::SERVICE_UNAVAILABLE,
+            // The most common case; each refusal has its own (see `Refusal::status`).
+            Self::Resume => StatusCode::GONE,
         }
     }
 }
@@ -109,6 +127,19 @@ impl Refusal {
             Self::Draining => RefusalReason::Draining,
             Self::Capacity => RefusalReason::Capacity,
             Self::SubjectLimit => RefusalReason::SubjectLimit,
+            Self::Resume(_) => RefusalReason::Resume,
+            Self::Carrier(Rejection::Disabled) => RefusalReason::CarrierDisabled,
+            Self::Carrier(_) => RefusalReason::CarrierSignature,
+        }
+    }
+
+    /// The HTTP status: the reason's, or for a resumption, what went wrong (410 Gone: no such
+    /// conversation any more; 403: another caller's; 503: the store is down).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Resume(ResumeRefusal::Foreign) => StatusCode::FORBIDDEN,
+            Self::Resume(ResumeRefusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            other => other.reason().status(),
         }
     }
 
@@ -118,6 +149,7 @@ impl Refusal {
             Self::RateLimited { retry_after } => Some(*retry_after),
             Self::Draining => Some(RETRY_AFTER_DRAINING),
             Self::Capacity => Some(RETRY_AFTER_CAPACITY),
+            Self::Resume(ResumeRefusal::Unavailable) => Some(RETRY_AFTER_DRAINING),
             _ => None,
         }
     }
@@ -133,6 +165,9 @@ impl Refusal {
             Self::Draining => "this agent is shutting down; reconnect to reach another replica".into(),
             Self::Capacity => "this agent is at its session limit; retry shortly".into(),
             Self::SubjectLimit => "too many sessions are open for this caller".into(),
+            Self::Resume(refusal) => refusal.message().into(),
+            Self::Carrier(Rejection::Disabled) => "this carrier is not enabled on this agent".into(),
+            Self::Carrier(_) => "the stream is not signed by the carrier".into(),
         }
     }
 }
@@ -153,7 +188,7 @@ impl IntoResponse for Refusal {
         let retry_after = self.retry_after();
         let mut response = match self {
             Self::NotWebSocket(rejection) => rejection.into_response(),
-            other => error_response(reason.status(), reason.as_str(), other.message()),
+            other => error_response(other.status(), reason.as_str(), other.message()),
         };
         let headers = response.headers_mut();
         if let Some(wait) = retry_after
@@ -174,8 +209,11 @@ pub struct Admission {
     pub caller: Caller,
     pub protocol: &'static protocol::Protocol,
     pub codec: Codec,
-    /// What the caller chose for the session, within what the agent allows.
+    /// What the caller chose for the session, within what the agent allows (a resumed
+    /// conversation's own).
     pub settings: SessionSettings,
+    /// The conversation this session resumes, if it does.
+    pub resumed: Option<ConversationState>,
     /// Holds the session's place in the agent's (and the caller's) session count.
     pub guard: SessionGuard,
 }
@@ -260,12 +298,41 @@ fn admit_caller(
     })
 }
 
+/// A carrier's media stream: rate limited like any client, then proven by the carrier's own
+/// signature instead of the agent's tokens.
+async fn admit_carrier(
+    agent: &Agent,
+    carrier: &'static protocol::telephony::Carrier,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<Caller, Refusal> {
+    let caller = agent.gatekeeper.admit_carrier(peer.ip(), headers)?;
+    let verdict = match agent.telephony.as_ref().filter(|t| t.enabled(carrier)) {
+        None => Err(Rejection::Disabled),
+        Some(telephony) => {
+            let trusted = agent.gatekeeper.is_trusted_proxy(peer.ip());
+            telephony.verify_stream(carrier, headers, raw_query, trusted).await
+        }
+    };
+    verdict.map_err(|rejection| {
+        telephony::count_rejection(&agent.metrics, carrier, Stage::Stream, rejection);
+        Refusal::Carrier(rejection)
+    })?;
+    Ok(caller)
+}
+
 async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusal> {
     let upgrade = request.upgrade.map_err(Refusal::NotWebSocket)?;
-    let caller = agent
-        .gatekeeper
-        .admit(request.peer.ip(), request.headers, request.raw_query)
-        .await?;
+    let caller = match protocol::telephony::carrier_on(request.path) {
+        Some(carrier) => admit_carrier(agent, carrier, request.peer, request.headers, request.raw_query).await?,
+        None => {
+            agent
+                .gatekeeper
+                .admit(request.peer.ip(), request.headers, request.raw_query)
+                .await?
+        }
+    };
     let limits = &agent.config.limits;
     let handshake = Handshake {
         query: request.query,
@@ -279,15 +346,29 @@ async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusa
         protocol::select(request.path, &handshake).map_err(|error| Refusal::BadRequest(error.to_string()))?;
     let Admitted {
         caller,
-        settings,
+        mut settings,
         guard,
     } = admit_caller(agent, caller, request.query, request.headers)?;
+    // Last, once the session has its place: taking the state spends the token.
+    let mut resumed = None;
+    if let Some(token) = request.query.get("resume") {
+        let Some(service) = &agent.resumption else {
+            return Err(Refusal::BadRequest("this agent does not resume conversations".into()));
+        };
+        let state = service
+            .take(token, caller.subject.as_deref())
+            .await
+            .map_err(Refusal::Resume)?;
+        settings = state.settings.clone();
+        resumed = Some(state);
+    }
     Ok(Admission {
         upgrade,
         caller,
         protocol,
         codec,
         settings,
+        resumed,
         guard,
     })
 }

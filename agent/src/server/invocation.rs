@@ -25,10 +25,10 @@ use futures::channel::mpsc;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
 
-use super::Agent;
 use super::admission::{self, Admitted};
 use super::http::error_response;
 use super::ws::session_id;
+use super::{Agent, Continuity};
 use crate::model::{Role, TokenUsage};
 use crate::protocol::strands::MAX_TEXT_INPUT_BYTES;
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, SessionEvent, StopReason};
@@ -43,6 +43,9 @@ const INPUT_QUEUE: usize = 2;
 /// as it does on a socket; 64 frames absorb a model's burst of reply audio, as the model's own
 /// output queue does.
 const OUTPUT_QUEUE: usize = 64;
+/// After the reply ends, how long to wait for the model's usage report (Nova sends it with the
+/// reply's end or just after).
+const USAGE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One prompt invocation, admitted: streams the reply as SSE.
 pub async fn prompt(
@@ -78,7 +81,15 @@ pub async fn prompt(
     };
     // The caller speaks first here: a greeting would answer before the prompt.
     settings.greeting = None;
-    let ctx = agent.session_context(session_id(headers), &caller, PROTOCOL, settings, headers);
+    // A prompt is one turn: nothing to resume.
+    let ctx = agent.session_context(
+        session_id(headers),
+        &caller,
+        PROTOCOL,
+        settings,
+        headers,
+        Continuity::OneShot,
+    );
     let (mut to_session, session_input) = mpsc::channel(INPUT_QUEUE);
     let (session_output, from_session) = mpsc::channel(OUTPUT_QUEUE);
     let socket = MemorySocket {
@@ -158,12 +169,26 @@ impl Reply {
                     if data["stop_reason"] == StopReason::ToolUse.as_str() {
                         continue;
                     }
-                    // Usage of the reply may be queued right behind its end.
-                    while let Ok(Message::Text(text)) = self.from_session.try_recv() {
-                        if let Ok(frame) = serde_json::from_str::<Value>(text.as_str())
+                    // The model reports the reply's usage around its end, sometimes just after:
+                    // wait a moment for it, then take whatever else is already queued.
+                    let grace = tokio::time::Instant::now() + USAGE_GRACE;
+                    let mut counted = false;
+                    loop {
+                        let next = if counted {
+                            self.from_session.try_recv().ok()
+                        } else {
+                            tokio::time::timeout_at(grace, self.from_session.next())
+                                .await
+                                .ok()
+                                .flatten()
+                        };
+                        let Some(message) = next else { break };
+                        if let Message::Text(text) = message
+                            && let Ok(frame) = serde_json::from_str::<Value>(text.as_str())
                             && frame["event"] == "usage"
                         {
                             self.usage += usage_of(&frame["data"]);
+                            counted = true;
                         }
                     }
                     self.finished = true;

@@ -10,6 +10,7 @@ mod invocation;
 mod listener;
 mod page;
 mod sessions;
+mod telephony;
 mod ws;
 
 pub use admission::{Refusal, RefusalReason};
@@ -34,14 +35,25 @@ use crate::model::SessionSetup;
 use crate::model::nova::NovaSonicProvider;
 use crate::model::simulated::{Mode, SimulatedProvider, SimulatorConfig};
 use crate::protocol::INPUT_SAMPLE_RATE;
+use crate::resume::{ConversationState, Resumption};
 use crate::session::settings::SettingsPolicy;
-use crate::session::{SessionContext, SessionLimits};
+use crate::session::{ResumeContext, SessionContext, SessionLimits};
 use crate::tools::Toolbox;
 use tokio::sync::watch;
 use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode, ValidConfig};
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Whether a session's conversation can be resumed, and whether it resumes one.
+pub(crate) enum Continuity {
+    /// A single exchange (a prompt): nothing to resume.
+    OneShot,
+    /// A new conversation, offered a resume token when resumption is on.
+    New,
+    /// The conversation a resume token stood for (boxed: it carries the whole history).
+    Resumed(Box<ConversationState>),
+}
+
 /// How long plain HTTP requests in flight may take once the listener stops.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -59,6 +71,10 @@ pub struct Agent {
     registry: Registry,
     /// What callers may choose per session, and the prompt template.
     settings: SettingsPolicy,
+    /// Resumable conversations (none when resumption is off).
+    resumption: Option<Arc<Resumption>>,
+    /// The carriers whose calls this agent answers, if any.
+    telephony: Option<telephony::Telephony>,
     /// Sessions and background loops (tool loading, certificate reload, tidying).
     tasks: TaskTracker,
     /// Cancelled once sessions are gone: background loops stop.
@@ -74,6 +90,11 @@ impl Agent {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
         let model = build_model(&config, metrics.clone()).await?;
+        let resumption =
+            Resumption::new(&config.session.resume, metrics.clone()).map_err(|message| ConfigError::Invalid {
+                field: "session.resume",
+                message,
+            })?;
         let sessions = Sessions::new(config.session.max_sessions as usize, metrics.sessions_active.clone());
         let gatekeeper = Gatekeeper::new(&config.auth, &config.limits)
             .map_err(|message| ConfigError::Invalid { field: "auth", message })?;
@@ -102,7 +123,12 @@ impl Agent {
                 tools_tx,
             )));
         }
+        let telephony = config
+            .telephony
+            .as_ref()
+            .map(|t| telephony::Telephony::new(t, config.tls.is_some()));
         Ok(Arc::new(Self {
+            telephony,
             config,
             model,
             metrics,
@@ -113,6 +139,7 @@ impl Agent {
             tls,
             registry,
             settings,
+            resumption,
             tasks,
             stop_background,
         }))
@@ -156,8 +183,30 @@ impl Agent {
         protocol: &'static str,
         settings: crate::session::SessionSettings,
         headers: &axum::http::HeaderMap,
+        continuity: Continuity,
     ) -> SessionContext {
+        let (resumable, resumed) = match continuity {
+            Continuity::OneShot => (false, None),
+            Continuity::New => (true, None),
+            Continuity::Resumed(state) => (true, Some(*state)),
+        };
         let toolbox = self.tools.borrow().clone();
+        let history: Arc<[(crate::model::Role, String)]> = resumed
+            .as_ref()
+            .map(|state| state.history.iter().map(|m| (m.role.into(), m.text.clone())).collect())
+            .unwrap_or_else(|| Arc::from([]));
+        let resume = self
+            .resumption
+            .as_ref()
+            .filter(|_| resumable)
+            .map(|service| ResumeContext {
+                service: service.clone(),
+                token: service.token(),
+                resumed: resumed.is_some(),
+                state: resumed
+                    .unwrap_or_else(|| ConversationState::new(id.clone(), caller.subject.clone(), settings.clone())),
+                live_ttl: self.config.session.max_duration + service.window(),
+            });
         let limits = &self.config.limits;
         SessionContext {
             subject: caller.subject.clone(),
@@ -177,6 +226,7 @@ impl Agent {
                 output_sample_rate: self.config.output_sample_rate(),
                 tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
                 settings: Arc::new(settings),
+                history,
             },
             id,
             metrics: self.metrics.clone(),
@@ -188,6 +238,7 @@ impl Agent {
                 .map_or(1, |g| g.max_concurrent_calls as usize),
             tools: toolbox,
             parent: voice_telemetry::remote_context(headers),
+            resume,
         }
     }
 
@@ -205,6 +256,7 @@ impl Agent {
             .route("/readyz", get(http::readyz))
             .route("/metrics", get(http::metrics))
             .merge(page::routes())
+            .merge(telephony::routes())
             .with_state(self.clone())
     }
 

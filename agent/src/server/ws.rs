@@ -11,9 +11,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use tracing::debug;
 
-use super::Agent;
 use super::admission::{self, Admission, Request};
+use super::{Agent, Continuity};
 use crate::auth::BEARER_SUBPROTOCOL;
+use crate::protocol::telephony;
 use crate::session::run_session;
 
 /// Socket read buffer per connection. tungstenite allocates it eagerly (128 KiB by default),
@@ -53,13 +54,13 @@ pub async fn upgrade(
         protocol,
         codec,
         settings,
+        resumed,
         guard,
     } = match admission::admit(&agent, request).await {
         Ok(admission) => admission,
         Err(refusal) => return refusal.into_response(),
     };
 
-    let ctx = agent.session_context(session_id(&headers), &caller, protocol.name, settings, &headers);
     let max_message = agent.config.websocket.max_message_bytes;
     let mut upgrade = upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -72,14 +73,35 @@ pub async fn upgrade(
         upgrade = upgrade.protocols([BEARER_SUBPROTOCOL]);
     }
     let tasks = agent.tasks.clone();
-    upgrade
-        .on_failed_upgrade(|error| debug!(%error, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| {
+    let upgrade = upgrade.on_failed_upgrade(|error| debug!(%error, "WebSocket upgrade failed"));
+    if let Some(carrier) = telephony::carrier(protocol.name) {
+        // A phone call says which call it is after the upgrade: its session starts from there.
+        let agent = agent.clone();
+        return upgrade.on_upgrade(move |mut socket| {
             tasks.track_future(async move {
-                run_session(socket, codec, ctx).await;
+                if let Some((codec, ctx)) =
+                    super::telephony::answer(&agent, carrier, &mut socket, &query, &caller, &headers).await
+                {
+                    run_session(socket, codec, ctx).await;
+                }
                 drop(guard);
             })
+        });
+    }
+    let ctx = agent.session_context(
+        session_id(&headers),
+        &caller,
+        protocol.name,
+        settings,
+        &headers,
+        resumed.map_or(Continuity::New, |state| Continuity::Resumed(Box::new(state))),
+    );
+    upgrade.on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            run_session(socket, codec, ctx).await;
+            drop(guard);
         })
+    })
 }
 
 /// The AgentCore session id when present and sane, else a fresh UUID.

@@ -5,23 +5,23 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::http::HeaderMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use voice_config::{AgentConfig, ModelConfig, SessionSettingsConfig};
 
 /// The effective settings of one session, as `bidi_connection_start` reports them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSettings {
     /// The voice the model speaks with, when the model has voices.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<String>,
     /// The instruction the model greets the caller with before the caller speaks.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub greeting: Option<String>,
     /// Values of the system prompt's `{{name}}` variables.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, String>,
     /// Opaque caller metadata, passed to tools as MCP request `_meta`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -239,7 +239,8 @@ fn requested(query: &HashMap<String, String>, headers: &HeaderMap) -> Vec<(Strin
     pairs
 }
 
-fn is_setting_key(key: &str) -> bool {
+/// Whether a query parameter (or stream parameter) names a per-session setting.
+pub(crate) fn is_setting_key(key: &str) -> bool {
     key == "voice" || key == "greeting" || key.starts_with("var.") || key.starts_with("meta.")
 }
 

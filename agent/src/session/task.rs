@@ -20,10 +20,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
+use super::resume::{Keeper, ResumeContext};
 use super::tool_calls::ToolCalls;
-use crate::metrics::{self, CodeLabels, KindLabels, Metrics, ReasonLabels};
+use crate::metrics::{self, CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
-use crate::protocol::{Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound};
+use crate::protocol::{
+    ClientMessage, Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound, StopReason, telephony,
+};
 use crate::tools::Toolbox;
 
 /// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
@@ -58,6 +61,8 @@ pub struct SessionContext {
     pub max_tool_calls: usize,
     /// The caller's trace context (W3C `traceparent` on the handshake), if any.
     pub parent: opentelemetry::Context,
+    /// How the conversation is kept for resuming, when resumption is on.
+    pub resume: Option<ResumeContext>,
 }
 
 /// How the writer task stopped.
@@ -87,6 +92,8 @@ where
         protocol = ctx.protocol,
         trace_id = tracing::field::Empty,
         close_reason = tracing::field::Empty,
+        conversation = tracing::field::Empty,
+        resumed = ctx.resume.as_ref().is_some_and(|r| r.resumed),
         // OpenTelemetry's GenAI conventions: the session's token counts so far.
         gen_ai.operation.name = "chat",
         gen_ai.request.model = ctx.model.model_id(),
@@ -107,10 +114,39 @@ where
     if trace_id != TraceId::INVALID {
         span.record("trace_id", tracing::field::display(trace_id));
     }
+    if let Some(resume) = &ctx.resume {
+        span.record("conversation", resume.state.conversation_id.as_str());
+        // A resumed conversation links back to the session it came from.
+        if let Some(link) = resume.state.trace.as_deref().and_then(parse_span_context) {
+            span.add_link(link);
+        }
+    }
     run(socket, codec, ctx).instrument(span).await
 }
 
-async fn run<S>(socket: S, codec: Codec, ctx: SessionContext) -> EndReason
+/// `trace_id-span_id` (hex) as a remote span context.
+fn parse_span_context(text: &str) -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
+    let (trace, span) = text.split_once('-')?;
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    context.is_valid().then_some(context)
+}
+
+/// This session's own span as `trace_id-span_id`, for a later resumption to link to.
+fn own_span_reference() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let own = span.span_context();
+    own.is_valid().then(|| format!("{}-{}", own.trace_id(), own.span_id()))
+}
+
+async fn run<S>(socket: S, codec: Codec, mut ctx: SessionContext) -> EndReason
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
@@ -129,10 +165,15 @@ where
         ctx.limits,
         Instant::now(),
     );
+    let offer = ctx.resume.as_ref().map(ResumeContext::offer);
+    let mut keeper = ctx.resume.take().map(|mut resume| {
+        resume.state.trace = own_span_reference();
+        Keeper::start(resume)
+    });
     match connect_model(&ctx).await {
         Ok(mut model) => {
             info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
-            session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), &mut actions);
+            session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), offer, &mut actions);
             let mut io = SessionIo {
                 stream: &mut stream,
                 decoder: decoder.as_mut(),
@@ -141,10 +182,16 @@ where
                 writer: &mut writer,
                 epoch: &epoch,
             };
-            converse(&ctx, &mut session, &mut actions, &mut io).await;
+            converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await;
         }
         Err(error) => {
             warn!(%error, "model stream could not be opened");
+            // A resumed conversation is not lost to a model that is down: the close offers
+            // this session's token to try again with.
+            session.offer_handover(offer.as_ref());
+            if let Some(keeper) = keeper.take() {
+                keeper.finish().await;
+            }
             session.on_model_connect_failed(&error, &mut actions);
             for action in actions.drain(..) {
                 execute_without_model(action, &out_tx, &ctx.metrics).await;
@@ -152,6 +199,9 @@ where
         }
     }
     let reason = session.ended().unwrap_or(EndReason::Internal);
+    if let Some(keeper) = keeper.take() {
+        keeper.finish().await;
+    }
 
     let duration = started.elapsed();
     tracing::Span::current().record("close_reason", reason.as_str());
@@ -162,6 +212,15 @@ where
         })
         .inc();
     ctx.metrics.session_duration.observe(duration.as_secs_f64());
+    if let Some(carrier) = telephony::carrier(ctx.protocol) {
+        ctx.metrics
+            .phone_calls_ended
+            .get_or_create(&CallEndLabels {
+                carrier: carrier.protocol.name,
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
     info!(
         reason = reason.as_str(),
         duration_ms = duration.as_millis() as u64,
@@ -220,8 +279,13 @@ struct SessionIo<'a, R> {
 
 /// The main loop: client frames, model events, tool results, deadlines, the writer's end and the
 /// drain signal feed the machine; its actions are carried out until it says the session ended.
-async fn converse<R>(ctx: &SessionContext, session: &mut Session, actions: &mut Vec<Action>, io: &mut SessionIo<'_, R>)
-where
+async fn converse<R>(
+    ctx: &SessionContext,
+    session: &mut Session,
+    actions: &mut Vec<Action>,
+    io: &mut SessionIo<'_, R>,
+    keeper: &mut Option<Keeper>,
+) where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls, &ctx.setup.settings);
@@ -230,13 +294,35 @@ where
         // Publish the epoch before queueing anything, so the writer drops stale audio at once.
         io.epoch.store(session.epoch(), Ordering::Relaxed);
         let mut model_busy = false;
+        // The conversation is saved before a close that offers to resume it elsewhere, so the
+        // client finds it there.
+        if actions.iter().any(|a| matches!(a, Action::End(_)))
+            && let Some(mut keeper) = keeper.take()
+        {
+            for action in actions.iter() {
+                if let Action::Remember(role, text) = action {
+                    keeper.said(*role, text);
+                }
+            }
+            keeper.finish().await;
+        }
         for action in actions.drain(..) {
             match action {
                 Action::Send(outbound) => send(outbound, io.out_tx, &ctx.metrics).await,
                 Action::Model(input) => model_busy |= !feed_model(input, io.model, &ctx.metrics),
                 Action::Observe(observation) => {
+                    if let (Observation::TurnEnded(stop), Some(keeper)) = (&observation, keeper.as_ref())
+                        && *stop != StopReason::ToolUse
+                    {
+                        keeper.save();
+                    }
                     turn.observe(&observation);
                     observe(observation, &ctx.metrics);
+                }
+                Action::Remember(role, text) => {
+                    if let Some(keeper) = keeper.as_mut() {
+                        keeper.said(role, &text);
+                    }
                 }
                 Action::CallTool { id, name, input } => calls.start(id, name, input),
                 Action::End(_) => {}
@@ -260,9 +346,12 @@ where
                 };
                 session.on_socket(ending, "socket writer stopped", actions);
             }
-            frame = io.stream.next() => on_frame(frame, io.decoder, session, actions),
+            frame = io.stream.next() => on_frame(frame, io.decoder, session, actions, ctx),
             output = io.model.output.recv() => session.on_model(output, Instant::now(), actions),
             Some(done) = calls.next(), if !calls.is_empty() => {
+                if let Some(keeper) = keeper.as_mut() {
+                    keeper.tool_finished(&done.name, done.outcome.is_error(), &done.outcome.content);
+                }
                 session.on_tool_result(done.id, done.name, done.outcome.is_error(), done.outcome.content, actions);
             }
             () = sleep_until(session.deadline()) => session.on_deadline(Instant::now(), actions),
@@ -276,7 +365,7 @@ async fn execute_without_model(action: Action, out_tx: &mpsc::Sender<Outbound>, 
     match action {
         Action::Send(outbound) => send(outbound, out_tx, metrics).await,
         Action::Observe(observation) => observe(observation, metrics),
-        Action::Model(_) | Action::CallTool { .. } | Action::End(_) => {}
+        Action::Model(_) | Action::CallTool { .. } | Action::Remember(..) | Action::End(_) => {}
     }
 }
 
@@ -285,11 +374,29 @@ fn on_frame(
     decoder: &mut dyn Decode,
     session: &mut Session,
     actions: &mut Vec<Action>,
+    ctx: &SessionContext,
 ) {
     let now = Instant::now();
+    let decoded = match &frame {
+        Some(Ok(Message::Text(text))) => Some(decoder.decode(Frame::Text(text.as_str()))),
+        Some(Ok(Message::Binary(data))) => Some(decoder.decode(Frame::Binary(data))),
+        _ => None,
+    };
+    if let Some(decoded) = decoded {
+        // A phone call's only text input is a key the caller pressed.
+        if let (Ok(ClientMessage::Text(_)), Some(carrier)) = (&decoded, telephony::carrier(ctx.protocol)) {
+            ctx.metrics
+                .dtmf_presses
+                .get_or_create(&CarrierLabels {
+                    carrier: carrier.protocol.name,
+                })
+                .inc();
+        }
+        session.on_client(decoded, now, actions);
+        return;
+    }
     match frame {
-        Some(Ok(Message::Text(text))) => session.on_client(decoder.decode(Frame::Text(text.as_str())), now, actions),
-        Some(Ok(Message::Binary(data))) => session.on_client(decoder.decode(Frame::Binary(&data)), now, actions),
+        Some(Ok(Message::Text(_) | Message::Binary(_))) => {}
         // Pings are answered by the WebSocket layer; pongs need nothing.
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
         Some(Ok(Message::Close(_))) => session.on_socket(SocketEnding::Closed, "client closed", actions),

@@ -71,6 +71,18 @@ pub struct Target {
 }
 
 impl Target {
+    /// The same target with one more query parameter (a plain URL; a presigned one would no
+    /// longer match its signature).
+    pub fn with_query(&self, name: &str, value: &str) -> Self {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).collect();
+        Self {
+            url: format!("{}{separator}{name}={encoded}", self.url),
+            ..self.clone()
+        }
+    }
+
     /// A plain URL, shown as it is.
     pub fn plain(url: String, token: Option<String>) -> Self {
         Self {

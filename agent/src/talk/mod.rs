@@ -34,6 +34,8 @@ const FRAME_DURATION: Duration = Duration::from_millis(32);
 const FAST_PAUSE_FRAMES: usize = 32;
 /// After the reply, how long to wait for the agent to answer the close handshake.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// The first wait before resuming a dropped conversation; doubled for each further attempt.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 
 /// Talk to an agent: say a WAV file (or type a message), print the transcripts, save the reply.
 #[derive(Debug, Clone, Args)]
@@ -81,6 +83,13 @@ pub struct TalkArgs {
     /// Longest wait for the agent: for the connection, and for the reply after the input ends.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Continue an earlier conversation: the resume token its session was given.
+    #[arg(long, env = "VOICE_AGENT_RESUME_TOKEN", hide_env_values = true)]
+    pub resume: Option<String>,
+    /// When the connection drops (or the agent restarts) before the reply, resume the
+    /// conversation this many times, with backoff from 250 ms, and say the input again.
+    #[arg(long, default_value_t = 5)]
+    pub reconnects: u32,
 }
 
 /// What was said, ready to send.
@@ -188,20 +197,53 @@ pub async fn run(args: &TalkArgs, mut out: impl Write) -> Result<Summary, TalkEr
         }
     };
     let target = target(args, &mut out).await?;
-    let mut socket = timeout(args.timeout, connect::connect(&target))
-        .await
-        .map_err(|_| TalkError::Timeout {
-            what: "answer to the connection request",
-            timeout: args.timeout,
-        })??;
-    let output_rate = await_start(&mut socket, args.timeout, &mut out).await?;
-
+    let (mut socket, output_rate, mut resume, mut anywhere) =
+        open(&target, args.resume.as_deref(), args.timeout, &mut out).await?;
     let mut progress = Progress::new(out, std::time::Instant::now(), output_rate);
-    let result = converse(&mut socket, &utterance, args, &mut progress).await;
-    if result.is_ok() {
-        let _ = timeout(CLOSE_LINGER, socket.close(None)).await;
+    let mut attempt = 0;
+    loop {
+        let result = converse(&mut socket, &utterance, args, &mut progress).await;
+        let error = match result {
+            Ok(()) => {
+                let _ = timeout(CLOSE_LINGER, socket.close(None)).await;
+                break;
+            }
+            Err(error) => error,
+        };
+        // A conversation that dropped (or whose agent is restarting) goes on where it was, if
+        // the agent gave a token for it; a signed AgentCore URL cannot take one more parameter.
+        let handover = progress.take_handover();
+        // A replica draining away with the conversation in its own memory cannot take it back.
+        let drained_here = matches!(error, TalkError::Closed { code: 1012, .. }) && handover.is_none() && !anywhere;
+        let token = handover.or(resume.take());
+        let Some(token) =
+            token.filter(|_| resumable(&error) && !drained_here && attempt < args.reconnects && !target.presigned)
+        else {
+            return Err(error);
+        };
+        progress.note(&format!("connection lost ({error}); resuming the conversation"));
+        // The agent may still be closing the old session (its state is saved as it ends), or
+        // restarting: a few tries, further and further apart.
+        let (next, next_resume, next_anywhere) = loop {
+            let delay = FIRST_RECONNECT_DELAY * 2u32.saturating_pow(attempt);
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+            match open(&target, Some(&token), args.timeout, progress.output()).await {
+                Ok((socket, _, next_resume, next_anywhere)) => break (socket, next_resume, next_anywhere),
+                Err(failed) if attempt < args.reconnects && retry_resume(&failed) => {
+                    progress.note(&format!("resuming failed ({failed}); trying again"));
+                }
+                Err(failed) => {
+                    progress.note(&format!("resuming failed ({failed})"));
+                    // What ended the conversation is the error to report.
+                    return Err(error);
+                }
+            }
+        };
+        socket = next;
+        resume = next_resume;
+        anywhere = next_anywhere;
     }
-    result?;
 
     if let Some(path) = &args.output {
         write_wav(path, output_rate, progress.reply_audio())?;
@@ -258,8 +300,57 @@ async fn target(args: &TalkArgs, out: &mut impl Write) -> Result<Target, TalkErr
     Ok(target)
 }
 
-/// Waits for `bidi_connection_start` and returns the reply audio's sample rate.
-async fn await_start(socket: &mut Socket, limit: Duration, out: &mut impl Write) -> Result<u32, TalkError> {
+/// Whether an error is a connection that went away mid-conversation (a dropped network, an
+/// agent restarting), which a resumption can carry over.
+fn resumable(error: &TalkError) -> bool {
+    match error {
+        TalkError::Lost(_) => true,
+        // Going away, abnormal closure, internal error, service restart.
+        TalkError::Closed { code, .. } => matches!(code, 1001 | 1006 | 1011 | 1012),
+        _ => false,
+    }
+}
+
+/// Whether a failed resumption may work a moment later: the agent is restarting, unreachable
+/// for now, or not done with the dropped session (410: its state is not saved yet).
+fn retry_resume(error: &TalkError) -> bool {
+    match error {
+        TalkError::Refused { status, .. } => matches!(status, 410 | 502 | 503 | 504),
+        TalkError::Lost(_) | TalkError::Unreachable { .. } | TalkError::Timeout { .. } => true,
+        _ => false,
+    }
+}
+
+/// Connects (resuming the conversation of `resume`, if given) and waits for the session to
+/// start: the socket, the reply audio's sample rate, the session's own resume token, and
+/// whether another replica could resume it.
+async fn open(
+    target: &Target,
+    resume: Option<&str>,
+    limit: Duration,
+    out: &mut impl Write,
+) -> Result<(Socket, u32, Option<String>, bool), TalkError> {
+    let target = match resume {
+        Some(token) => target.with_query("resume", token),
+        None => target.clone(),
+    };
+    let mut socket = timeout(limit, connect::connect(&target))
+        .await
+        .map_err(|_| TalkError::Timeout {
+            what: "answer to the connection request",
+            timeout: limit,
+        })??;
+    let (rate, token, anywhere) = await_start(&mut socket, limit, out).await?;
+    Ok((socket, rate, token, anywhere))
+}
+
+/// Waits for `bidi_connection_start`; the reply audio's sample rate, the resume token, and
+/// whether it works on any replica.
+async fn await_start(
+    socket: &mut Socket,
+    limit: Duration,
+    out: &mut impl Write,
+) -> Result<(u32, Option<String>, bool), TalkError> {
     let deadline = Instant::now() + limit;
     loop {
         let message = timeout(deadline.saturating_duration_since(Instant::now()), socket.next())
@@ -274,13 +365,17 @@ async fn await_start(socket: &mut Socket, limit: Duration, out: &mut impl Write)
                     connection_id,
                     model,
                     output_sample_rate,
+                    resume_token,
+                    resumed,
+                    resume_anywhere,
                 }) = AgentEvent::parse(text.as_str())
                 {
+                    let resumed = if resumed { ", the conversation resumed" } else { "" };
                     let _ = writeln!(
                         out,
-                        "connected: session {connection_id}, model {model}, reply audio at {output_sample_rate} Hz"
+                        "connected: session {connection_id}, model {model}, reply audio at {output_sample_rate} Hz{resumed}"
                     );
-                    return Ok(output_sample_rate);
+                    return Ok((output_sample_rate, resume_token, resume_anywhere));
                 }
             }
             Some(Ok(Message::Close(frame))) => return Err(closed(frame, String::new())),

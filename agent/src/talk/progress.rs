@@ -24,6 +24,14 @@ pub enum AgentEvent {
         connection_id: String,
         model: String,
         output_sample_rate: u32,
+        /// Resumes this conversation after a drop (`?resume=`).
+        #[serde(default)]
+        resume_token: Option<String>,
+        #[serde(default)]
+        resumed: bool,
+        /// Whether another replica can resume the conversation (a shared store).
+        #[serde(default)]
+        resume_anywhere: bool,
     },
     #[serde(rename = "bidi_response_start")]
     ResponseStart {},
@@ -56,6 +64,9 @@ pub enum AgentEvent {
     ConnectionClose {
         #[serde(default)]
         reason: String,
+        /// The agent ended the session itself and the conversation may go on with this.
+        #[serde(default)]
+        resume_token: Option<String>,
     },
     #[serde(rename = "bidi_error")]
     Error {
@@ -104,6 +115,8 @@ struct Reply {
 }
 
 pub struct Progress<W: Write> {
+    /// A resume token from `bidi_connection_close`.
+    handover: Option<String>,
     out: W,
     /// Printed times count from here (the start of the input).
     origin: Instant,
@@ -121,6 +134,7 @@ pub struct Progress<W: Write> {
 impl<W: Write> Progress<W> {
     pub fn new(out: W, origin: Instant, output_rate: u32) -> Self {
         Self {
+            handover: None,
             out,
             origin,
             output_rate,
@@ -172,7 +186,12 @@ impl<W: Write> Progress<W> {
             AgentEvent::ConnectionRestart { reason } => {
                 self.print(at, &format!("the agent renewed its model stream ({reason})"));
             }
-            AgentEvent::ConnectionClose { reason } => self.close_reason = Some(reason),
+            AgentEvent::ConnectionClose { reason, resume_token } => {
+                self.close_reason = Some(reason);
+                if resume_token.is_some() {
+                    self.handover = resume_token;
+                }
+            }
             AgentEvent::Error { code, message } => {
                 self.print(at, &format!("agent error {code}: {message}"));
                 self.last_error = Some(format!("{code}: {message}"));
@@ -255,6 +274,11 @@ impl<W: Write> Progress<W> {
 
     /// What the agent said about why it closed: its `bidi_connection_close` reason and last
     /// error, as " (reason; code: message)".
+    /// The token a close handed over, if the agent ended the session with one.
+    pub fn take_handover(&mut self) -> Option<String> {
+        self.handover.take()
+    }
+
     pub fn close_detail(&self) -> String {
         let parts: Vec<&str> = [self.close_reason.as_deref(), self.last_error.as_deref()]
             .into_iter()
@@ -266,6 +290,16 @@ impl<W: Write> Progress<W> {
         } else {
             format!(" ({})", parts.join("; "))
         }
+    }
+
+    /// A line about the connection, timed like the events.
+    pub fn note(&mut self, line: &str) {
+        self.print(Instant::now(), line);
+    }
+
+    /// Where lines go (for messages outside the conversation, like a new connection).
+    pub fn output(&mut self) -> &mut W {
+        &mut self.out
     }
 
     pub fn into_output(self) -> W {

@@ -587,3 +587,166 @@ pub async fn wait_ready(agent: &AgentProcess) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A real `redis-server` on loopback, for the resumption tests: its own process, data only in
+/// memory, stopped when dropped. With `tls`, it serves TLS only, with a self-signed
+/// certificate for 127.0.0.1 (`ca_file` trusts it).
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub password: String,
+    pub ca_file: Option<String>,
+    dir: tempfile::TempDir,
+    tls: bool,
+}
+
+impl RedisServer {
+    pub fn start(tls: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            password: format!("pw-{}", uuid::Uuid::new_v4().simple()),
+            ca_file: None,
+            dir,
+            tls,
+        };
+        if tls {
+            let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("certificate");
+            let cert = server.dir.path().join("redis.crt");
+            let key = server.dir.path().join("redis.key");
+            std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+            std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+            server.ca_file = Some(cert.to_string_lossy().into_owned());
+        }
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            &self.password,
+        ]);
+        if self.tls {
+            let cert = self.dir.path().join("redis.crt");
+            let key = self.dir.path().join("redis.key");
+            command
+                .args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(&key)
+                .arg("--tls-ca-cert-file")
+                .arg(&cert);
+        } else {
+            command.args(["--port", &port]);
+        }
+        let child = command
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (apt install redis-server)");
+        self.child = Some(child);
+        // Ready once it answers.
+        for _ in 0..100 {
+            if self.cli(&["PING"]).trim() == "PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    /// Kills the server (data is lost, as in a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// `redis-cli` against this server; its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "--no-auth-warning",
+            "-a",
+            &self.password,
+        ]);
+        if let Some(ca) = &self.ca_file {
+            command.args(["--tls", "--cacert", ca]);
+        }
+        let out = command.args(args).output().expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Agent config lines: the Redis store, with the password and an encryption key in files
+    /// under `dir`.
+    pub fn agent_yaml(&self, dir: &std::path::Path, window: &str) -> String {
+        let password = dir.join("redis-password");
+        std::fs::write(&password, &self.password).expect("write password");
+        let key = dir.join("resume-key");
+        std::fs::write(&key, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").expect("write key");
+        let (scheme, ca) = match &self.ca_file {
+            Some(ca) => ("rediss", format!(", caFile: {ca}")),
+            None => ("redis", String::new()),
+        };
+        format!(
+            "session:\n  resume:\n    store: Redis\n    window: {window}\n    encryptionKeyFile: {}\n    \
+             redis: {{url: \"{scheme}://127.0.0.1:{}/0\", passwordFile: {}, keyPrefix: \"test:resume:\"{ca}}}\n",
+            key.display(),
+            self.port,
+            password.display()
+        )
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The status and JSON error body of a handshake the agent refuses (panics if it is accepted).
+pub async fn refused(url: &str) -> (u16, Value) {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => panic!("{url} was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                serde_json::from_slice(body).expect("a JSON error body"),
+            )
+        }
+        Err(other) => panic!("handshake failed: {other}"),
+    }
+}

@@ -120,16 +120,47 @@ pub struct GatewayExpose {
     #[schemars(length(min = 1, max = 1024), regex(pattern = PATH_PATTERN))]
     pub path: String,
 
-    /// Route timeouts (Gateway API "Extended" support). Many implementations apply a short
-    /// default request timeout that also bounds WebSocket sessions; `request: 0s` disables it
-    /// where supported.
+    /// Route timeouts (Gateway API "Extended" support). Unset, the operator sets `request` to
+    /// the longest session plus 60 s on implementations that honour route timeouts and would
+    /// otherwise bound a WebSocket by them; set, they are used as written (`request: 0s`
+    /// disables the request timeout where supported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<RouteTimeouts>,
+
+    /// The Gateway API implementation behind the parent Gateways, which decides what the
+    /// operator renders for long-lived WebSockets: `EnvoyGateway` (route timeouts, and a
+    /// `BackendTrafficPolicy` when the idle timeout exceeds Envoy's 5-minute stream idle
+    /// timeout), `Istio`, `Kgateway`, `Cilium` (route timeouts), `NginxGatewayFabric`,
+    /// `Traefik` (nothing per route: their limits are set where they are installed) or
+    /// `Generic` (nothing). Detected from the `controllerName` of the first parent Gateway's
+    /// GatewayClass when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<GatewayImplementation>,
 
     /// Whether clients reach the Gateway over TLS; only decides the scheme of `status.url`
     /// (`wss://` or `ws://`).
     #[serde(default = "default_true")]
     pub tls: bool,
+}
+
+// Gateway API implementations whose WebSocket limits the operator knows. Plain comments, as
+// for `IngressController`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GatewayImplementation {
+    // Envoy Gateway (`gateway.envoyproxy.io/gatewayclass-controller`).
+    EnvoyGateway,
+    // Istio (`istio.io/gateway-controller`).
+    Istio,
+    // NGINX Gateway Fabric (`gateway.nginx.org/nginx-gateway-controller`).
+    NginxGatewayFabric,
+    // Traefik (`traefik.io/gateway-controller`).
+    Traefik,
+    // kgateway (`kgateway.dev/kgateway`).
+    Kgateway,
+    // Cilium (`io.cilium/gateway-controller`).
+    Cilium,
+    // Anything else.
+    Generic,
 }
 
 /// A Gateway the route attaches to.

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{DURATION_PATTERN, Duration, ParseDurationError};
 pub use expose::{
-    DEFAULT_PATH as WS_PATH, ExposeSpec, GatewayExpose, GatewayParentRef, IngressController, IngressExpose, IngressTls,
-    RouteTimeouts,
+    DEFAULT_PATH as WS_PATH, ExposeSpec, GatewayExpose, GatewayImplementation, GatewayParentRef, IngressController,
+    IngressExpose, IngressTls, RouteTimeouts,
 };
 pub use model::{
     EndpointingSensitivity, KeyRef, ModelProvider, ModelSpec, NovaSonicSpec, PromptSpec, SimulatedMode, SimulatedSpec,
@@ -29,10 +29,13 @@ pub use model::{
 };
 pub use schema::crd;
 pub use security::{AuthMode, AuthSpec, JwtAlgorithm, JwtSpec, LimitsSpec, NetworkPolicySpec};
-pub use session::{MetadataSpec, PromptVariableSpec, SessionSettingsSpec, SessionSpec, WebSocketSpec};
+pub use session::{
+    MetadataSpec, PromptVariableSpec, RedisSpec, ResumeSpec, ResumeStoreKind, SessionSettingsSpec, SessionSpec,
+    WebSocketSpec,
+};
 pub use status::{ACCEPTED, ConditionStatus, READY, VoiceAgentStatus};
 pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec};
-pub use workload::{ImagePullPolicy, PodOverrides, ScalingSpec};
+pub use workload::{ImagePullPolicy, PodOverrides, PrometheusTrigger, SESSIONS_METRIC, ScalingMode, ScalingSpec};
 
 /// API group of the VoiceAgent resource.
 pub const GROUP: &str = "voiceagent.dev";

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use voice_config::{SessionConfig, WebSocketConfig};
 
-use super::Duration;
+use super::{Duration, KeyRef};
 
 /// Limits on sessions.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -34,6 +34,73 @@ pub struct SessionSpec {
     #[serde(default = "default_drain_timeout")]
     #[x_kube(validation = Rule::new("duration(self) <= duration('6h')").message("drainTimeout must be at most 6h"))]
     pub drain_timeout: Duration,
+
+    /// Resumable conversations: a client that reconnects within the window with its resume
+    /// token gets the same conversation back. In the pod's memory by default (the same
+    /// replica: network blips, page reloads); in Redis or Valkey, on any replica and after a
+    /// crash or a rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeSpec>,
+}
+
+/// `session.resume`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("!has(self.store) || self.store != 'Redis' || (has(self.redis) && has(self.encryptionKeySecretRef))")
+        .message("session.resume.store Redis needs redis and encryptionKeySecretRef (conversations are stored encrypted)"),
+    validation = Rule::new("!has(self.redis) || (has(self.store) && self.store == 'Redis')")
+        .message("session.resume.redis is only used with store: Redis")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeSpec {
+    /// Whether sessions are offered a resume token (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How long after a session ends it can be resumed (1s to 24h, default 2m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('24h')").message("session.resume.window must be between 1s and 24h"))]
+    pub window: Option<Duration>,
+    /// `Memory` (default) or `Redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<ResumeStoreKind>,
+    /// Redis or Valkey, for the `Redis` store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
+    /// A Secret key holding the 32-byte AES-256 key stored conversations are encrypted with
+    /// (raw, hex or base64, e.g. `openssl rand -base64 32`). Required with Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key_secret_ref: Option<KeyRef>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeStoreKind {
+    Memory,
+    Redis,
+}
+
+/// How the agents reach Redis or Valkey.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// `redis://host:6379/0`, or `rediss://host:6380/0` for TLS (ElastiCache with in-transit
+    /// encryption). No credentials in the URL: they come from Secrets.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^rediss?://[^@/]+(/[0-9]+)?$"))]
+    pub url: String,
+    /// A ConfigMap key with PEM CA certificates for `rediss://`, when the server's certificate
+    /// is not from a public CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<KeyRef>,
+    /// A Secret key with the ACL user name (Redis 6+, ElastiCache RBAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_secret_ref: Option<KeyRef>,
+    /// A Secret key with the password (AUTH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<KeyRef>,
+    /// Prefix of every key the agents write (default `voice-agent:resume:`); one per VoiceAgent
+    /// sharing a Redis keeps them apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub key_prefix: Option<String>,
 }
 
 impl Default for SessionSpec {
@@ -43,6 +110,7 @@ impl Default for SessionSpec {
             max_duration: default_max_duration(),
             idle_timeout: default_idle_timeout(),
             drain_timeout: default_drain_timeout(),
+            resume: None,
         }
     }
 }

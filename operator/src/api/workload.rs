@@ -19,7 +19,12 @@ pub const SESSIONS_METRIC: &str = "voice_agent_sessions_active";
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
     validation = Rule::new("self.minReplicas <= self.maxReplicas")
-        .message("scaling.minReplicas must not exceed scaling.maxReplicas")
+        .message("scaling.minReplicas must not exceed scaling.maxReplicas"),
+    validation = Rule::new("self.mode != 'Keda' || has(self.prometheus)")
+        .message("scaling.prometheus is required with mode Keda")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.prometheus) || self.mode == 'Keda'")
+        .message("scaling.prometheus is only used with mode Keda")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScalingSpec {
@@ -48,6 +53,45 @@ pub struct ScalingSpec {
     #[serde(default = "default_stabilization")]
     #[x_kube(validation = Rule::new("duration(self) <= duration('1h')").message("scaleDownStabilizationWindow must be at most 1h"))]
     pub scale_down_stabilization_window: Duration,
+
+    /// `Hpa`: a HorizontalPodAutoscaler on the per-pod metric `metricName`, which a metrics
+    /// adapter (e.g. prometheus-adapter) must serve. `Keda`: a KEDA `ScaledObject`
+    /// whose Prometheus trigger queries the sessions itself, no adapter needed (KEDA must be
+    /// installed).
+    #[serde(default)]
+    pub mode: ScalingMode,
+
+    /// The Prometheus KEDA queries, with `mode: Keda`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusTrigger>,
+}
+
+// How replicas are scaled. Plain comments: doc comments on variants would replace the field's
+// description in the schema.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ScalingMode {
+    // A HorizontalPodAutoscaler on a per-pod metric from a metrics adapter.
+    #[default]
+    Hpa,
+    // A KEDA ScaledObject with a Prometheus trigger.
+    Keda,
+}
+
+/// KEDA's Prometheus trigger.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusTrigger {
+    /// Prometheus' URL as KEDA reaches it, e.g.
+    /// `http://prometheus-operated.monitoring.svc:9090`.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://"))]
+    pub server_address: String,
+
+    /// PromQL giving the agent's active sessions in total. Defaults to the sum of
+    /// `voice_agent_sessions_active` over the agent's pods (`namespace` and `pod` labels, as a
+    /// PodMonitor or the usual Kubernetes scrape configuration sets them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: Option<String>,
 }
 
 /// When the kubelet pulls the agent image.

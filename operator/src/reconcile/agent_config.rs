@@ -9,14 +9,17 @@ use std::net::SocketAddr;
 use voice_config::{
     AgentConfig, AuthConfig, AuthMode as AgentAuthMode, DEFAULT_SIGV4_SERVICE,
     EndpointingSensitivity as AgentSensitivity, GatewayAuth, GatewayConfig, JwtConfig, LimitsConfig, MetadataConfig,
-    ModelConfig, NovaSonicConfig, PromptConfig, PromptVariable, SessionConfig, SessionSettingsConfig,
-    SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig,
+    ModelConfig, NovaSonicConfig, PromptConfig, PromptVariable, RedisConfig, ResumeConfig, ResumeStore, SessionConfig,
+    SessionSettingsConfig, SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig, default_key_prefix,
+    default_timeout,
 };
 
-use super::mounts::{CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, PROMPT};
+use super::mounts::{
+    CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, PROMPT, REDIS_CA, REDIS_PASSWORD, REDIS_USERNAME, RESUME_KEY,
+};
 use crate::api::{
-    AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, SessionSettingsSpec, SimulatedMode,
-    SimulatedSpec, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
+    AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, ResumeStoreKind, SessionSettingsSpec,
+    SimulatedMode, SimulatedSpec, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
 };
 
 /// Port of the agent's single listener (WebSocket, probes and metrics).
@@ -82,6 +85,7 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         max_duration: spec.session.max_duration.into(),
         idle_timeout: spec.session.idle_timeout.into(),
         drain_timeout: spec.session.drain_timeout.into(),
+        resume: resume(spec),
     };
     let websocket = WebSocketConfig {
         max_message_bytes: usize::try_from(spec.websocket.max_message_bytes).map_err(|_| OutOfRange {
@@ -202,6 +206,36 @@ fn sensitivity(s: EndpointingSensitivity) -> AgentSensitivity {
     }
 }
 
+fn resume(spec: &VoiceAgentSpec) -> ResumeConfig {
+    let defaults = ResumeConfig::default();
+    let Some(resume) = &spec.session.resume else {
+        return defaults;
+    };
+    let store = match resume.store {
+        Some(ResumeStoreKind::Redis) => ResumeStore::Redis,
+        Some(ResumeStoreKind::Memory) | None => ResumeStore::Memory,
+    };
+    ResumeConfig {
+        enabled: resume.enabled.unwrap_or(defaults.enabled),
+        window: resume.window.map_or(defaults.window, Into::into),
+        store,
+        redis: resume
+            .redis
+            .as_ref()
+            .filter(|_| store == ResumeStore::Redis)
+            .map(|redis| RedisConfig {
+                url: redis.url.clone(),
+                ca_file: REDIS_CA.path_in(spec),
+                username_file: REDIS_USERNAME.path_in(spec),
+                password_file: REDIS_PASSWORD.path_in(spec),
+                key_prefix: redis.key_prefix.clone().unwrap_or_else(default_key_prefix),
+                timeout: default_timeout(),
+            }),
+        encryption_key_file: RESUME_KEY.path_in(spec),
+        max_state_bytes: defaults.max_state_bytes,
+    }
+}
+
 fn session_settings(spec: &SessionSettingsSpec) -> Result<SessionSettingsConfig, OutOfRange> {
     let metadata = spec.metadata.clone().unwrap_or_default();
     Ok(SessionSettingsConfig {
@@ -317,6 +351,42 @@ mod tests {
         let config = agent_config("support", &spec).expect("renders");
         let back = AgentConfig::from_yaml(&config.to_yaml()).expect("the agent parses it");
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn resumption_with_redis_mounts_its_secrets_and_renders_their_paths() {
+        let spec: VoiceAgentSpec = crate::fixtures::spec(
+            r#"
+session:
+  resume:
+    store: Redis
+    window: 5m
+    redis:
+      url: rediss://cache.example:6380/0
+      caBundle: {name: redis-ca, key: ca.pem}
+      passwordSecretRef: {name: redis, key: password}
+      keyPrefix: "support:"
+    encryptionKeySecretRef: {name: resume, key: key}
+"#,
+        );
+        let config = agent_config("support", &spec).expect("renders");
+        let resume = &config.session.resume;
+        assert_eq!(resume.store, ResumeStore::Redis);
+        assert_eq!(resume.window, Duration::from_secs(300));
+        let redis = resume.redis.as_ref().expect("redis");
+        assert_eq!(redis.password_file, REDIS_PASSWORD.path_in(&spec));
+        assert!(redis.password_file.is_some() && redis.ca_file.is_some() && redis.username_file.is_none());
+        assert_eq!(redis.key_prefix, "support:");
+        assert_eq!(resume.encryption_key_file, RESUME_KEY.path_in(&spec));
+        config.validate().expect("the agent accepts it");
+        let mounted: Vec<&str> = super::super::mounts::mounted_files(&spec)
+            .iter()
+            .map(|f| f.mount.volume)
+            .collect();
+        assert_eq!(mounted, ["resume-key", "redis-ca", "redis-password"]);
+        // Without resume settings the file keeps the agent's defaults (and its old checksum).
+        let plain = agent_config("support", &VoiceAgentSpec::default()).expect("renders");
+        assert!(!plain.to_yaml().contains("resume"), "{}", plain.to_yaml());
     }
 
     #[test]

@@ -32,27 +32,36 @@ pub use self::cache::{Cached, ChildCaches};
 use super::Settings;
 use super::apply::{Applied, Writer};
 use super::build::{
-    build_configmap, build_deployment, build_hpa, build_httproute, build_ingress, build_network_policy, build_pdb,
-    build_service,
+    build_backend_traffic_policy, build_configmap, build_deployment, build_hpa, build_httproute, build_ingress,
+    build_network_policy, build_pdb, build_scaled_object, build_service,
 };
 use super::validate::ValidatedAgent;
 use crate::api::VoiceAgent;
 use crate::controller::Scope;
 use crate::error::Result;
-use crate::gateway_api::HTTPRoute;
+use crate::gateway_api::{BackendTrafficPolicy, HTTPRoute};
+use crate::keda::ScaledObject;
 
 /// Every kind of child, in the order they are applied: the ConfigMap first, so new pods find
 /// their configuration; the Service and Deployment; then what exposes, scales and guards them.
-pub static CHILD_KINDS: [&dyn AnyChildKind; 8] = [
+pub static CHILD_KINDS: [&dyn AnyChildKind; 10] = [
     &ChildKind::<ConfigMap>::always(build_configmap),
     &ChildKind::<Service>::always(build_service),
     &ChildKind::<Deployment>::always(build_deployment),
     &ChildKind::<Ingress>::when_wanted(build_ingress),
     &ChildKind::<HTTPRoute> {
         build: Builder::WhenWanted(build_httproute),
-        needs_gateway_api: true,
+        needs: Some(OptionalApi::GatewayApi),
+    },
+    &ChildKind::<BackendTrafficPolicy> {
+        build: Builder::WhenWanted(build_backend_traffic_policy),
+        needs: Some(OptionalApi::EnvoyGatewayPolicies),
     },
     &ChildKind::<HorizontalPodAutoscaler>::when_wanted(build_hpa),
+    &ChildKind::<ScaledObject> {
+        build: Builder::WhenWanted(build_scaled_object),
+        needs: Some(OptionalApi::Keda),
+    },
     &ChildKind::<PodDisruptionBudget>::when_wanted(build_pdb),
     &ChildKind::<NetworkPolicy>::when_wanted(build_network_policy),
 ];
@@ -92,25 +101,46 @@ pub enum Builder<K> {
     WhenWanted(fn(&ValidatedAgent) -> Option<K>),
 }
 
+/// An API some clusters serve and others do not (its CRDs are installed or not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionalApi {
+    /// Gateway API HTTPRoutes.
+    GatewayApi,
+    /// Envoy Gateway's `BackendTrafficPolicy`.
+    EnvoyGatewayPolicies,
+    /// KEDA's `ScaledObject`.
+    Keda,
+}
+
+impl OptionalApi {
+    fn is_served(self, settings: &Settings) -> bool {
+        match self {
+            Self::GatewayApi => settings.gateway_api,
+            Self::EnvoyGatewayPolicies => settings.envoy_gateway_policies,
+            Self::Keda => settings.keda,
+        }
+    }
+}
+
 /// One entry of the registry.
 pub struct ChildKind<K> {
     pub build: Builder<K>,
-    /// Applied and watched only when the cluster serves the Gateway API.
-    pub needs_gateway_api: bool,
+    /// Applied and watched only when the cluster serves this API.
+    pub needs: Option<OptionalApi>,
 }
 
 impl<K> ChildKind<K> {
     const fn always(build: fn(&ValidatedAgent) -> K) -> Self {
         Self {
             build: Builder::Always(build),
-            needs_gateway_api: false,
+            needs: None,
         }
     }
 
     const fn when_wanted(build: fn(&ValidatedAgent) -> Option<K>) -> Self {
         Self {
             build: Builder::WhenWanted(build),
-            needs_gateway_api: false,
+            needs: None,
         }
     }
 }
@@ -146,7 +176,7 @@ impl<K: ChildObject> AnyChildKind for ChildKind<K> {
     }
 
     fn is_served(&self, settings: &Settings) -> bool {
-        !self.needs_gateway_api || settings.gateway_api
+        self.needs.is_none_or(|api| api.is_served(settings))
     }
 
     fn build(&'static self, agent: &ValidatedAgent) -> Box<dyn DesiredChild> {
@@ -245,7 +275,9 @@ mod tests {
                 "Deployment",
                 "Ingress",
                 "HTTPRoute",
+                "BackendTrafficPolicy",
                 "HorizontalPodAutoscaler",
+                "ScaledObject",
                 "PodDisruptionBudget",
                 "NetworkPolicy"
             ]
@@ -254,12 +286,17 @@ mod tests {
     }
 
     #[test]
-    fn httproutes_need_the_gateway_api() {
+    fn routes_and_policies_need_their_apis() {
         let without = Settings {
             gateway_api: false,
+            envoy_gateway_policies: false,
+            keda: false,
             ..crate::fixtures::settings()
         };
-        assert_eq!(kinds(|k| !k.is_served(&without)), ["HTTPRoute"]);
+        assert_eq!(
+            kinds(|k| !k.is_served(&without)),
+            ["HTTPRoute", "BackendTrafficPolicy", "ScaledObject"]
+        );
         assert!(kinds(|k| !k.is_served(&crate::fixtures::settings())).is_empty());
     }
 

@@ -11,8 +11,9 @@ use kube::{Client, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::references::{Reference, SourceKind, references};
-use crate::api::{IngressController, VoiceAgent};
+use crate::api::{GatewayImplementation, IngressController, VoiceAgent};
 use crate::error::{Error, Result};
+use crate::gateway_api::{Gateway, GatewayClass};
 
 /// Annotation that marks the cluster's default IngressClass.
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -27,6 +28,9 @@ pub struct Dereferenced {
     pub references: Vec<Resolved>,
     /// `spec.controller` of the IngressClass serving the agent's Ingress, when it could be read.
     pub ingress_class_controller: Option<String>,
+    /// `spec.controllerName` of the GatewayClass of the route's first parent Gateway, when it
+    /// could be read.
+    pub gateway_class_controller: Option<String>,
 }
 
 /// A reference and what was found.
@@ -39,7 +43,7 @@ pub struct Resolved {
     pub digest: Option<String>,
 }
 
-/// Reads the ConfigMaps, Secrets and IngressClass the agent refers to.
+/// Reads the ConfigMaps, Secrets, IngressClass and GatewayClass the agent refers to.
 pub async fn dereference(client: &Client, agent: &VoiceAgent) -> Result<Dereferenced> {
     let namespace = agent.namespace().ok_or(Error::NotNamespaced)?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
@@ -80,10 +84,62 @@ pub async fn dereference(client: &Client, agent: &VoiceAgent) -> Result<Derefere
         }
         _ => None,
     };
+    let gateway_class_controller = match agent.spec.expose.as_ref().and_then(|e| e.gateway.as_ref()) {
+        Some(route) if route.implementation.is_none() => match route.parent_refs.first() {
+            Some(parent) => {
+                let gateway_namespace = parent.namespace.as_deref().unwrap_or(&namespace);
+                gateway_class_controller(client, gateway_namespace, &parent.name).await?
+            }
+            None => None,
+        },
+        _ => None,
+    };
     Ok(Dereferenced {
         references: resolved,
         ingress_class_controller,
+        gateway_class_controller,
     })
+}
+
+/// `spec.controllerName` of the class of Gateway `namespace/name`. A Gateway or class that is
+/// missing (or not yet created), or not being allowed to read them, is not an error: the
+/// implementation is then `Generic` until the next look.
+async fn gateway_class_controller(client: &Client, namespace: &str, name: &str) -> Result<Option<String>> {
+    let gateways: Api<Gateway> = Api::namespaced(client.clone(), namespace);
+    let tolerated = |err: &kube::Error| matches!(err, kube::Error::Api(status) if status.is_forbidden());
+    let class_name = match gateways.get_opt(name).await {
+        Ok(Some(gateway)) => gateway.spec.gateway_class_name,
+        Ok(None) => return Ok(None),
+        Err(err) if tolerated(&err) => {
+            tracing::debug!("not allowed to read Gateways; the Gateway API implementation is not detected");
+            return Ok(None);
+        }
+        Err(err) => return Err(Error::kube("reading Gateway")(err)),
+    };
+    let classes: Api<GatewayClass> = Api::all(client.clone());
+    match classes.get_opt(&class_name).await {
+        Ok(class) => Ok(class.map(|c| c.spec.controller_name)),
+        Err(err) if tolerated(&err) => {
+            tracing::debug!("not allowed to read GatewayClasses; the Gateway API implementation is not detected");
+            Ok(None)
+        }
+        Err(err) => Err(Error::kube("reading GatewayClass")(err)),
+    }
+}
+
+/// The Gateway API implementation behind a GatewayClass's `controllerName`.
+pub fn detect_gateway_implementation(controller_name: Option<&str>) -> GatewayImplementation {
+    const BY_PREFIX: [(&str, GatewayImplementation); 6] = [
+        ("gateway.envoyproxy.io/", GatewayImplementation::EnvoyGateway),
+        ("istio.io/", GatewayImplementation::Istio),
+        ("gateway.nginx.org/", GatewayImplementation::NginxGatewayFabric),
+        ("traefik.io/", GatewayImplementation::Traefik),
+        ("kgateway.dev/", GatewayImplementation::Kgateway),
+        ("io.cilium/", GatewayImplementation::Cilium),
+    ];
+    controller_name
+        .and_then(|c| BY_PREFIX.into_iter().find(|(prefix, _)| c.starts_with(prefix)))
+        .map_or(GatewayImplementation::Generic, |(_, implementation)| implementation)
 }
 
 /// `spec.controller` of the named IngressClass, or of the default class when no name is given.
@@ -234,6 +290,33 @@ mod tests {
         );
         assert_eq!(detect_controller(None, Some("internal")), IngressController::Generic);
         assert_eq!(detect_controller(None, None), IngressController::Generic);
+    }
+
+    #[test]
+    fn gateway_implementation_comes_from_the_class_controller() {
+        let cases = [
+            (
+                "gateway.envoyproxy.io/gatewayclass-controller",
+                GatewayImplementation::EnvoyGateway,
+            ),
+            ("istio.io/gateway-controller", GatewayImplementation::Istio),
+            (
+                "gateway.nginx.org/nginx-gateway-controller",
+                GatewayImplementation::NginxGatewayFabric,
+            ),
+            ("traefik.io/gateway-controller", GatewayImplementation::Traefik),
+            ("kgateway.dev/kgateway", GatewayImplementation::Kgateway),
+            ("io.cilium/gateway-controller", GatewayImplementation::Cilium),
+            ("example.com/gateway", GatewayImplementation::Generic),
+        ];
+        for (controller, expected) in cases {
+            assert_eq!(
+                detect_gateway_implementation(Some(controller)),
+                expected,
+                "{controller}"
+            );
+        }
+        assert_eq!(detect_gateway_implementation(None), GatewayImplementation::Generic);
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct Settings {
     pub agent_image: String,
     /// Whether the cluster serves Gateway API HTTPRoutes.
     pub gateway_api: bool,
+    /// Whether the cluster serves Envoy Gateway's `BackendTrafficPolicy`.
+    pub envoy_gateway_policies: bool,
+    /// Whether the cluster serves KEDA's `ScaledObject`.
+    pub keda: bool,
 }
 
 /// Why a VoiceAgent is not accepted: the reason of its `Accepted=False` condition.
@@ -34,6 +38,8 @@ pub enum RejectReason {
     ReferenceNotFound,
     /// `expose.gateway` on a cluster without the Gateway API.
     GatewayApiUnavailable,
+    /// `scaling.mode: Keda` on a cluster without KEDA.
+    KedaUnavailable,
     /// The stored object does not decode into the current types at all.
     Undecodable,
 }
@@ -44,6 +50,7 @@ impl RejectReason {
             Self::InvalidSpec => "InvalidSpec",
             Self::ReferenceNotFound => "ReferenceNotFound",
             Self::GatewayApiUnavailable => "GatewayAPIUnavailable",
+            Self::KedaUnavailable => "KEDAUnavailable",
             Self::Undecodable => "InvalidSpec",
         }
     }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use super::references::SourceKind;
-use crate::api::{AuthMode, KeyRef, ModelProvider, ToolGatewayAuthType, VoiceAgentSpec};
+use crate::api::{AuthMode, KeyRef, ModelProvider, RedisSpec, ResumeStoreKind, ToolGatewayAuthType, VoiceAgentSpec};
 
 /// One file the agent may read from a ConfigMap or Secret key.
 #[derive(Debug)]
@@ -100,8 +100,64 @@ pub static GATEWAY_TOKEN: Mount = Mount {
     },
 };
 
+fn resume_redis(spec: &VoiceAgentSpec) -> Option<&RedisSpec> {
+    let resume = spec.session.resume.as_ref()?;
+    (resume.store == Some(ResumeStoreKind::Redis))
+        .then_some(resume.redis.as_ref())
+        .flatten()
+}
+
+/// The key stored conversations are encrypted with (session.resume).
+pub static RESUME_KEY: Mount = Mount {
+    volume: "resume-key",
+    dir: "/etc/voice-agent/resume-key",
+    file: "key",
+    reread: false,
+    source: |spec| {
+        let resume = spec.session.resume.as_ref()?;
+        Some((SourceKind::Secret, resume.encryption_key_secret_ref.as_ref()?))
+    },
+};
+
+/// The CA bundle Redis's certificate is verified with.
+pub static REDIS_CA: Mount = Mount {
+    volume: "redis-ca",
+    dir: "/etc/voice-agent/redis-ca",
+    file: "ca.pem",
+    reread: false,
+    source: |spec| Some((SourceKind::ConfigMap, resume_redis(spec)?.ca_bundle.as_ref()?)),
+};
+
+/// The Redis ACL user name.
+pub static REDIS_USERNAME: Mount = Mount {
+    volume: "redis-username",
+    dir: "/etc/voice-agent/redis-username",
+    file: "username",
+    reread: false,
+    source: |spec| Some((SourceKind::Secret, resume_redis(spec)?.username_secret_ref.as_ref()?)),
+};
+
+/// The Redis password.
+pub static REDIS_PASSWORD: Mount = Mount {
+    volume: "redis-password",
+    dir: "/etc/voice-agent/redis-password",
+    file: "password",
+    reread: false,
+    source: |spec| Some((SourceKind::Secret, resume_redis(spec)?.password_secret_ref.as_ref()?)),
+};
+
 /// Every mounted file, in the order of the pod's volumes.
-pub static MOUNTS: [&Mount; 5] = [&PROMPT, &MODEL_CA, &CALLER_TOKENS, &JWKS_CA, &GATEWAY_TOKEN];
+pub static MOUNTS: [&Mount; 9] = [
+    &PROMPT,
+    &MODEL_CA,
+    &CALLER_TOKENS,
+    &JWKS_CA,
+    &GATEWAY_TOKEN,
+    &RESUME_KEY,
+    &REDIS_CA,
+    &REDIS_USERNAME,
+    &REDIS_PASSWORD,
+];
 
 impl Mount {
     /// The ConfigMap or Secret key the spec mounts here, if the agent uses one.

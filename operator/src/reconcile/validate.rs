@@ -13,12 +13,13 @@ use sha2::{Digest, Sha256};
 use voice_config::AgentConfig;
 
 use super::agent_config;
-use super::dereference::{Dereferenced, detect_controller, hex};
+use super::dereference::{Dereferenced, detect_controller, detect_gateway_implementation, hex};
 use super::mounts::{MountedFile, mounted_files};
 use super::{RejectReason, Rejection, Settings};
 use crate::api::{
-    AuthMode, GatewayExpose, ImagePullPolicy, IngressController, IngressTls, NetworkPolicySpec, PodOverrides,
-    ToolGatewayAuthType, VoiceAgent, VoiceAgentSpec,
+    AuthMode, GatewayImplementation, GatewayParentRef, ImagePullPolicy, IngressController, IngressTls,
+    NetworkPolicySpec, PodOverrides, RouteTimeouts, SESSIONS_METRIC, ScalingMode, ToolGatewayAuthType, VoiceAgent,
+    VoiceAgentSpec,
 };
 
 /// Seconds the pod waits after it is marked terminating before the agent gets SIGTERM, so
@@ -53,7 +54,7 @@ pub struct ValidatedAgent {
     /// Digest of the configuration and every referenced value: changes roll the pods.
     pub checksum: String,
     pub ingress: Option<ValidatedIngress>,
-    pub route: Option<GatewayExpose>,
+    pub route: Option<ValidatedRoute>,
     pub network_policy: Option<NetworkPolicySpec>,
     /// What clients connect to.
     pub url: String,
@@ -74,6 +75,16 @@ pub struct Autoscaling {
     pub target_sessions: i32,
     pub metric: String,
     pub scale_down_window_secs: i32,
+    /// KEDA's Prometheus trigger, with `mode: Keda` (else a HorizontalPodAutoscaler).
+    pub keda: Option<KedaTrigger>,
+}
+
+/// What KEDA asks Prometheus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KedaTrigger {
+    pub server_address: String,
+    /// PromQL for the agent's active sessions in total.
+    pub query: String,
 }
 
 impl Replicas {
@@ -112,6 +123,24 @@ pub struct ValidatedIngress {
     pub serving_secs: i64,
 }
 
+/// An HTTPRoute to build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedRoute {
+    pub parent_refs: Vec<GatewayParentRef>,
+    pub hostnames: Vec<String>,
+    pub path: String,
+    /// Whether clients use `wss://`.
+    pub tls: bool,
+    pub implementation: GatewayImplementation,
+    /// The user's route timeouts; they replace the derived ones.
+    pub timeouts: Option<RouteTimeouts>,
+    /// Proxy request timeouts: the longest session plus a margin.
+    pub proxy_timeout_secs: u64,
+    /// Proxy idle timers: the agent's idle timeout plus a margin, so the agent ends a silent
+    /// session first.
+    pub proxy_idle_secs: u64,
+}
+
 /// Validates `agent` against what `dereferenced` found.
 pub fn validate(
     agent: &VoiceAgent,
@@ -132,11 +161,17 @@ pub fn validate(
         .try_to_yaml()
         .map_err(|e| Rejection::invalid(format!("agent configuration cannot be written: {e}")))?;
 
-    let route = spec.expose.as_ref().and_then(|e| e.gateway.clone());
-    if route.is_some() && !settings.gateway_api {
+    let route_spec = spec.expose.as_ref().and_then(|e| e.gateway.as_ref());
+    if route_spec.is_some() && !settings.gateway_api {
         return Err(Rejection {
             reason: RejectReason::GatewayApiUnavailable,
-            message: "spec.expose.gateway needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which this cluster did not serve when the operator started".into(),
+            message: "spec.expose.gateway needs the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute), which this cluster does not serve; the operator notices its CRDs within a minute of their installation".into(),
+        });
+    }
+    if spec.scaling.as_ref().is_some_and(|s| s.mode == ScalingMode::Keda) && !settings.keda {
+        return Err(Rejection {
+            reason: RejectReason::KedaUnavailable,
+            message: "spec.scaling.mode Keda needs KEDA (keda.sh/v1alpha1 ScaledObject), which this cluster does not serve; the operator notices its CRDs within a minute of their installation".into(),
         });
     }
     check_references(dereferenced)?;
@@ -178,12 +213,32 @@ pub fn validate(
             .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
         serving_secs,
     });
+    let route = route_spec.map(|r| ValidatedRoute {
+        parent_refs: r.parent_refs.clone(),
+        hostnames: r.hostnames.clone(),
+        path: r.path.clone(),
+        tls: r.tls,
+        implementation: r
+            .implementation
+            .unwrap_or_else(|| detect_gateway_implementation(dereferenced.gateway_class_controller.as_deref())),
+        timeouts: r.timeouts.clone(),
+        proxy_timeout_secs: spec
+            .session
+            .max_duration
+            .as_secs_ceil()
+            .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
+        proxy_idle_secs: spec
+            .session
+            .idle_timeout
+            .as_secs_ceil()
+            .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
+    });
     let url = url(&name, &namespace, ingress.as_ref(), route.as_ref());
 
     Ok(ValidatedAgent {
         checksum: checksum(&config_yaml, dereferenced),
         files: mounted_files(spec),
-        replicas: replicas(spec),
+        replicas: replicas(spec, &name, &namespace),
         image: spec.image.clone().unwrap_or_else(|| settings.agent_image.clone()),
         image_pull_policy: spec.image_pull_policy,
         resources: spec.resources.clone().unwrap_or_else(default_resources),
@@ -234,6 +289,12 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
             .is_some_and(|t| t > spec.session.max_sessions_per_replica)
         {
             return fail("scaling.targetSessionsPerReplica must not exceed session.maxSessionsPerReplica");
+        }
+        if s.mode == ScalingMode::Keda && s.prometheus.is_none() {
+            return fail("scaling.prometheus is required with mode Keda");
+        }
+        if s.mode != ScalingMode::Keda && s.prometheus.is_some() {
+            return fail("scaling.prometheus is only used with mode Keda");
         }
     }
     let model = &spec.model;
@@ -301,7 +362,7 @@ fn check_references(dereferenced: &Dereferenced) -> Result<(), Rejection> {
     }
 }
 
-fn replicas(spec: &VoiceAgentSpec) -> Replicas {
+fn replicas(spec: &VoiceAgentSpec, name: &str, namespace: &str) -> Replicas {
     match &spec.scaling {
         None => Replicas::Fixed(spec.replicas.unwrap_or(1)),
         Some(s) => Replicas::Autoscaled(Autoscaling {
@@ -313,6 +374,18 @@ fn replicas(spec: &VoiceAgentSpec) -> Replicas {
                 .unwrap_or_else(|| (spec.session.max_sessions_per_replica * 7 / 10).max(1)),
             metric: s.metric_name.clone(),
             scale_down_window_secs: i32::try_from(s.scale_down_stabilization_window.as_secs_ceil()).unwrap_or(i32::MAX),
+            keda: s
+                .prometheus
+                .as_ref()
+                .filter(|_| s.mode == ScalingMode::Keda)
+                .map(|p| KedaTrigger {
+                    server_address: p.server_address.clone(),
+                    query: p.query.clone().unwrap_or_else(|| {
+                        format!(
+                            r#"sum({SESSIONS_METRIC}{{namespace="{namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+"}})"#
+                        )
+                    }),
+                }),
         }),
     }
 }
@@ -328,7 +401,7 @@ fn checksum(config_yaml: &str, dereferenced: &Dereferenced) -> String {
     hex(&hasher.finalize())
 }
 
-fn url(name: &str, namespace: &str, ingress: Option<&ValidatedIngress>, route: Option<&GatewayExpose>) -> String {
+fn url(name: &str, namespace: &str, ingress: Option<&ValidatedIngress>, route: Option<&ValidatedRoute>) -> String {
     if let Some(i) = ingress {
         let scheme = if i.tls.is_some() { "wss" } else { "ws" };
         return format!("{scheme}://{}{}", i.host, i.path);

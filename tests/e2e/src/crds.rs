@@ -17,6 +17,11 @@ use crate::workspace::{self, BUILD_TIMEOUT};
 
 /// Gateway API release whose HTTPRoute CRD is installed.
 const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.6.3";
+/// Envoy Gateway release whose BackendTrafficPolicy CRD is installed (route-scoped
+/// `timeout.http.streamIdleTimeout` needs v1.8 or later).
+const ENVOY_GATEWAY: &str = "github.com/envoyproxy/gateway@v1.9.1";
+/// KEDA release whose ScaledObject CRD is installed (v2.21 needs Go 1.27 to download).
+const KEDA: &str = "github.com/kedacore/keda/v2@v2.20.2";
 /// Prometheus Operator release whose monitoring.coreos.com CRDs are installed.
 const PROMETHEUS_OPERATOR: &str = "github.com/prometheus-operator/prometheus-operator@v0.85.0";
 /// The monitoring kinds the chart renders.
@@ -39,6 +44,59 @@ pub async fn install_httproute_crd(cluster: &TestCluster) -> anyhow::Result<()> 
     )
     .await
 }
+
+/// The Gateway API's standard-channel CRDs a Gateway API implementation (Traefik) watches:
+/// GatewayClass, Gateway, the routes, ReferenceGrant, BackendTLSPolicy, ListenerSet.
+pub async fn install_gateway_api_crds(cluster: &TestCluster) -> anyhow::Result<()> {
+    const PLURALS: [&str; 9] = [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "referencegrants",
+        "backendtlspolicies",
+        "listenersets",
+        "tcproutes",
+        "tlsroutes",
+    ];
+    let dir = go_module(cluster, GATEWAY_API).await?;
+    let files = PLURALS.map(|plural| dir.join(format!("config/crd/standard/gateway.networking.k8s.io_{plural}.yaml")));
+    let names = PLURALS.map(|plural| format!("crd/{plural}.gateway.networking.k8s.io"));
+    install(cluster, &files, &names).await
+}
+
+/// Envoy Gateway's BackendTrafficPolicy CRD of the pinned release.
+pub async fn install_envoy_gateway_policy_crd(cluster: &TestCluster) -> anyhow::Result<()> {
+    let dir = go_module(cluster, ENVOY_GATEWAY).await?;
+    let crd =
+        dir.join("charts/gateway-helm/charts/crds/crds/generated/gateway.envoyproxy.io_backendtrafficpolicies.yaml");
+    install(
+        cluster,
+        &[crd],
+        &["crd/backendtrafficpolicies.gateway.envoyproxy.io".to_owned()],
+    )
+    .await
+}
+
+/// KEDA's ScaledObject CRD of the pinned release.
+pub async fn install_keda_crd(cluster: &TestCluster) -> anyhow::Result<()> {
+    let dir = go_module(cluster, KEDA).await?;
+    let crd = dir.join("config/crd/bases/keda.sh_scaledobjects.yaml");
+    install(cluster, &[crd], &[KEDA_CRD.to_owned()]).await
+}
+
+/// Removes KEDA's ScaledObject CRD (and every ScaledObject) and waits until it is gone.
+pub async fn remove_keda_crd(cluster: &TestCluster) -> anyhow::Result<()> {
+    run_ok(
+        cluster
+            .kubectl()
+            .args(["delete", "--ignore-not-found", "--wait=true", "--timeout=60s", KEDA_CRD]),
+    )
+    .await?;
+    Ok(())
+}
+
+const KEDA_CRD: &str = "crd/scaledobjects.keda.sh";
 
 /// The ServiceMonitor, PodMonitor and PrometheusRule CRDs of the pinned Prometheus Operator
 /// release.

@@ -10,7 +10,8 @@
 //! * [`metrics`]: reading what it serves on `/metrics`;
 //! * [`wait`]: bounded polling (`eventually`);
 //! * [`voiceagent`]: waiting on a VoiceAgent's status;
-//! * [`writes`]: counting a ServiceAccount's writes on the apiserver's side.
+//! * [`writes`]: counting a ServiceAccount's writes on the apiserver's side;
+//! * [`traefik`]: Traefik as the cluster's Gateway API and Ingress proxy.
 //!
 //! [`cluster`], [`crds`] and [`voiceagent`] need kube, k8s-openapi and the operator's types,
 //! behind the default feature `cluster`; the benchmark, which drives its own cluster with
@@ -24,6 +25,7 @@ pub mod crds;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod traefik;
 #[cfg(feature = "cluster")]
 pub mod voiceagent;
 pub mod wait;

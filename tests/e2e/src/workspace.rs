@@ -79,6 +79,28 @@ fn executable(messages: &str, name: &str) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow!("cargo build named no executable {name}"))
 }
 
+static TRAEFIK: OnceCell<PathBuf> = OnceCell::const_new();
+
+/// The Traefik executable the proxy suites run: `$VOICE_E2E_TRAEFIK_BIN`, or built once into the
+/// cache by `tests/cluster/build-traefik` (its messages go to the test's stderr).
+pub async fn traefik_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("VOICE_E2E_TRAEFIK_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    TRAEFIK
+        .get_or_try_init(|| async {
+            let mut cmd = Command::new(root().join("tests/cluster/build-traefik"));
+            cmd.arg("--print-path").stderr(Stdio::inherit());
+            let out = run(&mut cmd, BUILD_TIMEOUT).await?;
+            if !out.success {
+                bail!("tests/cluster/build-traefik failed (its messages are above)");
+            }
+            Ok(PathBuf::from(out.stdout.trim()))
+        })
+        .await
+        .cloned()
+}
+
 /// A test tool from `tests/tools/build` (built into the cache on first use; its build messages
 /// go to the test's stderr).
 pub async fn tool(name: &str) -> anyhow::Result<PathBuf> {

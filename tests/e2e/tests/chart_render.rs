@@ -249,12 +249,17 @@ async fn rbac_grants_only_what_the_operator_uses() {
     let without = render_documents(
         cluster,
         "ops",
-        &["--set", "rbac.gatewayAPI=false,rbac.readIngressClasses=false"],
+        &[
+            "--set",
+            "rbac.gatewayAPI=false,rbac.readIngressClasses=false,rbac.keda=false",
+        ],
     )
     .await
     .expect("renders");
     let role = object(&without, "ClusterRole", "ops-voice-operator").expect("ClusterRole rendered");
-    assert!(!role.to_string().contains("httproutes"));
+    for resource in ["httproutes", "backendtrafficpolicies", "gateways", "scaledobjects"] {
+        assert!(!role.to_string().contains(resource), "{resource} without its switch");
+    }
     assert!(of_kind(&without, "ClusterRole").len() == 1, "no IngressClass reader");
 }
 

@@ -63,6 +63,11 @@ async fn invalid_specs_are_refused_with_clear_messages() {
         ),
         (
             "a",
+            "session: {resume: {store: Redis}}",
+            "session.resume.store Redis needs redis and encryptionKeySecretRef",
+        ),
+        (
+            "a",
             "sessionSettings: {variables: [{name: customer_name}, {name: customer_name}]}",
             "spec.sessionSettings.variables[1]: Duplicate value",
         ),

@@ -51,13 +51,15 @@ pub fn session_start(config: &NovaSonicConfig) -> String {
     event("sessionStart", body)
 }
 
-pub fn prompt_start(prompt: &str, config: &NovaSonicConfig, voice: &str, tools: &[ToolSpec]) -> String {
+/// `promptStart`, asking for reply audio at `output_sample_rate` (the session's: phone calls ask
+/// for the rate the call plays).
+pub fn prompt_start(prompt: &str, voice: &str, tools: &[ToolSpec], output_sample_rate: u32) -> String {
     let mut body = json!({
         "promptName": prompt,
         "textOutputConfiguration": { "mediaType": "text/plain" },
         "audioOutputConfiguration": {
             "mediaType": "audio/lpcm",
-            "sampleRateHertz": config.output_sample_rate,
+            "sampleRateHertz": output_sample_rate,
             "sampleSizeBits": 16,
             "channelCount": 1,
             "voiceId": voice,
@@ -378,7 +380,7 @@ mod tests {
             description: "Weather".into(),
             input_schema: json!({"type": "object"}),
         };
-        let v = parse(&prompt_start("p1", &NovaSonicConfig::default(), "matthew", &[tool]));
+        let v = parse(&prompt_start("p1", "matthew", &[tool], 24_000));
         let body = &v["event"]["promptStart"];
         assert_eq!(body["promptName"], "p1");
         assert_eq!(body["audioOutputConfiguration"]["voiceId"], "matthew");

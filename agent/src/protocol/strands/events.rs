@@ -5,6 +5,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::AudioOutput;
+use crate::protocol::ResumeOffer;
 use crate::protocol::StopReason;
 use crate::session::SessionSettings;
 
@@ -51,6 +52,9 @@ pub enum ServerEvent {
         /// The effective per-session settings (omitted when the caller chose none).
         #[serde(skip_serializing_if = "settings_are_default")]
         settings: Arc<SessionSettings>,
+        /// `resume_token`, `resume_window_s`, `resumed`, `resume_anywhere` (when resumption is on).
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeOffer>,
     },
     #[serde(rename = "bidi_response_start")]
     ResponseStart { response_id: String },
@@ -92,6 +96,9 @@ pub enum ServerEvent {
     ConnectionClose {
         connection_id: String,
         reason: &'static str,
+        /// The token to resume with on another replica (a drain close).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
     },
     #[serde(rename = "bidi_error")]
     Error { code: String, message: String },
@@ -162,6 +169,7 @@ mod tests {
             output_sample_rate: 24000,
             audio_output: AudioOutput::Binary,
             settings: Arc::default(),
+            resume: None,
         };
         assert_eq!(value(&ev)["audio_output"], "binary");
         assert_eq!(value(&ev)["type"], "bidi_connection_start");

@@ -110,6 +110,7 @@ impl Encoder {
                 input_sample_rate,
                 output_sample_rate,
                 settings,
+                resume,
             } => ServerEvent::ConnectionStart {
                 connection_id: session_id,
                 model,
@@ -117,6 +118,7 @@ impl Encoder {
                 output_sample_rate,
                 audio_output: self.audio_output,
                 settings,
+                resume,
             },
             SessionEvent::ResponseStart { response_id } => ServerEvent::ResponseStart { response_id },
             SessionEvent::Transcript { role, text, is_final } => ServerEvent::TranscriptStream {
@@ -163,9 +165,14 @@ impl Encoder {
                 },
             },
             SessionEvent::Restarted { reason, .. } => ServerEvent::ConnectionRestart { reason },
-            SessionEvent::Closing { session_id, reason } => ServerEvent::ConnectionClose {
+            SessionEvent::Closing {
+                session_id,
+                reason,
+                resume_token,
+            } => ServerEvent::ConnectionClose {
                 connection_id: session_id,
                 reason: reason.as_str(),
+                resume_token,
             },
             SessionEvent::Error { code, message } => ServerEvent::error(code, message),
         })
@@ -212,6 +219,7 @@ mod tests {
                 input_sample_rate: 16_000,
                 output_sample_rate: 24_000,
                 settings: Default::default(),
+                resume: None,
             },
         );
         assert_eq!(
@@ -251,7 +259,8 @@ mod tests {
                 encoder.as_mut(),
                 SessionEvent::Closing {
                     session_id: "c1".into(),
-                    reason: EndReason::Draining
+                    reason: EndReason::Draining,
+                    resume_token: None,
                 }
             ),
             json!({"type": "bidi_connection_close", "connection_id": "c1", "reason": "draining"})
@@ -282,6 +291,7 @@ mod tests {
                 input_sample_rate: 16_000,
                 output_sample_rate: 24_000,
                 settings: Default::default(),
+                resume: None,
             },
         );
         assert_eq!(start["audio_output"], "binary");

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
+use crate::protocol::ResumeOffer;
 use crate::protocol::strands::{AudioOutput, ToolResultBody, ToolUseBody};
 use crate::session::SessionSettings;
 
@@ -38,6 +39,9 @@ pub enum ServerEvent {
         /// The effective per-session settings (omitted when the caller chose none).
         #[serde(skip_serializing_if = "settings_are_default")]
         settings: Arc<SessionSettings>,
+        /// `resume_token`, `resume_window_s`, `resumed`, `resume_anywhere` (when resumption is on).
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeOffer>,
     },
     #[serde(rename = "bidi_response_start")]
     ResponseStart { response_id: String },
@@ -96,6 +100,9 @@ pub enum ServerEvent {
     ConnectionStop {
         connection_id: String,
         reason: &'static str,
+        /// The token to resume with on another replica (a drain close).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
     },
     /// Extension: something went wrong (the `strands-1.40` event, unchanged).
     #[serde(rename = "bidi_error")]

@@ -125,6 +125,7 @@ impl Encoder {
                 input_sample_rate,
                 output_sample_rate,
                 settings,
+                resume,
             } => out.push(ServerEvent::ConnectionStart {
                 connection_id: session_id,
                 model,
@@ -132,6 +133,7 @@ impl Encoder {
                 output_sample_rate,
                 audio_output: self.audio_output,
                 settings,
+                resume,
             }),
             // A response opens at its first content, as in Strands: a reply the session starts
             // that brings nothing this schema sends (only a final transcript, say) is no
@@ -184,9 +186,14 @@ impl Encoder {
                     turn_interrupted,
                 });
             }
-            SessionEvent::Closing { session_id, reason } => out.push(ServerEvent::ConnectionStop {
+            SessionEvent::Closing {
+                session_id,
+                reason,
+                resume_token,
+            } => out.push(ServerEvent::ConnectionStop {
                 connection_id: session_id,
                 reason: reason.as_str(),
+                resume_token,
             }),
             SessionEvent::Error { code, message } => out.push(ServerEvent::Error {
                 code: code.to_owned(),

@@ -310,12 +310,14 @@ fn lifecycle_events_carry_the_connection_id() {
                 input_sample_rate: 16_000,
                 output_sample_rate: 24_000,
                 settings: Default::default(),
+                resume: None,
             }),
             Step::Audio(&[1, 0, 2, 0]),
             Step::Event(SessionEvent::error("model_busy", "dropped")),
             Step::Event(SessionEvent::Closing {
                 session_id: "c1".into(),
                 reason: EndReason::IdleTimeout,
+                resume_token: None,
             }),
         ],
     );

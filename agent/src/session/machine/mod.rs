@@ -9,8 +9,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::settings::SessionSettings;
-use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, TokenUsage, ToolResult, ToolUse};
-use crate::protocol::{ClientMessage, DecodeError, EndReason, Outbound, SessionEvent, StopReason};
+use crate::model::{
+    ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, Role, TokenUsage, ToolResult, ToolUse,
+};
+use crate::protocol::{ClientMessage, DecodeError, EndReason, Outbound, ResumeOffer, SessionEvent, StopReason};
 
 /// Longest close-frame reason: a control frame payload is at most 125 bytes, two of which hold
 /// the code (RFC 6455 §5.5).
@@ -136,6 +138,8 @@ pub enum Action {
         input: serde_json::Value,
     },
     Observe(Observation),
+    /// Words said for good (a final transcript): part of the conversation, kept for resuming.
+    Remember(Role, String),
     /// The session is over: after the queued sends, close and clean up.
     End(EndReason),
 }
@@ -155,6 +159,11 @@ pub struct Session {
     got_first_message: bool,
     audio: AudioAllowance,
     ended: Option<EndReason>,
+    /// The token a close hands over when the agent ends the session itself (drain, a failed
+    /// model) and the conversation can go on: `bidi_connection_close` carries it.
+    handover: Option<String>,
+    /// Whether another replica can resume the conversation (a drained replica cannot).
+    handover_anywhere: bool,
 }
 
 impl Session {
@@ -172,18 +181,35 @@ impl Session {
             got_first_message: false,
             audio: AudioAllowance::new(&limits, now),
             ended: None,
+            handover: None,
+            handover_anywhere: false,
         }
     }
 
     /// The stream of `model` is open: the first event announces the session to the client.
-    pub fn on_model_connected(&mut self, model: &str, settings: Arc<SessionSettings>, actions: &mut Vec<Action>) {
+    /// `resume` is how the client can pick the conversation up again after a drop.
+    pub fn on_model_connected(
+        &mut self,
+        model: &str,
+        settings: Arc<SessionSettings>,
+        resume: Option<ResumeOffer>,
+        actions: &mut Vec<Action>,
+    ) {
+        self.offer_handover(resume.as_ref());
         actions.push(Action::Send(Outbound::event(SessionEvent::Started {
             session_id: self.id.clone(),
             model: model.to_owned(),
             input_sample_rate: self.rates.0,
             output_sample_rate: self.rates.1,
             settings,
+            resume,
         })));
+    }
+
+    /// The conversation can be resumed with this offer's token after the agent ends the session.
+    pub fn offer_handover(&mut self, resume: Option<&ResumeOffer>) {
+        self.handover = resume.map(|r| r.token.clone());
+        self.handover_anywhere = resume.is_some_and(|r| r.anywhere);
     }
 
     /// The model stream could not be opened: the client is told why, and the session ends.
@@ -231,6 +257,9 @@ impl Session {
             self.got_first_message = true;
         }
         match message {
+            // Empty audio: a frame that carries nothing for the model (a carrier's `mark`); it
+            // shows the client is there, and goes no further.
+            Ok(ClientMessage::Audio(pcm)) if pcm.is_empty() => self.last_input_at = now,
             Ok(ClientMessage::Audio(pcm)) => {
                 if !self.audio.take(pcm.len(), now) {
                     self.end_with(
@@ -299,6 +328,9 @@ impl Session {
             }
             ModelOutput::ResponseStart { id } => SessionEvent::ResponseStart { response_id: id },
             ModelOutput::Transcript { role, text, is_final } => {
+                if is_final {
+                    actions.push(Action::Remember(role, text.clone()));
+                }
                 let mut pieces = text_pieces(text, MAX_EVENT_TEXT_BYTES);
                 let last = pieces.pop().unwrap_or_default();
                 for text in pieces {
@@ -446,9 +478,18 @@ impl Session {
         }
         self.ended = Some(reason);
         if reason.announce() {
+            // A drained session may go on on another replica, one whose model failed later on:
+            // the close says how.
+            let resumable = match reason {
+                EndReason::Draining => self.handover_anywhere,
+                EndReason::ModelError | EndReason::Internal => true,
+                _ => false,
+            };
+            let resume_token = resumable.then(|| self.handover.clone()).flatten();
             actions.push(Action::Send(Outbound::event(SessionEvent::Closing {
                 session_id: self.id.clone(),
                 reason,
+                resume_token,
             })));
         }
         if let Some(code) = reason.close_code() {

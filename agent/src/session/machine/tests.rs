@@ -16,7 +16,7 @@ const LIMITS: SessionLimits = SessionLimits {
 fn start(now: Instant) -> (Session, Vec<Action>) {
     let mut actions = Vec::new();
     let mut session = Session::new("s1".into(), (16000, 24000), LIMITS, now);
-    session.on_model_connected("simulated", Default::default(), &mut actions);
+    session.on_model_connected("simulated", Default::default(), None, &mut actions);
     (session, actions)
 }
 
@@ -55,6 +55,17 @@ fn client_audio_goes_to_the_model_and_resets_idle() {
         &mut actions,
     );
     assert!(actions.contains(&Action::Model(ModelInput::Audio(Bytes::from_static(&[0, 0])))));
+    assert_eq!(s.deadline(), later + LIMITS.idle_timeout);
+}
+
+#[test]
+fn empty_audio_is_a_sign_of_life_that_never_reaches_the_model() {
+    let t0 = Instant::now();
+    let (mut s, _) = start(t0);
+    let mut actions = Vec::new();
+    let later = t0 + Duration::from_secs(5);
+    s.on_client(Ok(ClientMessage::Audio(Bytes::new())), later, &mut actions);
+    assert!(actions.is_empty(), "{actions:?}");
     assert_eq!(s.deadline(), later + LIMITS.idle_timeout);
 }
 

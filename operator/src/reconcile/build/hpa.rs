@@ -1,4 +1,4 @@
-//! The HorizontalPodAutoscaler on active sessions, when `scaling` is set.
+//! The HorizontalPodAutoscaler on active sessions, when `scaling` is set with mode `Hpa`.
 
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscaler,
@@ -8,7 +8,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::metadata;
-use crate::reconcile::validate::{Replicas, ValidatedAgent};
+use crate::reconcile::validate::{Autoscaling, Replicas, ValidatedAgent};
 
 /// Scale-down removes at most one pod per this many seconds: each removal drains sessions.
 const SCALE_DOWN_PERIOD_SECS: i32 = 60;
@@ -18,6 +18,9 @@ pub fn build_hpa(agent: &ValidatedAgent) -> Option<HorizontalPodAutoscaler> {
     let Replicas::Autoscaled(scaling) = &agent.replicas else {
         return None;
     };
+    if scaling.keda.is_some() {
+        return None;
+    }
     Some(HorizontalPodAutoscaler {
         metadata: metadata(agent, agent.name.clone()),
         spec: HorizontalPodAutoscalerSpec {
@@ -43,21 +46,27 @@ pub fn build_hpa(agent: &ValidatedAgent) -> Option<HorizontalPodAutoscaler> {
                 }),
                 ..MetricSpec::default()
             }]),
-            behavior: Some(HorizontalPodAutoscalerBehavior {
-                scale_down: Some(HPAScalingRules {
-                    stabilization_window_seconds: Some(scaling.scale_down_window_secs),
-                    policies: Some(vec![HPAScalingPolicy {
-                        type_: "Pods".into(),
-                        value: 1,
-                        period_seconds: SCALE_DOWN_PERIOD_SECS,
-                    }]),
-                    ..HPAScalingRules::default()
-                }),
-                scale_up: None,
-            }),
+            behavior: Some(scale_down_behavior(scaling)),
         },
         ..HorizontalPodAutoscaler::default()
     })
+}
+
+/// Scale down slowly, one pod per period after the stabilization window: each removal drains
+/// sessions. Shared with KEDA's ScaledObject, which passes it to the HPA it creates.
+pub(super) fn scale_down_behavior(scaling: &Autoscaling) -> HorizontalPodAutoscalerBehavior {
+    HorizontalPodAutoscalerBehavior {
+        scale_down: Some(HPAScalingRules {
+            stabilization_window_seconds: Some(scaling.scale_down_window_secs),
+            policies: Some(vec![HPAScalingPolicy {
+                type_: "Pods".into(),
+                value: 1,
+                period_seconds: SCALE_DOWN_PERIOD_SECS,
+            }]),
+            ..HPAScalingRules::default()
+        }),
+        scale_up: None,
+    }
 }
 
 #[cfg(test)]

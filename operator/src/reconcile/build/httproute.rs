@@ -1,15 +1,19 @@
-//! The Gateway API HTTPRoute, when `expose.gateway` is set.
+//! The Gateway API HTTPRoute, when `expose.gateway` is set, and the implementation's own policy
+//! objects where its WebSocket limits live outside the route.
+
+mod profiles;
 
 use super::metadata;
 use crate::gateway_api::{
-    BackendRef, HTTPPathMatch, HTTPRoute, HTTPRouteMatch, HTTPRouteRule, HTTPRouteSpec, HTTPRouteTimeouts,
-    ParentReference,
+    BackendRef, BackendTrafficPolicy, BackendTrafficPolicySpec, HTTPPathMatch, HTTPRoute, HTTPRouteMatch,
+    HTTPRouteRule, HTTPRouteSpec, ParentReference, PolicyHttpTimeout, PolicyTargetReference, PolicyTimeout,
 };
 use crate::reconcile::agent_config::AGENT_PORT;
 use crate::reconcile::validate::ValidatedAgent;
 
 /// One rule: the WebSocket path prefix to the Service's `ws` port (whose `appProtocol`
-/// tells the Gateway it is a WebSocket backend), with the requested timeouts.
+/// tells the Gateway it is a WebSocket backend), with the requested timeouts or, without them,
+/// the implementation's.
 pub fn build_httproute(agent: &ValidatedAgent) -> Option<HTTPRoute> {
     let route = agent.route.as_ref()?;
     let spec = HTTPRouteSpec {
@@ -34,13 +38,32 @@ pub fn build_httproute(agent: &ValidatedAgent) -> Option<HTTPRoute> {
                 name: agent.name.clone(),
                 port: i32::from(AGENT_PORT),
             }],
-            timeouts: route.timeouts.as_ref().map(|t| HTTPRouteTimeouts {
-                request: t.request.map(|d| d.to_string()),
-                backend_request: t.backend_request.map(|d| d.to_string()),
-            }),
+            timeouts: profiles::route_timeouts(route),
         }],
     };
     let mut object = HTTPRoute::new(&agent.name, spec);
+    object.metadata = metadata(agent, agent.name.clone());
+    Some(object)
+}
+
+/// Envoy Gateway's `BackendTrafficPolicy` for the route, when Envoy's stream idle timeout would
+/// end a silent session before the agent does (the route cannot say it).
+pub fn build_backend_traffic_policy(agent: &ValidatedAgent) -> Option<BackendTrafficPolicy> {
+    let route = agent.route.as_ref()?;
+    let stream_idle_timeout = profiles::envoy_stream_idle_timeout(route)?;
+    let spec = BackendTrafficPolicySpec {
+        target_refs: vec![PolicyTargetReference {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "HTTPRoute".into(),
+            name: agent.name.clone(),
+        }],
+        timeout: Some(PolicyTimeout {
+            http: Some(PolicyHttpTimeout {
+                stream_idle_timeout: Some(stream_idle_timeout),
+            }),
+        }),
+    };
+    let mut object = BackendTrafficPolicy::new(&agent.name, spec);
     object.metadata = metadata(agent, agent.name.clone());
     Some(object)
 }
@@ -72,10 +95,66 @@ expose:
         assert_eq!(agent.url, "wss://voice.example.com/ws");
     }
 
+    fn route_for(implementation: &str, extra: &str) -> ValidatedAgent {
+        validated(spec(&format!(
+            "session: {{maxDuration: 30m{extra}}}\nexpose: {{gateway: {{parentRefs: [{{name: public}}], implementation: {implementation}}}}}"
+        )))
+    }
+
+    fn timeouts_of(agent: &ValidatedAgent) -> serde_json::Value {
+        let json = serde_json::to_value(build_httproute(agent)).expect("json");
+        json["spec"]["rules"][0]["timeouts"].clone()
+    }
+
     #[test]
-    fn no_timeouts_unless_requested() {
+    fn no_timeouts_where_the_implementation_is_unknown() {
         let agent = validated(spec("expose: {gateway: {parentRefs: [{name: public}]}}"));
         let json = serde_json::to_value(build_httproute(&agent)).expect("json");
         assert!(json["spec"]["rules"][0].get("timeouts").is_none());
+    }
+
+    #[test]
+    fn envoy_based_and_istio_routes_outlast_the_longest_session() {
+        for implementation in ["EnvoyGateway", "Istio", "Kgateway", "Cilium"] {
+            let agent = route_for(implementation, "");
+            assert_eq!(
+                timeouts_of(&agent),
+                serde_json::json!({"request": "1860s"}),
+                "{implementation}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_route_timeouts_where_the_implementation_ignores_or_refuses_them() {
+        for implementation in ["Traefik", "NginxGatewayFabric", "Generic"] {
+            let agent = route_for(implementation, "");
+            assert_eq!(timeouts_of(&agent), serde_json::Value::Null, "{implementation}");
+        }
+    }
+
+    #[test]
+    fn the_users_timeouts_win() {
+        let agent = validated(spec(
+            "expose: {gateway: {parentRefs: [{name: public}], implementation: EnvoyGateway, timeouts: {request: 0s}}}",
+        ));
+        assert_eq!(timeouts_of(&agent), serde_json::json!({"request": "0s"}));
+    }
+
+    #[test]
+    fn envoy_gateway_policy_only_when_the_idle_timeout_outlasts_envoys() {
+        assert_eq!(
+            build_backend_traffic_policy(&route_for("EnvoyGateway", ", idleTimeout: 4m")),
+            None
+        );
+        assert_eq!(
+            build_backend_traffic_policy(&route_for("Istio", ", idleTimeout: 10m")),
+            None
+        );
+        let agent = route_for("EnvoyGateway", ", idleTimeout: 10m");
+        assert_golden(
+            "backendtrafficpolicy",
+            &build_backend_traffic_policy(&agent).expect("a policy"),
+        );
     }
 }

@@ -9,6 +9,7 @@ mod httproute;
 mod ingress;
 mod networkpolicy;
 mod pdb;
+mod scaledobject;
 mod service;
 
 use std::collections::BTreeMap;
@@ -18,10 +19,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use configmap::{build_configmap, configmap_name};
 pub use deployment::{CHECKSUM_ANNOTATION, CONTAINER, build_deployment};
 pub use hpa::build_hpa;
-pub use httproute::build_httproute;
+pub use httproute::{build_backend_traffic_policy, build_httproute};
 pub use ingress::{build_ingress, controller_annotations};
 pub use networkpolicy::build_network_policy;
 pub use pdb::build_pdb;
+pub use scaledobject::build_scaled_object;
 pub use service::{PORT_NAME, build_service};
 
 use super::validate::ValidatedAgent;

@@ -21,6 +21,7 @@ fn resolved(spec: &VoiceAgentSpec, outcome: impl Fn(&Reference) -> (bool, Option
             })
             .collect(),
         ingress_class_controller: None,
+        gateway_class_controller: None,
     }
 }
 
@@ -163,6 +164,29 @@ fn gateway_exposure_needs_the_gateway_api() {
     };
     let r = validate(&agent, &Dereferenced::default(), &settings).expect_err("rejected");
     assert_eq!(r.reason, RejectReason::GatewayApiUnavailable);
+}
+
+#[test]
+fn gateway_implementation_is_detected_unless_named() {
+    let detected = |yaml: &str, controller: Option<&str>| {
+        let dereferenced = Dereferenced {
+            gateway_class_controller: controller.map(str::to_owned),
+            ..Dereferenced::default()
+        };
+        let agent = try_validated(spec(yaml), &dereferenced).expect("valid");
+        agent.route.expect("a route").implementation
+    };
+    let plain = "expose: {gateway: {parentRefs: [{name: g}]}}";
+    assert_eq!(
+        detected(plain, Some("gateway.envoyproxy.io/gatewayclass-controller")),
+        GatewayImplementation::EnvoyGateway
+    );
+    assert_eq!(detected(plain, None), GatewayImplementation::Generic);
+    let named = "expose: {gateway: {parentRefs: [{name: g}], implementation: Istio}}";
+    assert_eq!(
+        detected(named, Some("traefik.io/gateway-controller")),
+        GatewayImplementation::Istio
+    );
 }
 
 #[test]

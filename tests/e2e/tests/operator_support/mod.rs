@@ -33,11 +33,13 @@ const RBAC_TEMPLATES: [&str; 4] = [
     "templates/leader-election.yaml",
 ];
 /// The example manifests users start from (paths relative to the workspace).
-pub const EXAMPLES: [&str; 5] = [
+pub const EXAMPLES: [&str; 7] = [
     "examples/simulated-smoke.yaml",
     "examples/ingress-nginx.yaml",
     "examples/aws-alb.yaml",
     "examples/gateway-api.yaml",
+    "examples/gateway-api-istio.yaml",
+    "examples/gateway-api-traefik.yaml",
     "examples/secured.yaml",
 ];
 /// Name of the operator's ServiceAccount in each test namespace.

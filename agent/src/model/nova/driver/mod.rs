@@ -89,6 +89,7 @@ impl Driver {
             renew_after: self.shared.config.renew_after,
             text_input: self.shared.config.generation().text_input,
             greeting: self.setup.settings.greeting.clone(),
+            history: self.setup.history.clone(),
         };
         let mut batch = Vec::new();
         let mut machine = Continuity::start(policy, Instant::now(), &mut batch);

@@ -53,9 +53,9 @@ impl Driver {
             wire::session_start(config),
             wire::prompt_start(
                 &prompt,
-                config,
                 self.setup.settings.voice.as_deref().unwrap_or(&config.voice),
                 &self.setup.tools,
+                self.setup.output_sample_rate,
             ),
         ];
         // Every stream starts with the system prompt, as Nova documents; renewals too.

@@ -56,6 +56,7 @@ fn resolved(spec: &crate::api::VoiceAgentSpec, digest: &str) -> Dereferenced {
             })
             .collect(),
         ingress_class_controller: None,
+        gateway_class_controller: None,
     }
 }
 

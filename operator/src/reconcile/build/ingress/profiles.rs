@@ -64,9 +64,15 @@ pub fn controller_annotations(ingress: &ValidatedIngress) -> BTreeMap<String, St
             ("projectcontour.io/websocket-routes", ingress.path.clone()),
             ("projectcontour.io/response-timeout", format!("{timeout}s")),
         ],
-        // Traefik proxies WebSockets with no per-route setting; its entry point timeouts are
-        // static configuration, set where Traefik is installed.
-        IngressController::Traefik | IngressController::Generic => vec![],
+        // Traefik proxies WebSockets with no per-route setting (its entry point timeouts are
+        // static configuration, set where Traefik is installed). An Ingress's `tls` only loads
+        // the certificate there: without this the router serves plain HTTP only, unless the
+        // entry point itself terminates TLS.
+        IngressController::Traefik => match ingress.tls {
+            Some(_) => vec![("traefik.ingress.kubernetes.io/router.tls", "true".to_owned())],
+            None => vec![],
+        },
+        IngressController::Generic => vec![],
     };
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -65,6 +65,8 @@ pub(super) struct Policy {
     /// An instruction sent as the first user text of the conversation, so the model speaks
     /// first. Not part of the history: renewed streams continue from the greeting it gave.
     pub greeting: Option<String>,
+    /// The conversation so far (a resumed session): the first stream starts from it.
+    pub history: std::sync::Arc<[(Role, String)]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +118,10 @@ pub(super) struct Continuity {
 impl Continuity {
     /// A conversation whose first stream is about to be opened.
     pub fn start(policy: Policy, now: Instant, out: &mut Vec<Action>) -> Self {
+        let mut history = History::default();
+        for (role, text) in policy.history.iter() {
+            history.push(*role, text);
+        }
         let machine = Self {
             policy,
             phase: Phase::Opening {
@@ -125,7 +131,7 @@ impl Continuity {
             started: false,
             warned: false,
             turn_interrupted: false,
-            history: History::default(),
+            history,
             mapper: OutputMapper::default(),
             vad: TurnDetector::default(),
             vad_events: Vec::new(),

@@ -64,6 +64,7 @@ impl Session {
             renew_after: RENEW_AFTER,
             text_input,
             greeting: None,
+            history: std::sync::Arc::from([]),
         };
         let mut out = Vec::new();
         let mut machine = Continuity::start(policy, start, &mut out);
@@ -538,6 +539,7 @@ fn the_first_stream_starts_the_session_and_its_failures_end_it_before_it_starts(
         renew_after: RENEW_AFTER,
         text_input: true,
         greeting: None,
+        history: std::sync::Arc::from([]),
     };
     let mut machine = Continuity::start(policy, start, &mut out);
     out.clear();
@@ -558,6 +560,7 @@ fn the_greeting_is_the_first_text_of_the_first_stream_only() {
         renew_after: RENEW_AFTER,
         text_input: true,
         greeting: Some("Greet the caller.".into()),
+        history: std::sync::Arc::from([]),
     };
     let mut machine = Continuity::start(policy, start, &mut out);
     out.clear();

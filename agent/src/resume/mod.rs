@@ -1,0 +1,316 @@
+//! Resumable conversations. Every session is offered a resume token; a client that reconnects
+//! within the window with it gets the same conversation back (history, settings), on this
+//! replica or, with a shared store, on any other. Tokens are 256 random bits, single use (each
+//! resumption offers a new one), expire with the window, are bound to the caller that earned
+//! them, and are stored only as a hash. The state itself is encrypted at rest.
+
+mod cipher;
+mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use voice_config::{ResumeConfig, ResumeStore};
+
+pub use cipher::Cipher;
+pub use store::{MemoryStore, RedisStore, Store, StoreError};
+
+use crate::metrics::Metrics;
+use crate::model::Role;
+use crate::session::SessionSettings;
+
+/// The stored state's format. A state of another version is refused, never guessed at.
+pub const STATE_VERSION: u32 = 1;
+
+/// A resume token: 32 random bytes, base64url. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResumeToken(String);
+
+impl ResumeToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ResumeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeToken(…)")
+    }
+}
+
+/// One message of the conversation, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub role: StoredRole,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredRole {
+    User,
+    Assistant,
+}
+
+impl From<Role> for StoredRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => Self::User,
+            Role::Assistant => Self::Assistant,
+        }
+    }
+}
+
+impl From<StoredRole> for Role {
+    fn from(role: StoredRole) -> Self {
+        match role {
+            StoredRole::User => Self::User,
+            StoredRole::Assistant => Self::Assistant,
+        }
+    }
+}
+
+/// What a conversation needs to go on elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationState {
+    pub version: u32,
+    /// The first session of the conversation (kept across resumptions).
+    pub conversation_id: String,
+    /// Who may resume it: the subject that held it (none without authentication).
+    pub subject: Option<String>,
+    pub settings: SessionSettings,
+    pub history: Vec<StoredMessage>,
+    /// The trace of the session that saved it, for a span link (`trace_id-span_id`, hex).
+    pub trace: Option<String>,
+    /// When it was saved (Unix seconds).
+    pub saved_at: u64,
+}
+
+impl ConversationState {
+    pub fn new(conversation_id: String, subject: Option<String>, settings: SessionSettings) -> Self {
+        Self {
+            version: STATE_VERSION,
+            conversation_id,
+            subject,
+            settings,
+            history: Vec::new(),
+            trace: None,
+            saved_at: 0,
+        }
+    }
+
+    /// Adds a message, dropping the oldest ones while the history is over `max_bytes`.
+    pub fn push(&mut self, role: Role, text: &str, max_bytes: usize) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        self.history.push(StoredMessage {
+            role: role.into(),
+            text: text.to_owned(),
+        });
+        let mut total: usize = self.history.iter().map(|m| m.text.len() + 32).sum();
+        while total > max_bytes && self.history.len() > 1 {
+            total -= self.history[0].text.len() + 32;
+            self.history.remove(0);
+        }
+    }
+}
+
+/// Why a resumption is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefusal {
+    /// No such conversation: never offered, already resumed, or past its window.
+    Expired,
+    /// The token belongs to another caller.
+    Foreign,
+    /// The stored state cannot be read (another key, another format, damaged).
+    Corrupt,
+    /// The store cannot be reached now.
+    Unavailable,
+}
+
+impl ResumeRefusal {
+    pub const ALL: [ResumeRefusal; 4] = [Self::Expired, Self::Foreign, Self::Corrupt, Self::Unavailable];
+
+    /// The `outcome` label of `voice_agent_resumptions_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Foreign => "foreign",
+            Self::Corrupt => "corrupt",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Expired => {
+                "this conversation cannot be resumed: the token was used already or has expired; start a new session"
+            }
+            Self::Foreign => "this conversation belongs to another caller",
+            Self::Corrupt => "this conversation's stored state cannot be read; start a new session",
+            Self::Unavailable => "resumption is not available right now; start a new session or retry shortly",
+        }
+    }
+}
+
+/// The agent's resumption service.
+pub struct Resumption {
+    store: Box<dyn Store>,
+    cipher: Cipher,
+    window: Duration,
+    max_bytes: usize,
+    prefix: String,
+    random: SystemRandom,
+    metrics: Arc<Metrics>,
+}
+
+impl Resumption {
+    /// The service the configuration asks for (`None` when resumption is off).
+    pub fn new(config: &ResumeConfig, metrics: Arc<Metrics>) -> Result<Option<Arc<Self>>, String> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let cipher = match &config.encryption_key_file {
+            Some(path) => Cipher::from_key_file(path)?,
+            None => Cipher::plain(),
+        };
+        let (store, prefix): (Box<dyn Store>, String) = match (config.store, &config.redis) {
+            (ResumeStore::Redis, Some(redis)) => (Box::new(RedisStore::new(redis)?), redis.key_prefix.clone()),
+            (ResumeStore::Redis, None) => return Err("session.resume.redis is required with store: Redis".into()),
+            (ResumeStore::Memory, _) => (Box::new(MemoryStore::default()), String::new()),
+        };
+        Ok(Some(Arc::new(Self {
+            store,
+            cipher,
+            window: config.window,
+            max_bytes: config.max_state_bytes,
+            prefix,
+            random: SystemRandom::new(),
+            metrics,
+        })))
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Whether a conversation can be resumed on other replicas (and after a crash).
+    pub fn shared(&self) -> bool {
+        self.store.shared()
+    }
+
+    /// A new token.
+    pub fn token(&self) -> ResumeToken {
+        let mut bytes = [0u8; 32];
+        if self.random.fill(&mut bytes).is_err() {
+            // The system's randomness failed: a token from a fresh UUID's randomness instead
+            // (122 random bits) is still unguessable.
+            bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        }
+        ResumeToken(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The store key of a token: a hash, so the store never holds a usable token.
+    fn key(&self, token: &str) -> String {
+        let hash = digest(&SHA256, token.as_bytes());
+        let mut key = self.prefix.clone();
+        for byte in hash.as_ref() {
+            key.push_str(&format!("{byte:02x}"));
+        }
+        key
+    }
+
+    /// Saves the state of a conversation under `token` for `ttl`; with `replace_only`, only
+    /// over an earlier save (a conversation resumed elsewhere is not written back). A store
+    /// that is down or slow costs the write, never the call: the failure is counted. Whether
+    /// the state was written.
+    pub async fn save(
+        &self,
+        token: &ResumeToken,
+        state: &ConversationState,
+        ttl: Duration,
+        replace_only: bool,
+    ) -> bool {
+        let started = Instant::now();
+        let mut state = state.clone();
+        state.saved_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let key = self.key(token.as_str());
+        let result = match serde_json::to_vec(&state) {
+            Ok(plain) => match self.cipher.seal(&key, &plain) {
+                Ok(blob) => self.store.put(&key, blob, ttl, replace_only).await,
+                Err(error) => Err(StoreError::Unavailable(error)),
+            },
+            Err(error) => Err(StoreError::Unavailable(error.to_string())),
+        };
+        self.metrics
+            .observe_resume_store("save", started.elapsed(), result.is_ok());
+        match result {
+            Ok(written) => written,
+            Err(error) => {
+                tracing::warn!(%error, "conversation state not saved");
+                false
+            }
+        }
+    }
+
+    /// Takes the conversation a token stands for, for `subject`. The token is spent whatever
+    /// the outcome.
+    pub async fn take(&self, token: &str, subject: Option<&str>) -> Result<ConversationState, ResumeRefusal> {
+        // A token is 43 base64url characters; anything else was never offered.
+        if token.len() != 43
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(self.refused(ResumeRefusal::Expired));
+        }
+        let started = Instant::now();
+        let key = self.key(token);
+        let taken = self.store.take(&key).await;
+        self.metrics
+            .observe_resume_store("take", started.elapsed(), taken.is_ok());
+        let blob = match taken {
+            Ok(Some(blob)) => blob,
+            Ok(None) => return Err(self.refused(ResumeRefusal::Expired)),
+            Err(error) => {
+                tracing::warn!(%error, "resumption store unavailable");
+                return Err(self.refused(ResumeRefusal::Unavailable));
+            }
+        };
+        let state = match self.cipher.open(&key, &blob) {
+            Ok(plain) => serde_json::from_slice::<ConversationState>(&plain)
+                .ok()
+                .filter(|s| s.version == STATE_VERSION),
+            Err(why) => {
+                tracing::warn!(why, "stored conversation state refused");
+                None
+            }
+        };
+        let Some(state) = state else {
+            return Err(self.refused(ResumeRefusal::Corrupt));
+        };
+        if state.subject.as_deref() != subject {
+            return Err(self.refused(ResumeRefusal::Foreign));
+        }
+        self.metrics.count_resumption("resumed");
+        Ok(state)
+    }
+
+    fn refused(&self, refusal: ResumeRefusal) -> ResumeRefusal {
+        self.metrics.count_resumption(refusal.as_str());
+        refusal
+    }
+}

@@ -1,0 +1,133 @@
+//! A session's side of resumption: it keeps the conversation (what was said, tool outcomes,
+//! the settings) and saves it as it goes, after each turn and tool result, so that a drop, a
+//! drain or even a crashed process loses at most the turn in progress.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::model::Role;
+use crate::protocol::ResumeOffer;
+use crate::resume::{ConversationState, ResumeToken, Resumption};
+
+/// Longest text of one tool result kept in the conversation (bytes).
+const MAX_TOOL_RESULT_TEXT: usize = 2048;
+
+/// What a session is handed to be resumable.
+pub struct ResumeContext {
+    pub service: Arc<Resumption>,
+    /// This session's token (a new one for every session, resumed or not).
+    pub token: ResumeToken,
+    /// The conversation so far: empty for a new one.
+    pub state: ConversationState,
+    pub resumed: bool,
+    /// How long the state of a live session is kept: as long as the session may last, and
+    /// the window after that.
+    pub live_ttl: Duration,
+}
+
+impl ResumeContext {
+    pub fn offer(&self) -> ResumeOffer {
+        ResumeOffer {
+            token: self.token.as_str().to_owned(),
+            window_s: self.service.window().as_secs(),
+            resumed: self.resumed,
+            anywhere: self.service.shared(),
+        }
+    }
+}
+
+/// Keeps one session's conversation and saves it in the background, latest state first.
+pub(super) struct Keeper {
+    service: Arc<Resumption>,
+    token: ResumeToken,
+    state: ConversationState,
+    latest: watch::Sender<Option<ConversationState>>,
+    saver: JoinHandle<bool>,
+}
+
+impl Keeper {
+    pub fn start(context: ResumeContext) -> Self {
+        let (latest, updates) = watch::channel(None);
+        let saver = tokio::spawn(save_loop(
+            context.service.clone(),
+            context.token.clone(),
+            context.live_ttl,
+            updates,
+        ));
+        Self {
+            service: context.service,
+            token: context.token,
+            state: context.state,
+            latest,
+            saver,
+        }
+    }
+
+    /// A final transcript.
+    pub fn said(&mut self, role: Role, text: &str) {
+        self.state.push(role, text, self.service.max_bytes());
+    }
+
+    /// A finished tool call; a resumed conversation learns its outcome as a user message.
+    pub fn tool_finished(&mut self, name: &str, is_error: bool, content: &str) {
+        let mut text: String = content.chars().take(MAX_TOOL_RESULT_TEXT).collect();
+        if text.len() < content.len() {
+            text.push_str(" …");
+        }
+        let status = if is_error { "failed" } else { "returned" };
+        self.state.push(
+            Role::User,
+            &format!("(The {name} tool {status}: {text})"),
+            self.service.max_bytes(),
+        );
+        self.save();
+    }
+
+    /// Saves the conversation as it is now, in the background.
+    pub fn save(&self) {
+        self.latest.send_replace(Some(self.state.clone()));
+    }
+
+    /// The session is over: saves the conversation for the resume window, after any save in
+    /// flight, within the store's timeout.
+    pub async fn finish(self) {
+        let Self {
+            service,
+            token,
+            state,
+            latest,
+            saver,
+        } = self;
+        drop(latest);
+        let created = saver.await.unwrap_or(false);
+        // Written over the live state only: if the conversation was resumed elsewhere in the
+        // meantime, its key is gone and stays gone (a token works once).
+        service.save(&token, &state, service.window(), created).await;
+    }
+}
+
+/// Saves each new state, skipping any superseded while a save was running. Returns whether
+/// the conversation has been written at least once.
+async fn save_loop(
+    service: Arc<Resumption>,
+    token: ResumeToken,
+    ttl: Duration,
+    mut updates: watch::Receiver<Option<ConversationState>>,
+) -> bool {
+    let mut created = false;
+    while updates.changed().await.is_ok() {
+        let Some(state) = updates.borrow_and_update().clone() else {
+            continue;
+        };
+        let written = service.save(&token, &state, ttl, created).await;
+        if created && !written {
+            // The key is gone: the conversation was resumed on another connection.
+            return true;
+        }
+        created |= written;
+    }
+    created
+}

@@ -1,0 +1,300 @@
+//! Resumable conversations on real processes: the agent (NovaSonic provider against the
+//! Bedrock-wire fake, which records the history each new stream is given), a real
+//! `redis-server` as the shared store, real WebSocket clients.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+use tokio::time::Instant;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct Agent {
+    process: AgentProcess,
+    _dir: tempfile::TempDir,
+}
+
+/// An agent on `fake` with `extra` YAML (its resume settings), and whatever flags.
+fn agent(fake: &FakeBedrock, extra: impl Fn(&std::path::Path) -> String, flags: &[&str]) -> Agent {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = fake.agent_config(dir.path(), "");
+    let yaml = std::fs::read_to_string(&config).expect("config") + &extra(dir.path());
+    std::fs::write(&config, yaml).expect("write config");
+    let args: Vec<&str> = ["--config", config.as_str()]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect();
+    Agent {
+        process: AgentProcess::start_with_env(&args, AWS_ENV),
+        _dir: dir,
+    }
+}
+
+/// Opens a session; its `bidi_connection_start`.
+async fn open(agent: &AgentProcess, query: &str) -> (Client, Value) {
+    let mut client = Client::connect(&agent.ws_url(query), Encoding::Json).await;
+    let start = client.until_event("bidi_connection_start", LIMIT).await;
+    let event = events(&start)[0].clone();
+    (client, event)
+}
+
+/// A typed turn, through to the end of the reply.
+async fn typed_turn(client: &mut Client, text: &str) -> Vec<Received> {
+    client.send_text(text).await;
+    client.until_event("bidi_response_complete", LIMIT).await
+}
+
+/// What the fake's newest stream was given as history.
+async fn replayed_history(fake: &FakeBedrock) -> Vec<Value> {
+    let streams = fake.streams().await;
+    streams.last().expect("a stream")["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn texts(history: &[Value]) -> String {
+    history
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_on_the_same_agent_with_its_history() {
+    let fake = FakeBedrock::start(&[]);
+    let a = agent(&fake, |_| String::new(), &[]);
+    let (mut client, start) = open(&a.process, "").await;
+    assert_eq!(start["resumed"], false);
+    assert_eq!(start["resume_anywhere"], false, "the in-process store");
+    assert_eq!(start["resume_window_s"], 120);
+    let token = start["resume_token"].as_str().expect("a resume token").to_owned();
+    assert_eq!(token.len(), 43, "256 bits, base64url");
+    typed_turn(&mut client, "My order number is 4711.").await;
+    drop(client); // the connection drops: no close frame
+
+    let (mut again, start) = open(&a.process, &format!("?resume={token}")).await;
+    assert_eq!(start["resumed"], true);
+    let next = start["resume_token"].as_str().expect("a fresh token").to_owned();
+    assert_ne!(next, token, "every session gets its own token");
+    let history = replayed_history(&fake).await;
+    assert!(texts(&history).contains("My order number is 4711."), "{history:?}");
+    typed_turn(&mut again, "And when will it arrive?").await;
+    again.close().await;
+
+    // A token works once.
+    let (status, body) = refused(&a.process.ws_url(&format!("?resume={token}"))).await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"]["code"], "resume_refused");
+    // The second session's token carries the whole conversation on.
+    let (third, _) = open(&a.process, &format!("?resume={next}")).await;
+    let history = texts(&replayed_history(&fake).await);
+    assert!(
+        history.contains("4711") && history.contains("when will it arrive"),
+        "{history}"
+    );
+    third.close().await;
+    wait_metric(&a.process, "voice_agent_resumptions_total{outcome=\"resumed\"}", 2.0).await;
+    wait_metric(&a.process, "voice_agent_resumptions_total{outcome=\"expired\"}", 1.0).await;
+    assert!(
+        a.process
+            .logs()
+            .iter()
+            .all(|l| !l.contains(&token) && !l.contains(&next)),
+        "tokens never reach the logs"
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_resumes_on_another_agent_after_the_first_is_killed() {
+    let fake = FakeBedrock::start(&[]);
+    let redis = RedisServer::start(false);
+    let mut first = agent(&fake, |dir| redis.agent_yaml(dir, "2m"), &[]);
+    let second = agent(&fake, |dir| redis.agent_yaml(dir, "2m"), &[]);
+    let (mut client, start) = open(&first.process, "").await;
+    assert_eq!(start["resume_anywhere"], true, "a shared store");
+    let token = start["resume_token"].as_str().expect("token").to_owned();
+    typed_turn(&mut client, "Please book a table for four at eight.").await;
+    // Saved after the turn, in the background: give the write a moment.
+    let saved = Instant::now() + LIMIT;
+    while !redis
+        .cli(&["--scan", "--pattern", "test:resume:*"])
+        .contains("test:resume:")
+    {
+        assert!(Instant::now() < saved, "the conversation was never saved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first agent dies mid-conversation, as with kill -9.
+    first.process.signal("KILL");
+    first.process.wait_exit(LIMIT).await;
+    drop(client);
+
+    let (mut resumed, start) = open(&second.process, &format!("?resume={token}")).await;
+    assert_eq!(start["resumed"], true);
+    let history = texts(&replayed_history(&fake).await);
+    assert!(history.contains("book a table for four"), "{history}");
+    typed_turn(&mut resumed, "Make it five.").await;
+    resumed.close().await;
+
+    // At rest: keys are hashes, values are ciphertext.
+    let keys = redis.cli(&["--scan", "--pattern", "test:resume:*"]);
+    assert!(!keys.contains(&token), "the store never holds a usable token");
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        let value = redis.cli(&["GET", key]);
+        assert!(
+            !value.contains("table") && !value.contains("five") && !value.contains("history"),
+            "plaintext in Redis: {value:.200}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_drained_session_hands_its_conversation_to_another_replica() {
+    let fake = FakeBedrock::start(&[]);
+    let redis = RedisServer::start(true);
+    let mut first = agent(&fake, |dir| redis.agent_yaml(dir, "2m"), &["--drain-timeout", "1s"]);
+    let second = agent(&fake, |dir| redis.agent_yaml(dir, "2m"), &[]);
+    let (mut client, _) = open(&first.process, "").await;
+    typed_turn(&mut client, "Remember the word pineapple.").await;
+    first.process.signal("TERM");
+    let (items, close) = client.until_closed(LIMIT).await;
+    assert_eq!(close.map(|(code, _)| code), Some(1012));
+    let closing = events(&items)
+        .into_iter()
+        .find(|e| e["type"] == "bidi_connection_close")
+        .cloned()
+        .expect("bidi_connection_close");
+    assert_eq!(closing["reason"], "draining");
+    let token = closing["resume_token"]
+        .as_str()
+        .expect("the close hands over a token")
+        .to_owned();
+    // The token works at once on another replica (TLS to Redis, which saved before the close).
+    let (resumed, start) = open(&second.process, &format!("?resume={token}")).await;
+    assert_eq!(start["resumed"], true);
+    assert!(texts(&replayed_history(&fake).await).contains("pineapple"));
+    resumed.close().await;
+    first.process.wait_exit(LIMIT).await;
+}
+
+#[tokio::test]
+async fn tokens_of_others_forged_and_expired_tokens_are_refused() {
+    let fake = FakeBedrock::start(&[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "alpha-secret\nbeta-secret\n").expect("tokens");
+    let tokens = tokens.to_string_lossy().into_owned();
+    let a = agent(
+        &fake,
+        |_| "session:\n  resume: {window: 1s}\n".into(),
+        &[
+            "--auth-mode",
+            "token",
+            "--auth-token-file",
+            &tokens,
+            "--allow-query-token",
+        ],
+    );
+    let open_as = |who: &'static str, query: String| {
+        let url = a.process.ws_url(&format!(
+            "{query}{}token={who}-secret",
+            if query.is_empty() { "?" } else { "&" }
+        ));
+        async move { Client::connect(&url, Encoding::Json).await }
+    };
+    let mut alpha = open_as("alpha", String::new()).await;
+    let start = alpha.until_event("bidi_connection_start", LIMIT).await;
+    let token = events(&start)[0]["resume_token"].as_str().expect("token").to_owned();
+    alpha.close().await;
+
+    // Another caller's token: refused, and spent.
+    let url = a.process.ws_url(&format!("?resume={token}&token=beta-secret"));
+    let (status, body) = refused(&url).await;
+    assert_eq!(status, 403, "{body}");
+    // Without credentials: refused before the token is looked at.
+    let (status, _) = refused(&a.process.ws_url(&format!("?resume={token}"))).await;
+    assert_eq!(status, 401);
+    // A forged token and a malformed one.
+    for forged in ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "nope"] {
+        let (status, _) = refused(&a.process.ws_url(&format!("?resume={forged}&token=alpha-secret"))).await;
+        assert_eq!(status, 410, "{forged}");
+    }
+    // Past the window.
+    let mut alpha = open_as("alpha", String::new()).await;
+    let start = alpha.until_event("bidi_connection_start", LIMIT).await;
+    let token = events(&start)[0]["resume_token"].as_str().expect("token").to_owned();
+    alpha.close().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = refused(&a.process.ws_url(&format!("?resume={token}&token=alpha-secret"))).await;
+    assert_eq!(status, 410, "expired");
+    wait_metric(&a.process, "voice_agent_resumptions_total{outcome=\"foreign\"}", 1.0).await;
+    wait_metric(&a.process, "voice_agent_resumptions_total{outcome=\"expired\"}", 3.0).await;
+    wait_metric(
+        &a.process,
+        "voice_agent_handshake_rejections_total{reason=\"resume_refused\"}",
+        4.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn calls_go_on_while_redis_is_down_and_resumption_comes_back_with_it() {
+    let fake = FakeBedrock::start(&[]);
+    let mut redis = RedisServer::start(false);
+    let a = agent(&fake, |dir| redis.agent_yaml(dir, "2m"), &[]);
+    let (mut client, start) = open(&a.process, "").await;
+    let token = start["resume_token"].as_str().expect("token").to_owned();
+    redis.stop();
+    // The call is not affected: turns go on, saves fail and are counted.
+    typed_turn(&mut client, "Is anyone there?").await;
+    typed_turn(&mut client, "Still there?").await;
+    let failures = Instant::now() + LIMIT;
+    while metric(&a.process, "voice_agent_resume_store_failures_total{op=\"save\"}").await < 1.0 {
+        assert!(Instant::now() < failures, "failed saves are counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get(&a.process.url("/readyz")).await.0,
+        200,
+        "readiness does not depend on Redis"
+    );
+    drop(client);
+    let (status, body) = refused(&a.process.ws_url(&format!("?resume={token}"))).await;
+    assert_eq!(status, 503, "{body}");
+    wait_metric(
+        &a.process,
+        "voice_agent_resumptions_total{outcome=\"unavailable\"}",
+        1.0,
+    )
+    .await;
+
+    // Redis is back: new conversations are saved and resumed again.
+    redis.restart();
+    let (mut client, start) = open(&a.process, "").await;
+    let token = start["resume_token"].as_str().expect("token").to_owned();
+    typed_turn(&mut client, "Back again.").await;
+    drop(client);
+    // The old session's last save may still be on its way: a 410 meanwhile is retried.
+    let deadline = Instant::now() + LIMIT;
+    let ws = loop {
+        match tokio_tungstenite::connect_async(a.process.ws_url(&format!("?resume={token}"))).await {
+            Ok((ws, _)) => break ws,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no resumption after Redis came back: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let mut resumed = Client::from_stream(ws, Encoding::Json);
+    let start = resumed.until_event("bidi_connection_start", LIMIT).await;
+    assert_eq!(events(&start)[0]["resumed"], true);
+    assert!(texts(&replayed_history(&fake).await).contains("Back again."));
+    resumed.close().await;
+}
