@@ -106,12 +106,15 @@ pub async fn dereference(client: &Client, agent: &VoiceAgent) -> Result<Derefere
 /// implementation is then `Generic` until the next look.
 async fn gateway_class_controller(client: &Client, namespace: &str, name: &str) -> Result<Option<String>> {
     let gateways: Api<Gateway> = Api::namespaced(client.clone(), namespace);
-    let tolerated = |err: &kube::Error| matches!(err, kube::Error::Api(status) if status.is_forbidden());
+    // Forbidden (a namespace-scoped install), or a 404 without an API status: the cluster
+    // serves HTTPRoutes but not Gateways (no Gateway CRD installed yet).
+    let tolerated =
+        |err: &kube::Error| matches!(err, kube::Error::Api(status) if status.is_forbidden() || status.code == 404);
     let class_name = match gateways.get_opt(name).await {
         Ok(Some(gateway)) => gateway.spec.gateway_class_name,
         Ok(None) => return Ok(None),
         Err(err) if tolerated(&err) => {
-            tracing::debug!("not allowed to read Gateways; the Gateway API implementation is not detected");
+            tracing::debug!("Gateways cannot be read here; the Gateway API implementation is not detected");
             return Ok(None);
         }
         Err(err) => return Err(Error::kube("reading Gateway")(err)),
@@ -120,7 +123,7 @@ async fn gateway_class_controller(client: &Client, namespace: &str, name: &str) 
     match classes.get_opt(&class_name).await {
         Ok(class) => Ok(class.map(|c| c.spec.controller_name)),
         Err(err) if tolerated(&err) => {
-            tracing::debug!("not allowed to read GatewayClasses; the Gateway API implementation is not detected");
+            tracing::debug!("GatewayClasses cannot be read here; the Gateway API implementation is not detected");
             Ok(None)
         }
         Err(err) => Err(Error::kube("reading GatewayClass")(err)),
