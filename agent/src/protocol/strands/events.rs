@@ -32,6 +32,18 @@ pub struct ToolResultBody {
     pub content: Vec<ToolResultContent>,
 }
 
+impl ToolResultBody {
+    /// A finished tool call as Strands reports it (both schemas use this shape).
+    pub fn new(tool_use_id: String, name: String, is_error: bool, text: String) -> Self {
+        Self {
+            tool_use_id,
+            name,
+            status: if is_error { "error" } else { "success" },
+            content: vec![ToolResultContent { text }],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolResultContent {
     pub text: String,

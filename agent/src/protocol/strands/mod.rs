@@ -157,12 +157,7 @@ impl Encoder {
                 is_error,
                 content,
             } => ServerEvent::ToolResult {
-                tool_result: ToolResultBody {
-                    tool_use_id: id,
-                    name,
-                    status: if is_error { "error" } else { "success" },
-                    content: vec![ToolResultContent { text: content }],
-                },
+                tool_result: ToolResultBody::new(id, name, is_error, content),
             },
             SessionEvent::Restarted { reason, .. } => ServerEvent::ConnectionRestart { reason },
             SessionEvent::Closing {

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 pub use events::{ServerEvent, TokenDetails, encode_audio_delta};
 
-use super::strands::{AudioOutput, Decoder, ToolResultBody, ToolResultContent, ToolUseBody, audio_output};
+use super::strands::{AudioOutput, Decoder, ToolResultBody, ToolUseBody, audio_output};
 use super::{Codec, Encode, Handshake, Protocol, SessionEvent};
 use crate::model::{Role, TokenUsage};
 
@@ -163,12 +163,7 @@ impl Encoder {
                 is_error,
                 content,
             } => out.push(ServerEvent::ToolResult {
-                tool_result: ToolResultBody {
-                    tool_use_id: id,
-                    name,
-                    status: if is_error { "error" } else { "success" },
-                    content: vec![ToolResultContent { text: content }],
-                },
+                tool_result: ToolResultBody::new(id, name, is_error, content),
             }),
             SessionEvent::RestartWarning { time_left } => out.push(ServerEvent::ConnectionWarning {
                 time_left_s: time_left.as_secs_f64(),
