@@ -240,12 +240,11 @@ impl Resumption {
     pub async fn save(
         &self,
         token: &ResumeToken,
-        state: &ConversationState,
+        mut state: ConversationState,
         ttl: Duration,
         replace_only: bool,
     ) -> bool {
         let started = Instant::now();
-        let mut state = state.clone();
         state.saved_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let key = self.key(token.as_str());
         let result = match serde_json::to_vec(&state) {

@@ -105,7 +105,7 @@ impl Keeper {
         let created = saver.await.unwrap_or(false);
         // Written over the live state only: if the conversation was resumed elsewhere in the
         // meantime, its key is gone and stays gone (a token works once).
-        service.save(&token, &state, service.window(), created).await;
+        service.save(&token, state, service.window(), created).await;
     }
 }
 
@@ -122,7 +122,7 @@ async fn save_loop(
         let Some(state) = updates.borrow_and_update().clone() else {
             continue;
         };
-        let written = service.save(&token, &state, ttl, created).await;
+        let written = service.save(&token, state, ttl, created).await;
         if created && !written {
             // The key is gone: the conversation was resumed on another connection.
             return true;
