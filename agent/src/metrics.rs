@@ -96,6 +96,15 @@ pub struct CallEndLabels {
 pub const IN: DirectionLabels = DirectionLabels { direction: "in" };
 pub const OUT: DirectionLabels = DirectionLabels { direction: "out" };
 
+/// The audio frame counters, resolved once: every frame in and out counts one, and looking a
+/// series up in its family (a lock and a hash per frame) cost more than the count itself.
+pub struct AudioFrameCounters {
+    pub received: Counter,
+    pub sent: Counter,
+    pub dropped_in: Counter,
+    pub dropped_out: Counter,
+}
+
 pub struct Metrics {
     pub sessions_active: Gauge,
     pub sessions_started: Counter,
@@ -103,6 +112,8 @@ pub struct Metrics {
     pub session_duration: Histogram,
     pub audio_frames: Family<DirectionLabels, Counter>,
     pub audio_frames_dropped: Family<DirectionLabels, Counter>,
+    /// The series of `audio_frames` and `audio_frames_dropped`, for the per-frame path.
+    pub audio: AudioFrameCounters,
     pub time_to_first_audio: Histogram,
     pub interruptions: Counter,
     pub client_errors: Family<CodeLabels, Counter>,
@@ -178,14 +189,29 @@ impl Metrics {
 
     /// Creates the metrics and registers them under the `voice_agent_` prefix.
     pub fn register(registry: &mut Registry) -> Self {
+        let audio_frames = Family::<DirectionLabels, Counter>::default();
+        let audio_frames_dropped = Family::<DirectionLabels, Counter>::default();
+        // One statement each: `get_or_create` returns a read guard, and a guard still held
+        // (a temporary lives to the end of its statement) blocks the next series' insertion.
+        let received = audio_frames.get_or_create(&IN).clone();
+        let sent = audio_frames.get_or_create(&OUT).clone();
+        let dropped_in = audio_frames_dropped.get_or_create(&IN).clone();
+        let dropped_out = audio_frames_dropped.get_or_create(&OUT).clone();
+        let audio = AudioFrameCounters {
+            received,
+            sent,
+            dropped_in,
+            dropped_out,
+        };
         let metrics = Self {
             sessions_active: Gauge::default(),
             sessions_started: Counter::default(),
             sessions_ended: Family::default(),
             // Calls last seconds to an hour.
             session_duration: Histogram::new([1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]),
-            audio_frames: Family::default(),
-            audio_frames_dropped: Family::default(),
+            audio_frames,
+            audio_frames_dropped,
+            audio,
             // Voice-to-voice budgets are a few hundred milliseconds; resolve that range finely.
             time_to_first_audio: Histogram::new([
                 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0,

@@ -22,7 +22,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
 use super::resume::{Keeper, ResumeContext};
 use super::tool_calls::ToolCalls;
-use crate::metrics::{self, CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
+use crate::metrics::{CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
 use crate::protocol::{
     ClientMessage, Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound, StopReason, telephony,
@@ -290,6 +290,13 @@ async fn converse<R>(
 {
     let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls, &ctx.setup.settings);
     let mut turn = TurnSpan::default();
+    // The drain signal and the deadline live across iterations: made afresh in each one, both
+    // were registered with the runtime and removed again for every frame. The deadline moves
+    // later with every input, and moving a registered timer later is a single store.
+    let closing = ctx.closing.cancelled();
+    tokio::pin!(closing);
+    let deadline = sleep_until(session.deadline());
+    tokio::pin!(deadline);
     loop {
         // Publish the epoch before queueing anything, so the writer drops stale audio at once.
         io.epoch.store(session.epoch(), Ordering::Relaxed);
@@ -335,10 +342,14 @@ async fn converse<R>(
         if session.ended().is_some() {
             return;
         }
+        let due = session.deadline();
+        if deadline.deadline() != due {
+            deadline.as_mut().reset(due);
+        }
 
         tokio::select! {
             biased;
-            () = ctx.closing.cancelled() => session.on_drain(actions),
+            () = &mut closing => session.on_drain(actions),
             end = &mut *io.writer => {
                 let ending = match end {
                     Ok(WriterEnd::Stalled) => SocketEnding::WriteStalled,
@@ -354,7 +365,7 @@ async fn converse<R>(
                 }
                 session.on_tool_result(done.id, done.name, done.outcome.is_error(), done.outcome.content, actions);
             }
-            () = sleep_until(session.deadline()) => session.on_deadline(Instant::now(), actions),
+            () = &mut deadline => session.on_deadline(Instant::now(), actions),
         }
     }
 }
@@ -431,7 +442,7 @@ async fn send(outbound: Outbound, out_tx: &mpsc::Sender<Outbound>, metrics: &Met
         Outbound::Audio { .. } => match out_tx.try_send(outbound) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                metrics.audio_frames_dropped.get_or_create(&metrics::OUT).inc();
+                metrics.audio.dropped_out.inc();
             }
             Err(TrySendError::Closed(_)) => {}
         },
@@ -449,7 +460,7 @@ fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool
     match model.input.try_send(input) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) if is_audio => {
-            metrics.audio_frames_dropped.get_or_create(&metrics::IN).inc();
+            metrics.audio.dropped_in.inc();
             true
         }
         Err(TrySendError::Full(_)) => false,
@@ -513,7 +524,7 @@ fn observe(observation: Observation, metrics: &Metrics) {
     match observation {
         Observation::TurnStarted | Observation::TurnEnded(_) => {}
         Observation::AudioIn => {
-            metrics.audio_frames.get_or_create(&metrics::IN).inc();
+            metrics.audio.received.inc();
         }
         Observation::TimeToFirstAudio(d) => metrics.time_to_first_audio.observe(d.as_secs_f64()),
         Observation::Interruption => {
@@ -550,10 +561,10 @@ where
         match outbound {
             Outbound::Audio { epoch: e, pcm } => {
                 if e < epoch.load(Ordering::Relaxed) {
-                    metrics.audio_frames_dropped.get_or_create(&metrics::OUT).inc();
+                    metrics.audio.dropped_out.inc();
                     continue;
                 }
-                metrics.audio_frames.get_or_create(&metrics::OUT).inc();
+                metrics.audio.sent.inc();
                 encoder.audio(pcm, &mut frames);
             }
             Outbound::Event(event) => encoder.event(*event, &mut frames),
