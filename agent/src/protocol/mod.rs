@@ -309,9 +309,9 @@ pub enum Outbound {
     },
 }
 
-// Memory per session: tokio allocates channel slots in blocks of 32, full or not, and a channel
-// carrying audio keeps two blocks, so every byte here costs 64 per session. Large, rare
-// payloads go behind a `Box`; the audio variant (`Bytes`, the epoch, a tag) is the floor.
+// Memory per session: the socket writer's queue holds up to `OUTBOUND_QUEUE` of these, and
+// every message is moved through it, so the common one sets the cost. Large, rare payloads go
+// behind a `Box`; the audio variant (`Bytes`, the epoch, a tag) is the floor.
 const _: () = assert!(std::mem::size_of::<Outbound>() <= 48);
 
 impl Outbound {

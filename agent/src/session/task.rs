@@ -1,17 +1,15 @@
-//! The async side of a session: a reader loop that decodes client frames with the session's
-//! protocol, feeds the [`Session`] machine and executes its actions, and a writer task that owns
-//! the socket's send half and encodes what the machine sends. Every decision (how the session
-//! ends, what the client is told) is the machine's; this file only moves frames and reports
-//! what the socket, the writer and the model did.
+//! The async side of a session: one task that decodes client frames with the session's
+//! protocol, feeds the [`Session`] machine, executes its actions, and writes what the machine
+//! sends through the socket's [`Writer`]. Every decision (how the session ends, what the client
+//! is told) is the machine's; this file only moves frames and reports what the socket, the
+//! writer and the model did.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message};
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use axum::extract::ws::Message;
+use futures::{Sink, Stream, StreamExt};
 use opentelemetry::trace::{TraceContextExt, TraceId};
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite;
@@ -22,19 +20,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
 use super::resume::{Keeper, ResumeContext};
 use super::tool_calls::ToolCalls;
+use super::writer::{Writer, WriterEnd};
 use crate::metrics::{CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
-use crate::protocol::{
-    ClientMessage, Codec, Decode, Encode, EndReason, Frame, MAX_FRAME_BYTES, Outbound, StopReason, telephony,
-};
+use crate::protocol::{ClientMessage, Codec, Decode, EndReason, Frame, StopReason, telephony};
 use crate::tools::Toolbox;
 
-/// Messages queued for the socket writer. 64 frames of 32 ms is two seconds of reply audio: a
-/// client that falls further behind is too slow to hold a conversation, and newer audio is
-/// dropped (and counted) instead of queued.
-const OUTBOUND_QUEUE: usize = 64;
-/// A single socket write that takes longer than this means the client stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long opening the model stream may take before the session gives up.
 const MODEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// After the close frame, how long to wait for the writer to flush and the client to answer.
@@ -63,17 +54,6 @@ pub struct SessionContext {
     pub parent: opentelemetry::Context,
     /// How the conversation is kept for resuming, when resumption is on.
     pub resume: Option<ResumeContext>,
-}
-
-/// How the writer task stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriterEnd {
-    /// It sent the close frame, or the session dropped the queue.
-    Finished,
-    /// The socket failed.
-    Gone,
-    /// A write did not complete in time.
-    Stalled,
 }
 
 /// Runs one session over a WebSocket until it ends, speaking the protocol of `codec`. Generic
@@ -154,9 +134,7 @@ where
     ctx.metrics.sessions_started.inc();
     let (sink, mut stream) = socket.split();
     let Codec { mut decoder, encoder } = codec;
-    let epoch = Arc::new(AtomicU64::new(0));
-    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let mut writer = tokio::spawn(write_loop(sink, out_rx, epoch.clone(), encoder, ctx.metrics.clone()));
+    let mut writer = Writer::new(sink, encoder, ctx.metrics.clone());
 
     let mut actions = Vec::with_capacity(8);
     let mut session = Session::new(
@@ -178,9 +156,7 @@ where
                 stream: &mut stream,
                 decoder: decoder.as_mut(),
                 model: &mut model,
-                out_tx: &out_tx,
                 writer: &mut writer,
-                epoch: &epoch,
             };
             converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await;
         }
@@ -194,7 +170,7 @@ where
             }
             session.on_model_connect_failed(&error, &mut actions);
             for action in actions.drain(..) {
-                execute_without_model(action, &out_tx, &ctx.metrics).await;
+                execute_without_model(action, &mut writer, &ctx.metrics).await;
             }
         }
     }
@@ -229,11 +205,8 @@ where
 
     // Let the writer flush what is queued (the close frame last), then give the client a moment
     // to answer the close handshake before the connection is dropped.
-    drop(out_tx);
     let linger_until = Instant::now() + CLOSE_LINGER;
-    if !writer.is_finished() && timeout(CLOSE_LINGER, &mut writer).await.is_err() {
-        writer.abort();
-    }
+    let _ = timeout(CLOSE_LINGER, writer.finish()).await;
     // A client that closed first has its answer once the writer flushed ours: nothing to wait
     // for (waiting would hold the session's place for no one).
     if reason.close_code().is_some() && reason != EndReason::ClientClosed {
@@ -268,25 +241,24 @@ async fn connect_model(ctx: &SessionContext) -> Result<ModelStream, ModelError> 
 }
 
 /// What the main loop moves frames between.
-struct SessionIo<'a, R> {
+struct SessionIo<'a, R, W> {
     stream: &'a mut R,
     decoder: &'a mut dyn Decode,
     model: &'a mut ModelStream,
-    out_tx: &'a mpsc::Sender<Outbound>,
-    writer: &'a mut tokio::task::JoinHandle<WriterEnd>,
-    epoch: &'a AtomicU64,
+    writer: &'a mut Writer<W>,
 }
 
 /// The main loop: client frames, model events, tool results, deadlines, the writer's end and the
 /// drain signal feed the machine; its actions are carried out until it says the session ended.
-async fn converse<R>(
+async fn converse<R, W>(
     ctx: &SessionContext,
     session: &mut Session,
     actions: &mut Vec<Action>,
-    io: &mut SessionIo<'_, R>,
+    io: &mut SessionIo<'_, R, W>,
     keeper: &mut Option<Keeper>,
 ) where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    W: Sink<Message, Error = axum::Error> + Unpin,
 {
     let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls, &ctx.setup.settings);
     let mut turn = TurnSpan::default();
@@ -298,8 +270,8 @@ async fn converse<R>(
     let deadline = sleep_until(session.deadline());
     tokio::pin!(deadline);
     loop {
-        // Publish the epoch before queueing anything, so the writer drops stale audio at once.
-        io.epoch.store(session.epoch(), Ordering::Relaxed);
+        // Set the epoch before queueing anything, so the writer drops stale audio at once.
+        io.writer.set_epoch(session.epoch());
         let mut model_busy = false;
         // The conversation is saved before a close that offers to resume it elsewhere, so the
         // client finds it there.
@@ -315,7 +287,7 @@ async fn converse<R>(
         }
         for action in actions.drain(..) {
             match action {
-                Action::Send(outbound) => send(outbound, io.out_tx, &ctx.metrics).await,
+                Action::Send(outbound) => io.writer.send(outbound).await,
                 Action::Model(input) => model_busy |= !feed_model(input, io.model, &ctx.metrics),
                 Action::Observe(observation) => {
                     if let (Observation::TurnEnded(stop), Some(keeper)) = (&observation, keeper.as_ref())
@@ -350,10 +322,10 @@ async fn converse<R>(
         tokio::select! {
             biased;
             () = &mut closing => session.on_drain(actions),
-            end = &mut *io.writer => {
+            end = io.writer.run(), if io.writer.wants_polling() => {
                 let ending = match end {
-                    Ok(WriterEnd::Stalled) => SocketEnding::WriteStalled,
-                    _ => SocketEnding::Lost,
+                    WriterEnd::Stalled => SocketEnding::WriteStalled,
+                    WriterEnd::Finished | WriterEnd::Gone => SocketEnding::Lost,
                 };
                 session.on_socket(ending, "socket writer stopped", actions);
             }
@@ -372,9 +344,12 @@ async fn converse<R>(
 
 /// Carries out an action of a session that never reached its model (only sends and counts
 /// happen then).
-async fn execute_without_model(action: Action, out_tx: &mpsc::Sender<Outbound>, metrics: &Metrics) {
+async fn execute_without_model<W>(action: Action, writer: &mut Writer<W>, metrics: &Metrics)
+where
+    W: Sink<Message, Error = axum::Error> + Unpin,
+{
     match action {
-        Action::Send(outbound) => send(outbound, out_tx, metrics).await,
+        Action::Send(outbound) => writer.send(outbound).await,
         Action::Observe(observation) => observe(observation, metrics),
         Action::Model(_) | Action::CallTool { .. } | Action::Remember(..) | Action::End(_) => {}
     }
@@ -434,23 +409,6 @@ fn classify_socket_error(error: axum::Error) -> (SocketEnding, String) {
         _ => SocketEnding::Lost,
     };
     (ending, detail)
-}
-
-async fn send(outbound: Outbound, out_tx: &mpsc::Sender<Outbound>, metrics: &Metrics) {
-    match outbound {
-        // Audio never waits: if the client is this far behind, the frame is dropped.
-        Outbound::Audio { .. } => match out_tx.try_send(outbound) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                metrics.audio.dropped_out.inc();
-            }
-            Err(TrySendError::Closed(_)) => {}
-        },
-        // Events and close frames wait for room; the writer's timeout bounds the wait.
-        other => {
-            let _ = out_tx.send(other).await;
-        }
-    }
 }
 
 /// Hands input to the model without ever waiting on it. Returns false when a message other
@@ -541,64 +499,4 @@ fn observe(observation: Observation, metrics: &Metrics) {
         }
         Observation::Usage(usage) => metrics.count_tokens(&usage),
     }
-}
-
-/// Owns the socket's send half: encodes outbound messages with the session's protocol, drops
-/// audio from before an interruption, and bounds every write in time.
-async fn write_loop<W>(
-    mut sink: W,
-    mut queue: mpsc::Receiver<Outbound>,
-    epoch: Arc<AtomicU64>,
-    mut encoder: Box<dyn Encode>,
-    metrics: Arc<Metrics>,
-) -> WriterEnd
-where
-    W: Sink<Message, Error = axum::Error> + Unpin,
-{
-    // Most messages encode to one frame; the vector is reused.
-    let mut frames = Vec::with_capacity(1);
-    while let Some(outbound) = queue.recv().await {
-        match outbound {
-            Outbound::Audio { epoch: e, pcm } => {
-                if e < epoch.load(Ordering::Relaxed) {
-                    metrics.audio.dropped_out.inc();
-                    continue;
-                }
-                metrics.audio.sent.inc();
-                encoder.audio(pcm, &mut frames);
-            }
-            Outbound::Event(event) => encoder.event(*event, &mut frames),
-            Outbound::Close { code, reason } => {
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
-                };
-                let _ = timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-                return WriterEnd::Finished;
-            }
-        }
-        for message in frames.drain(..) {
-            let size = match &message {
-                Message::Text(text) => text.len(),
-                Message::Binary(data) => data.len(),
-                _ => 0,
-            };
-            if size > MAX_FRAME_BYTES {
-                // Every path is bounded below this; a frame above it would get the connection
-                // closed by AgentCore, which is worse than losing the one event.
-                warn!(
-                    size,
-                    limit = MAX_FRAME_BYTES,
-                    "an outbound frame over the size limit was dropped"
-                );
-                continue;
-            }
-            match timeout(WRITE_TIMEOUT, sink.send(message)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return WriterEnd::Gone,
-                Err(_) => return WriterEnd::Stalled,
-            }
-        }
-    }
-    WriterEnd::Finished
 }
