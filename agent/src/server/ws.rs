@@ -88,14 +88,15 @@ pub async fn upgrade(
             })
         });
     }
-    let ctx = agent.session_context(
+    // Boxed: the upgrade's future holds it for the whole session (see `run_session`).
+    let ctx = Box::new(agent.session_context(
         session_id(&headers),
         &caller,
         protocol.name,
         settings,
         &headers,
         resumed.map_or(Continuity::New, |state| Continuity::Resumed(Box::new(state))),
-    );
+    ));
     upgrade.on_upgrade(move |socket| {
         tasks.track_future(async move {
             run_session(socket, codec, ctx).await;

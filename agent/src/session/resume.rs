@@ -44,25 +44,25 @@ pub(super) struct Keeper {
     service: Arc<Resumption>,
     token: ResumeToken,
     state: ConversationState,
+    live_ttl: Duration,
+    /// The background saver, started by the first save: until then there is nothing to save,
+    /// and a session without a finished turn holds no saver task.
+    saver: Option<Saver>,
+}
+
+struct Saver {
     latest: watch::Sender<Option<ConversationState>>,
-    saver: JoinHandle<bool>,
+    task: JoinHandle<bool>,
 }
 
 impl Keeper {
     pub fn start(context: ResumeContext) -> Self {
-        let (latest, updates) = watch::channel(None);
-        let saver = tokio::spawn(save_loop(
-            context.service.clone(),
-            context.token.clone(),
-            context.live_ttl,
-            updates,
-        ));
         Self {
             service: context.service,
             token: context.token,
             state: context.state,
-            latest,
-            saver,
+            live_ttl: context.live_ttl,
+            saver: None,
         }
     }
 
@@ -87,8 +87,18 @@ impl Keeper {
     }
 
     /// Saves the conversation as it is now, in the background.
-    pub fn save(&self) {
-        self.latest.send_replace(Some(self.state.clone()));
+    pub fn save(&mut self) {
+        let saver = self.saver.get_or_insert_with(|| {
+            let (latest, updates) = watch::channel(None);
+            let task = tokio::spawn(save_loop(
+                self.service.clone(),
+                self.token.clone(),
+                self.live_ttl,
+                updates,
+            ));
+            Saver { latest, task }
+        });
+        saver.latest.send_replace(Some(self.state.clone()));
     }
 
     /// The session is over: saves the conversation for the resume window, after any save in
@@ -98,11 +108,16 @@ impl Keeper {
             service,
             token,
             state,
-            latest,
             saver,
+            ..
         } = self;
-        drop(latest);
-        let created = saver.await.unwrap_or(false);
+        let created = match saver {
+            Some(Saver { latest, task }) => {
+                drop(latest);
+                task.await.unwrap_or(false)
+            }
+            None => false,
+        };
         // Written over the live state only: if the conversation was resumed elsewhere in the
         // meantime, its key is gone and stays gone (a token works once).
         service.save(&token, state, service.window(), created).await;

@@ -59,10 +59,20 @@ pub struct SessionContext {
 /// Runs one session over a WebSocket until it ends, speaking the protocol of `codec`. Generic
 /// over the socket so that it can be driven by in-memory channels as well as by a real
 /// connection.
-pub async fn run_session<S>(socket: S, codec: Codec, ctx: SessionContext) -> EndReason
+///
+/// The context comes boxed (a `SessionContext` converts) and the socket is split before the
+/// session's future is built: every layer of futures between the upgrade and the session loop
+/// keeps its own copy of what it is handed, for as long as the session lasts, so a large value
+/// handed down is paid for at every layer (BENCHMARKS.md, tuning).
+pub fn run_session<S>(
+    socket: S,
+    codec: Codec,
+    ctx: impl Into<Box<SessionContext>>,
+) -> impl Future<Output = EndReason> + Send + 'static
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
+    let ctx: Box<SessionContext> = ctx.into();
     let span = info_span!(
         "session",
         otel.name = "voice session",
@@ -101,7 +111,8 @@ where
             span.add_link(link);
         }
     }
-    run(socket, codec, ctx).instrument(span).await
+    let (sink, stream) = socket.split();
+    run(sink, stream, codec, ctx).instrument(span)
 }
 
 /// `trace_id-span_id` (hex) as a remote span context.
@@ -126,13 +137,13 @@ fn own_span_reference() -> Option<String> {
     own.is_valid().then(|| format!("{}-{}", own.trace_id(), own.span_id()))
 }
 
-async fn run<S>(socket: S, codec: Codec, mut ctx: SessionContext) -> EndReason
+async fn run<W, R>(sink: W, mut stream: R, codec: Codec, mut ctx: Box<SessionContext>) -> EndReason
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
+    W: Sink<Message, Error = axum::Error> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let started = Instant::now();
     ctx.metrics.sessions_started.inc();
-    let (sink, mut stream) = socket.split();
     let Codec { mut decoder, encoder } = codec;
     let mut writer = Writer::new(sink, encoder, ctx.metrics.clone());
 
@@ -290,7 +301,7 @@ async fn converse<R, W>(
                 Action::Send(outbound) => io.writer.send(outbound).await,
                 Action::Model(input) => model_busy |= !feed_model(input, io.model, &ctx.metrics),
                 Action::Observe(observation) => {
-                    if let (Observation::TurnEnded(stop), Some(keeper)) = (&observation, keeper.as_ref())
+                    if let (Observation::TurnEnded(stop), Some(keeper)) = (&observation, keeper.as_mut())
                         && *stop != StopReason::ToolUse
                     {
                         keeper.save();
