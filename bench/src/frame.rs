@@ -78,6 +78,19 @@ pub fn read_stamp(pcm: &[u8]) -> Option<(u64, u64)> {
     Some((u64::from_le_bytes(sent), u64::from_le_bytes(seq)))
 }
 
+/// The Bedrock fake's reply stamp (`fake-bedrock --stamp-replies`): the first 16 bytes of each
+/// reply's first audio chunk are this marker, then the time the fake sent it (nanoseconds since
+/// the Unix epoch, u64 LE). Mirrored from the fake, which is not a dependency of the generator;
+/// a test checks both read the same stamp.
+const REPLY_STAMP_MAGIC: &[u8; 8] = b"FAKESTMP";
+
+/// When the fake sent this reply chunk, if it carries the fake's stamp.
+pub fn read_reply_stamp(pcm: &[u8]) -> Option<std::time::SystemTime> {
+    let (magic, rest) = pcm.split_first_chunk::<8>()?;
+    let (sent, _) = rest.split_first_chunk::<8>()?;
+    (magic == REPLY_STAMP_MAGIC).then(|| std::time::UNIX_EPOCH + Duration::from_nanos(u64::from_le_bytes(*sent)))
+}
+
 /// Frame `index` of a caller who asks a one-second question every eight seconds.
 pub fn speech_frame(index: u64) -> Vec<u8> {
     let mut pcm = vec![0u8; FRAME_BYTES];
@@ -201,6 +214,20 @@ pub fn classify(message: &Message) -> Incoming<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_fakes_reply_stamp() {
+        let mut pcm = vec![0u8; 64];
+        pcm[..8].copy_from_slice(fake_bedrock::REPLY_STAMP_MAGIC);
+        pcm[8..16].copy_from_slice(&1_234_567_890_123u64.to_le_bytes());
+        assert_eq!(fake_bedrock::reply_stamp(&pcm), Some(1_234_567_890_123));
+        assert_eq!(
+            read_reply_stamp(&pcm),
+            Some(std::time::UNIX_EPOCH + Duration::from_nanos(1_234_567_890_123))
+        );
+        assert_eq!(read_reply_stamp(&[0u8; 64]), None);
+        assert_eq!(read_reply_stamp(&pcm[..15]), None);
+    }
 
     #[test]
     fn stamps_survive_both_encodings() {

@@ -16,8 +16,9 @@ use crate::ramp::{self, Ramp, Verdict};
 use crate::servers;
 use crate::suite::{self, Suite};
 
-/// The fake replies as soon as it detects the end of a turn.
-const FAKE_ARGS: [&str; 2] = ["--think-time", "0s"];
+/// The fake replies as soon as it detects the end of a turn, and stamps each reply's first audio
+/// with its send time (the one-way latency downstream of the fake).
+const FAKE_ARGS: [&str; 3] = ["--think-time", "0s", "--stamp-replies"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

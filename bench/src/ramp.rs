@@ -220,6 +220,7 @@ mod tests {
             },
             send_lag: Percentiles::default(),
             reply_latency: Percentiles::default(),
+            reply_downstream: Percentiles::default(),
             replies: ReplyCounts::default(),
             server: None,
             server_rss_before_kib: None,

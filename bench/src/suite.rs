@@ -664,6 +664,7 @@ pub(crate) fn failed_point(sessions: usize, encoding: Encoding, error: &anyhow::
         round_trip: load::Percentiles::default(),
         send_lag: load::Percentiles::default(),
         reply_latency: load::Percentiles::default(),
+        reply_downstream: load::Percentiles::default(),
         replies: load::ReplyCounts::default(),
         server: None,
         server_rss_before_kib: None,

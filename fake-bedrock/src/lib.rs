@@ -11,7 +11,7 @@ mod record;
 mod session;
 
 pub use record::frame_digest;
-pub use session::Limits;
+pub use session::{Limits, REPLY_STAMP_BYTES, REPLY_STAMP_MAGIC, reply_stamp};
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

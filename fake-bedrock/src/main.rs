@@ -46,6 +46,12 @@ struct Args {
     /// How long a stream takes to end its response after the client ends its input.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     close_delay: Duration,
+    /// Stamp the first audio chunk of every reply with the time it is sent (its first 16 bytes:
+    /// `FAKESTMP` and nanoseconds since the Unix epoch, u64 LE), so a client can measure the
+    /// latency the agent adds between the fake's first reply byte and its own. For benchmarks:
+    /// the stamp replaces 8 samples of the reply.
+    #[arg(long)]
+    stamp_replies: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
         think_time: args.think_time,
         max_concurrent_streams: args.max_concurrent_streams,
         close_delay: args.close_delay,
+        stamp_replies: args.stamp_replies,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

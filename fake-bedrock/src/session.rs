@@ -39,6 +39,38 @@ pub struct Limits {
     /// Bedrock takes a moment to finish a session. A client that does not wait for the end
     /// leaves the stream's `response_completed` false.
     pub close_delay: Duration,
+    /// Writes [`REPLY_STAMP_MAGIC`] and the wall-clock time of sending into the first 16 bytes
+    /// of each reply's first audio chunk (see [`reply_stamp`]), so a client behind the agent
+    /// can measure the agent's share of the reply latency: the fake's first reply byte to the
+    /// client's. Off by default: the stamp is 8 samples of noise in the reply.
+    pub stamp_replies: bool,
+}
+
+/// First 8 bytes of a stamped reply chunk; the next 8 are the send time in nanoseconds since
+/// the Unix epoch (u64 LE). Wall-clock time, so a client on the same machine reads the same
+/// clock.
+pub const REPLY_STAMP_MAGIC: &[u8; 8] = b"FAKESTMP";
+/// Bytes a reply stamp takes at the start of the chunk.
+pub const REPLY_STAMP_BYTES: usize = 16;
+
+/// The send time a stamped reply chunk carries (nanoseconds since the Unix epoch), if it is one.
+pub fn reply_stamp(pcm: &[u8]) -> Option<u64> {
+    let (magic, rest) = pcm.split_first_chunk::<8>()?;
+    let (sent, _) = rest.split_first_chunk::<8>()?;
+    (magic == REPLY_STAMP_MAGIC).then(|| u64::from_le_bytes(*sent))
+}
+
+/// `pcm` with a reply stamp of now in its first bytes (unchanged if it is shorter than one).
+fn stamped(pcm: &[u8]) -> Vec<u8> {
+    let mut pcm = pcm.to_vec();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    if let Some(head) = pcm.get_mut(..REPLY_STAMP_BYTES) {
+        head[..8].copy_from_slice(REPLY_STAMP_MAGIC);
+        head[8..].copy_from_slice(&now.to_le_bytes());
+    }
+    pcm
 }
 
 /// An error the stream answers with, ending it.
@@ -496,7 +528,8 @@ impl FakeStream {
                 self.text_content("ASSISTANT", "FINAL", &text, "END_TURN", out);
             }
             ModelOutput::Audio(pcm) => {
-                if self.audio_out.is_none() {
+                let first_of_reply = self.audio_out.is_none();
+                if first_of_reply {
                     let id = self.content_id();
                     out.push(self.event(
                         "contentStart",
@@ -511,10 +544,12 @@ impl FakeStream {
                     self.audio_out = Some(id);
                 }
                 let id = self.audio_out.clone().unwrap_or_default();
-                out.push(self.event(
-                    "audioOutput",
-                    json!({ "contentId": id, "content": BASE64.encode(&pcm) }),
-                ));
+                let content = if first_of_reply && self.limits.stamp_replies {
+                    BASE64.encode(stamped(&pcm))
+                } else {
+                    BASE64.encode(&pcm)
+                };
+                out.push(self.event("audioOutput", json!({ "contentId": id, "content": content })));
             }
             ModelOutput::Interruption => {
                 // Nova's barge-in signals: the marker text, then the audio block ends INTERRUPTED.
@@ -630,6 +665,7 @@ mod tests {
             think_time: Duration::from_millis(10),
             max_concurrent_streams: 10,
             close_delay: Duration::ZERO,
+            stamp_replies: false,
         };
         FakeStream::new(limits, StreamRecord::default(), Instant::now())
     }
@@ -701,6 +737,43 @@ mod tests {
             send(&mut s, json!({"event": {"promptEnd": {"promptName": PROMPT}}})).expect("promptEnd");
             send(&mut s, json!({"event": {last: {}}})).expect("accepted after promptEnd");
         }
+    }
+
+    fn audio_of(event: &str) -> Option<Vec<u8>> {
+        let value: Value = serde_json::from_str(event).ok()?;
+        let content = value.pointer("/event/audioOutput/content")?.as_str()?;
+        BASE64.decode(content).ok()
+    }
+
+    #[test]
+    fn stamps_only_the_first_audio_chunk_of_each_reply_when_asked() {
+        let pcm = Bytes::from(vec![1u8; 1536]);
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos() as u64;
+        let mut s = stream();
+        s.limits.stamp_replies = true;
+        let mut out = Vec::new();
+        s.emit(ModelOutput::Audio(pcm.clone()), &mut out);
+        s.emit(ModelOutput::Audio(pcm.clone()), &mut out);
+        s.close_audio("END_TURN", &mut out);
+        s.emit(ModelOutput::Audio(pcm.clone()), &mut out);
+        let chunks: Vec<Vec<u8>> = out.iter().filter_map(|e| audio_of(e)).collect();
+        assert_eq!(chunks.len(), 3);
+        for first in [&chunks[0], &chunks[2]] {
+            let sent = reply_stamp(first).expect("stamped");
+            assert!(sent >= before, "{sent} < {before}");
+            assert_eq!(first.len(), pcm.len());
+            assert_eq!(first[REPLY_STAMP_BYTES..], pcm[REPLY_STAMP_BYTES..]);
+        }
+        assert_eq!(chunks[1], pcm.to_vec(), "later chunks are untouched");
+
+        let mut plain = stream();
+        let mut out = Vec::new();
+        plain.emit(ModelOutput::Audio(pcm.clone()), &mut out);
+        let chunk = out.iter().find_map(|e| audio_of(e)).expect("audio");
+        assert_eq!(reply_stamp(&chunk), None, "no stamp unless asked");
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct PointResult {
     /// Conversation workload: the frame that ended a turn, sent, to the reply's first audio byte.
     #[serde(default)]
     pub reply_latency: Percentiles,
+    /// Conversation workload with `fake-bedrock --stamp-replies`: the fake's first reply byte to
+    /// the client's (one way, both read the machine's wall clock).
+    #[serde(default)]
+    pub reply_downstream: Percentiles,
     pub replies: ReplyCounts,
     /// The server process over the window (and its memory before the first session).
     pub server: Option<Usage>,
@@ -241,6 +245,7 @@ pub async fn run_point(spec: &PointSpec, server_pid: Option<u32>, helper_pid: Op
         round_trip: Percentiles::of(&recorder.round_trip),
         send_lag: Percentiles::of(&recorder.send_lag),
         reply_latency: Percentiles::of(&recorder.reply_latency),
+        reply_downstream: Percentiles::of(&recorder.reply_downstream),
         replies: recorder.replies,
         server,
         server_rss_before_kib: server_before.map(|s| s.rss_kib),

@@ -17,6 +17,9 @@ pub struct Recorder {
     /// Conversation workload: from sending the frame that ends a turn to the first byte of the
     /// reply's audio (µs), for turns ended inside the window.
     pub reply_latency: Histogram<u64>,
+    /// Conversation workload against a fake that stamps its replies: from the fake sending a
+    /// reply's first audio to the client receiving it (µs): what the server adds downstream.
+    pub reply_downstream: Histogram<u64>,
     pub frames_sent: u64,
     pub frames_echoed: u64,
     /// Echoes that came back more than one frame period after they were sent.
@@ -70,6 +73,7 @@ impl Recorder {
             round_trip: histogram(),
             send_lag: histogram(),
             reply_latency: histogram(),
+            reply_downstream: histogram(),
             frames_sent: 0,
             frames_echoed: 0,
             frames_late: 0,

@@ -301,8 +301,17 @@ async fn receive_loop(mut stream: Stream, output_rate: u64, shared: &Shared, tur
                         .filter(|&sent| in_window(sent))
                         .map(|sent| now.saturating_duration_since(sent))
                         .filter(|&latency| latency <= MAX_REPLY_LATENCY);
+                    // A reply stamped by the Bedrock fake: the one-way time from the fake to
+                    // here, what the server under test adds on the way down.
+                    let downstream = frame::read_reply_stamp(&pcm)
+                        .filter(|_| in_window(now))
+                        .and_then(|sent| std::time::SystemTime::now().duration_since(sent).ok())
+                        .filter(|&latency| latency <= MAX_REPLY_LATENCY);
                     if in_window(now) || turn_latency.is_some() {
                         let mut recorder = shared.recorder.lock().map_err(|e| e.to_string())?;
+                        if let Some(latency) = downstream {
+                            record(&mut recorder.reply_downstream, latency.as_micros() as u64);
+                        }
                         if in_window(now) {
                             recorder.replies.audio_chunks += 1;
                             recorder.replies.late_chunks += u64::from(late);

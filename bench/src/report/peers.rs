@@ -224,11 +224,33 @@ fn equal_load(out: &mut String, peers: &PeersResult, pair: &EqualLoad) {
             ratio(value(a) as f64, value(o) as f64),
         );
     }
+    for (label, pick) in [("p50", 0), ("p99", 1)] {
+        let value = |p: &PointResult| {
+            if pick == 0 {
+                p.reply_downstream.p50_us
+            } else {
+                p.reply_downstream.p99_us
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| added latency {label} (fake's first reply byte → client's) | {} | {} | {} |",
+            ms_or_dash(value(a), a.reply_downstream.count),
+            ms_or_dash(value(o), o.reply_downstream.count),
+            ratio(value(a) as f64, value(o) as f64),
+        );
+    }
     let _ = writeln!(
         out,
-        "| replies measured (latency samples) | {} | {} | |\n",
-        a.reply_latency.count, o.reply_latency.count
+        "| replies measured (round-trip / one-way latency samples) | {} / {} | {} / {} | |\n",
+        a.reply_latency.count, a.reply_downstream.count, o.reply_latency.count, o.reply_downstream.count
     );
+}
+
+/// A latency, or a dash when nothing was measured (a stack that does not pass the fake's stamp
+/// through unchanged).
+fn ms_or_dash(us: u64, count: u64) -> String {
+    if count == 0 { "–".into() } else { ms(us) }
 }
 
 fn point_row(out: &mut String, peer: Peer, p: &PointResult, verdict: &str) {
