@@ -9,8 +9,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Same per-connection read buffer as the agent uses.
-const READ_BUFFER: usize = 8 * 1024;
+/// Same per-connection read buffer as the agent uses (`READ_BUFFER_BYTES` in
+/// agent/src/server/ws.rs), so that the floor's memory per session is comparable.
+const READ_BUFFER: usize = 4 * 1024;
 
 pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;

@@ -4,6 +4,7 @@
 mod churn;
 mod compare;
 mod echo;
+mod floor;
 mod frame;
 mod load;
 mod machine;
@@ -131,6 +132,14 @@ struct CompareArgs {
     /// Runs per build and encoding; the table shows medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Also run the floor (the bare echo) in the rotation, and give each build's CPU per
+    /// session-second and memory per active session as multiples of the floor's.
+    #[arg(long)]
+    floor: bool,
+    /// Longest wait for a quiet machine before each point; `0s` measures at once (on a shared
+    /// machine, where the alternation is what keeps the comparison fair).
+    #[arg(long, default_value = "5m", value_parser = humantime_duration)]
+    quiet_wait: Duration,
     #[arg(long, default_value = "0")]
     server_cpus: String,
     #[arg(long, default_value = "1")]
@@ -248,6 +257,7 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
         vec![
             suite::Section::Relay,
             suite::Section::Memory,
+            suite::Section::Floor,
             suite::Section::Sdk,
             suite::Section::Peers,
             suite::Section::Operator,
@@ -327,6 +337,8 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         sessions: args.sessions,
         idle_sessions: args.idle_sessions,
         runs: args.runs,
+        floor: args.floor,
+        quiet_wait: args.quiet_wait,
     };
     let table = runtime()?.block_on(compare::run(&comparison));
     let _ = std::fs::remove_dir_all(&scratch);
@@ -380,6 +392,21 @@ fn smoke_checks(result: &suite::SuiteResult) -> anyhow::Result<()> {
             memory.relay.label(),
             memory.idle.errors
         );
+    }
+    if let Some(cost) = &result.floor_cost {
+        for row in &cost.rows {
+            for point in row.agent.iter().chain(&row.echo) {
+                anyhow::ensure!(
+                    point.connected == point.sessions && point.frames_echoed > 0,
+                    "against the floor ({}): {} of {} sessions connected, {} frames echoed; errors: {:?}",
+                    row.encoding.as_str(),
+                    point.connected,
+                    point.sessions,
+                    point.frames_echoed,
+                    point.errors
+                );
+            }
+        }
     }
     if let Some(churn) = &result.churn {
         anyhow::ensure!(churn.passed(), "churn: {}", churn.problems.join("; "));

@@ -17,6 +17,9 @@ pub fn render(result: &SuiteResult, command: &str, tuning: Option<&str>) -> Stri
     machine(&mut out, result);
     relays(&mut out, result);
     memory(&mut out, result);
+    if let Some(cost) = &result.floor_cost {
+        crate::floor::render(&mut out, cost);
+    }
     sdk(&mut out, result);
     peers::render(&mut out, result);
     churn(&mut out, result);
@@ -623,6 +626,6 @@ fn reproduce(out: &mut String, command: &str) {
          `bench/python/requirements.txt`, `requirements-strands.txt` and `requirements-pipecat.txt` into \
          virtualenvs, then runs `voice-bench all`. It waits for the machine to be quiet before each \
          section and records the noise it measured. One section at a time: \
-         `voice-bench all --only relay,memory,sdk,peers,operator,churn --out FILE`."
+         `voice-bench all --only relay,memory,floor,sdk,peers,operator,churn --out FILE`."
     );
 }

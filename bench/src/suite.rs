@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::churn::{self, ChurnResult, ChurnSpec};
+use crate::floor::FloorCost;
 use crate::frame::{Encoding, Protocol};
 use crate::load::{self, PointResult, PointSpec, Workload};
 use crate::machine::{self, Machine};
@@ -40,6 +41,10 @@ pub struct Profile {
     pub peer_search: Option<(Search, Search)>,
     pub peer_sessions: usize,
     pub with_uvloop: bool,
+    /// Cost against the floor: sessions at which the agent and the echo are compared, and
+    /// runs of each per encoding.
+    pub floor_sessions: usize,
+    pub floor_runs: usize,
     /// VoiceAgent counts for the operator section (empty: skipped).
     pub operator_counts: Vec<usize>,
     /// Longest wait for a quiet machine before a section.
@@ -99,6 +104,10 @@ impl Profile {
             )),
             peer_sessions: 0,
             with_uvloop: true,
+            // Far below either server's capacity (the agent's is over 1000 here), as many as
+            // the first measurement used.
+            floor_sessions: 300,
+            floor_runs: 3,
             operator_counts: vec![100, 500],
             quiet_wait: Duration::from_secs(300),
             churn: ChurnSpec {
@@ -132,6 +141,8 @@ impl Profile {
             peer_search: None,
             peer_sessions: 3,
             with_uvloop: false,
+            floor_sessions: 10,
+            floor_runs: 1,
             operator_counts: Vec::new(),
             quiet_wait: Duration::ZERO,
             churn: ChurnSpec {
@@ -153,6 +164,8 @@ impl Profile {
 pub enum Section {
     Relay,
     Memory,
+    /// CPU and memory per session of the agent against the bare echo's, at the same load.
+    Floor,
     Sdk,
     /// The same conversations through Strands and Pipecat.
     Peers,
@@ -207,6 +220,8 @@ pub struct SuiteResult {
     /// The agent at the Python relay's capacity, per encoding.
     pub equal_load: Vec<PointResult>,
     pub memory: Vec<MemoryResult>,
+    #[serde(default)]
+    pub floor_cost: Option<FloorCost>,
     pub sdk: Option<Ramp>,
     #[serde(default)]
     pub peers: Option<PeersResult>,
@@ -251,6 +266,7 @@ impl Suite {
             floor: Vec::new(),
             equal_load: Vec::new(),
             memory: Vec::new(),
+            floor_cost: None,
             sdk: None,
             peers: None,
             operator: None,
@@ -308,6 +324,11 @@ impl Suite {
                 self.quiet(&mut result.notes).await;
                 result.memory.push(self.memory(relay).await?);
             }
+        }
+
+        if self.sections.contains(&Section::Floor) {
+            let (sessions, runs) = (self.profile.floor_sessions, self.profile.floor_runs);
+            result.floor_cost = Some(self.floor_cost(sessions, runs, &mut result.notes).await?);
         }
 
         if self.sections.contains(&Section::Sdk) {
