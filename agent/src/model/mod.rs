@@ -3,13 +3,13 @@
 //! which model is behind it.
 
 pub mod nova;
+pub mod queue;
 pub mod simulated;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::protocol::StopReason;
 
@@ -112,9 +112,9 @@ pub enum ModelOutput {
     Error(Box<ErrorReport>),
 }
 
-// Memory per session: tokio allocates channel slots in blocks of 32, full or not, and a channel
-// carrying audio keeps two blocks, so every byte here costs 64 per session. Large, rare
-// variants go behind a `Box`; the floor is `Bytes` plus a tag (`Bytes` has room to mark only
+// Memory per session: a queue holds its backlog (up to the bound) and keeps a few slots when
+// drained, and every message is copied through it, so the size of the common message is what
+// counts. Large, rare variants go behind a `Box`; the floor is `Bytes` plus a tag (`Bytes` has room to mark only
 // one other variant, not the several these enums have).
 const _: () = assert!(std::mem::size_of::<ModelInput>() <= 40);
 const _: () = assert!(std::mem::size_of::<ModelOutput>() <= 40);
@@ -189,8 +189,8 @@ pub struct SessionSetup {
 /// One open conversation with a model. Dropping `input` ends it; the provider then finishes
 /// its close sequence and drops its side of `output`.
 pub struct ModelStream {
-    pub input: mpsc::Sender<ModelInput>,
-    pub output: mpsc::Receiver<ModelOutput>,
+    pub input: queue::Sender<ModelInput>,
+    pub output: queue::Receiver<ModelOutput>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -18,13 +18,12 @@ use tracing::{debug, warn};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
     CloseFuture, ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelError, ModelProvider, ModelStream,
-    SessionSetup,
+    SessionSetup, queue,
 };
 use crate::metrics::Metrics;
 use connections::Connections;
@@ -166,8 +165,8 @@ impl ModelProvider for NovaSonicProvider {
             if shared.closing.is_cancelled() {
                 return Err(ModelError::Unavailable("the agent is shutting down".into()));
             }
-            let (input_tx, input_rx) = mpsc::channel(MODEL_INPUT_QUEUE);
-            let (output_tx, output_rx) = mpsc::channel(MODEL_OUTPUT_QUEUE);
+            let (input_tx, input_rx) = queue::channel(MODEL_INPUT_QUEUE);
+            let (output_tx, output_rx) = queue::channel(MODEL_OUTPUT_QUEUE);
             Driver::start(shared, setup, input_rx, output_tx).await?;
             Ok(ModelStream {
                 input: input_tx,

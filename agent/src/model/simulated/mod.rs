@@ -9,12 +9,11 @@ mod voice;
 pub use conversation::{Conversation, Mode, SimulatorConfig};
 pub use voice::Utterance;
 
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::{
     ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelInput, ModelOutput, ModelProvider, ModelStream,
-    SessionSetup,
+    SessionSetup, queue,
 };
 
 pub struct SimulatedProvider {
@@ -41,8 +40,8 @@ impl ModelProvider for SimulatedProvider {
     }
 
     fn connect(&self, setup: SessionSetup) -> ConnectFuture {
-        let (input_tx, input_rx) = mpsc::channel(MODEL_INPUT_QUEUE);
-        let (output_tx, output_rx) = mpsc::channel(MODEL_OUTPUT_QUEUE);
+        let (input_tx, input_rx) = queue::channel(MODEL_INPUT_QUEUE);
+        let (output_tx, output_rx) = queue::channel(MODEL_OUTPUT_QUEUE);
         let config = SimulatorConfig {
             output_sample_rate: setup.output_sample_rate,
             ..self.config
@@ -62,8 +61,8 @@ impl ModelProvider for SimulatedProvider {
 /// Runs one simulated conversation until the session drops its input sender.
 async fn drive(
     mut conversation: Conversation,
-    mut input: mpsc::Receiver<ModelInput>,
-    output: mpsc::Sender<ModelOutput>,
+    mut input: queue::Receiver<ModelInput>,
+    output: queue::Sender<ModelOutput>,
 ) {
     loop {
         let wakeup = conversation.next_wakeup();

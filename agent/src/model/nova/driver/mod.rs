@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, warn};
 
 use super::NovaShared;
 use super::stream::{Recovery, StreamError};
 use super::wire::{self, TextRole};
 use crate::metrics::{self, KindLabels, ReasonLabels};
+use crate::model::queue::{self, TryRecvError};
 use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, SessionSetup, ToolResult};
 use continuity::{Action, Continuity, Outgoing, Policy};
 use opening::Current;
@@ -40,7 +40,7 @@ pub(super) struct Driver {
     setup: SessionSetup,
     /// The session's trace span: every stream's span is its child.
     session: tracing::Span,
-    output: mpsc::Sender<ModelOutput>,
+    output: queue::Sender<ModelOutput>,
     current: Option<Current>,
     opening: Option<Opening>,
     /// Told once the first stream is open (or cannot be).
@@ -61,8 +61,8 @@ impl Driver {
     pub(super) async fn start(
         shared: Arc<NovaShared>,
         setup: SessionSetup,
-        input: mpsc::Receiver<ModelInput>,
-        output: mpsc::Sender<ModelOutput>,
+        input: queue::Receiver<ModelInput>,
+        output: queue::Sender<ModelOutput>,
     ) -> Result<(), ModelError> {
         let (ready, started) = oneshot::channel();
         let session = tracing::Span::current();
@@ -84,7 +84,7 @@ impl Driver {
         })
     }
 
-    async fn run(mut self, mut input: mpsc::Receiver<ModelInput>) {
+    async fn run(mut self, mut input: queue::Receiver<ModelInput>) {
         let policy = Policy {
             renew_after: self.shared.config.renew_after,
             text_input: self.shared.config.generation().text_input,
@@ -139,7 +139,7 @@ impl Driver {
         &mut self,
         action: Action,
         machine: &mut Continuity,
-        input: &mut mpsc::Receiver<ModelInput>,
+        input: &mut queue::Receiver<ModelInput>,
         batch: &mut Vec<Action>,
     ) -> Flow {
         match action {
