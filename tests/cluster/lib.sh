@@ -8,6 +8,8 @@
 #                             logs, pids, etcd data)
 #   VOICE_AGENTS_CLUSTER_NAME name used in the default state directory
 #                             (default: a hash of this checkout's path)
+#   VOICE_AGENTS_CLUSTER_REAL_NODE  1: the cluster with the real node (its
+#                             default state directory ends in -node)
 #   GO                        the go command (default: go on PATH, else /usr/local/go/bin/go)
 
 CLUSTER_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -97,7 +99,12 @@ NODE_BINARIES=(kubelet kube-proxy pause)
 unset _node_hash
 
 _checkout_hash="$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-8)"
-STATE_DIR="${VOICE_AGENTS_CLUSTER_DIR:-/tmp/voice-agents-cluster-${VOICE_AGENTS_CLUSTER_NAME:-$_checkout_hash}}"
+# A cluster with the real node (VOICE_AGENTS_CLUSTER_REAL_NODE=1) is a cluster of its own, so the
+# suites that want one never restart the kwok-only cluster the others share.
+_node_suffix=""
+[[ "${VOICE_AGENTS_CLUSTER_REAL_NODE:-0}" == 1 ]] && _node_suffix="-node"
+STATE_DIR="${VOICE_AGENTS_CLUSTER_DIR:-/tmp/voice-agents-cluster-${VOICE_AGENTS_CLUSTER_NAME:-$_checkout_hash}$_node_suffix}"
+unset _node_suffix
 unset _sum_hash _checkout_hash
 
 # Components in start order; down stops them in reverse. The real node's components
