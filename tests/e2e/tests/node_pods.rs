@@ -42,6 +42,9 @@ const OPERATOR_NAMESPACE: &str = "voice-system";
 const POD_WAIT: Duration = Duration::from_secs(240);
 const TURN: Duration = Duration::from_secs(20);
 const NODE_NAME: &str = "va-node-0";
+/// Callers opening new conversations through the Service during the rollout, each one after
+/// the other (a conversation takes a few seconds: the simulated reply is spoken in real time).
+const CALLERS: usize = 4;
 /// The agent's port and the operator's admin port.
 const AGENT_PORT: u16 = 8080;
 const OPERATOR_ADMIN_PORT: u16 = 8081;
@@ -428,37 +431,33 @@ async fn a_rollout_drops_no_call() {
         }
     }
 
-    // New callers through the Service all along: every handshake must succeed.
-    let stop = Arc::new(tokio::sync::Notify::new());
+    // New callers through the Service all along (a few at a time, each a whole conversation):
+    // every handshake must succeed.
+    let stop = Arc::new(tokio::sync::watch::channel(false).0);
     let attempts = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
-    let callers = {
-        let (stop, attempts, failures) = (stop.clone(), attempts.clone(), failures.clone());
-        tokio::spawn(async move {
-            loop {
-                let attempt = async {
-                    attempts.fetch_add(1, Ordering::Relaxed);
-                    match conversation::connect(service, Some("token")).await {
-                        Ok(mut ws) => {
-                            // A caller that landed on a pod just before it drained may get the
-                            // drain close; anything else is a failure.
-                            match conversation::turn(&mut ws, "new caller", TURN).await {
-                                Ok(()) | Err(Ended::Closed(Some((1012, _)))) => {}
-                                Err(e) => failures.lock().await.push(format!("turn: {e}")),
-                            }
-                            let _ = ws.close(None).await;
+    let mut callers = Vec::new();
+    for _ in 0..CALLERS {
+        let (mut stopped, attempts, failures) = (stop.subscribe(), attempts.clone(), failures.clone());
+        callers.push(tokio::spawn(async move {
+            while !*stopped.borrow() {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                match conversation::connect(service, Some("token")).await {
+                    Ok(mut ws) => {
+                        // A caller that landed on a pod just before it drained may get the drain
+                        // close; anything else is a failure.
+                        match conversation::turn(&mut ws, "new caller", TURN).await {
+                            Ok(()) | Err(Ended::Closed(Some((1012, _)))) => {}
+                            Err(e) => failures.lock().await.push(format!("turn: {e}")),
                         }
-                        Err(e) => failures.lock().await.push(format!("handshake: {e}")),
+                        let _ = ws.close(None).await;
                     }
-                };
-                tokio::select! {
-                    () = stop.notified() => return,
-                    () = attempt => {}
+                    Err(e) => failures.lock().await.push(format!("handshake: {e}")),
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), stopped.changed()).await;
             }
-        })
-    };
+        }));
+    }
 
     let started = Instant::now();
     apply(&ns, &agent("2")).await;
@@ -481,8 +480,10 @@ async fn a_rollout_drops_no_call() {
     .await;
     or_describe(rolled_out, &ns, "rolling").await;
     let rollout = started.elapsed();
-    stop.notify_one();
-    callers.await.expect("callers task");
+    let _ = stop.send(true);
+    for caller in callers {
+        caller.await.expect("callers task");
+    }
 
     let mut outcomes = Vec::new();
     for task in live {
