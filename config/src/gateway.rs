@@ -210,6 +210,23 @@ pub(super) fn validate_servers(
     Ok(())
 }
 
+/// AgentCore Gateway's separator between a target and its tool (`target___tool`), also the
+/// separator of the server prefix that tells apart tools of the same name on two servers.
+pub const TOOL_NAME_SEPARATOR: &str = "___";
+
+/// The tool part of a gateway tool name (`weather___get_forecast` → `get_forecast`).
+pub fn short_tool_name(name: &str) -> &str {
+    name.rsplit_once(TOOL_NAME_SEPARATOR)
+        .map_or(name, |(_, tool)| tool)
+        .trim()
+}
+
+/// Whether `allowedTools` lets a tool through: by its full or its short name (an empty list
+/// allows every tool). The agent and the operator's discovery apply the same rule.
+pub fn tool_allowed(allowed_tools: &[String], name: &str) -> bool {
+    allowed_tools.is_empty() || allowed_tools.iter().any(|a| a == name || a == short_tool_name(name))
+}
+
 /// Why a server name is refused, if it is.
 pub fn server_name_problem(name: &str) -> Option<String> {
     let mut chars = name.chars();

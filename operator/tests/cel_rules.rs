@@ -258,3 +258,19 @@ fn keda_mode_needs_prometheus_and_only_it_uses_it() {
     );
     accepted("scaling: {maxReplicas: 4, mode: Keda, prometheus: {serverAddress: 'http://p:9090'}}");
 }
+
+#[test]
+fn gateway_and_tool_servers_are_exclusive() {
+    refused(
+        "gateway: {url: 'https://a.example.com/mcp'}\ntoolServers: [{name: b, url: 'https://b.example.com/mcp'}]",
+        "set either gateway (one server) or toolServers (a list), not both",
+    );
+    accepted("gateway: {url: 'https://a.example.com/mcp'}");
+    accepted(
+        "toolServers: [{name: crm, url: 'https://a.example.com/mcp', auth: {type: Bearer, tokenSecretRef: {name: crm, key: token}}}, {name: aws, url: 'https://b.example.com/mcp', auth: {type: SigV4}}]",
+    );
+    refused(
+        "toolServers: [{name: crm, url: 'https://a.example.com/mcp', auth: {type: Bearer}}]",
+        "gateway.auth.tokenSecretRef is required with type Bearer and only used with it",
+    );
+}

@@ -6,17 +6,14 @@
 
 use std::collections::HashMap;
 
-/// AgentCore Gateway's separator between target and tool.
-const TARGET_SEPARATOR: &str = "___";
+use voice_config::TOOL_NAME_SEPARATOR as TARGET_SEPARATOR;
+
 /// Bedrock's limit on tool names.
 const MAX_NAME_LEN: usize = 64;
 
 /// The tool part of a gateway name (`weather___get_forecast` → `get_forecast`).
 pub fn short_name(gateway_name: &str) -> &str {
-    gateway_name
-        .rsplit_once(TARGET_SEPARATOR)
-        .map_or(gateway_name, |(_, tool)| tool)
-        .trim()
+    voice_config::short_tool_name(gateway_name)
 }
 
 /// Model-facing names for gateway tools: the short name unless two tools share it.
@@ -92,10 +89,7 @@ pub fn model_name_problem(name: &str) -> Option<String> {
 
 /// Whether a tool is allowed by an allow-list of short or full names (empty allows all).
 pub fn allowed(allow_list: &[String], gateway_name: &str) -> bool {
-    allow_list.is_empty()
-        || allow_list
-            .iter()
-            .any(|a| a == gateway_name || a == short_name(gateway_name))
+    voice_config::tool_allowed(allow_list, gateway_name)
 }
 
 #[cfg(test)]

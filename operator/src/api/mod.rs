@@ -33,8 +33,8 @@ pub use session::{
     MetadataSpec, PromptVariableSpec, RedisSpec, ResumeSpec, ResumeStoreKind, SessionSettingsSpec, SessionSpec,
     WebSocketSpec,
 };
-pub use status::{ACCEPTED, ConditionStatus, READY, VoiceAgentStatus};
-pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec};
+pub use status::{ACCEPTED, ConditionStatus, DiscoveredTools, READY, TOOL_SERVERS_REACHABLE, VoiceAgentStatus};
+pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec, ToolServerSpec};
 pub use workload::{ImagePullPolicy, PodOverrides, PrometheusTrigger, SESSIONS_METRIC, ScalingMode, ScalingSpec};
 
 /// API group of the VoiceAgent resource.
@@ -101,6 +101,9 @@ pub const VERSION: &str = "v1alpha1";
         .message("metadata.name must be a DNS label: at most 63 lowercase letters, digits and '-', starting with a letter (it names the agent's Service)")
 )]
 #[x_kube(
+    validation = Rule::new("!(has(self.gateway) && has(self.toolServers))")
+        .message("set either gateway (one server) or toolServers (a list), not both")
+        .reason(Reason::FieldValueForbidden),
     validation = Rule::new("!(has(self.replicas) && has(self.scaling))")
         .message("set either replicas or scaling, not both")
         .reason(Reason::FieldValueForbidden),
@@ -119,9 +122,18 @@ pub struct VoiceAgentSpec {
     pub prompt: Option<PromptSpec>,
 
     /// The MCP tool gateway (an AgentCore Gateway or any MCP server) whose tools the model may
-    /// call. Without it the model has no tools.
+    /// call: the shorthand for `toolServers` with one server named `gateway`. Not with
+    /// `toolServers`. Without either the model has no tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<ToolGatewaySpec>,
+
+    /// MCP servers (AgentCore Gateways or any MCP server) whose tools the model may call, each
+    /// named, with its own URL, authentication, allowed tools and limits. A tool name two
+    /// servers offer is given to the model as `<server>___<tool>`. Not with `gateway`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub tool_servers: Vec<ToolServerSpec>,
 
     /// How callers authenticate when they open a session, which browser origins may connect,
     /// and how many sessions one caller may hold. Defaults to no authentication.

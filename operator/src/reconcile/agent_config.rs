@@ -16,6 +16,7 @@ use voice_config::{
 
 use super::mounts::{
     CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, PROMPT, REDIS_CA, REDIS_PASSWORD, REDIS_USERNAME, RESUME_KEY,
+    tool_server_token_path,
 };
 use crate::api::{
     AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, ResumeStoreKind, SessionSettingsSpec,
@@ -101,7 +102,16 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         session,
         session_settings,
         websocket,
-        gateway: spec.gateway.as_ref().map(|g| gateway(g, spec)).transpose()?,
+        gateway: spec
+            .gateway
+            .as_ref()
+            .map(|g| tool_server(g, GATEWAY_TOKEN.path_in(spec)))
+            .transpose()?,
+        tool_servers: spec
+            .tool_servers
+            .iter()
+            .map(|s| Ok(tool_server(&s.server, tool_server_token_path(spec, &s.name))?.named(&s.name)))
+            .collect::<Result<_, OutOfRange>>()?,
         auth: spec
             .auth
             .as_ref()
@@ -115,11 +125,12 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
     })
 }
 
-fn gateway(spec: &ToolGatewaySpec, whole: &VoiceAgentSpec) -> Result<GatewayConfig, OutOfRange> {
+/// One tool server's settings; `token_file` is where its bearer token is mounted, if it is.
+fn tool_server(spec: &ToolGatewaySpec, token_file: Option<std::path::PathBuf>) -> Result<GatewayConfig, OutOfRange> {
     let auth = match spec.auth.type_ {
         ToolGatewayAuthType::None => GatewayAuth::None,
         ToolGatewayAuthType::Bearer => GatewayAuth::Bearer {
-            token_file: GATEWAY_TOKEN.path_in(whole),
+            token_file,
             token_env: None,
         },
         ToolGatewayAuthType::SigV4 => GatewayAuth::SigV4 {
@@ -132,6 +143,7 @@ fn gateway(spec: &ToolGatewaySpec, whole: &VoiceAgentSpec) -> Result<GatewayConf
         },
     };
     Ok(GatewayConfig {
+        name: voice_config::GATEWAY_SERVER_NAME.into(),
         url: spec.url.clone(),
         auth,
         allowed_tools: spec.allowed_tools.clone(),
@@ -379,9 +391,9 @@ session:
         assert_eq!(redis.key_prefix, "support:");
         assert_eq!(resume.encryption_key_file, RESUME_KEY.path_in(&spec));
         config.validate().expect("the agent accepts it");
-        let mounted: Vec<&str> = super::super::mounts::mounted_files(&spec)
+        let mounted: Vec<String> = super::super::mounts::mounted_files(&spec)
             .iter()
-            .map(|f| f.mount.volume)
+            .map(|f| f.volume.clone())
             .collect();
         assert_eq!(mounted, ["resume-key", "redis-ca", "redis-password"]);
         // Without resume settings the file keeps the agent's defaults (and its old checksum).

@@ -328,7 +328,10 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
             return fail("auth.jwt is required with mode Jwt and only used with it");
         }
     }
-    if let Some(g) = &spec.gateway {
+    if spec.gateway.is_some() && !spec.tool_servers.is_empty() {
+        return fail("set either gateway (one server) or toolServers (a list), not both");
+    }
+    for g in spec.gateway.iter().chain(spec.tool_servers.iter().map(|s| &s.server)) {
         if (g.auth.type_ == ToolGatewayAuthType::Bearer) != g.auth.token_secret_ref.is_some() {
             return fail("gateway.auth.tokenSecretRef is required with type Bearer and only used with it");
         }
