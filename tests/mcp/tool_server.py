@@ -5,8 +5,8 @@ gateway target prefix (`target___tool`), one tool is slow, one always fails. Wit
 its own whose name collides with the first server's.
 
 It also records, for the tests to inspect over plain HTTP:
-  GET /_test/requests  every MCP request: method, Authorization header, SigV4 check result, and
-                       for tools/call the request's `_meta`
+  GET /_test/requests  every MCP request: method, JSON-RPC method (`rpc`), Authorization header,
+                       SigV4 check result, and for tools/call the request's `_meta`
   GET /_test/calls     every tool call: tool, arguments, start and end time
 
 Prints {"url": "http://127.0.0.1:PORT/mcp"} on its first line, then serves until killed.
@@ -136,6 +136,8 @@ class Recorder:
             rpc = json.loads(body) if body else None
         except ValueError:
             rpc = None
+        if isinstance(rpc, dict):
+            entry["rpc"] = rpc.get("method")
         if isinstance(rpc, dict) and rpc.get("method") == "tools/call":
             # What the client sent as request metadata, as it arrived on the wire.
             entry["tool_meta"] = (rpc.get("params") or {}).get("_meta")

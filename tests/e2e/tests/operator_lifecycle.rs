@@ -292,3 +292,133 @@ spec:
     env.wait_ready("mumble").await.expect("ready after the fix");
     assert!(operator.stop().await.expect("stops").success());
 }
+
+/// The tools each tool server offers, as the operator lists them itself: per server in
+/// `status.discoveredTools`, a server that cannot be reached as `ToolServersReachable=False`
+/// (the agent stays Ready), asked again at its refresh or retry interval rather than at every
+/// reconcile, and with no status write while nothing changes.
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn tool_servers_are_listed_in_status_and_an_unreachable_one_is_a_condition() {
+    use operator_support::McpServer;
+    use voice_operator::api::{DiscoveredTools, TOOL_SERVERS_REACHABLE};
+
+    let main = McpServer::start("gateway").await.expect("MCP server");
+    let crm = McpServer::start("crm").await.expect("second MCP server");
+    let env = OperatorEnv::new("op-tools").await.expect("test namespace");
+    let operator = env.start_operator(&[]).await.expect("operator starts");
+    const TOKEN: &str = "crm-token-you-must-not-log";
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: crm}}\nstringData: {{token: {TOKEN}}}\n"
+    ))
+    .await
+    .expect("secret");
+    let manifest = |third: &str| {
+        format!(
+            r#"apiVersion: voiceagent.dev/v1alpha1
+kind: VoiceAgent
+metadata: {{name: desk}}
+spec:
+  toolServers:
+    - name: main
+      url: {}
+      allowedTools: [get_weather, lookup___slow_lookup]
+    - name: crm
+      url: {}
+      auth: {{type: Bearer, tokenSecretRef: {{name: crm, key: token}}}}
+    - name: third
+      url: {third}
+"#,
+            main.url, crm.url
+        )
+    };
+    // Nothing listens on port 9 of loopback.
+    env.apply_yaml(&manifest("http://127.0.0.1:9/mcp"))
+        .await
+        .expect("apply");
+    env.wait_ready("desk")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    let unreachable = env
+        .wait_condition("desk", TOOL_SERVERS_REACHABLE, "False", "Unreachable")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    assert_eq!(
+        unreachable.message,
+        "tool server \"third\" unreachable: cannot connect and open an MCP session; agents offer the other servers' tools meanwhile"
+    );
+    let tools = |server: &str, tools: &[&str]| DiscoveredTools {
+        server: server.into(),
+        tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    let status = env.agents().get("desk").await.expect("get").status.unwrap_or_default();
+    assert_eq!(
+        status.discovered_tools,
+        [
+            tools("main", &["weather___get_weather", "lookup___slow_lookup"]),
+            tools("crm", &["crm___lookup_customer", "get_weather"]),
+        ]
+    );
+    // The bearer token came from the Secret, and was never logged.
+    let crm_requests = crm.requests().await.expect("requests");
+    assert!(!crm_requests.is_empty());
+    assert!(
+        crm_requests
+            .iter()
+            .all(|r| r["authorization"] == format!("Bearer {TOKEN}")),
+        "{crm_requests:?}"
+    );
+    assert!(!operator.log_tail(1000).contains(TOKEN), "the token was logged");
+    let deployment = env.ns.api::<Deployment>().get("desk").await.expect("deployment");
+    let pod = deployment.spec.and_then(|s| s.template.spec).expect("pod spec");
+    assert!(
+        pod.volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "tool-server-crm"
+                && v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("crm")),
+        "the token Secret is mounted"
+    );
+
+    // Reconciles keep coming (resync 3 s), but listings are reused: no new tools/list to the
+    // reachable servers, and no write while the unreachable one is retried.
+    let lists = |requests: Vec<serde_json::Value>| requests.iter().filter(|r| r["rpc"] == "tools/list").count();
+    let listed_before = lists(main.requests().await.expect("requests"));
+    let writes = env.operator_writes().await.expect("writes");
+    let reconciles = operator
+        .metric("voice_operator_reconciles_total")
+        .await
+        .expect("metrics");
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    assert!(
+        operator
+            .metric("voice_operator_reconciles_total")
+            .await
+            .expect("metrics")
+            >= reconciles + 3.0,
+        "the operator stopped reconciling"
+    );
+    assert_eq!(
+        lists(main.requests().await.expect("requests")),
+        listed_before,
+        "listed at every reconcile"
+    );
+    assert_eq!(
+        env.operator_writes().await.expect("writes"),
+        writes,
+        "writes in steady state"
+    );
+
+    // The third server answers (a new URL is asked at once): the condition clears.
+    let third = McpServer::start("crm").await.expect("third MCP server");
+    env.apply_yaml(&manifest(&third.url)).await.expect("apply");
+    env.wait_condition("desk", TOOL_SERVERS_REACHABLE, "True", "Reachable")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    let status = env.agents().get("desk").await.expect("get").status.unwrap_or_default();
+    assert_eq!(
+        status.discovered_tools.last(),
+        Some(&tools("third", &["crm___lookup_customer", "get_weather"]))
+    );
+    assert!(operator.stop().await.expect("stops").success());
+}

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each suite uses a different subset
 
+mod mcp;
 mod operator;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use voice_e2e::writes::WriteCounter;
 use voice_e2e::{crds, voiceagent, workspace};
 use voice_operator::api::VoiceAgent;
 
+pub use mcp::McpServer;
 pub use operator::Operator;
 
 /// The chart's templates of the operator's identity and its permissions.
@@ -33,7 +35,7 @@ const RBAC_TEMPLATES: [&str; 4] = [
     "templates/leader-election.yaml",
 ];
 /// The example manifests users start from (paths relative to the workspace).
-pub const EXAMPLES: [&str; 7] = [
+pub const EXAMPLES: [&str; 8] = [
     "examples/simulated-smoke.yaml",
     "examples/ingress-nginx.yaml",
     "examples/aws-alb.yaml",
@@ -41,6 +43,7 @@ pub const EXAMPLES: [&str; 7] = [
     "examples/gateway-api-istio.yaml",
     "examples/gateway-api-traefik.yaml",
     "examples/secured.yaml",
+    "examples/tool-servers.yaml",
 ];
 /// Name of the operator's ServiceAccount in each test namespace.
 pub const OPERATOR_ACCOUNT: &str = "voice-operator";
