@@ -271,6 +271,6 @@ fn gateway_and_tool_servers_are_exclusive() {
     );
     refused(
         "toolServers: [{name: crm, url: 'https://a.example.com/mcp', auth: {type: Bearer}}]",
-        "gateway.auth.tokenSecretRef is required with type Bearer and only used with it",
+        "auth.tokenSecretRef is required with type Bearer and only used with it",
     );
 }

@@ -57,9 +57,9 @@ pub struct ToolGatewaySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(
     validation = Rule::new("(self.type == 'Bearer') == has(self.tokenSecretRef)")
-        .message("gateway.auth.tokenSecretRef is required with type Bearer and only used with it"),
+        .message("auth.tokenSecretRef is required with type Bearer and only used with it"),
     validation = Rule::new("self.type == 'SigV4' || (!has(self.region) && !has(self.service))")
-        .message("gateway.auth.region and gateway.auth.service are only used with type SigV4")
+        .message("auth.region and auth.service are only used with type SigV4")
         .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]

@@ -331,12 +331,21 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
     if spec.gateway.is_some() && !spec.tool_servers.is_empty() {
         return fail("set either gateway (one server) or toolServers (a list), not both");
     }
-    for g in spec.gateway.iter().chain(spec.tool_servers.iter().map(|s| &s.server)) {
+    let servers = spec.gateway.iter().map(|g| ("gateway".to_owned(), g)).chain(
+        spec.tool_servers
+            .iter()
+            .map(|s| (format!("toolServers[{}]", s.name), &s.server)),
+    );
+    for (at, g) in servers {
         if (g.auth.type_ == ToolGatewayAuthType::Bearer) != g.auth.token_secret_ref.is_some() {
-            return fail("gateway.auth.tokenSecretRef is required with type Bearer and only used with it");
+            return fail(&format!(
+                "{at}.auth.tokenSecretRef is required with type Bearer and only used with it"
+            ));
         }
         if g.auth.type_ != ToolGatewayAuthType::SigV4 && (g.auth.region.is_some() || g.auth.service.is_some()) {
-            return fail("gateway.auth.region and gateway.auth.service are only used with type SigV4");
+            return fail(&format!(
+                "{at}.auth.region and {at}.auth.service are only used with type SigV4"
+            ));
         }
     }
     Ok(())

@@ -146,12 +146,32 @@ async fn invalid_specs_are_refused_with_clear_messages() {
         (
             "a",
             "gateway: {url: 'https://tools.example.com/mcp', auth: {type: Bearer}}",
-            "gateway.auth.tokenSecretRef is required with type Bearer",
+            "auth.tokenSecretRef is required with type Bearer",
         ),
         (
             "a",
             "gateway: {url: 'https://tools.example.com/mcp', auth: {service: bedrock-agentcore}}",
-            "gateway.auth.region and gateway.auth.service are only used with type SigV4",
+            "auth.region and auth.service are only used with type SigV4",
+        ),
+        (
+            "a",
+            "toolServers: [{name: crm, url: 'https://tools.example.com/mcp', auth: {type: Bearer}}]",
+            "spec.toolServers[0].auth",
+        ),
+        (
+            "a",
+            "gateway: {url: 'https://a.example.com/mcp'}\ntoolServers: [{name: b, url: 'https://b.example.com/mcp'}]",
+            "set either gateway (one server) or toolServers (a list), not both",
+        ),
+        (
+            "a",
+            "toolServers: [{name: b, url: 'https://a.example.com/mcp'}, {name: b, url: 'https://b.example.com/mcp'}]",
+            "Duplicate value",
+        ),
+        (
+            "a",
+            "toolServers: [{name: Bad_Name, url: 'https://a.example.com/mcp'}]",
+            "spec.toolServers[0].name",
         ),
         (
             "a",

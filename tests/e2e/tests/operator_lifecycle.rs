@@ -300,7 +300,7 @@ spec:
 #[tokio::test]
 #[ignore = "needs the local cluster (tests/cluster/up)"]
 async fn tool_servers_are_listed_in_status_and_an_unreachable_one_is_a_condition() {
-    use operator_support::McpServer;
+    use operator_support::mcp::McpServer;
     use voice_operator::api::{DiscoveredTools, TOOL_SERVERS_REACHABLE};
 
     let main = McpServer::start("gateway").await.expect("MCP server");

@@ -471,10 +471,9 @@ fn tool_server_rules_are_enforced_again() {
     assert_eq!(r.reason, RejectReason::InvalidSpec);
     assert!(r.message.contains("not both"), "{}", r.message);
     let r = rejected("toolServers: [{name: crm, url: 'https://a.example.com/mcp', auth: {type: Bearer}}]");
-    assert!(
-        r.message.contains("tokenSecretRef is required with type Bearer"),
-        "{}",
-        r.message
+    assert_eq!(
+        r.message,
+        "toolServers[crm].auth.tokenSecretRef is required with type Bearer and only used with it"
     );
     // Unique names are the apiserver's (a list keyed by name) and the agent's rule.
     let r = rejected(

@@ -7,7 +7,7 @@
 
 #![allow(dead_code)] // each suite uses a different subset
 
-mod mcp;
+pub mod mcp;
 mod operator;
 
 use std::path::PathBuf;
@@ -24,7 +24,6 @@ use voice_e2e::writes::WriteCounter;
 use voice_e2e::{crds, voiceagent, workspace};
 use voice_operator::api::VoiceAgent;
 
-pub use mcp::McpServer;
 pub use operator::Operator;
 
 /// The chart's templates of the operator's identity and its permissions.
