@@ -229,3 +229,66 @@ async fn a_server_that_comes_back_brings_its_tools_back() {
     let results = tool_results(&mut client, r#"tool:main___get_weather {"city": "Lima"}"#, 1).await;
     assert_eq!(results[0]["status"], "success", "{results:?}");
 }
+
+#[tokio::test]
+async fn each_server_has_its_own_call_timeout() {
+    let fast = McpServer::start(false);
+    let patient = McpServer::start(false);
+    let yaml = format!(
+        "toolServers:\n  - name: fast\n    url: {}\n    callTimeout: 1s\n    allowedTools: [slow_lookup]\n  - name: patient\n    url: {}\n    callTimeout: 10s\n    allowedTools: [slow_lookup]\n",
+        fast.url, patient.url
+    );
+    let (agent, _dir) = agent_with(&yaml).await;
+    assert_eq!(
+        status(&agent).await["tools"],
+        json!(["fast___slow_lookup", "patient___slow_lookup"])
+    );
+    let mut client = Client::connect(&agent.ws_url(""), Encoding::Json).await;
+    let results = tool_results(
+        &mut client,
+        r#"tool:fast___slow_lookup {"query": "a", "seconds": 2.5} tool:patient___slow_lookup {"query": "b", "seconds": 2.5}"#,
+        2,
+    )
+    .await;
+    let by_name = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no result for {name}: {results:?}"))
+    };
+    assert_eq!(by_name("fast___slow_lookup")["status"], "error");
+    assert!(
+        text_of(by_name("fast___slow_lookup")).contains("did not answer within 1s"),
+        "{results:?}"
+    );
+    assert_eq!(by_name("patient___slow_lookup")["status"], "success", "{results:?}");
+    assert!(
+        text_of(by_name("patient___slow_lookup")).contains("found 'b'"),
+        "{results:?}"
+    );
+}
+
+#[tokio::test]
+async fn each_server_limits_a_sessions_concurrent_calls_on_its_own() {
+    let one = McpServer::start(false);
+    let two = McpServer::start(false);
+    let yaml = format!(
+        "toolServers:\n  - name: one\n    url: {}\n    maxConcurrentCalls: 1\n  - name: two\n    url: {}\n    maxConcurrentCalls: 4\n",
+        one.url, two.url
+    );
+    let (agent, _dir) = agent_with(&yaml).await;
+    let mut client = Client::connect(&agent.ws_url(""), Encoding::Json).await;
+    let text = r#"tool:one___slow_lookup {"query": "a", "seconds": 1.5} tool:one___slow_lookup {"query": "b", "seconds": 1.5} tool:two___slow_lookup {"query": "c", "seconds": 1.5} tool:two___slow_lookup {"query": "d", "seconds": 1.5}"#;
+    let results = tool_results(&mut client, text, 4).await;
+    assert!(results.iter().all(|r| r["status"] == "success"), "{results:?}");
+    let overlap = |calls: &[Value]| {
+        calls[0]["start"].as_f64() < calls[1]["end"].as_f64() && calls[1]["start"].as_f64() < calls[0]["end"].as_f64()
+    };
+    let (one_calls, two_calls) = (one.calls().await, two.calls().await);
+    assert_eq!((one_calls.len(), two_calls.len()), (2, 2));
+    assert!(!overlap(&one_calls), "server one ran two calls at once: {one_calls:?}");
+    assert!(
+        overlap(&two_calls),
+        "server two ran its calls one after the other: {two_calls:?}"
+    );
+}
