@@ -18,8 +18,8 @@ use super::mounts::{MountedFile, mounted_files};
 use super::{RejectReason, Rejection, Settings};
 use crate::api::{
     AuthMode, GatewayImplementation, GatewayParentRef, ImagePullPolicy, IngressController, IngressTls,
-    NetworkPolicySpec, PodOverrides, RouteTimeouts, SESSIONS_METRIC, ScalingMode, ToolGatewayAuthType, VoiceAgent,
-    VoiceAgentSpec,
+    NetworkPolicySpec, PodOverrides, RouteTimeouts, SESSIONS_METRIC, ScalingMode, TelephonyStatus, ToolGatewayAuthType,
+    VoiceAgent, VoiceAgentSpec,
 };
 
 /// Seconds the pod waits after it is marked terminating before the agent gets SIGTERM, so
@@ -58,6 +58,10 @@ pub struct ValidatedAgent {
     pub network_policy: Option<NetworkPolicySpec>,
     /// What clients connect to.
     pub url: String,
+    /// The enabled carriers' path prefixes, exposed beside the WebSocket path.
+    pub carrier_paths: Vec<&'static str>,
+    /// The webhook URLs for the carriers' consoles (with `spec.telephony`).
+    pub webhooks: Option<TelephonyStatus>,
 }
 
 /// How many pods run.
@@ -234,6 +238,11 @@ pub fn validate(
             .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
     });
     let url = url(&name, &namespace, ingress.as_ref(), route.as_ref());
+    let webhooks = spec
+        .telephony
+        .as_ref()
+        .zip(agent_config::telephony_base_url(spec))
+        .map(|(t, base)| t.webhooks(&base));
 
     Ok(ValidatedAgent {
         checksum: checksum(&config_yaml, dereferenced),
@@ -254,6 +263,8 @@ pub fn validate(
         route,
         network_policy: spec.network_policy.clone(),
         url,
+        carrier_paths: spec.telephony.as_ref().map(|t| t.paths()).unwrap_or_default(),
+        webhooks,
     })
 }
 
@@ -328,6 +339,9 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
             return fail("auth.jwt is required with mode Jwt and only used with it");
         }
     }
+    if let Some(t) = &spec.telephony {
+        check_telephony_rules(spec, t)?;
+    }
     if let Some(g) = &spec.gateway {
         if (g.auth.type_ == ToolGatewayAuthType::Bearer) != g.auth.token_secret_ref.is_some() {
             return fail("gateway.auth.tokenSecretRef is required with type Bearer and only used with it");
@@ -339,19 +353,45 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// The telephony section's CEL rules, again.
+fn check_telephony_rules(spec: &VoiceAgentSpec, t: &crate::api::TelephonySpec) -> Result<(), Rejection> {
+    let fail = |m: &str| Err(Rejection::invalid(m.to_owned()));
+    if t.twilio.is_none() && t.telnyx.is_none() && t.vonage.is_none() {
+        return fail("telephony needs at least one carrier: twilio, telnyx or vonage");
+    }
+    if t.fallback_number.is_some() && t.twilio.is_none() && t.telnyx.is_none() {
+        return fail(
+            "telephony.fallbackNumber is only used with twilio or telnyx (Vonage has no step after the stream)",
+        );
+    }
+    match agent_config::telephony_base_url(spec) {
+        None => fail(
+            "telephony needs an address carriers can reach: set expose.ingress, expose.gateway with hostnames, or telephony.publicUrl",
+        ),
+        Some(url) if !url.starts_with("https://") => fail(
+            "telephony needs TLS: carriers connect only to https:// webhooks and wss:// streams; set expose.ingress.tls (or expose.gateway.tls), or telephony.publicUrl",
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
 fn check_references(dereferenced: &Dereferenced) -> Result<(), Rejection> {
-    let missing: Vec<String> = dereferenced
+    let mut missing: Vec<String> = Vec::new();
+    for r in dereferenced
         .references
         .iter()
         .filter(|r| r.digest.is_none() && !r.reference.optional)
-        .map(|r| {
-            let (kind, name) = (r.reference.kind, &r.reference.name);
-            match (&r.reference.key, r.object_found) {
-                (Some(key), true) => format!("{kind} {name:?} has no key {key:?}"),
-                _ => format!("{kind} {name:?} not found"),
-            }
-        })
-        .collect();
+    {
+        let (kind, name) = (r.reference.kind, &r.reference.name);
+        let message = match (&r.reference.key, r.object_found) {
+            (Some(key), true) => format!("{kind} {name:?} has no key {key:?}"),
+            _ => format!("{kind} {name:?} not found"),
+        };
+        // Two keys of one absent object: one message.
+        if !missing.contains(&message) {
+            missing.push(message);
+        }
+    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -439,5 +479,7 @@ impl Rejection {
     }
 }
 
+#[cfg(test)]
+mod telephony_tests;
 #[cfg(test)]
 mod tests;
