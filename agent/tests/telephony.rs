@@ -49,11 +49,7 @@ impl PhoneAgent {
         );
         let config_path = write("agent.yaml", &config);
         let agent = AgentProcess::start_with_env(&["--config", &config_path], AWS_ENV);
-        Self {
-            agent,
-            telnyx_key,
-            dir,
-        }
+        Self { agent, telnyx_key, dir }
     }
 }
 

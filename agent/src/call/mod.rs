@@ -77,7 +77,8 @@ pub struct CallArgs {
     /// Write what the caller heard to this WAV file (16-bit mono at the call's rate).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Longest wait for the agent's reply after the caller is done.
+    /// Longest wait for the agent's reply after the caller is done, and longest the caller
+    /// listens to it.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
@@ -261,9 +262,14 @@ pub async fn run(args: &CallArgs, mut out: impl Write) -> Result<CallSummary, Ca
                     if spoke_since_done && quiet && !line.playing(now) {
                         break;
                     }
-                    if !spoke_since_done && now - at >= args.timeout {
-                        hang_up(&mut sink, &mut frames, &setup.call_id).await;
-                        return Err(CallError::Silent(args.timeout));
+                    if now - at >= args.timeout {
+                        if !spoke_since_done {
+                            hang_up(&mut sink, &mut frames, &setup.call_id).await;
+                            return Err(CallError::Silent(args.timeout));
+                        }
+                        // The agent is still talking: the caller has heard enough.
+                        let _ = writeln!(out, "{:>6}  the agent is still speaking after {}", seconds(now - started), seconds(args.timeout));
+                        break;
                     }
                 }
             }
