@@ -58,8 +58,6 @@ pub struct ValidatedAgent {
     pub network_policy: Option<NetworkPolicySpec>,
     /// What clients connect to.
     pub url: String,
-    /// The enabled carriers' path prefixes, exposed beside the WebSocket path.
-    pub carrier_paths: Vec<&'static str>,
     /// The webhook URLs for the carriers' consoles (with `spec.telephony`).
     pub webhooks: Option<TelephonyStatus>,
 }
@@ -118,6 +116,8 @@ pub struct ValidatedIngress {
     pub controller: IngressController,
     pub host: String,
     pub path: String,
+    /// Every path prefix exposed: the WebSocket path, then the enabled carriers' paths.
+    pub paths: Vec<String>,
     pub tls: Option<IngressTls>,
     /// The user's annotations; they win over derived ones.
     pub annotations: BTreeMap<String, String>,
@@ -133,6 +133,8 @@ pub struct ValidatedRoute {
     pub parent_refs: Vec<GatewayParentRef>,
     pub hostnames: Vec<String>,
     pub path: String,
+    /// Every path prefix matched: the WebSocket path, then the enabled carriers' paths.
+    pub paths: Vec<String>,
     /// Whether clients use `wss://`.
     pub tls: bool,
     pub implementation: GatewayImplementation,
@@ -208,6 +210,7 @@ pub fn validate(
         controller,
         host: i.host.clone(),
         path: i.path.clone(),
+        paths: exposed_paths(&i.path, spec),
         tls: i.tls.clone(),
         annotations: i.annotations.clone(),
         proxy_timeout_secs: spec
@@ -221,6 +224,7 @@ pub fn validate(
         parent_refs: r.parent_refs.clone(),
         hostnames: r.hostnames.clone(),
         path: r.path.clone(),
+        paths: exposed_paths(&r.path, spec),
         tls: r.tls,
         implementation: r
             .implementation
@@ -263,7 +267,6 @@ pub fn validate(
         route,
         network_policy: spec.network_policy.clone(),
         url,
-        carrier_paths: spec.telephony.as_ref().map(|t| t.paths()).unwrap_or_default(),
         webhooks,
     })
 }
@@ -439,6 +442,18 @@ fn checksum(config_yaml: &str, dereferenced: &Dereferenced) -> String {
         hasher.update(format!("\n{}={}", r.reference, r.digest.as_deref().unwrap_or("-")).as_bytes());
     }
     hex(&hasher.finalize())
+}
+
+/// The WebSocket path, then each enabled carrier's path prefix (its media stream and webhooks),
+/// once each.
+fn exposed_paths(ws_path: &str, spec: &VoiceAgentSpec) -> Vec<String> {
+    let mut paths = vec![ws_path.to_owned()];
+    for path in spec.telephony.as_ref().map(|t| t.paths()).unwrap_or_default() {
+        if !paths.iter().any(|p| p == path) {
+            paths.push(path.to_owned());
+        }
+    }
+    paths
 }
 
 fn url(name: &str, namespace: &str, ingress: Option<&ValidatedIngress>, route: Option<&ValidatedRoute>) -> String {

@@ -28,12 +28,13 @@ pub fn build_httproute(agent: &ValidatedAgent) -> Option<HTTPRoute> {
             .collect(),
         hostnames: route.hostnames.clone(),
         rules: vec![HTTPRouteRule {
-            matches: super::ingress::paths(agent, &route.path)
-                .into_iter()
+            matches: route
+                .paths
+                .iter()
                 .map(|value| HTTPRouteMatch {
                     path: Some(HTTPPathMatch {
                         type_: "PathPrefix".into(),
-                        value,
+                        value: value.clone(),
                     }),
                 })
                 .collect(),

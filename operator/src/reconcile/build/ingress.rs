@@ -12,18 +12,6 @@ pub use profiles::controller_annotations;
 use super::{PORT_NAME, metadata};
 use crate::reconcile::validate::ValidatedAgent;
 
-/// The WebSocket path, then each enabled carrier's path prefix (its media stream and webhooks),
-/// once each.
-pub(super) fn paths(agent: &ValidatedAgent, ws_path: &str) -> Vec<String> {
-    let mut paths = vec![ws_path.to_owned()];
-    for path in &agent.carrier_paths {
-        if !paths.iter().any(|p| p == path) {
-            paths.push((*path).to_owned());
-        }
-    }
-    paths
-}
-
 /// One host, the WebSocket path (and the carriers' paths) to the `ws` port, TLS when asked for, and the controller's WebSocket
 /// annotations overlaid by the user's.
 pub fn build_ingress(agent: &ValidatedAgent) -> Option<Ingress> {
@@ -45,10 +33,11 @@ pub fn build_ingress(agent: &ValidatedAgent) -> Option<Ingress> {
             rules: Some(vec![IngressRule {
                 host: Some(ingress.host.clone()),
                 http: Some(HTTPIngressRuleValue {
-                    paths: paths(agent, &ingress.path)
-                        .into_iter()
+                    paths: ingress
+                        .paths
+                        .iter()
                         .map(|path| HTTPIngressPath {
-                            path: Some(path),
+                            path: Some(path.clone()),
                             path_type: "Prefix".into(),
                             backend: IngressBackend {
                                 service: Some(IngressServiceBackend {
@@ -158,6 +147,17 @@ telephony:
 "#,
         ));
         assert_golden("ingress_telephony", &build_ingress(&agent).expect("an Ingress"));
+        // Contour upgrades only the routes it is told are WebSockets: the carriers' streams too.
+        let contour = validated(spec(
+            r#"
+expose: {ingress: {host: voice.example.com, controller: Contour, tls: {}}}
+telephony: {twilio: {authTokenSecretRef: {name: twilio, key: auth-token}}}
+"#,
+        ));
+        let annotations = build_ingress(&contour)
+            .and_then(|i| i.metadata.annotations)
+            .expect("annotations");
+        assert_eq!(annotations["projectcontour.io/websocket-routes"], "/ws,/twilio");
     }
 
     #[test]

@@ -95,7 +95,8 @@ fn renders_every_carrier_with_its_mounted_secret_files() {
 #[test]
 fn webhook_urls_and_paths_follow_the_exposure() {
     let agent = validated(spec(PHONES));
-    assert_eq!(agent.carrier_paths, ["/twilio", "/telnyx", "/vonage"]);
+    let ingress = agent.ingress.as_ref().expect("an Ingress");
+    assert_eq!(ingress.paths, ["/ws", "/twilio", "/telnyx", "/vonage"]);
     let webhooks = agent.webhooks.expect("webhooks");
     assert_eq!(
         serde_json::to_value(&webhooks).expect("json"),
@@ -136,7 +137,11 @@ telephony:
     );
     // Without telephony nothing changes.
     let plain = validated(spec("expose: {ingress: {host: voice.example.com}}"));
-    assert!(plain.carrier_paths.is_empty() && plain.webhooks.is_none());
+    assert_eq!(
+        plain.ingress.as_ref().map(|i| i.paths.clone()),
+        Some(vec!["/ws".to_owned()])
+    );
+    assert!(plain.webhooks.is_none());
     assert!(!plain.config_yaml.contains("telephony"), "{}", plain.config_yaml);
 }
 
