@@ -313,10 +313,16 @@ impl AgentConfig {
         }
         if let ModelConfig::NovaSonic(nova) = &self.model
             && !nova.generation().text_input
-            && (self.prompt.greeting.is_some() || self.session_settings.greeting)
+            && (self.prompt.greeting.is_some()
+                || self.session_settings.greeting
+                || self.telephony.as_ref().is_some_and(|t| t.greeting.is_some()))
         {
             return Err(ConfigError::Invalid {
-                field: "prompt.greeting",
+                field: if self.prompt.greeting.is_none() && !self.session_settings.greeting {
+                    "telephony.greeting"
+                } else {
+                    "prompt.greeting"
+                },
                 message: format!(
                     "the model speaks first from a text instruction, which {} does not take",
                     nova.generation().name

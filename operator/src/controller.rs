@@ -275,7 +275,7 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context, caches: &ChildCaches
             span.record("changes", applied.changes.len());
             span.record("conflicts", applied.conflicts.len());
             drop(span);
-            (applied, Ok(validated.url))
+            (applied, Ok((validated.url, validated.webhooks)))
         }
         Err(rejection) => {
             ctx.metrics
@@ -313,7 +313,8 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context, caches: &ChildCaches
         accepted: verdict.as_ref().map(|_| ()),
         deployment: applied.live::<Deployment>(),
         conflicts: &applied.conflicts,
-        url: verdict.as_ref().ok().cloned(),
+        url: verdict.as_ref().ok().map(|(url, _)| url.clone()),
+        webhooks: verdict.as_ref().ok().map(|(_, webhooks)| webhooks.clone()),
         selector: selector_string(&name),
         tool_servers: listings.as_deref(),
     };
@@ -438,6 +439,7 @@ async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
         deployment: None,
         conflicts: &[],
         url: None,
+        webhooks: None,
         selector: selector_string(name),
         tool_servers: None,
     };

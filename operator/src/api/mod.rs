@@ -12,6 +12,7 @@ mod schema;
 mod security;
 mod session;
 mod status;
+mod telephony;
 mod tools;
 mod workload;
 
@@ -34,6 +35,10 @@ pub use session::{
     WebSocketSpec,
 };
 pub use status::{ACCEPTED, ConditionStatus, DiscoveredTools, READY, TOOL_SERVERS_REACHABLE, VoiceAgentStatus};
+pub use telephony::{
+    TELNYX_PATH, TWILIO_PATH, TelephonySpec, TelephonyStatus, TelnyxSpec, TwilioSpec, VONAGE_PATH, VoiceWebhook,
+    VonageSpec, VonageWebhooks,
+};
 pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec, ToolServerSpec};
 pub use workload::{ImagePullPolicy, PodOverrides, PrometheusTrigger, SESSIONS_METRIC, ScalingMode, ScalingSpec};
 
@@ -107,6 +112,11 @@ pub const VERSION: &str = "v1alpha1";
     validation = Rule::new("!(has(self.replicas) && has(self.scaling))")
         .message("set either replicas or scaling, not both")
         .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.telephony) || has(self.telephony.publicUrl) || (has(self.expose) && (has(self.expose.ingress) || (has(self.expose.gateway) && has(self.expose.gateway.hostnames) && size(self.expose.gateway.hostnames) > 0)))")
+        .message("telephony needs an address carriers can reach: set expose.ingress, expose.gateway with hostnames, or telephony.publicUrl")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.telephony) || has(self.telephony.publicUrl) || !has(self.expose) || (has(self.expose.ingress) ? has(self.expose.ingress.tls) : (!has(self.expose.gateway) || self.expose.gateway.tls))")
+        .message("telephony needs TLS: carriers connect only to https:// webhooks and wss:// streams; set expose.ingress.tls (or expose.gateway.tls), or telephony.publicUrl"),
     validation = Rule::new("!has(self.scaling) || !has(self.scaling.targetSessionsPerReplica) || !has(self.session) || !has(self.session.maxSessionsPerReplica) || self.scaling.targetSessionsPerReplica <= self.session.maxSessionsPerReplica")
         .message("scaling.targetSessionsPerReplica must not exceed session.maxSessionsPerReplica")
 )]
@@ -208,6 +218,13 @@ pub struct VoiceAgentSpec {
     /// and optionally egress is limited too. Unset: no NetworkPolicy is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+
+    /// Phone calls through carriers' media streams (Twilio, Telnyx, Vonage): which carriers,
+    /// the Secrets holding their credentials, the greeting and a fallback number. The carriers'
+    /// paths are exposed with the WebSocket path, and `status.telephony` lists the webhook URLs
+    /// to enter in each carrier's console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephony: Option<TelephonySpec>,
 }
 
 /// `apiVersion` of VoiceAgent objects.

@@ -4,6 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use super::TelephonyStatus;
+
 /// Condition types.
 pub const ACCEPTED: &str = "Accepted";
 pub const READY: &str = "Ready";
@@ -28,6 +30,10 @@ pub struct VoiceAgentStatus {
     /// in-cluster Service URL when not exposed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+
+    /// The webhook URLs to enter in each enabled carrier's console (with `spec.telephony`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephony: Option<TelephonyStatus>,
 
     /// Agent pods (all revisions).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,17 +10,18 @@ use voice_config::{
     AgentConfig, AuthConfig, AuthMode as AgentAuthMode, DEFAULT_SIGV4_SERVICE,
     EndpointingSensitivity as AgentSensitivity, GatewayAuth, GatewayConfig, JwtConfig, LimitsConfig, MetadataConfig,
     ModelConfig, NovaSonicConfig, PromptConfig, PromptVariable, RedisConfig, ResumeConfig, ResumeStore, SessionConfig,
-    SessionSettingsConfig, SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig, default_key_prefix,
-    default_timeout,
+    SessionSettingsConfig, SimulatedMode as AgentMode, SimulatedModelConfig, TelephonyConfig, TelnyxConfig,
+    TwilioConfig, VonageConfig, WebSocketConfig, default_key_prefix, default_timeout,
 };
 
 use super::mounts::{
-    CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, PROMPT, REDIS_CA, REDIS_PASSWORD, REDIS_USERNAME, RESUME_KEY,
+    CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, Mount, PROMPT, REDIS_CA, REDIS_PASSWORD, REDIS_USERNAME,
+    RESUME_KEY, TELNYX_PUBLIC_KEY, TELNYX_STREAM_SECRET, TWILIO_AUTH_TOKEN, VONAGE_SIGNATURE_SECRET,
     tool_server_token_path,
 };
 use crate::api::{
     AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, ResumeStoreKind, SessionSettingsSpec,
-    SimulatedMode, SimulatedSpec, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
+    SimulatedMode, SimulatedSpec, TelephonySpec, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
 };
 
 /// Port of the agent's single listener (WebSocket, probes and metrics).
@@ -119,6 +120,7 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
             .transpose()?
             .unwrap_or_default(),
         limits: limits(&spec.limits)?,
+        telephony: spec.telephony.as_ref().map(|t| telephony(t, spec)).transpose()?,
         // TLS ends at the ingress or gateway; sections the VoiceAgent does not cover keep the
         // agent's defaults, so the agent gaining a field does not break the operator.
         ..AgentConfig::default()
@@ -197,6 +199,50 @@ fn limits(spec: &LimitsSpec) -> Result<LimitsConfig, OutOfRange> {
         audio_burst: spec.audio_burst.into(),
         max_json_bytes: size("limits.maxJsonBytes", spec.max_json_bytes)?,
         max_json_depth: size("limits.maxJsonDepth", i64::from(spec.max_json_depth))?,
+    })
+}
+
+/// The base URL carriers reach the agent at (`https://host`): `telephony.publicUrl`, else the
+/// exposed host, with `https://` when exposed with TLS. `None` when the agent is not exposed.
+pub fn telephony_base_url(spec: &VoiceAgentSpec) -> Option<String> {
+    if let Some(url) = spec.telephony.as_ref().and_then(|t| t.public_url.clone()) {
+        return Some(url);
+    }
+    let expose = spec.expose.as_ref()?;
+    let (host, tls) = match (&expose.ingress, &expose.gateway) {
+        (Some(ingress), _) => (&ingress.host, ingress.tls.is_some()),
+        (None, Some(route)) => (route.hostnames.first()?, route.tls),
+        (None, None) => return None,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
+}
+
+fn telephony(spec: &TelephonySpec, whole: &VoiceAgentSpec) -> Result<TelephonyConfig, OutOfRange> {
+    // The table mounts each carrier's files whenever the carrier is enabled.
+    let file = |mount: &Mount| mount.path();
+    Ok(TelephonyConfig {
+        public_url: telephony_base_url(whole),
+        signature_tolerance: spec.signature_tolerance.into(),
+        fallback_number: spec.fallback_number.clone(),
+        greeting: spec.greeting.clone(),
+        twilio: spec.twilio.as_ref().map(|_| TwilioConfig {
+            auth_token_file: file(&TWILIO_AUTH_TOKEN),
+        }),
+        telnyx: spec.telnyx.as_ref().map(|_| TelnyxConfig {
+            public_key_file: file(&TELNYX_PUBLIC_KEY),
+            stream_secret_file: file(&TELNYX_STREAM_SECRET),
+        }),
+        vonage: spec
+            .vonage
+            .as_ref()
+            .map(|v| {
+                Ok::<_, OutOfRange>(VonageConfig {
+                    signature_secret_file: file(&VONAGE_SIGNATURE_SECRET),
+                    sample_rate: non_negative("telephony.vonage.sampleRate", v.sample_rate)?,
+                })
+            })
+            .transpose()?,
     })
 }
 

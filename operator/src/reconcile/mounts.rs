@@ -176,8 +176,56 @@ pub static REDIS_PASSWORD: Mount = Mount {
     source: |spec| Some((SourceKind::Secret, resume_redis(spec)?.password_secret_ref.as_ref()?)),
 };
 
+/// Twilio's Auth Token (telephony.twilio).
+pub static TWILIO_AUTH_TOKEN: Mount = Mount {
+    volume: "twilio-auth-token",
+    dir: "/etc/voice-agent/twilio",
+    file: "auth-token",
+    reread: true,
+    source: |spec| {
+        let twilio = spec.telephony.as_ref()?.twilio.as_ref()?;
+        Some((SourceKind::Secret, &twilio.auth_token_secret_ref))
+    },
+};
+
+/// Telnyx's public key (telephony.telnyx).
+pub static TELNYX_PUBLIC_KEY: Mount = Mount {
+    volume: "telnyx-public-key",
+    dir: "/etc/voice-agent/telnyx-public-key",
+    file: "public-key",
+    reread: true,
+    source: |spec| {
+        let telnyx = spec.telephony.as_ref()?.telnyx.as_ref()?;
+        Some((SourceKind::Secret, &telnyx.public_key_secret_ref))
+    },
+};
+
+/// The secret the agent signs Telnyx stream URLs with (telephony.telnyx).
+pub static TELNYX_STREAM_SECRET: Mount = Mount {
+    volume: "telnyx-stream-secret",
+    dir: "/etc/voice-agent/telnyx-stream-secret",
+    file: "stream-secret",
+    reread: true,
+    source: |spec| {
+        let telnyx = spec.telephony.as_ref()?.telnyx.as_ref()?;
+        Some((SourceKind::Secret, &telnyx.stream_secret_ref))
+    },
+};
+
+/// Vonage's signature secret (telephony.vonage).
+pub static VONAGE_SIGNATURE_SECRET: Mount = Mount {
+    volume: "vonage-signature-secret",
+    dir: "/etc/voice-agent/vonage",
+    file: "signature-secret",
+    reread: true,
+    source: |spec| {
+        let vonage = spec.telephony.as_ref()?.vonage.as_ref()?;
+        Some((SourceKind::Secret, &vonage.signature_secret_ref))
+    },
+};
+
 /// Every mounted file, in the order of the pod's volumes.
-pub static MOUNTS: [&Mount; 9] = [
+pub static MOUNTS: [&Mount; 13] = [
     &PROMPT,
     &MODEL_CA,
     &CALLER_TOKENS,
@@ -187,6 +235,10 @@ pub static MOUNTS: [&Mount; 9] = [
     &REDIS_CA,
     &REDIS_USERNAME,
     &REDIS_PASSWORD,
+    &TWILIO_AUTH_TOKEN,
+    &TELNYX_PUBLIC_KEY,
+    &TELNYX_STREAM_SECRET,
+    &VONAGE_SIGNATURE_SECRET,
 ];
 
 impl Mount {
@@ -284,9 +336,19 @@ mod tests {
     }
 
     #[test]
-    fn only_token_files_are_reread() {
+    fn only_token_and_carrier_secret_files_are_reread() {
         let reread: Vec<&str> = MOUNTS.iter().filter(|m| m.reread).map(|m| m.volume).collect();
-        assert_eq!(reread, ["auth-tokens", "gateway-token"]);
+        assert_eq!(
+            reread,
+            [
+                "auth-tokens",
+                "gateway-token",
+                "twilio-auth-token",
+                "telnyx-public-key",
+                "telnyx-stream-secret",
+                "vonage-signature-secret"
+            ]
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use serde_json::json;
 use super::Rejection;
 use super::build::MANAGER;
 use crate::api::{
-    ACCEPTED, ConditionStatus, DiscoveredTools, READY, TOOL_SERVERS_REACHABLE, VoiceAgent, VoiceAgentStatus,
+    ACCEPTED, ConditionStatus, DiscoveredTools, READY, TOOL_SERVERS_REACHABLE, TelephonyStatus, VoiceAgent,
+    VoiceAgentStatus,
 };
 use crate::error::{Error, Result};
 use crate::tool_discovery::Listing;
@@ -26,6 +27,8 @@ pub struct Observation<'a> {
     pub conflicts: &'a [String],
     /// The URL, when the spec was accepted.
     pub url: Option<String>,
+    /// The carriers' webhook URLs, when the spec was accepted (`None` without telephony).
+    pub webhooks: Option<Option<TelephonyStatus>>,
     pub selector: String,
     /// Each tool server's listing, in spec order; `None` when the servers were not looked at
     /// (a rejected spec): the status keeps what it showed.
@@ -94,6 +97,11 @@ pub fn desired_status(
         discovered_tools,
         // After a rejection the last URL stays true while the last workload runs.
         url: observation.url.clone().or_else(|| previous.and_then(|p| p.url.clone())),
+        // Likewise the webhook URLs the carriers were given.
+        telephony: match &observation.webhooks {
+            Some(webhooks) => webhooks.clone(),
+            None => previous.and_then(|p| p.telephony.clone()),
+        },
         replicas: Some(deployment_status.and_then(|s| s.replicas).unwrap_or(0)),
         ready_replicas: Some(deployment_status.and_then(|s| s.ready_replicas).unwrap_or(0)),
         selector: Some(observation.selector.clone()),

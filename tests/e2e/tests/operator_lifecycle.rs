@@ -422,3 +422,168 @@ spec:
     );
     assert!(operator.stop().await.expect("stops").success());
 }
+
+const TWILIO_TOKEN: &str = "twilio-auth-token-never-logged";
+
+/// Phone calls: carrier Secrets are references like any other (Accepted=False while absent),
+/// mounted and re-read (rotating one rolls nothing), the carriers' paths are exposed, and the
+/// status lists the webhook URLs to enter in each carrier's console, without further writes.
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn telephony_secrets_paths_and_webhook_urls() {
+    let env = OperatorEnv::new("op-phones").await.expect("test namespace");
+    let operator = env
+        .start_operator(&[("--resync", "2s")])
+        .await
+        .expect("operator starts");
+    let phones = r#"apiVersion: voiceagent.dev/v1alpha1
+kind: VoiceAgent
+metadata: {name: phones}
+spec:
+  prompt: {system: You answer the phone.}
+  expose: {ingress: {className: nginx, host: phones.example.com, tls: {secretName: phones-tls}}}
+  telephony:
+    greeting: Greet the caller.
+    fallbackNumber: "+15550100"
+    twilio: {authTokenSecretRef: {name: twilio, key: auth-token}}
+    telnyx:
+      publicKeySecretRef: {name: telnyx, key: public-key}
+      streamSecretRef: {name: telnyx, key: stream-secret}
+"#;
+    let twilio_secret = |token: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: twilio}}\nstringData: {{auth-token: {token:?}}}\n")
+    };
+    let telnyx_secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: telnyx}\nstringData: {public-key: cHVibGlj, stream-secret: a-stream-secret-of-at-least-32-bytes}\n";
+
+    // 1. No Secrets yet: not accepted, both named once, no workload and no webhook URLs.
+    env.apply_yaml(phones).await.expect("apply");
+    let accepted = env
+        .wait_condition("phones", ACCEPTED, "False", "ReferenceNotFound")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    assert_eq!(
+        accepted.message,
+        r#"Secret "telnyx" not found; Secret "twilio" not found"#
+    );
+    let deployments: Api<Deployment> = env.ns.api();
+    assert!(deployments.get_opt("phones").await.expect("get").is_none());
+    let agent = env.agents().get("phones").await.expect("get");
+    assert_eq!(agent.status.and_then(|s| s.telephony), None);
+
+    // 2. They appear: Ready, with the webhook URLs, the carrier paths and the mounted files.
+    env.apply_yaml(&twilio_secret(TWILIO_TOKEN))
+        .await
+        .expect("twilio secret");
+    env.apply_yaml(telnyx_secret).await.expect("telnyx secret");
+    env.wait_ready("phones")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    let status = env.agents().get("phones").await.expect("get").status.expect("status");
+    let telephony = serde_json::to_value(status.telephony).expect("json");
+    assert_eq!(
+        telephony,
+        serde_json::json!({
+            "twilio": {"voiceUrl": "https://phones.example.com/twilio/voice"},
+            "telnyx": {"voiceUrl": "https://phones.example.com/telnyx/voice"}
+        })
+    );
+    let ingress = env.ns.api::<Ingress>().get("phones").await.expect("Ingress");
+    let paths: Vec<String> = ingress
+        .spec
+        .and_then(|s| s.rules)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.http.map(|h| h.paths).unwrap_or_default())
+        .filter_map(|p| p.path)
+        .collect();
+    assert_eq!(paths, ["/ws", "/twilio", "/telnyx"]);
+    let config = env.ns.api::<ConfigMap>().get("phones-config").await.expect("ConfigMap");
+    let config = config.data.expect("data")["config.yaml"].clone();
+    for expected in [
+        "publicUrl: https://phones.example.com",
+        "authTokenFile: /etc/voice-agent/twilio/auth-token",
+        "streamSecretFile: /etc/voice-agent/telnyx-stream-secret/stream-secret",
+        "greeting: Greet the caller.",
+    ] {
+        assert!(config.contains(expected), "{expected:?} not in\n{config}");
+    }
+    let deployment = deployments.get("phones").await.expect("Deployment");
+    let pod = deployment.spec.clone().and_then(|s| s.template.spec).expect("pod spec");
+    let secret_volumes: Vec<(String, String)> = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| Some((v.name, v.secret?.secret_name?)))
+        .collect();
+    for (volume, secret) in [
+        ("twilio-auth-token", "twilio"),
+        ("telnyx-public-key", "telnyx"),
+        ("telnyx-stream-secret", "telnyx"),
+    ] {
+        assert!(
+            secret_volumes.contains(&(volume.to_owned(), secret.to_owned())),
+            "{volume} from {secret} not in {secret_volumes:?}"
+        );
+    }
+    // Whole-directory mounts (no subPath), so the kubelet's updates reach the agent.
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .filter(|m| m.name.starts_with("twilio") || m.name.starts_with("telnyx"))
+            .all(|m| m.sub_path.is_none()),
+        "{mounts:?}"
+    );
+
+    // 3. Steady state writes nothing; rotating the Auth Token rolls nothing either.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let generation = deployments.get("phones").await.expect("get").metadata.generation;
+    let writes = env.operator_writes().await.expect("writes");
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert_eq!(
+        env.operator_writes().await.expect("writes"),
+        writes,
+        "the operator wrote in steady state\n{}",
+        operator.log_tail(40)
+    );
+    env.apply_yaml(&twilio_secret("a-rotated-auth-token"))
+        .await
+        .expect("rotate");
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        deployments.get("phones").await.expect("get").metadata.generation,
+        generation,
+        "rotating a carrier secret changed the Deployment"
+    );
+
+    // 4. A Secret removed: Accepted=False again, the URLs the carriers were given stay.
+    env.ns
+        .kubectl_ok(["delete", "secret", "telnyx"])
+        .await
+        .expect("delete secret");
+    let accepted = env
+        .wait_condition("phones", ACCEPTED, "False", "ReferenceNotFound")
+        .await
+        .expect("not accepted");
+    assert_eq!(accepted.message, r#"Secret "telnyx" not found"#);
+    let kept = env
+        .agents()
+        .get("phones")
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.telephony);
+    assert_eq!(serde_json::to_value(kept).expect("json"), telephony);
+
+    let everything = format!(
+        "{}\n{}",
+        env.ns
+            .kubectl_ok(["get", "voiceagents,events,configmaps,deployments", "-o", "yaml"])
+            .await
+            .expect("dump"),
+        std::fs::read_to_string(&operator.log).expect("log"),
+    );
+    assert!(!everything.contains(TWILIO_TOKEN), "the Auth Token leaked");
+    assert!(!everything.contains("a-stream-secret"), "the stream secret leaked");
+    assert!(operator.stop().await.expect("stops").success());
+}

@@ -41,6 +41,7 @@ fn observation<'a>(accepted: Result<(), &'a Rejection>, deployment: Option<&'a D
         deployment,
         conflicts: &[],
         url: Some("wss://voice.example.com/ws".into()),
+        webhooks: Some(None),
         selector: "app.kubernetes.io/instance=support,app.kubernetes.io/name=voice-agent".into(),
         tool_servers: Some(&[]),
     }
@@ -252,5 +253,44 @@ fn a_rejected_spec_keeps_the_tools_it_showed() {
     assert_eq!(
         status.condition(TOOL_SERVERS_REACHABLE),
         previous.condition(TOOL_SERVERS_REACHABLE)
+    );
+}
+
+#[test]
+fn webhook_urls_follow_the_accepted_spec_and_survive_a_rejection() {
+    let webhooks = crate::fixtures::validated(crate::fixtures::spec(
+        r#"
+expose: {ingress: {host: voice.example.com, tls: {}}}
+telephony: {twilio: {authTokenSecretRef: {name: twilio, key: token}}}
+"#,
+    ))
+    .webhooks;
+    let accepted = Observation {
+        webhooks: Some(webhooks.clone()),
+        ..observation(Ok(()), None)
+    };
+    let shown = desired_status(None, &accepted, &at(100));
+    assert_eq!(
+        shown
+            .telephony
+            .as_ref()
+            .and_then(|t| t.twilio.as_ref())
+            .map(|t| t.voice_url.as_str()),
+        Some("https://voice.example.com/twilio/voice")
+    );
+    assert_eq!(shown.telephony.as_ref().and_then(|t| t.vonage.as_ref()), None);
+    let rejection = Rejection {
+        reason: RejectReason::ReferenceNotFound,
+        message: "Secret \"twilio\" not found".into(),
+    };
+    let rejected = Observation {
+        webhooks: None,
+        ..observation(Err(&rejection), None)
+    };
+    assert_eq!(desired_status(Some(&shown), &rejected, &at(200)).telephony, webhooks);
+    // Telephony removed from an accepted spec: the URLs go.
+    assert_eq!(
+        desired_status(Some(&shown), &observation(Ok(()), None), &at(300)).telephony,
+        None
     );
 }
