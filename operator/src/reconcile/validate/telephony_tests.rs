@@ -67,7 +67,13 @@ fn renders_every_carrier_with_its_mounted_secret_files() {
     let files: Vec<(String, &str, &str)> = agent
         .files
         .iter()
-        .map(|f| (f.mount.path().display().to_string(), f.source.as_str(), f.key.as_str()))
+        .map(|f| {
+            (
+                Path::new(&f.dir).join(f.file).display().to_string(),
+                f.source.as_str(),
+                f.key.as_str(),
+            )
+        })
         .collect();
     for (path, source, key) in [
         (&twilio.auth_token_file, "twilio", "auth-token"),
@@ -84,7 +90,7 @@ fn renders_every_carrier_with_its_mounted_secret_files() {
         agent
             .files
             .iter()
-            .all(|f| f.kind == SourceKind::Secret && f.mount.reread)
+            .all(|f| f.kind == SourceKind::Secret && f.reread)
     );
     // The agent accepts the file the ConfigMap carries and reads it back unchanged.
     let back = voice_config::AgentConfig::from_yaml(&agent.config_yaml).expect("parses");
