@@ -45,6 +45,8 @@ pub struct Profile {
     /// Longest wait for a quiet machine before a section.
     pub quiet_wait: Duration,
     pub churn: ChurnSpec,
+    /// Concurrent Twilio calls measured by the phone section.
+    pub phone_calls: Vec<usize>,
 }
 
 impl Profile {
@@ -101,6 +103,7 @@ impl Profile {
             with_uvloop: true,
             operator_counts: vec![100, 500],
             quiet_wait: Duration::from_secs(300),
+            phone_calls: vec![100, 400],
             churn: ChurnSpec {
                 sessions: 100_000,
                 concurrency: 64,
@@ -134,6 +137,7 @@ impl Profile {
             with_uvloop: false,
             operator_counts: Vec::new(),
             quiet_wait: Duration::ZERO,
+            phone_calls: vec![4],
             churn: ChurnSpec {
                 sessions: 2000,
                 concurrency: 16,
@@ -158,6 +162,8 @@ pub enum Section {
     Peers,
     Operator,
     Churn,
+    /// Phone calls (Twilio Media Streams, μ-law) per core.
+    Phone,
 }
 
 /// One relay under one encoding: its search (or single point) and the confirmation runs.
@@ -214,6 +220,8 @@ pub struct SuiteResult {
     pub operator_skipped: Option<String>,
     #[serde(default)]
     pub churn: Option<ChurnResult>,
+    #[serde(default)]
+    pub phone: Option<crate::phone::PhoneResult>,
     pub notes: Vec<String>,
     pub seconds: f64,
 }
@@ -256,6 +264,7 @@ impl Suite {
             operator: None,
             operator_skipped: None,
             churn: None,
+            phone: None,
             notes,
             seconds: 0.0,
         };
@@ -356,6 +365,19 @@ impl Suite {
                 }
             );
             result.churn = Some(measured);
+        }
+
+        if self.sections.contains(&Section::Phone) && !self.profile.phone_calls.is_empty() {
+            self.quiet(&mut result.notes).await;
+            result.phone = Some(
+                crate::phone::run(
+                    &self.programs,
+                    &self.profile.phone_calls,
+                    self.profile.warmup,
+                    self.profile.measure,
+                )
+                .await?,
+            );
         }
 
         result.machine_after = machine::Load::now();

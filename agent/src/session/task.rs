@@ -58,7 +58,6 @@ pub struct SessionContext {
     /// Tools the model may call, if a gateway is configured and its tools are loaded.
     pub tools: Option<Arc<Toolbox>>,
     /// Tool calls this session runs at once.
-    pub max_tool_calls: usize,
     /// The caller's trace context (W3C `traceparent` on the handshake), if any.
     pub parent: opentelemetry::Context,
     /// How the conversation is kept for resuming, when resumption is on.
@@ -288,7 +287,7 @@ async fn converse<R>(
 ) where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls, &ctx.setup.settings);
+    let mut calls = ToolCalls::new(ctx.tools.clone(), &ctx.setup.settings);
     let mut turn = TurnSpan::default();
     loop {
         // Publish the epoch before queueing anything, so the writer drops stale audio at once.
