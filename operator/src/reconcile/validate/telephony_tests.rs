@@ -86,12 +86,7 @@ fn renders_every_carrier_with_its_mounted_secret_files() {
             "{path:?} not mounted from {source}/{key}: {files:?}"
         );
     }
-    assert!(
-        agent
-            .files
-            .iter()
-            .all(|f| f.kind == SourceKind::Secret && f.reread)
-    );
+    assert!(agent.files.iter().all(|f| f.kind == SourceKind::Secret && f.reread));
     // The agent accepts the file the ConfigMap carries and reads it back unchanged.
     let back = voice_config::AgentConfig::from_yaml(&agent.config_yaml).expect("parses");
     assert_eq!(back, agent.config);
