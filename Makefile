@@ -78,7 +78,10 @@ $(CHECKOV_VENV)/.installed: deploy/check/requirements-checkov.txt
 e2e: cluster-smoke
 	# Traefik, the real proxy of tests/proxy_traefik.rs (cached like the control plane).
 	tests/cluster/build-traefik
-	status=0; cargo test -p voice-e2e --no-fail-fast -- --ignored || status=$$?; tests/cluster/down || true; exit $$status
+	# The real node's binaries (kubelet, kube-proxy, the pod sandbox; cached like the control plane).
+	tests/cluster/build-node
+	status=0; cargo test -p voice-e2e --no-fail-fast -- --ignored || status=$$?; \
+	  tests/cluster/down || true; VOICE_AGENTS_CLUSTER_REAL_NODE=1 tests/cluster/down || true; exit $$status
 
 ## The agent's page in headless Chromium with a fake microphone (tests/browser/run; needs
 ## chromium, espeak-ng and node, which .ci/run installs). Screenshots land in test-output/browser/.

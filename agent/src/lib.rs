@@ -9,6 +9,7 @@
 
 pub mod audio;
 pub mod auth;
+pub mod call;
 pub mod cli;
 pub mod metrics;
 pub mod model;

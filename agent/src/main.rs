@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Config(args)) => print_config(&args),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Talk(args)) => voice_agent::talk::main(args),
+        Some(Command::Call(args)) => voice_agent::call::main(args),
         None => serve(cli.serve),
     }
 }

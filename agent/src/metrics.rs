@@ -48,6 +48,12 @@ pub struct ToolLabels {
     pub outcome: &'static str,
 }
 
+/// A configured tool server, by name (a bounded set, from the configuration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolServerLabels {
+    pub server: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ToolNameLabels {
     pub tool: String,
@@ -122,6 +128,10 @@ pub struct Metrics {
     pub handshake_rejections: Family<ReasonLabels, Counter>,
     pub tool_calls: Family<ToolLabels, Counter>,
     pub tool_call_duration: Family<ToolNameLabels, Histogram>,
+    /// 1 when the tool server answered its last attempt, 0 while it cannot be reached.
+    pub tool_server_up: Family<ToolServerLabels, Gauge>,
+    /// Tools of the server offered to the model.
+    pub tool_server_tools: Family<ToolServerLabels, Gauge>,
     pub model_tokens: Family<TokenLabels, Counter>,
     /// Tasks alive in the runtime, read at each scrape.
     pub runtime_tasks: Gauge,
@@ -226,6 +236,8 @@ impl Metrics {
             tool_call_duration: Family::new_with_constructor(|| {
                 Histogram::new([0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
             }),
+            tool_server_up: Family::default(),
+            tool_server_tools: Family::default(),
             model_tokens: Family::default(),
             runtime_tasks: Gauge::default(),
             resumptions: Family::default(),
@@ -358,6 +370,16 @@ impl Metrics {
             "tool_call_duration_seconds",
             "Duration of tool calls, by tool",
             metrics.tool_call_duration.clone(),
+        );
+        r.register(
+            "tool_server_up",
+            "Whether each tool server answered its last attempt to list its tools (1) or not (0)",
+            metrics.tool_server_up.clone(),
+        );
+        r.register(
+            "tool_server_tools",
+            "Tools of each tool server offered to the model",
+            metrics.tool_server_tools.clone(),
         );
         r.register(
             "handshake_rejections",

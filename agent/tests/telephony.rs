@@ -23,7 +23,7 @@ const REPLY_LIMIT: Duration = Duration::from_secs(20);
 struct PhoneAgent {
     agent: AgentProcess,
     telnyx_key: telnyx::SigningKey,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl PhoneAgent {
@@ -49,11 +49,7 @@ impl PhoneAgent {
         );
         let config_path = write("agent.yaml", &config);
         let agent = AgentProcess::start_with_env(&["--config", &config_path], AWS_ENV);
-        Self {
-            agent,
-            telnyx_key,
-            _dir: dir,
-        }
+        Self { agent, telnyx_key, dir }
     }
 }
 
@@ -92,6 +88,27 @@ fn is_event(message: &Message, kind: &str) -> bool {
     twilio::json_of(message).is_some_and(|e| e["event"] == kind)
 }
 
+/// The mark a reply ends with (named after the response), not a playback mark (`<reply>:<ms>`)
+/// sent along the way.
+fn is_reply_end(message: &Message) -> bool {
+    twilio::json_of(message)
+        .is_some_and(|e| e["event"] == "mark" && e["mark"]["name"].as_str().is_some_and(|name| !name.contains(':')))
+}
+
+/// The playback marks among `frames`: (name, milliseconds of the reply sent before it).
+fn playback_marks(frames: &[(tokio::time::Instant, Message)]) -> Vec<(String, u64)> {
+    frames
+        .iter()
+        .filter_map(|(_, m)| twilio::json_of(m))
+        .filter(|e| e["event"] == "mark")
+        .filter_map(|e| {
+            let name = e["mark"]["name"].as_str()?.to_owned();
+            let ms = name.split_once(':')?.1.parse().ok()?;
+            Some((name, ms))
+        })
+        .collect()
+}
+
 /// Sets a call up as Twilio does: the signed voice webhook, its TwiML, the signed stream.
 async fn twilio_call(phone: &PhoneAgent, call_sid: &str) -> (twilio::Stream, Inbox, Vec<(String, String)>) {
     let (status, twiml) = twilio::voice_webhook(&phone.agent.url("/twilio/voice"), TWILIO_TOKEN, call_sid).await;
@@ -119,7 +136,7 @@ async fn twilio_call_hears_the_greeting_first_then_an_answer_and_hangs_up() {
 
     // The caller says nothing: the agent speaks first, then marks the end of its greeting.
     let hold = quiet(2_500);
-    let (_, greeting) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    let (_, greeting) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, is_reply_end));
     let greeting_audio = twilio_media(&greeting, &stream.stream_sid);
     assert!(
         greeting_audio.len() >= 8_000,
@@ -137,7 +154,7 @@ async fn twilio_call_hears_the_greeting_first_then_an_answer_and_hangs_up() {
 
     // A spoken turn is answered in μ-law, 20 ms per message.
     let turn = [caller_turn(), quiet(5_000)].concat();
-    let (_, reply) = tokio::join!(stream.speak(&turn), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    let (_, reply) = tokio::join!(stream.speak(&turn), inbox.until(REPLY_LIMIT, is_reply_end));
     let reply_audio = twilio_media(&reply, &stream.stream_sid);
     assert!(
         reply_audio.len() >= 8_000,
@@ -172,6 +189,31 @@ async fn twilio_call_hears_the_greeting_first_then_an_answer_and_hangs_up() {
         !logs.contains(TWILIO_TOKEN) && !logs.contains("5550100001"),
         "secrets or numbers logged"
     );
+}
+
+#[tokio::test]
+async fn the_phone_greeting_makes_the_agent_speak_first_on_calls_only() {
+    // No prompt.greeting: only phone calls are greeted.
+    let phone = PhoneAgent::start_with("", "  greeting: Greet the caller and ask how you can help.\n");
+    let (mut stream, mut inbox, _) = twilio_call(&phone, "CA0010").await;
+    let hold = quiet(2_500);
+    let (_, greeting) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, is_reply_end));
+    assert!(
+        twilio_media(&greeting, &stream.stream_sid).len() >= 8_000,
+        "the agent spoke first"
+    );
+    // A browser session of the same agent waits for its caller.
+    let mut client = support::Client::connect(&phone.agent.ws_url(""), support::Encoding::Json).await;
+    let mut seen = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(2_500), client.next()).await {
+        seen.push(item);
+    }
+    assert!(
+        support::audio_bytes(&seen).is_empty(),
+        "no greeting on /ws: {:?}",
+        support::event_types(&seen)
+    );
+    assert!(support::event_types(&seen).iter().any(|t| t == "bidi_connection_start"));
 }
 
 #[tokio::test]
@@ -220,7 +262,7 @@ async fn a_key_press_reaches_the_model_and_is_answered() {
     );
     stream.dtmf("4").await;
     let hold = quiet(4_000);
-    let (_, reply) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    let (_, reply) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, is_reply_end));
     assert!(
         !twilio_media(&reply, &stream.stream_sid).is_empty(),
         "the key press got an answer"
@@ -347,7 +389,7 @@ async fn telnyx_call_from_a_signed_webhook_to_an_answer_in_pcmu() {
     let (mut stream, mut inbox) = telnyx::Stream::open(&url).await.expect("stream accepted");
     stream.start("PCMU").await;
     let turn = [caller_turn(), quiet(5_000)].concat();
-    let (_, reply) = tokio::join!(stream.speak(&turn), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    let (_, reply) = tokio::join!(stream.speak(&turn), inbox.until(REPLY_LIMIT, is_reply_end));
     let mut samples = Vec::new();
     for (_, message) in &reply {
         if let Some(payload) = telnyx::media_payload(message) {
@@ -462,13 +504,13 @@ async fn a_twilio_call_through_nova_sonic_on_the_bedrock_fake() {
     let phone = PhoneAgent::start(&model);
     let (mut stream, mut inbox, _) = twilio_call(&phone, "CA0007").await;
     let hold = quiet(2_500);
-    let (_, greeting) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    let (_, greeting) = tokio::join!(stream.speak(&hold), inbox.until(REPLY_LIMIT, is_reply_end));
     assert!(
         twilio_media(&greeting, &stream.stream_sid).len() >= 8_000,
         "Nova's greeting"
     );
     let turn = [caller_turn(), quiet(5_000)].concat();
-    let (_, reply) = tokio::join!(stream.speak(&turn), inbox.until(REPLY_LIMIT, |m| is_event(m, "mark")));
+    let (_, reply) = tokio::join!(stream.speak(&turn), inbox.until(REPLY_LIMIT, is_reply_end));
     let audio = twilio_media(&reply, &stream.stream_sid);
     assert!(
         audio.len() >= 8_000 && rms(&audio) > 300.0,
@@ -506,10 +548,7 @@ async fn a_malformed_carrier_frame_closes_only_its_own_call() {
     );
 
     let turn = [caller_turn(), quiet(5_000)].concat();
-    let (_, reply) = tokio::join!(
-        healthy.speak(&turn),
-        healthy_inbox.until(REPLY_LIMIT, |m| is_event(m, "mark"))
-    );
+    let (_, reply) = tokio::join!(healthy.speak(&turn), healthy_inbox.until(REPLY_LIMIT, is_reply_end));
     assert!(
         !twilio_media(&reply, &healthy.stream_sid).is_empty(),
         "the other call goes on"
@@ -548,4 +587,219 @@ async fn settings_in_the_webhook_url_go_through_the_allow_list() {
         .await,
         1.0
     );
+}
+
+/// Barge-in on a slow line: the caller had heard only the first 600 ms of a reply when they
+/// spoke over it (the carrier echoed only the marks up to there). The agent clears the
+/// carrier's buffer, and the conversation history the next Nova stream is given holds only the
+/// words the caller heard, not what Nova had generated.
+#[tokio::test]
+async fn after_a_barge_in_the_history_holds_only_what_the_caller_heard() {
+    const HEARD_MS: u64 = 600;
+    let fake = FakeBedrock::start(&[]);
+    let model = format!(
+        "model:\n  provider: NovaSonic\n  region: us-west-2\n  endpointUrl: {}\n  caBundleFile: {}\n  renewAfter: 10s\n",
+        fake.endpoint, fake.ca_file,
+    );
+    let phone = PhoneAgent::start(&model);
+    let (mut stream, mut inbox, _) = twilio_call(&phone, "CA0009").await;
+    stream.speak(&[caller_turn(), quiet(400)].concat()).await;
+
+    // The reply plays; the line echoes marks only up to HEARD_MS.
+    let mut received = Vec::new();
+    let mut acked = std::collections::HashSet::new();
+    for _ in 0..200 {
+        stream.speak(&quiet(100)).await;
+        received.extend(inbox.drain(Duration::ZERO).await);
+        for (name, ms) in playback_marks(&received) {
+            if ms <= HEARD_MS && acked.insert(name.clone()) {
+                stream.mark_played(&name).await;
+            }
+        }
+        if twilio_media(&received, &stream.stream_sid).len() >= 8 * 2_500 {
+            break;
+        }
+    }
+    let sent = twilio_media(&received, &stream.stream_sid).len();
+    assert!(
+        sent >= 8 * 2_500,
+        "2.5 s of the reply sent before the barge-in, got {sent} samples"
+    );
+    assert!(!acked.is_empty(), "playback marks during the reply");
+
+    let barge_in = [to_8khz(&speech("No wait, what are your opening hours?")), quiet(1_000)].concat();
+    let (_, after) = tokio::join!(
+        stream.speak(&barge_in),
+        inbox.until(REPLY_LIMIT, |m| is_event(m, "clear"))
+    );
+    assert!(
+        after.iter().any(|(_, m)| is_event(m, "clear")),
+        "barge-in clears the line"
+    );
+    // Twilio echoes the marks still pending after a clear: they were not heard.
+    for (name, _) in playback_marks(&[received, after].concat()) {
+        if acked.insert(name.clone()) {
+            stream.mark_played(&name).await;
+        }
+    }
+
+    // The conversation goes on until the stream is renewed at a quiet moment (renewAfter).
+    let mut streams = Vec::new();
+    for _ in 0..60 {
+        stream.speak(&quiet(500)).await;
+        inbox.drain(Duration::ZERO).await;
+        streams = fake.streams().await;
+        if streams.len() >= 2 {
+            break;
+        }
+    }
+    assert!(streams.len() >= 2, "the stream was renewed: {streams:?}");
+    let history: Vec<(String, String)> = streams[1]["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                m["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let users: Vec<usize> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, (role, _))| role == "USER")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(users.len() >= 2, "both caller turns replayed: {history:?}");
+    // What the interrupted reply left between the caller's two turns: at most the couple of
+    // words that fit in 600 ms, where Nova had generated well over 2.5 s of speech.
+    let interrupted: Vec<&str> = history[users[0] + 1..users[1]]
+        .iter()
+        .flat_map(|(_, text)| text.split_whitespace())
+        .collect();
+    assert!(
+        interrupted.len() <= 3,
+        "the history keeps only what was heard, got {interrupted:?} in {history:?}"
+    );
+    stream.stop("CA0009").await;
+}
+
+/// Runs `voice-agent call` (the phone simulator) against `phone` and returns (exit code,
+/// stdout, stderr).
+async fn simulate_call(phone: &PhoneAgent, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_voice-agent"))
+        .arg("call")
+        .arg("--url")
+        .arg(phone.agent.url(""))
+        .args(args)
+        .env_remove("VOICE_AGENT_URL")
+        .output()
+        .await
+        .expect("run voice-agent call");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn write_wav_16k(path: &std::path::Path, pcm: &[u8]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).expect("create WAV");
+    for s in pcm.chunks_exact(2) {
+        writer.write_sample(i16::from_le_bytes([s[0], s[1]])).expect("sample");
+    }
+    writer.finalize().expect("finalize WAV");
+}
+
+#[tokio::test]
+async fn the_phone_simulator_calls_through_twilio_and_vonage_and_saves_what_it_heard() {
+    let phone = PhoneAgent::start("");
+    let input = phone.dir.path().join("caller.wav");
+    write_wav_16k(
+        &input,
+        &[
+            silence(200),
+            speech("Hello, I would like to check my order please."),
+            silence(300),
+        ]
+        .concat(),
+    );
+    for (carrier, secret_flag, secret_file, rate) in [
+        ("twilio", "--twilio-auth-token-file", "twilio", 8_000),
+        ("vonage", "--vonage-signature-secret-file", "vonage", 16_000),
+    ] {
+        let heard = phone.dir.path().join(format!("{carrier}-heard.wav"));
+        let secret = phone.dir.path().join(secret_file);
+        let (code, stdout, stderr) = simulate_call(
+            &phone,
+            &[
+                "--carrier",
+                carrier,
+                secret_flag,
+                secret.to_str().expect("path"),
+                "--input",
+                input.to_str().expect("path"),
+                "--dtmf",
+                "4",
+                "--output",
+                heard.to_str().expect("path"),
+                "--timeout",
+                "20s",
+            ],
+        )
+        .await;
+        assert_eq!(code, Some(0), "{carrier}: {stdout}\n{stderr}");
+        for expected in [
+            "webhook answered",
+            "caller speaks",
+            "caller presses 4",
+            "agent speaks",
+            "time to first audio",
+        ] {
+            assert!(stdout.contains(expected), "{carrier}: no {expected:?} in\n{stdout}");
+        }
+        let reader = hound::WavReader::open(&heard).expect("the caller's side saved");
+        assert_eq!(reader.spec().sample_rate, rate);
+        let samples: Vec<i16> = reader.into_samples::<i16>().map(|s| s.expect("sample")).collect();
+        assert!(
+            samples.len() >= rate as usize && rms(&samples) > 300.0,
+            "{carrier}: {} samples heard",
+            samples.len()
+        );
+        wait_metric(
+            &phone.agent,
+            &format!("voice_agent_dtmf_presses_total{{carrier=\"{carrier}\"}}"),
+            1.0,
+        )
+        .await;
+    }
+    assert!(
+        metric(&phone.agent, "voice_agent_phone_calls_total{carrier=\"twilio\"}").await >= 1.0
+            && metric(&phone.agent, "voice_agent_phone_calls_total{carrier=\"vonage\"}").await >= 1.0
+    );
+
+    // A wrong Auth Token is refused like a forged Twilio request, and the simulator says so.
+    let wrong = phone.dir.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-auth-token").expect("write");
+    let (code, _, stderr) = simulate_call(
+        &phone,
+        &[
+            "--twilio-auth-token-file",
+            wrong.to_str().expect("path"),
+            "--timeout",
+            "5s",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("HTTP 403"), "{stderr}");
+    let (code, _, stderr) = simulate_call(&phone, &["--carrier", "vonage"]).await;
+    assert_eq!(code, Some(2), "a missing secret is a usage error: {stderr}");
 }

@@ -308,16 +308,34 @@ async fn without_a_gateway_tool_requests_get_an_error_result() {
     );
 }
 
+/// Readiness waits for the gateway's first answer, or its first failure: a gateway that is down
+/// leaves the agent ready without tools (saying so) rather than out of service.
 #[tokio::test]
-async fn the_agent_is_not_ready_until_the_gateway_answers() {
+async fn the_agent_is_not_ready_until_the_gateway_answered_or_failed_once() {
+    // A listener that never accepts: connections open, requests are never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/mcp", silent.local_addr().expect("addr"));
     let dir = tempfile::tempdir().expect("temp dir");
-    // Nothing listens on port 9 of loopback.
-    let config = write_config(dir.path(), "gateway:\n  url: http://127.0.0.1:9/mcp\n");
+    let config = write_config(dir.path(), &format!("gateway:\n  url: {url}\n"));
     let agent = AgentProcess::start(&["--config", &config]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, body) = get(&agent.url("/readyz")).await;
     assert_eq!(status, 503);
-    assert!(body.contains("tools"), "{body}");
+    assert!(body.contains("tools not loaded"), "{body}");
+
+    // The attempt gives up after 10 s; then the agent serves, without the gateway's tools.
+    wait_ready(&agent).await;
+    let (_, body) = get(&agent.url("/readyz")).await;
+    assert_eq!(body, "ready; tool servers unreachable: gateway\n");
+    let mut client = Client::connect(&agent.ws_url(""), Encoding::Json).await;
+    let received = turn(&mut client, "tool:get_weather", 1).await;
+    assert!(
+        tool_results(&received)[0]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("no tool named")),
+        "{received:?}"
+    );
+    drop(silent);
 }
 
 #[tokio::test]

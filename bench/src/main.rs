@@ -10,6 +10,7 @@ mod load;
 mod machine;
 mod operator;
 mod peers;
+mod phone;
 mod procfs;
 mod ramp;
 mod report;
@@ -262,6 +263,7 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
             suite::Section::Peers,
             suite::Section::Operator,
             suite::Section::Churn,
+            suite::Section::Phone,
         ]
     } else {
         args.only.clone()
@@ -410,6 +412,19 @@ fn smoke_checks(result: &suite::SuiteResult) -> anyhow::Result<()> {
     }
     if let Some(churn) = &result.churn {
         anyhow::ensure!(churn.passed(), "churn: {}", churn.problems.join("; "));
+    }
+    if let Some(phone) = &result.phone {
+        for point in &phone.points {
+            anyhow::ensure!(
+                point.connected == point.calls && point.frames_out_per_second > 0.0 && point.marks_per_second > 0.0,
+                "phone: {} of {} calls connected, {:.0} agent frames/s, {:.0} marks/s; failures: {:?}",
+                point.connected,
+                point.calls,
+                point.frames_out_per_second,
+                point.marks_per_second,
+                point.failures
+            );
+        }
     }
     if let Some(peers) = &result.peers {
         for run in &peers.runs {

@@ -2,6 +2,7 @@
 //! and what limits each number.
 
 mod peers;
+mod phone;
 
 use std::fmt::Write as _;
 
@@ -23,6 +24,7 @@ pub fn render(result: &SuiteResult, command: &str, tuning: Option<&str>) -> Stri
     sdk(&mut out, result);
     peers::render(&mut out, result);
     churn(&mut out, result);
+    phone::render(&mut out, result);
     crate::operator::render(&mut out, result.operator.as_ref(), result.operator_skipped.as_deref());
     if let Some(tuning) = tuning {
         out.push('\n');

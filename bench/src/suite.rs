@@ -50,6 +50,8 @@ pub struct Profile {
     /// Longest wait for a quiet machine before a section.
     pub quiet_wait: Duration,
     pub churn: ChurnSpec,
+    /// Concurrent Twilio calls measured by the phone section.
+    pub phone_calls: Vec<usize>,
 }
 
 impl Profile {
@@ -110,6 +112,7 @@ impl Profile {
             floor_runs: 3,
             operator_counts: vec![100, 500],
             quiet_wait: Duration::from_secs(300),
+            phone_calls: vec![100, 400],
             churn: ChurnSpec {
                 sessions: 100_000,
                 concurrency: 64,
@@ -145,6 +148,7 @@ impl Profile {
             floor_runs: 1,
             operator_counts: Vec::new(),
             quiet_wait: Duration::ZERO,
+            phone_calls: vec![4],
             churn: ChurnSpec {
                 sessions: 2000,
                 concurrency: 16,
@@ -171,6 +175,8 @@ pub enum Section {
     Peers,
     Operator,
     Churn,
+    /// Phone calls (Twilio Media Streams, μ-law) per core.
+    Phone,
 }
 
 /// One relay under one encoding: its search (or single point) and the confirmation runs.
@@ -229,6 +235,8 @@ pub struct SuiteResult {
     pub operator_skipped: Option<String>,
     #[serde(default)]
     pub churn: Option<ChurnResult>,
+    #[serde(default)]
+    pub phone: Option<crate::phone::PhoneResult>,
     pub notes: Vec<String>,
     pub seconds: f64,
 }
@@ -272,6 +280,7 @@ impl Suite {
             operator: None,
             operator_skipped: None,
             churn: None,
+            phone: None,
             notes,
             seconds: 0.0,
         };
@@ -377,6 +386,19 @@ impl Suite {
                 }
             );
             result.churn = Some(measured);
+        }
+
+        if self.sections.contains(&Section::Phone) && !self.profile.phone_calls.is_empty() {
+            self.quiet(&mut result.notes).await;
+            result.phone = Some(
+                crate::phone::run(
+                    &self.programs,
+                    &self.profile.phone_calls,
+                    self.profile.warmup,
+                    self.profile.measure,
+                )
+                .await?,
+            );
         }
 
         result.machine_after = machine::Load::now();

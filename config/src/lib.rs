@@ -16,7 +16,10 @@ mod security;
 mod settings;
 mod telephony;
 
-pub use gateway::{DEFAULT_SIGV4_SERVICE, GatewayAuth, GatewayConfig};
+pub use gateway::{
+    DEFAULT_SIGV4_SERVICE, GATEWAY_SERVER_NAME, GatewayAuth, GatewayConfig, MAX_SERVER_NAME_LEN, MAX_TOOL_SERVERS,
+    TOOL_NAME_SEPARATOR, ToolServerConfig, server_name_problem, short_tool_name, tool_allowed,
+};
 pub use model::{
     EndpointingSensitivity, ModelConfig, NOVA_2_5_SONIC, NOVA_2_SONIC, NOVA_GENERATIONS, NOVA_SONIC_V1, NovaGeneration,
     NovaSonicConfig, SimulatedMode, SimulatedModelConfig, nova_generation,
@@ -70,9 +73,14 @@ pub struct AgentConfig {
     pub session_settings: SessionSettingsConfig,
     #[serde(default)]
     pub websocket: WebSocketConfig,
-    /// Tools from an MCP server (an AgentCore Gateway or any streamable-HTTP MCP server).
+    /// Tools from one MCP server (an AgentCore Gateway or any streamable-HTTP MCP server): the
+    /// shorthand for a `toolServers` list of one server named `gateway`. Not with `toolServers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayConfig>,
+    /// Tools from several MCP servers, each named, with its own URL, auth, allowed tools and
+    /// limits. Not with `gateway`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_servers: Vec<ToolServerConfig>,
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
@@ -166,6 +174,7 @@ impl Default for AgentConfig {
             session_settings: SessionSettingsConfig::default(),
             websocket: WebSocketConfig::default(),
             gateway: None,
+            tool_servers: Vec::new(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             tls: None,
@@ -304,10 +313,16 @@ impl AgentConfig {
         }
         if let ModelConfig::NovaSonic(nova) = &self.model
             && !nova.generation().text_input
-            && (self.prompt.greeting.is_some() || self.session_settings.greeting)
+            && (self.prompt.greeting.is_some()
+                || self.session_settings.greeting
+                || self.telephony.as_ref().is_some_and(|t| t.greeting.is_some()))
         {
             return Err(ConfigError::Invalid {
-                field: "prompt.greeting",
+                field: if self.prompt.greeting.is_none() && !self.session_settings.greeting {
+                    "telephony.greeting"
+                } else {
+                    "prompt.greeting"
+                },
                 message: format!(
                     "the model speaks first from a text instruction, which {} does not take",
                     nova.generation().name
@@ -317,9 +332,7 @@ impl AgentConfig {
         if let Some(system) = &self.prompt.system {
             self.check_template(system)?;
         }
-        if let Some(gateway) = &self.gateway {
-            gateway.validate()?;
-        }
+        gateway::validate_servers(self.gateway.as_ref(), &self.tool_servers)?;
         self.auth.validate()?;
         self.limits.validate()?;
         match &self.model {
@@ -329,6 +342,11 @@ impl AgentConfig {
             ModelConfig::Simulated(_) => Ok(()),
             ModelConfig::NovaSonic(nova) => nova.validate(),
         }
+    }
+
+    /// Every tool server, in order: the `gateway` shorthand's or the `toolServers` list.
+    pub fn tool_servers(&self) -> impl Iterator<Item = &ToolServerConfig> {
+        self.gateway.iter().chain(&self.tool_servers)
     }
 
     /// Sample rate of the audio sessions send to clients.

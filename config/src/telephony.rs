@@ -27,6 +27,11 @@ pub struct TelephonyConfig {
     /// call-setup document dials it after the stream. Without it such calls hang up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_number: Option<String>,
+    /// The instruction the model answers when a call starts (it speaks first), in place of
+    /// `prompt.greeting` for phone calls. A `greeting` setting in the webhook URL, where the
+    /// allow-list takes one, replaces both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twilio: Option<TwilioConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +110,14 @@ impl TelephonyConfig {
                     "must be an E.164 number such as +15550100".into(),
                 );
             }
+        }
+        if let Some(greeting) = &self.greeting
+            && (greeting.trim().is_empty() || greeting.chars().count() > crate::MAX_SETTING_LENGTH)
+        {
+            return invalid(
+                "telephony.greeting",
+                format!("must not be empty and at most {} characters", crate::MAX_SETTING_LENGTH),
+            );
         }
         if self.signature_tolerance < Duration::from_secs(10) || self.signature_tolerance > Duration::from_secs(3600) {
             return invalid("telephony.signatureTolerance", "must be between 10s and 1h".into());

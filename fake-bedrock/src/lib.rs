@@ -95,7 +95,8 @@ impl FakeBedrock {
     }
 
     /// Serves on `listener` until `shutdown`. With `tls`, a self-signed certificate for
-    /// `localhost` is generated and written to `ca_file`, and HTTP/2 is offered by ALPN as
+    /// `localhost`, 127.0.0.1 and the listener's own address is generated and written to
+    /// `ca_file`, and HTTP/2 is offered by ALPN as
     /// Bedrock does; without, plain HTTP/1.1 and h2c.
     pub async fn serve(
         self: Arc<Self>,
@@ -104,7 +105,7 @@ impl FakeBedrock {
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let acceptor = match tls {
-            Some(ca_file) => Some(tls_acceptor(&ca_file)?),
+            Some(ca_file) => Some(tls_acceptor(&ca_file, listener.local_addr()?.ip())?),
             None => None,
         };
         loop {
@@ -396,9 +397,14 @@ fn credential_scope(header: Option<&hyper::header::HeaderValue>) -> (Option<Stri
     }
 }
 
-fn tls_acceptor(ca_file: &std::path::Path) -> std::io::Result<tokio_rustls::TlsAcceptor> {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .map_err(std::io::Error::other)?;
+fn tls_acceptor(ca_file: &std::path::Path, local: std::net::IpAddr) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    // Listening on a specific other address (e.g. a bridge that containers reach): clients
+    // connect to that address, so the certificate names it too.
+    if !local.is_loopback() && !local.is_unspecified() {
+        names.push(local.to_string());
+    }
+    let certified = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
     std::fs::write(ca_file, certified.cert.pem())?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let mut config =
@@ -452,13 +458,26 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    let port = listener.local_addr()?.port();
+    let local = listener.local_addr()?;
+    let port = local.port();
+    // Loopback or every address: announce the loopback name; a specific address: that one.
+    let host = if local.ip().is_loopback() || local.ip().is_unspecified() {
+        None
+    } else {
+        Some(local.ip().to_string())
+    };
     let fake = FakeBedrock::new(limits);
     let (endpoint, tls_file) = if tls {
         let path = ca_file.unwrap_or_else(|| std::env::temp_dir().join(format!("fake-bedrock-{port}.pem")));
-        (format!("https://localhost:{port}"), Some(path))
+        (
+            format!("https://{}:{port}", host.as_deref().unwrap_or("localhost")),
+            Some(path),
+        )
     } else {
-        (format!("http://127.0.0.1:{port}"), None)
+        (
+            format!("http://{}:{port}", host.as_deref().unwrap_or("127.0.0.1")),
+            None,
+        )
     };
     let serving = tokio::spawn(fake.serve(listener, tls_file.clone(), shutdown));
     // The certificate is written when serving starts; wait for it before announcing.

@@ -33,9 +33,13 @@ use crate::metrics::{FailureLabels, Metrics, RejectionLabels};
 use crate::reconcile::apply::{self, Applied, ChangeKind, Target};
 use crate::reconcile::build::selector_string;
 use crate::reconcile::children::{ChildCaches, Children};
+use crate::reconcile::dereference::Dereferenced;
+use crate::reconcile::mounts::bearer_token;
+use crate::reconcile::references::SourceKind;
 use crate::reconcile::status::{self, Observation};
 use crate::reconcile::{RejectReason, Rejection, Settings, dereference, events, validate};
 use crate::telemetry::{self, step, step_span};
+use crate::tool_discovery::{Listing, ServerToList, ToolDiscovery};
 
 /// Retry after children that belong to someone else: their deletion is not watched.
 const CONFLICT_RETRY: Duration = Duration::from_secs(30);
@@ -78,6 +82,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Generation of each undecodable VoiceAgent (by uid) already reported in its status.
     reported_undecodable: Mutex<HashMap<String, Option<i64>>>,
+    /// The tools each VoiceAgent's tool servers offered, asked at most once per refresh.
+    tools: ToolDiscovery,
 }
 
 impl Context {
@@ -96,6 +102,7 @@ impl Context {
             resync,
             failures: Mutex::default(),
             reported_undecodable: Mutex::default(),
+            tools: ToolDiscovery::default(),
         }
     }
 
@@ -230,12 +237,13 @@ fn uid_of(guard: &DeserializeGuard<VoiceAgent>) -> Option<String> {
 
 /// The pipeline for one decodable VoiceAgent.
 async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context, caches: &ChildCaches) -> Result<Action> {
+    let name = agent.name_any();
+    let namespace = agent.namespace().ok_or(Error::NotNamespaced)?;
     if agent.metadata.deletion_timestamp.is_some() {
+        ctx.tools.forget(&namespace, &name);
         // Owner references make the garbage collector delete every child.
         return Ok(outcome("deleting", None));
     }
-    let name = agent.name_any();
-    let namespace = agent.namespace().ok_or(Error::NotNamespaced)?;
     let uid = agent.uid().unwrap_or_default();
     tracing::debug!(voiceagent = %name, %namespace, "reconciling");
 
@@ -267,7 +275,7 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context, caches: &ChildCaches
             span.record("changes", applied.changes.len());
             span.record("conflicts", applied.conflicts.len());
             drop(span);
-            (applied, Ok(validated.url))
+            (applied, Ok((validated.url, validated.webhooks)))
         }
         Err(rejection) => {
             ctx.metrics
@@ -295,13 +303,20 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context, caches: &ChildCaches
         publish(ctx, agent, event).await;
     }
 
+    // A rejected spec's servers are not asked: the status keeps what it showed.
+    let listings = match &verdict {
+        Ok(_) => Some(list_tools(ctx, agent, &namespace, &name, &dereferenced).await),
+        Err(_) => None,
+    };
     let observation = Observation {
         generation: agent.metadata.generation,
         accepted: verdict.as_ref().map(|_| ()),
         deployment: applied.live::<Deployment>(),
         conflicts: &applied.conflicts,
-        url: verdict.as_ref().ok().cloned(),
+        url: verdict.as_ref().ok().map(|(url, _)| url.clone()),
+        webhooks: verdict.as_ref().ok().map(|(_, webhooks)| webhooks.clone()),
         selector: selector_string(&name),
+        tool_servers: listings.as_deref(),
     };
     let previous = agent.status.as_ref();
     let next = status::desired_status(previous, &observation, &now());
@@ -323,8 +338,58 @@ async fn reconcile_agent(agent: &VoiceAgent, ctx: &Context, caches: &ChildCaches
         // watched), never for a timer.
         Err(_) => outcome("rejected", None),
         Ok(_) if !applied.conflicts.is_empty() => outcome("conflict", Some(CONFLICT_RETRY)),
-        Ok(_) => outcome("accepted", Some(ctx.resync)),
+        // Back when the next tool listing is due, if that comes before the resync.
+        Ok(_) => {
+            let tools_due = ctx.tools.next_due(&namespace, &name).unwrap_or(ctx.resync);
+            outcome("accepted", Some(ctx.resync.min(tools_due.max(MIN_TOOLS_REQUEUE))))
+        }
     })
+}
+
+/// Shortest wait before the next look for a tool listing that is due (a due listing is taken
+/// by this reconcile; the floor keeps clock skew between the two from spinning).
+const MIN_TOOLS_REQUEUE: Duration = Duration::from_secs(1);
+
+/// The listing of each tool server of the spec (`gateway` is the server named `gateway`).
+async fn list_tools(
+    ctx: &Context,
+    agent: &VoiceAgent,
+    namespace: &str,
+    name: &str,
+    dereferenced: &Dereferenced,
+) -> Vec<(String, Listing)> {
+    let spec = &agent.spec;
+    let named = spec
+        .gateway
+        .iter()
+        .map(|g| (voice_config::GATEWAY_SERVER_NAME, g))
+        .chain(spec.tool_servers.iter().map(|s| (s.name.as_str(), &s.server)));
+    let servers: Vec<ServerToList<'_>> = named
+        .map(|(server_name, server)| ServerToList {
+            name: server_name,
+            spec: server,
+            token_digest: bearer_token(server).and_then(|r| {
+                dereferenced
+                    .references
+                    .iter()
+                    .find(|d| {
+                        d.reference.kind == SourceKind::Secret
+                            && d.reference.name == r.name
+                            && d.reference.key.as_deref() == Some(r.key.as_str())
+                    })
+                    .and_then(|d| d.digest.as_deref())
+            }),
+        })
+        .collect();
+    if servers.is_empty() {
+        ctx.tools.forget(namespace, name);
+        return Vec::new();
+    }
+    let span = step_span!("list tools", servers = servers.len());
+    ctx.tools
+        .list(&ctx.client, namespace, name, &servers)
+        .instrument(span)
+        .await
 }
 
 /// How the reconcile ended, recorded on its span (the current one): `outcome`, and the delay
@@ -374,7 +439,9 @@ async fn report_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
         deployment: None,
         conflicts: &[],
         url: None,
+        webhooks: None,
         selector: selector_string(name),
+        tool_servers: None,
     };
     let mut next: VoiceAgentStatus = status::desired_status(None, &observation, &now());
     // Nothing was read about the workload: leave counts out rather than claim zero.

@@ -258,3 +258,91 @@ fn keda_mode_needs_prometheus_and_only_it_uses_it() {
     );
     accepted("scaling: {maxReplicas: 4, mode: Keda, prometheus: {serverAddress: 'http://p:9090'}}");
 }
+
+#[test]
+fn gateway_and_tool_servers_are_exclusive() {
+    refused(
+        "gateway: {url: 'https://a.example.com/mcp'}\ntoolServers: [{name: b, url: 'https://b.example.com/mcp'}]",
+        "set either gateway (one server) or toolServers (a list), not both",
+    );
+    accepted("gateway: {url: 'https://a.example.com/mcp'}");
+    accepted(
+        "toolServers: [{name: crm, url: 'https://a.example.com/mcp', auth: {type: Bearer, tokenSecretRef: {name: crm, key: token}}}, {name: aws, url: 'https://b.example.com/mcp', auth: {type: SigV4}}]",
+    );
+    refused(
+        "toolServers: [{name: crm, url: 'https://a.example.com/mcp', auth: {type: Bearer}}]",
+        "auth.tokenSecretRef is required with type Bearer and only used with it",
+    );
+}
+
+const TWILIO: &str = "twilio: {authTokenSecretRef: {name: twilio, key: auth-token}}";
+
+#[test]
+fn telephony_with_a_tls_ingress_is_valid() {
+    accepted(&format!(
+        r#"
+expose: {{ingress: {{host: voice.example.com, tls: {{secretName: voice-tls}}}}}}
+telephony:
+  greeting: Greet the caller.
+  fallbackNumber: "+15550100"
+  {TWILIO}
+  telnyx: {{publicKeySecretRef: {{name: telnyx, key: pk}}, streamSecretRef: {{name: telnyx, key: ss}}}}
+  vonage: {{signatureSecretRef: {{name: vonage, key: s}}, sampleRate: 8000}}
+"#
+    ));
+    accepted(&format!(
+        "expose: {{gateway: {{parentRefs: [{{name: public}}], hostnames: [voice.example.com]}}}}\ntelephony: {{{TWILIO}}}"
+    ));
+    accepted(&format!(
+        "telephony: {{publicUrl: 'https://edge.example.com:8443', {TWILIO}}}"
+    ));
+}
+
+#[test]
+fn telephony_needs_a_carrier() {
+    refused(
+        "telephony: {publicUrl: 'https://voice.example.com'}",
+        "telephony needs at least one carrier: twilio, telnyx or vonage",
+    );
+}
+
+#[test]
+fn telephony_needs_an_address_carriers_can_reach() {
+    let message = "telephony needs an address carriers can reach: set expose.ingress, expose.gateway with hostnames, or telephony.publicUrl";
+    refused(&format!("telephony: {{{TWILIO}}}"), message);
+    refused(
+        &format!("expose: {{gateway: {{parentRefs: [{{name: public}}]}}}}\ntelephony: {{{TWILIO}}}"),
+        message,
+    );
+}
+
+#[test]
+fn telephony_needs_tls() {
+    let message = "telephony needs TLS: carriers connect only to https:// webhooks and wss:// streams; set expose.ingress.tls (or expose.gateway.tls), or telephony.publicUrl";
+    refused(
+        &format!("expose: {{ingress: {{host: voice.example.com}}}}\ntelephony: {{{TWILIO}}}"),
+        message,
+    );
+    refused(
+        &format!(
+            "expose: {{gateway: {{parentRefs: [{{name: public}}], hostnames: [voice.example.com], tls: false}}}}\ntelephony: {{{TWILIO}}}"
+        ),
+        message,
+    );
+}
+
+#[test]
+fn telephony_values_are_bounded() {
+    refused(
+        &format!("telephony: {{publicUrl: 'https://a.example.com', signatureTolerance: 5s, {TWILIO}}}"),
+        "telephony.signatureTolerance must be between 10s and 1h",
+    );
+    refused(
+        "telephony: {publicUrl: 'https://a.example.com', vonage: {signatureSecretRef: {name: v, key: s}, sampleRate: 44100}}",
+        "telephony.vonage.sampleRate must be 8000 or 16000",
+    );
+    refused(
+        "telephony: {publicUrl: 'https://a.example.com', fallbackNumber: '+15550100', vonage: {signatureSecretRef: {name: v, key: s}}}",
+        "telephony.fallbackNumber is only used with twilio or telnyx (Vonage has no step after the stream)",
+    );
+}

@@ -8,6 +8,8 @@
 #                             logs, pids, etcd data)
 #   VOICE_AGENTS_CLUSTER_NAME name used in the default state directory
 #                             (default: a hash of this checkout's path)
+#   VOICE_AGENTS_CLUSTER_REAL_NODE  1: the cluster with the real node (its
+#                             default state directory ends in -node)
 #   GO                        the go command (default: go on PATH, else /usr/local/go/bin/go)
 
 CLUSTER_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -82,12 +84,33 @@ _traefik_hash="$(
 TRAEFIK_BIN_DIR="$CACHE_ROOT/traefik-${TRAEFIK_VERSION}-${_traefik_hash}/bin"
 unset _traefik_hash
 
+# The real node's binaries (kubelet, kube-proxy from the control plane's Kubernetes release, and
+# the pod sandbox program) have their own cache directory too, keyed by the node module's go.sum
+# and the sandbox program's source.
+NODE_RECIPE_VERSION=1
+_node_hash="$(
+	{
+		echo "recipe $NODE_RECIPE_VERSION"
+		cat "$CLUSTER_GO_DIR/node/go.sum" "$CLUSTER_GO_DIR/node/pause/main.go"
+	} | sha256sum | cut -c1-10
+)"
+NODE_BIN_DIR="$CACHE_ROOT/node-${K8S_VERSION}-${_node_hash}/bin"
+NODE_BINARIES=(kubelet kube-proxy pause)
+unset _node_hash
+
 _checkout_hash="$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-8)"
-STATE_DIR="${VOICE_AGENTS_CLUSTER_DIR:-/tmp/voice-agents-cluster-${VOICE_AGENTS_CLUSTER_NAME:-$_checkout_hash}}"
+# A cluster with the real node (VOICE_AGENTS_CLUSTER_REAL_NODE=1) is a cluster of its own, so the
+# suites that want one never restart the kwok-only cluster the others share.
+_node_suffix=""
+[[ "${VOICE_AGENTS_CLUSTER_REAL_NODE:-0}" == 1 ]] && _node_suffix="-node"
+STATE_DIR="${VOICE_AGENTS_CLUSTER_DIR:-/tmp/voice-agents-cluster-${VOICE_AGENTS_CLUSTER_NAME:-$_checkout_hash}$_node_suffix}"
+unset _node_suffix
 unset _sum_hash _checkout_hash
 
-# Components in start order; down stops them in reverse.
+# Components in start order; down stops them in reverse. The real node's components
+# (NODE_COMPONENTS) run only in clusters started with VOICE_AGENTS_CLUSTER_REAL_NODE=1.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+NODE_COMPONENTS=(containerd kubelet kube-proxy)
 
 # pid_alive PIDFILE BINARY: true when the pid in PIDFILE is a live process
 # running BINARY (guards against a recycled pid).
@@ -132,6 +155,9 @@ stop_process() {
 # VOICE_AGENTS_CLUSTER_KEEP_STATE=1. Callers hold the state lock.
 stop_cluster() {
 	local mode="$1" i
+	if [[ -d "$STATE_DIR/node" ]]; then
+		stop_node
+	fi
 	for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
 		stop_process "${COMPONENTS[$i]}"
 	done
@@ -141,3 +167,26 @@ stop_cluster() {
 		rm -rf "$STATE_DIR"
 	fi
 }
+
+# stop_node: stops the real node (kube-proxy, kubelet, every container, containerd) and removes
+# what it set up on this machine: mounts, pod cgroups, kube-proxy's and the harness's iptables
+# rules, the bridge, and the kernel settings the kubelet changed. Callers hold the state lock.
+stop_node() {
+	local proxy="$NODE_BIN_DIR/kube-proxy" recorded
+	recorded="$(sed -n 's/^NODE_BIN_DIR=//p' "$STATE_DIR/cluster.env" 2>/dev/null || true)"
+	[[ -n "$recorded" ]] && proxy="$recorded/kube-proxy"
+	stop_process kube-proxy
+	stop_process kubelet
+	node_stop_pods
+	stop_process containerd
+	if [[ -x "$proxy" ]]; then
+		"$proxy" --cleanup >>"$STATE_DIR/logs/kube-proxy.log" 2>&1 || log "kube-proxy --cleanup failed (see its log)"
+	fi
+	node_unmount
+	node_remove_cgroups
+	node_network_down
+	node_restore_sysctls
+}
+
+# shellcheck source=tests/cluster/node.sh
+source "$CLUSTER_SCRIPTS/node.sh"

@@ -1,10 +1,12 @@
 """An independent MCP server over streamable HTTP, built with the official `mcp` Python SDK,
 for the voice agent's tool tests. It plays the part of an AgentCore Gateway: tool names carry a
-gateway target prefix (`target___tool`), one tool is slow, one always fails.
+gateway target prefix (`target___tool`), one tool is slow, one always fails. With
+`--toolset crm` it is a second, different server: a customer lookup, and a `get_weather` of
+its own whose name collides with the first server's.
 
 It also records, for the tests to inspect over plain HTTP:
-  GET /_test/requests  every MCP request: method, Authorization header, SigV4 check result, and
-                       for tools/call the request's `_meta`
+  GET /_test/requests  every MCP request: method, JSON-RPC method (`rpc`), Authorization header,
+                       SigV4 check result, and for tools/call the request's `_meta`
   GET /_test/calls     every tool call: tool, arguments, start and end time
 
 Prints {"url": "http://127.0.0.1:PORT/mcp"} on its first line, then serves until killed.
@@ -54,6 +56,23 @@ async def make_booking(party: int = 2) -> str:
     started = time.time()
     record_call("make_booking", {"party": party}, started)
     raise ValueError("the booking system is down")
+
+
+crm = MCPServer("voice-agent-test-crm")
+
+
+@crm.tool(name="crm___lookup_customer", description="Finds a customer by id.")
+async def lookup_customer(customer_id: str) -> dict:
+    started = time.time()
+    record_call("lookup_customer", {"customer_id": customer_id}, started)
+    return {"customer_id": customer_id, "name": "Ada Lovelace", "tier": "gold"}
+
+
+@crm.tool(name="get_weather", description="The weather where a customer lives.")
+async def crm_weather(city: str) -> dict:
+    started = time.time()
+    record_call("crm_get_weather", {"city": city}, started)
+    return {"city": city, "source": "crm", "temperature_c": 5}
 
 
 def verify_sigv4(method, path, query, headers, body, secret):
@@ -117,6 +136,8 @@ class Recorder:
             rpc = json.loads(body) if body else None
         except ValueError:
             rpc = None
+        if isinstance(rpc, dict):
+            entry["rpc"] = rpc.get("method")
         if isinstance(rpc, dict) and rpc.get("method") == "tools/call":
             # What the client sent as request metadata, as it arrived on the wire.
             entry["tool_meta"] = (rpc.get("params") or {}).get("_meta")
@@ -137,11 +158,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--json-response", action="store_true", help="answer with JSON instead of SSE")
     parser.add_argument("--sigv4-secret", default="", help="secret key to check SigV4 signatures with")
+    parser.add_argument("--toolset", choices=["gateway", "crm"], default="gateway", help="which tools to serve")
     args = parser.parse_args()
-    app = server.streamable_http_app(json_response=args.json_response)
+    chosen = crm if args.toolset == "crm" else server
+    app = chosen.streamable_http_app(json_response=args.json_response)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    # Listening before announcing: a client that connects at once is queued, not refused.
+    sock.listen(128)
     port = sock.getsockname()[1]
     print(json.dumps({"url": f"http://127.0.0.1:{port}/mcp"}), flush=True)
     config = uvicorn.Config(Recorder(app, args.sigv4_secret), log_level="warning")

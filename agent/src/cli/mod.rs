@@ -96,6 +96,8 @@ pub enum Command {
     Config(ServeArgs),
     /// Talk to a running agent: say a WAV file or a message, print the transcripts, save the reply.
     Talk(crate::talk::TalkArgs),
+    /// Simulate a phone call to a running agent: a carrier's signed webhook, then its media stream with a WAV.
+    Call(crate::call::CallArgs),
 }
 
 pub use voice_telemetry::LogFormat;

@@ -19,6 +19,9 @@ pub struct TelephonyArgs {
     /// Number (E.164) Twilio and Telnyx calls are transferred to when the agent ends them [config: telephony.fallbackNumber].
     #[arg(long, env = "VOICE_AGENT_TELEPHONY_FALLBACK_NUMBER")]
     pub telephony_fallback_number: Option<String>,
+    /// Instruction the model answers when a call starts, in place of the prompt's greeting [config: telephony.greeting].
+    #[arg(long, env = "VOICE_AGENT_TELEPHONY_GREETING")]
+    pub telephony_greeting: Option<String>,
     /// File with the Twilio account's Auth Token; enables Twilio [config: telephony.twilio.authTokenFile].
     #[arg(long, env = "VOICE_AGENT_TWILIO_AUTH_TOKEN_FILE")]
     pub twilio_auth_token_file: Option<PathBuf>,
@@ -46,6 +49,7 @@ impl TelephonyArgs {
         let any = self.telephony_public_url.is_some()
             || self.telephony_signature_tolerance.is_some()
             || self.telephony_fallback_number.is_some()
+            || self.telephony_greeting.is_some()
             || self.twilio_auth_token_file.is_some()
             || self.telnyx_public_key_file.is_some()
             || self.vonage_signature_secret_file.is_some();
@@ -70,6 +74,11 @@ impl TelephonyArgs {
             &mut telephony.fallback_number,
             "telephony.fallbackNumber",
             flag!(self.telephony_fallback_number),
+        );
+        overrides.set_some(
+            &mut telephony.greeting,
+            "telephony.greeting",
+            flag!(self.telephony_greeting),
         );
         if let Some(file) = &self.twilio_auth_token_file {
             telephony.twilio = Some(TwilioConfig {

@@ -32,6 +32,9 @@ pub enum ModelInput {
     /// The outcome of a tool call the model asked for. Boxed: rare, and unboxed it would set the
     /// size of every slot in the channel.
     ToolResult(Box<ToolResult>),
+    /// The caller heard only this fraction (0 to 1) of the interrupted reply's audio (a phone
+    /// carrier's playback marks said so): the conversation keeps only the words heard.
+    ReplyHeard(f32),
 }
 
 /// A finished tool call, reported back to the model.

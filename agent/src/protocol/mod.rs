@@ -134,6 +134,9 @@ pub enum ClientMessage {
     Audio(Bytes),
     /// A user text message.
     Text(String),
+    /// The caller has heard `audio` of reply number `reply` (counted from 1 in the order of the
+    /// session's `ResponseStart` events): a carrier's acknowledgement of a playback mark.
+    Heard { reply: u32, audio: std::time::Duration },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

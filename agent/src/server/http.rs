@@ -36,7 +36,16 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
     match agent.not_ready() {
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
-        None => (StatusCode::OK, "ready\n").into_response(),
+        None => {
+            // Ready, but saying which tool servers' tools are missing.
+            let unreachable = agent.unreachable_tool_servers();
+            if unreachable.is_empty() {
+                (StatusCode::OK, "ready\n").into_response()
+            } else {
+                let detail = format!("ready; tool servers unreachable: {}\n", unreachable.join(", "));
+                (StatusCode::OK, detail).into_response()
+            }
+        }
     }
 }
 
@@ -129,6 +138,7 @@ pub async fn invocations(
             "max_sessions": agent.sessions.max(),
             "ws_path": "/ws",
             "tools": agent.tools.borrow().as_ref().map(|t| t.specs().iter().map(|s| s.name.clone()).collect::<Vec<_>>()),
+            "tool_servers": agent.tools.borrow().as_ref().map(|t| t.servers()),
         }))
         .into_response(),
         Some("health") => Json(json!({

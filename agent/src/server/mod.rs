@@ -40,7 +40,7 @@ use crate::session::settings::SettingsPolicy;
 use crate::session::{ResumeContext, SessionContext, SessionLimits};
 use crate::tools::Toolbox;
 use tokio::sync::watch;
-use voice_config::{AgentConfig, ConfigError, GatewayConfig, ModelConfig, SimulatedMode, ValidConfig};
+use voice_config::{AgentConfig, ConfigError, ModelConfig, SimulatedMode, ValidConfig};
 
 /// After the drain timeout, how long closed sessions get to finish their close handshakes.
 const FORCE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -64,7 +64,8 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
     drain: Drain,
-    /// The gateway's tools, once loaded (always `None` without a gateway).
+    /// The tool servers' tools, once every server answered or failed its first attempt (always
+    /// `None` without tool servers).
     tools: watch::Receiver<Option<Arc<Toolbox>>>,
     gatekeeper: Arc<Gatekeeper>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -116,9 +117,10 @@ impl Agent {
             None => None,
         };
         let (tools_tx, tools) = watch::channel(None);
-        if let Some(gateway) = config.gateway.clone() {
-            tasks.spawn(stop_background.clone().run_until_cancelled_owned(load_tools(
-                gateway,
+        let servers: Vec<_> = config.tool_servers().cloned().collect();
+        if !servers.is_empty() {
+            tasks.spawn(stop_background.clone().run_until_cancelled_owned(crate::tools::load(
+                servers,
                 metrics.clone(),
                 tools_tx,
             )));
@@ -162,17 +164,27 @@ impl Agent {
     }
 
     /// Why the agent is not ready, if it is not: draining, the model unavailable (e.g. no
-    /// credentials), or tools not loaded yet.
+    /// credentials), or tools not loaded yet. A tool server that cannot be reached does not make
+    /// the agent unready (its tools are absent, see [`Agent::unreachable_tool_servers`]).
     pub fn not_ready(&self) -> Option<String> {
         if self.drain.is_draining() {
             Some("draining".into())
         } else if let Some(problem) = self.model.unavailable() {
             Some(problem)
-        } else if self.config.gateway.is_some() && self.tools.borrow().is_none() {
-            Some("tools not loaded from the gateway yet".into())
+        } else if self.config.tool_servers().next().is_some() && self.tools.borrow().is_none() {
+            Some("tools not loaded from the tool servers yet".into())
         } else {
             None
         }
+    }
+
+    /// Tool servers that could not be reached at their last attempt: their tools are absent.
+    pub fn unreachable_tool_servers(&self) -> Vec<String> {
+        self.tools
+            .borrow()
+            .as_ref()
+            .map(|t| t.unreachable().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
     /// Everything one session needs, for a caller admitted with `settings`.
@@ -231,11 +243,6 @@ impl Agent {
             id,
             metrics: self.metrics.clone(),
             closing: self.drain.closing_token(),
-            max_tool_calls: self
-                .config
-                .gateway
-                .as_ref()
-                .map_or(1, |g| g.max_concurrent_calls as usize),
             tools: toolbox,
             parent: voice_telemetry::remote_context(headers),
             resume,
@@ -332,37 +339,6 @@ async fn tidy(gatekeeper: std::sync::Weak<Gatekeeper>) {
         match gatekeeper.upgrade() {
             Some(gatekeeper) => gatekeeper.tidy(),
             None => return,
-        }
-    }
-}
-
-/// How often the gateway's tool list is read again, to pick up added or removed tools.
-const TOOLS_REFRESH: Duration = Duration::from_secs(300);
-/// Retry delays while the gateway cannot be reached: from one second, doubling, up to 30.
-const TOOLS_RETRY_FIRST: Duration = Duration::from_secs(1);
-const TOOLS_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// Loads the gateway's tools, retrying until it works, then refreshes them periodically.
-/// Sessions started before the first load have no tools; readiness waits for it.
-async fn load_tools(gateway: GatewayConfig, metrics: Arc<Metrics>, tools: watch::Sender<Option<Arc<Toolbox>>>) {
-    let mut retry = TOOLS_RETRY_FIRST;
-    loop {
-        match Toolbox::load(&gateway, metrics.clone()).await {
-            Ok(toolbox) => {
-                retry = TOOLS_RETRY_FIRST;
-                if tools.send(Some(Arc::new(toolbox))).is_err() {
-                    return;
-                }
-                tokio::time::sleep(TOOLS_REFRESH).await;
-            }
-            Err(error) => {
-                warn!(%error, retry_in = %humantime::format_duration(retry), "cannot load tools from the gateway");
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(TOOLS_RETRY_MAX);
-            }
-        }
-        if tools.is_closed() {
-            return;
         }
     }
 }

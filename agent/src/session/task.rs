@@ -49,7 +49,6 @@ pub struct SessionContext {
     /// Tools the model may call, if a gateway is configured and its tools are loaded.
     pub tools: Option<Arc<Toolbox>>,
     /// Tool calls this session runs at once.
-    pub max_tool_calls: usize,
     /// The caller's trace context (W3C `traceparent` on the handshake), if any.
     pub parent: opentelemetry::Context,
     /// How the conversation is kept for resuming, when resumption is on.
@@ -271,7 +270,7 @@ async fn converse<R, W>(
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     W: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let mut calls = ToolCalls::new(ctx.tools.clone(), ctx.max_tool_calls, &ctx.setup.settings);
+    let mut calls = ToolCalls::new(ctx.tools.clone(), &ctx.setup.settings);
     let mut turn = TurnSpan::default();
     // The drain signal and the deadline live across iterations: made afresh in each one, both
     // were registered with the runtime and removed again for every frame. The deadline moves

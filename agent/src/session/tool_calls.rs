@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, warn};
 
 use super::settings::SessionSettings;
-use crate::tools::{Outcome, ToolOutcome, Toolbox};
+use crate::tools::{CallSlots, Outcome, ToolOutcome, Toolbox};
 
 /// Calls one session may have pending (running or waiting for a slot). A model asking for
 /// more at once is told so immediately instead of queueing without bound.
@@ -27,12 +26,13 @@ pub struct ToolCalls {
     toolbox: Option<Arc<Toolbox>>,
     /// The caller's metadata, sent with every call as MCP request `_meta`.
     meta: Option<Arc<serde_json::Map<String, Value>>>,
-    slots: Arc<Semaphore>,
+    /// The session's share of each tool server's calls.
+    slots: Option<Arc<CallSlots>>,
     running: JoinSet<Finished>,
 }
 
 impl ToolCalls {
-    pub fn new(toolbox: Option<Arc<Toolbox>>, max_concurrent: usize, settings: &SessionSettings) -> Self {
+    pub fn new(toolbox: Option<Arc<Toolbox>>, settings: &SessionSettings) -> Self {
         let meta = (!settings.metadata.is_empty()).then(|| {
             Arc::new(
                 settings
@@ -43,9 +43,9 @@ impl ToolCalls {
             )
         });
         Self {
+            slots: toolbox.as_ref().map(|t| Arc::new(t.call_slots())),
             toolbox,
             meta,
-            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             running: JoinSet::new(),
         }
     }
@@ -56,7 +56,7 @@ impl ToolCalls {
 
     pub fn start(&mut self, id: String, name: String, input: Value) {
         debug!(tool = %name, id = %id, "tool call requested");
-        let Some(toolbox) = self.toolbox.clone() else {
+        let (Some(toolbox), Some(slots)) = (self.toolbox.clone(), self.slots.clone()) else {
             let outcome = ToolOutcome::failure(Outcome::Unknown, "no tools are configured for this agent");
             self.running.spawn(async move { Finished { id, name, outcome } });
             return;
@@ -67,7 +67,6 @@ impl ToolCalls {
             self.running.spawn(async move { Finished { id, name, outcome } });
             return;
         }
-        let slots = self.slots.clone();
         let meta = self.meta.clone();
         let span = tracing::info_span!(
             "tool_call",
@@ -80,9 +79,9 @@ impl ToolCalls {
             async move {
                 let started = Instant::now();
                 // Waiting for a slot counts against the call's time budget.
-                let slot = tokio::time::timeout(toolbox.call_timeout(), slots.acquire_owned()).await;
+                let slot = tokio::time::timeout(toolbox.call_timeout(&name), slots.acquire(&toolbox, &name)).await;
                 let outcome = match slot {
-                    Ok(Ok(_slot)) => toolbox.call(&name, input, meta.as_deref()).await,
+                    Ok(_slot) => toolbox.call(&name, input, meta.as_deref()).await,
                     _ => {
                         toolbox.record(&name, Outcome::Timeout, started.elapsed());
                         ToolOutcome::failure(

@@ -4,8 +4,8 @@
 //! line on stderr and a non-zero exit.
 
 mod agentcore;
-mod audio;
-mod connect;
+pub(crate) mod audio;
+pub(crate) mod connect;
 mod error;
 mod progress;
 

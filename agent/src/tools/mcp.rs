@@ -1,4 +1,4 @@
-//! The MCP client for the gateway: rmcp's streamable-HTTP transport over reqwest, with every
+//! The MCP client for one tool server: rmcp's streamable-HTTP transport over reqwest, with every
 //! request authenticated by [`Authenticator`] (rmcp adds bearer tokens itself; SigV4 headers
 //! are computed over the exact body rmcp sends).
 
@@ -19,24 +19,24 @@ use sse_stream::{Error as SseError, Sse};
 
 use super::auth::Authenticator;
 
-/// Requests one process may have in flight to the gateway; the per-session limit on tool calls
+/// Requests one process may have in flight to one server; the per-session limit on tool calls
 /// keeps each conversation's share small.
 const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
-    #[error("cannot connect to the MCP gateway at {url}: {message}")]
+    #[error("cannot connect to the MCP server at {url}: {message}")]
     Connect { url: String, message: String },
     #[error("MCP request failed: {0}")]
     Request(String),
 }
 
-/// An initialized MCP session with the gateway.
-pub struct McpGateway {
+/// An initialized MCP session with one tool server.
+pub struct McpClient {
     service: RunningService<RoleClient, ()>,
 }
 
-impl McpGateway {
+impl McpClient {
     pub async fn connect(url: &str, auth: Arc<Authenticator>) -> Result<Self, McpError> {
         let http = reqwest::Client::builder().build().map_err(|e| McpError::Connect {
             url: url.to_owned(),

@@ -1,23 +1,28 @@
-//! Tools the model can call, served by an MCP gateway (AgentCore Gateway or any
-//! streamable-HTTP MCP server): discovery, name mapping, and bounded, timed calls whose
-//! failures become results the model can talk about.
+//! Tools the model can call, served by MCP tool servers (AgentCore Gateways or any
+//! streamable-HTTP MCP server): discovery per server ([`server`]), composition of every
+//! reachable server's tools under names unique across them ([`names`]), and bounded, timed
+//! calls routed to the server that offers the tool, whose failures become results the model can
+//! talk about. A server that cannot be reached only takes its own tools away.
 
 mod auth;
+mod loader;
 mod mcp;
 mod names;
+mod server;
+
+pub use loader::load;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use crate::metrics::{Metrics, ToolLabels, ToolNameLabels};
 use crate::model::ToolSpec;
-use auth::Authenticator;
-use mcp::McpGateway;
-use voice_config::GatewayConfig;
+use server::Connected;
 
 /// How a call ended (the `outcome` label of the tool metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,17 +73,37 @@ impl ToolOutcome {
     }
 }
 
-struct Tool {
-    model_name: String,
-    gateway_name: String,
+/// One configured server as the toolbox knows it.
+struct ServerEntry {
+    name: String,
+    /// `None` while the server cannot be reached: its tools are absent.
+    connected: Option<Arc<Connected>>,
+    call_timeout: Duration,
+    max_concurrent_calls: usize,
 }
 
-/// The gateway's tools, ready to be offered to sessions and called.
+struct Tool {
+    model_name: String,
+    /// The name the server knows the tool by.
+    server_tool_name: String,
+    /// Index into [`Toolbox::servers`].
+    server: usize,
+}
+
+/// What one server contributes, for status reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerReport {
+    pub name: String,
+    pub reachable: bool,
+    /// The model-facing names of the tools it offers.
+    pub tools: Vec<String>,
+}
+
+/// Every reachable server's tools, ready to be offered to sessions and called.
 pub struct Toolbox {
-    gateway: McpGateway,
+    servers: Vec<ServerEntry>,
     tools: Vec<Tool>,
     specs: Arc<[ToolSpec]>,
-    call_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -88,59 +113,67 @@ pub enum ToolError {
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
     Mcp(#[from] mcp::McpError),
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
 }
 
+/// One session's share of each server: the calls it may run on it at once.
+pub struct CallSlots(Vec<Arc<Semaphore>>);
+
 impl Toolbox {
-    /// Connects to the gateway and discovers its tools. Tools the allow-list excludes are left
-    /// out; tools whose names the model would refuse are reported here, once, and left out.
-    pub async fn load(config: &GatewayConfig, metrics: Arc<Metrics>) -> Result<Self, ToolError> {
-        let auth = Arc::new(Authenticator::new(&config.auth).await?);
-        let gateway = McpGateway::connect(&config.url, auth).await?;
-        let listed = gateway.list_tools().await?;
-        let allowed: Vec<_> = listed
+    /// The toolbox of the servers as they are now. Names are made unique across servers
+    /// ([`names::resolve`]); tools whose names the model would refuse are reported and left out.
+    fn compose(servers: Vec<ServerEntry>, metrics: Arc<Metrics>) -> Self {
+        let listed: Vec<(&str, Vec<&str>)> = servers
             .iter()
-            .filter(|t| names::allowed(&config.allowed_tools, &t.name))
+            .map(|s| {
+                let names = s
+                    .connected
+                    .as_ref()
+                    .map(|c| c.tools.iter().map(|t| t.name.as_ref()).collect())
+                    .unwrap_or_default();
+                (s.name.as_str(), names)
+            })
             .collect();
-        let gateway_names: Vec<&str> = allowed.iter().map(|t| t.name.as_ref()).collect();
+        let resolved = names::resolve(&listed);
         let mut tools = Vec::new();
         let mut specs = Vec::new();
-        for (tool, model_name) in allowed.iter().zip(names::model_names(&gateway_names)) {
-            if let Some(problem) = names::model_name_problem(&model_name) {
-                warn!(tool = %tool.name, problem, "tool skipped: the model would refuse its name");
-                continue;
+        for (index, (server, model_names)) in servers.iter().zip(resolved).enumerate() {
+            let Some(connected) = &server.connected else { continue };
+            for (tool, model_name) in connected.tools.iter().zip(model_names) {
+                let Some(model_name) = model_name else {
+                    warn!(server = %server.name, tool = %tool.name, "tool skipped: an earlier server offers a tool of the same name");
+                    continue;
+                };
+                if let Some(problem) = names::model_name_problem(&model_name) {
+                    warn!(server = %server.name, tool = %tool.name, problem, "tool skipped: the model would refuse its name");
+                    continue;
+                }
+                specs.push(ToolSpec {
+                    name: model_name.clone(),
+                    description: tool.description.as_deref().unwrap_or(&model_name).to_owned(),
+                    input_schema: Value::Object((*tool.input_schema).clone()),
+                });
+                tools.push(Tool {
+                    model_name,
+                    server_tool_name: tool.name.to_string(),
+                    server: index,
+                });
             }
-            specs.push(ToolSpec {
-                name: model_name.clone(),
-                description: tool.description.as_deref().unwrap_or(&model_name).to_owned(),
-                input_schema: Value::Object((*tool.input_schema).clone()),
-            });
-            tools.push(Tool {
-                model_name,
-                gateway_name: tool.name.to_string(),
-            });
         }
-        for wanted in &config.allowed_tools {
-            if !listed
-                .iter()
-                .any(|t| names::allowed(std::slice::from_ref(wanted), &t.name))
-            {
-                warn!(tool = %wanted, "allowed tool not offered by the gateway");
-            }
-        }
-        info!(
-            url = %config.url,
-            listed = listed.len(),
-            offered = tools.len(),
-            tools = ?tools.iter().map(|t| t.model_name.as_str()).collect::<Vec<_>>(),
-            "tools loaded from the gateway"
-        );
-        Ok(Self {
-            gateway,
+        let toolbox = Self {
+            servers,
             tools,
             specs: specs.into(),
-            call_timeout: config.call_timeout,
             metrics,
-        })
+        };
+        info!(
+            offered = toolbox.tools.len(),
+            tools = ?toolbox.tools.iter().map(|t| t.model_name.as_str()).collect::<Vec<_>>(),
+            unreachable = ?toolbox.unreachable(),
+            "tools offered to the model"
+        );
+        toolbox
     }
 
     /// The tools as offered to the model.
@@ -148,12 +181,63 @@ impl Toolbox {
         self.specs.clone()
     }
 
-    pub fn call_timeout(&self) -> Duration {
-        self.call_timeout
+    /// The longest a call of the named tool may take: its server's call timeout (the longest
+    /// of any server for a tool no server offers, which fails at once anyway).
+    pub fn call_timeout(&self, model_name: &str) -> Duration {
+        match self.tool(model_name) {
+            Some(tool) => self.servers[tool.server].call_timeout,
+            None => self
+                .servers
+                .iter()
+                .map(|s| s.call_timeout)
+                .max()
+                .unwrap_or(Duration::ZERO),
+        }
     }
 
-    /// Calls a tool by its model-facing name. Never fails: every problem becomes an error
-    /// result the model can speak about.
+    /// A new session's share of each server's calls.
+    pub fn call_slots(&self) -> CallSlots {
+        CallSlots(
+            self.servers
+                .iter()
+                .map(|s| Arc::new(Semaphore::new(s.max_concurrent_calls.max(1))))
+                .collect(),
+        )
+    }
+
+    /// What each server contributes, in configuration order.
+    pub fn servers(&self) -> Vec<ServerReport> {
+        self.servers
+            .iter()
+            .enumerate()
+            .map(|(index, server)| ServerReport {
+                name: server.name.clone(),
+                reachable: server.connected.is_some(),
+                tools: self
+                    .tools
+                    .iter()
+                    .filter(|t| t.server == index)
+                    .map(|t| t.model_name.clone())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Names of the servers that could not be reached at their last attempt.
+    pub fn unreachable(&self) -> Vec<&str> {
+        self.servers
+            .iter()
+            .filter(|s| s.connected.is_none())
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    fn tool(&self, model_name: &str) -> Option<&Tool> {
+        self.tools.iter().find(|t| t.model_name == model_name)
+    }
+
+    /// Calls a tool by its model-facing name, on the server that offers it. Never fails: every
+    /// problem becomes an error result the model can speak about.
     /// `meta` goes with the request as MCP `_meta` (the caller's metadata).
     pub async fn call(
         &self,
@@ -162,9 +246,12 @@ impl Toolbox {
         meta: Option<&serde_json::Map<String, Value>>,
     ) -> ToolOutcome {
         let started = Instant::now();
-        let outcome = match self.tools.iter().find(|t| t.model_name == model_name) {
+        let found = self
+            .tool(model_name)
+            .and_then(|tool| Some((tool, self.servers[tool.server].connected.as_ref()?)));
+        let outcome = match found {
             None => ToolOutcome::failure(Outcome::Unknown, format!("there is no tool named {model_name:?}")),
-            Some(tool) => {
+            Some((tool, connected)) => {
                 let arguments = match input {
                     Value::Object(map) => map,
                     Value::Null => Default::default(),
@@ -174,9 +261,10 @@ impl Toolbox {
                         map
                     }
                 };
+                let timeout = self.servers[tool.server].call_timeout;
                 match tokio::time::timeout(
-                    self.call_timeout,
-                    self.gateway.call(&tool.gateway_name, arguments, meta.cloned()),
+                    timeout,
+                    connected.client.call(&tool.server_tool_name, arguments, meta.cloned()),
                 )
                 .await
                 {
@@ -189,7 +277,7 @@ impl Toolbox {
                         Outcome::Timeout,
                         format!(
                             "the tool {model_name} did not answer within {}",
-                            humantime::format_duration(self.call_timeout)
+                            humantime::format_duration(timeout)
                         ),
                     ),
                 }
@@ -199,11 +287,11 @@ impl Toolbox {
         outcome
     }
 
-    /// Counts a call (also those refused before reaching the gateway).
+    /// Counts a call (also those refused before reaching the server).
     pub fn record(&self, model_name: &str, outcome: Outcome, took: Duration) {
         // Names outside the offered set collapse to one label, so a model inventing names
         // cannot grow the series.
-        let tool = if self.tools.iter().any(|t| t.model_name == model_name) {
+        let tool = if self.tool(model_name).is_some() {
             model_name
         } else {
             "unknown"
@@ -219,6 +307,15 @@ impl Toolbox {
             })
             .observe(took.as_secs_f64());
         self.metrics.tool_calls.get_or_create(&labels).inc();
+    }
+}
+
+impl CallSlots {
+    /// Waits for a free slot on the server that offers `model_name`. A tool no server offers
+    /// needs none (its call fails at once).
+    pub async fn acquire(&self, toolbox: &Toolbox, model_name: &str) -> Option<OwnedSemaphorePermit> {
+        let slots = self.0.get(toolbox.tool(model_name)?.server)?.clone();
+        slots.acquire_owned().await.ok()
     }
 }
 

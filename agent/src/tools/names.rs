@@ -1,20 +1,19 @@
-//! Tool names between the gateway and the model. AgentCore Gateway names tools
+//! Tool names between the tool servers and the model. AgentCore Gateway names tools
 //! `<target>___<tool>`; the model sees the short name when it is unambiguous, and calls are
-//! mapped back to the gateway's name.
+//! mapped back to the server's name. Across servers the same rule applies one level up: a name
+//! two servers offer becomes `<server>___<name>` for each of them, so the model tells them
+//! apart and calls go to the right server.
 
 use std::collections::HashMap;
 
-/// AgentCore Gateway's separator between target and tool.
-const TARGET_SEPARATOR: &str = "___";
+use voice_config::TOOL_NAME_SEPARATOR as TARGET_SEPARATOR;
+
 /// Bedrock's limit on tool names.
 const MAX_NAME_LEN: usize = 64;
 
 /// The tool part of a gateway name (`weather___get_forecast` → `get_forecast`).
 pub fn short_name(gateway_name: &str) -> &str {
-    gateway_name
-        .rsplit_once(TARGET_SEPARATOR)
-        .map_or(gateway_name, |(_, tool)| tool)
-        .trim()
+    voice_config::short_tool_name(gateway_name)
 }
 
 /// Model-facing names for gateway tools: the short name unless two tools share it.
@@ -32,6 +31,42 @@ pub fn model_names(gateway_names: &[&str]) -> Vec<String> {
             } else {
                 (*name).to_owned()
             }
+        })
+        .collect()
+}
+
+/// Model-facing names for the tools of several servers (`(server name, its tool names)`, in
+/// configuration order): each server's [`model_names`], prefixed with the server's name where
+/// another server offers the same name. `None` for a tool left out because an earlier server
+/// already offers its (prefixed) name, which only a server naming its tools `<server>___<tool>`
+/// after another server can cause.
+pub fn resolve(servers: &[(&str, Vec<&str>)]) -> Vec<Vec<Option<String>>> {
+    let per_server: Vec<Vec<String>> = servers.iter().map(|(_, names)| model_names(names)).collect();
+    let mut offered_by: HashMap<&str, usize> = HashMap::new();
+    for names in &per_server {
+        let mut unique: Vec<&str> = names.iter().map(String::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        for name in unique {
+            *offered_by.entry(name).or_default() += 1;
+        }
+    }
+    let mut taken = std::collections::HashSet::new();
+    servers
+        .iter()
+        .zip(&per_server)
+        .map(|((server, _), names)| {
+            names
+                .iter()
+                .map(|name| {
+                    let resolved = if offered_by.get(name.as_str()).copied().unwrap_or(0) > 1 {
+                        format!("{server}{TARGET_SEPARATOR}{name}")
+                    } else {
+                        name.clone()
+                    };
+                    taken.insert(resolved.clone()).then_some(resolved)
+                })
+                .collect()
         })
         .collect()
 }
@@ -54,10 +89,7 @@ pub fn model_name_problem(name: &str) -> Option<String> {
 
 /// Whether a tool is allowed by an allow-list of short or full names (empty allows all).
 pub fn allowed(allow_list: &[String], gateway_name: &str) -> bool {
-    allow_list.is_empty()
-        || allow_list
-            .iter()
-            .any(|a| a == gateway_name || a == short_name(gateway_name))
+    voice_config::tool_allowed(allow_list, gateway_name)
 }
 
 #[cfg(test)]
@@ -75,6 +107,42 @@ mod tests {
     fn keeps_full_names_when_short_ones_collide() {
         let names = model_names(&["crm___lookup", "erp___lookup", "weather___forecast"]);
         assert_eq!(names, vec!["crm___lookup", "erp___lookup", "forecast"]);
+    }
+
+    #[test]
+    fn names_two_servers_share_are_prefixed_with_the_server() {
+        let resolved = resolve(&[
+            ("crm", vec!["lookup", "crm_only"]),
+            ("erp", vec!["billing___lookup", "erp_only"]),
+        ]);
+        assert_eq!(
+            resolved,
+            vec![
+                vec![Some("crm___lookup".to_owned()), Some("crm_only".to_owned())],
+                vec![Some("erp___lookup".to_owned()), Some("erp_only".to_owned())],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_name_already_taken_by_an_earlier_server_is_left_out() {
+        // Server a offers `x` and, confusingly, `b___x`; server b offers `x`. The shared `x`
+        // becomes `a___x` and `b___x`, and a's own `b___x` came first.
+        let resolved = resolve(&[("a", vec!["x", "b___x"]), ("b", vec!["x"])]);
+        assert_eq!(
+            resolved,
+            vec![vec![Some("a___x".to_owned()), Some("b___x".to_owned())], vec![None]]
+        );
+    }
+
+    #[test]
+    fn one_server_keeps_todays_names() {
+        let names = ["crm___lookup", "erp___lookup", "weather___forecast"];
+        let resolved = resolve(&[("gateway", names.to_vec())]);
+        assert_eq!(
+            resolved[0],
+            model_names(&names).into_iter().map(Some).collect::<Vec<_>>()
+        );
     }
 
     #[test]

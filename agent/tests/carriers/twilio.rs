@@ -1,7 +1,9 @@
 //! Twilio's side of a call, from "Media Streams - WebSocket Messages" and "Webhooks security":
 //! a signed POST to the voice URL, then a bidirectional `<Connect><Stream>`: `connected`,
 //! `start`, `media` every 20 ms (base64 μ-law 8 kHz), `dtmf`, `mark` echoes for marks the
-//! server sent once their audio has played, and `stop`.
+//! server sent once their audio has played (and, after a `clear`, for every mark still
+//! pending), and `stop`. Tests echo marks themselves, to play a line as fast or slow as they
+//! need.
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;

@@ -518,12 +518,19 @@ pub const SIGV4_SECRET: &str = "voice-test-secret-key";
 
 impl McpServer {
     pub fn start(json_response: bool) -> Self {
+        Self::start_with(json_response, "gateway")
+    }
+
+    /// The server with another set of tools (`tests/mcp/tool_server.py --toolset`).
+    pub fn start_with(json_response: bool, toolset: &str) -> Self {
         let python = std::env::var("VOICE_AGENTS_TEST_PYTHON").unwrap_or_else(|_| {
             panic!("VOICE_AGENTS_TEST_PYTHON is not set: run the tests with `make test` (or `make test-deps` and export it)")
         });
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp/tool_server.py");
         let mut command = Command::new(python);
-        command.arg(script).args(["--sigv4-secret", SIGV4_SECRET]);
+        command
+            .arg(script)
+            .args(["--sigv4-secret", SIGV4_SECRET, "--toolset", toolset]);
         if json_response {
             command.arg("--json-response");
         }

@@ -12,6 +12,7 @@ mod schema;
 mod security;
 mod session;
 mod status;
+mod telephony;
 mod tools;
 mod workload;
 
@@ -33,8 +34,12 @@ pub use session::{
     MetadataSpec, PromptVariableSpec, RedisSpec, ResumeSpec, ResumeStoreKind, SessionSettingsSpec, SessionSpec,
     WebSocketSpec,
 };
-pub use status::{ACCEPTED, ConditionStatus, READY, VoiceAgentStatus};
-pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec};
+pub use status::{ACCEPTED, ConditionStatus, DiscoveredTools, READY, TOOL_SERVERS_REACHABLE, VoiceAgentStatus};
+pub use telephony::{
+    TELNYX_PATH, TWILIO_PATH, TelephonySpec, TelephonyStatus, TelnyxSpec, TwilioSpec, VONAGE_PATH, VoiceWebhook,
+    VonageSpec, VonageWebhooks,
+};
+pub use tools::{ToolGatewayAuth, ToolGatewayAuthType, ToolGatewaySpec, ToolServerSpec};
 pub use workload::{ImagePullPolicy, PodOverrides, PrometheusTrigger, SESSIONS_METRIC, ScalingMode, ScalingSpec};
 
 /// API group of the VoiceAgent resource.
@@ -101,9 +106,17 @@ pub const VERSION: &str = "v1alpha1";
         .message("metadata.name must be a DNS label: at most 63 lowercase letters, digits and '-', starting with a letter (it names the agent's Service)")
 )]
 #[x_kube(
+    validation = Rule::new("!(has(self.gateway) && has(self.toolServers))")
+        .message("set either gateway (one server) or toolServers (a list), not both")
+        .reason(Reason::FieldValueForbidden),
     validation = Rule::new("!(has(self.replicas) && has(self.scaling))")
         .message("set either replicas or scaling, not both")
         .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.telephony) || has(self.telephony.publicUrl) || (has(self.expose) && (has(self.expose.ingress) || (has(self.expose.gateway) && has(self.expose.gateway.hostnames) && size(self.expose.gateway.hostnames) > 0)))")
+        .message("telephony needs an address carriers can reach: set expose.ingress, expose.gateway with hostnames, or telephony.publicUrl")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.telephony) || has(self.telephony.publicUrl) || !has(self.expose) || (has(self.expose.ingress) ? has(self.expose.ingress.tls) : (!has(self.expose.gateway) || self.expose.gateway.tls))")
+        .message("telephony needs TLS: carriers connect only to https:// webhooks and wss:// streams; set expose.ingress.tls (or expose.gateway.tls), or telephony.publicUrl"),
     validation = Rule::new("!has(self.scaling) || !has(self.scaling.targetSessionsPerReplica) || !has(self.session) || !has(self.session.maxSessionsPerReplica) || self.scaling.targetSessionsPerReplica <= self.session.maxSessionsPerReplica")
         .message("scaling.targetSessionsPerReplica must not exceed session.maxSessionsPerReplica")
 )]
@@ -119,9 +132,18 @@ pub struct VoiceAgentSpec {
     pub prompt: Option<PromptSpec>,
 
     /// The MCP tool gateway (an AgentCore Gateway or any MCP server) whose tools the model may
-    /// call. Without it the model has no tools.
+    /// call: the shorthand for `toolServers` with one server named `gateway`. Not with
+    /// `toolServers`. Without either the model has no tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<ToolGatewaySpec>,
+
+    /// MCP servers (AgentCore Gateways or any MCP server) whose tools the model may call, each
+    /// named, with its own URL, authentication, allowed tools and limits. A tool name two
+    /// servers offer is given to the model as `<server>___<tool>`. Not with `gateway`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub tool_servers: Vec<ToolServerSpec>,
 
     /// How callers authenticate when they open a session, which browser origins may connect,
     /// and how many sessions one caller may hold. Defaults to no authentication.
@@ -196,6 +218,13 @@ pub struct VoiceAgentSpec {
     /// and optionally egress is limited too. Unset: no NetworkPolicy is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+
+    /// Phone calls through carriers' media streams (Twilio, Telnyx, Vonage): which carriers,
+    /// the Secrets holding their credentials, the greeting and a fallback number. The carriers'
+    /// paths are exposed with the WebSocket path, and `status.telephony` lists the webhook URLs
+    /// to enter in each carrier's console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephony: Option<TelephonySpec>,
 }
 
 /// `apiVersion` of VoiceAgent objects.

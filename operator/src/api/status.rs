@@ -4,9 +4,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use super::TelephonyStatus;
+
 /// Condition types.
 pub const ACCEPTED: &str = "Accepted";
 pub const READY: &str = "Ready";
+/// Present when the spec names tool servers: whether the operator could list each one's tools.
+pub const TOOL_SERVERS_REACHABLE: &str = "ToolServersReachable";
 
 /// Observed state of a VoiceAgent.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -27,6 +31,10 @@ pub struct VoiceAgentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 
+    /// The webhook URLs to enter in each enabled carrier's console (with `spec.telephony`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephony: Option<TelephonyStatus>,
+
     /// Agent pods (all revisions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
@@ -38,6 +46,24 @@ pub struct VoiceAgentStatus {
     /// Label selector of the agent pods (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+
+    /// The tools each tool server offered when the operator last listed them (MCP
+    /// `tools/list`, after the server's `allowedTools`), by server. A server that could not be
+    /// reached, or whose SigV4 authentication only the agent can perform, has no entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["server".into()]))]
+    pub discovered_tools: Vec<DiscoveredTools>,
+}
+
+/// The tools one server offered.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredTools {
+    /// The server's name (`gateway` for `spec.gateway`).
+    pub server: String,
+    /// Tool names as the server gives them.
+    #[serde(default)]
+    pub tools: Vec<String>,
 }
 
 impl VoiceAgentStatus {

@@ -1,5 +1,6 @@
-//! `spec.gateway`: the MCP server (an AgentCore Gateway or any MCP server speaking streamable
-//! HTTP) whose tools the model may call. Defaults come from the agent's configuration type.
+//! `spec.toolServers` (and its one-server shorthand `spec.gateway`): the MCP servers (AgentCore
+//! Gateways or any MCP server speaking streamable HTTP) whose tools the model may call. Defaults
+//! come from the agent's configuration type.
 
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -7,6 +8,20 @@ use serde::{Deserialize, Serialize};
 use voice_config::GatewayConfig;
 
 use super::{Duration, KeyRef};
+
+/// One named MCP server of `toolServers`: the settings of `gateway`, plus a name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolServerSpec {
+    /// Names the server in status, metrics and, when two servers offer a tool of the same
+    /// name, in the tool's name (`<server>___<tool>`): lowercase letters, digits and '-',
+    /// starting with a letter, at most 32 characters. Unique within the list.
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+
+    #[serde(flatten)]
+    pub server: ToolGatewaySpec,
+}
 
 /// Where tools come from and how they are called.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -42,9 +57,9 @@ pub struct ToolGatewaySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(
     validation = Rule::new("(self.type == 'Bearer') == has(self.tokenSecretRef)")
-        .message("gateway.auth.tokenSecretRef is required with type Bearer and only used with it"),
+        .message("auth.tokenSecretRef is required with type Bearer and only used with it"),
     validation = Rule::new("self.type == 'SigV4' || (!has(self.region) && !has(self.service))")
-        .message("gateway.auth.region and gateway.auth.service are only used with type SigV4")
+        .message("auth.region and auth.service are only used with type SigV4")
         .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]

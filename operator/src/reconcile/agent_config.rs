@@ -10,16 +10,18 @@ use voice_config::{
     AgentConfig, AuthConfig, AuthMode as AgentAuthMode, DEFAULT_SIGV4_SERVICE,
     EndpointingSensitivity as AgentSensitivity, GatewayAuth, GatewayConfig, JwtConfig, LimitsConfig, MetadataConfig,
     ModelConfig, NovaSonicConfig, PromptConfig, PromptVariable, RedisConfig, ResumeConfig, ResumeStore, SessionConfig,
-    SessionSettingsConfig, SimulatedMode as AgentMode, SimulatedModelConfig, WebSocketConfig, default_key_prefix,
-    default_timeout,
+    SessionSettingsConfig, SimulatedMode as AgentMode, SimulatedModelConfig, TelephonyConfig, TelnyxConfig,
+    TwilioConfig, VonageConfig, WebSocketConfig, default_key_prefix, default_timeout,
 };
 
 use super::mounts::{
-    CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, PROMPT, REDIS_CA, REDIS_PASSWORD, REDIS_USERNAME, RESUME_KEY,
+    CALLER_TOKENS, GATEWAY_TOKEN, JWKS_CA, MODEL_CA, Mount, PROMPT, REDIS_CA, REDIS_PASSWORD, REDIS_USERNAME,
+    RESUME_KEY, TELNYX_PUBLIC_KEY, TELNYX_STREAM_SECRET, TWILIO_AUTH_TOKEN, VONAGE_SIGNATURE_SECRET,
+    tool_server_token_path,
 };
 use crate::api::{
     AuthMode, AuthSpec, EndpointingSensitivity, LimitsSpec, ModelProvider, ResumeStoreKind, SessionSettingsSpec,
-    SimulatedMode, SimulatedSpec, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
+    SimulatedMode, SimulatedSpec, TelephonySpec, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
 };
 
 /// Port of the agent's single listener (WebSocket, probes and metrics).
@@ -101,7 +103,16 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
         session,
         session_settings,
         websocket,
-        gateway: spec.gateway.as_ref().map(|g| gateway(g, spec)).transpose()?,
+        gateway: spec
+            .gateway
+            .as_ref()
+            .map(|g| tool_server(g, GATEWAY_TOKEN.path_in(spec)))
+            .transpose()?,
+        tool_servers: spec
+            .tool_servers
+            .iter()
+            .map(|s| Ok(tool_server(&s.server, tool_server_token_path(spec, &s.name))?.named(&s.name)))
+            .collect::<Result<_, OutOfRange>>()?,
         auth: spec
             .auth
             .as_ref()
@@ -109,17 +120,19 @@ pub fn agent_config(name: &str, spec: &VoiceAgentSpec) -> Result<AgentConfig, Ou
             .transpose()?
             .unwrap_or_default(),
         limits: limits(&spec.limits)?,
+        telephony: spec.telephony.as_ref().map(|t| telephony(t, spec)).transpose()?,
         // TLS ends at the ingress or gateway; sections the VoiceAgent does not cover keep the
         // agent's defaults, so the agent gaining a field does not break the operator.
         ..AgentConfig::default()
     })
 }
 
-fn gateway(spec: &ToolGatewaySpec, whole: &VoiceAgentSpec) -> Result<GatewayConfig, OutOfRange> {
+/// One tool server's settings; `token_file` is where its bearer token is mounted, if it is.
+fn tool_server(spec: &ToolGatewaySpec, token_file: Option<std::path::PathBuf>) -> Result<GatewayConfig, OutOfRange> {
     let auth = match spec.auth.type_ {
         ToolGatewayAuthType::None => GatewayAuth::None,
         ToolGatewayAuthType::Bearer => GatewayAuth::Bearer {
-            token_file: GATEWAY_TOKEN.path_in(whole),
+            token_file,
             token_env: None,
         },
         ToolGatewayAuthType::SigV4 => GatewayAuth::SigV4 {
@@ -132,6 +145,7 @@ fn gateway(spec: &ToolGatewaySpec, whole: &VoiceAgentSpec) -> Result<GatewayConf
         },
     };
     Ok(GatewayConfig {
+        name: voice_config::GATEWAY_SERVER_NAME.into(),
         url: spec.url.clone(),
         auth,
         allowed_tools: spec.allowed_tools.clone(),
@@ -185,6 +199,50 @@ fn limits(spec: &LimitsSpec) -> Result<LimitsConfig, OutOfRange> {
         audio_burst: spec.audio_burst.into(),
         max_json_bytes: size("limits.maxJsonBytes", spec.max_json_bytes)?,
         max_json_depth: size("limits.maxJsonDepth", i64::from(spec.max_json_depth))?,
+    })
+}
+
+/// The base URL carriers reach the agent at (`https://host`): `telephony.publicUrl`, else the
+/// exposed host, with `https://` when exposed with TLS. `None` when the agent is not exposed.
+pub fn telephony_base_url(spec: &VoiceAgentSpec) -> Option<String> {
+    if let Some(url) = spec.telephony.as_ref().and_then(|t| t.public_url.clone()) {
+        return Some(url);
+    }
+    let expose = spec.expose.as_ref()?;
+    let (host, tls) = match (&expose.ingress, &expose.gateway) {
+        (Some(ingress), _) => (&ingress.host, ingress.tls.is_some()),
+        (None, Some(route)) => (route.hostnames.first()?, route.tls),
+        (None, None) => return None,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
+}
+
+fn telephony(spec: &TelephonySpec, whole: &VoiceAgentSpec) -> Result<TelephonyConfig, OutOfRange> {
+    // The table mounts each carrier's files whenever the carrier is enabled.
+    let file = |mount: &Mount| mount.path();
+    Ok(TelephonyConfig {
+        public_url: telephony_base_url(whole),
+        signature_tolerance: spec.signature_tolerance.into(),
+        fallback_number: spec.fallback_number.clone(),
+        greeting: spec.greeting.clone(),
+        twilio: spec.twilio.as_ref().map(|_| TwilioConfig {
+            auth_token_file: file(&TWILIO_AUTH_TOKEN),
+        }),
+        telnyx: spec.telnyx.as_ref().map(|_| TelnyxConfig {
+            public_key_file: file(&TELNYX_PUBLIC_KEY),
+            stream_secret_file: file(&TELNYX_STREAM_SECRET),
+        }),
+        vonage: spec
+            .vonage
+            .as_ref()
+            .map(|v| {
+                Ok::<_, OutOfRange>(VonageConfig {
+                    signature_secret_file: file(&VONAGE_SIGNATURE_SECRET),
+                    sample_rate: non_negative("telephony.vonage.sampleRate", v.sample_rate)?,
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -379,9 +437,9 @@ session:
         assert_eq!(redis.key_prefix, "support:");
         assert_eq!(resume.encryption_key_file, RESUME_KEY.path_in(&spec));
         config.validate().expect("the agent accepts it");
-        let mounted: Vec<&str> = super::super::mounts::mounted_files(&spec)
+        let mounted: Vec<String> = super::super::mounts::mounted_files(&spec)
             .iter()
-            .map(|f| f.mount.volume)
+            .map(|f| f.volume.clone())
             .collect();
         assert_eq!(mounted, ["resume-key", "redis-ca", "redis-password"]);
         // Without resume settings the file keeps the agent's defaults (and its old checksum).

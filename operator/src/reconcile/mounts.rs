@@ -5,12 +5,16 @@
 //! ([`super::build::build_deployment`]), the file paths in the rendered agent configuration
 //! ([`super::agent_config`]) and the rollout checksum (re-read files stay out of it).
 //!
-//! A new mounted value is one entry here (and the field that points the agent at it).
+//! A new mounted value is one entry here (and the field that points the agent at it). The
+//! bearer tokens of `toolServers`, one per server, are the one list: each gets a volume and
+//! directory named after its server ([`tool_server_token_path`]).
 
 use std::path::PathBuf;
 
 use super::references::SourceKind;
-use crate::api::{AuthMode, KeyRef, ModelProvider, RedisSpec, ResumeStoreKind, ToolGatewayAuthType, VoiceAgentSpec};
+use crate::api::{
+    AuthMode, KeyRef, ModelProvider, RedisSpec, ResumeStoreKind, ToolGatewayAuthType, ToolGatewaySpec, VoiceAgentSpec,
+};
 
 /// One file the agent may read from a ConfigMap or Secret key.
 #[derive(Debug)]
@@ -85,7 +89,7 @@ pub static JWKS_CA: Mount = Mount {
     },
 };
 
-/// The bearer token the agent sends to its tool gateway.
+/// The bearer token the agent sends to its tool gateway (`gateway`, the one-server shorthand).
 pub static GATEWAY_TOKEN: Mount = Mount {
     volume: "gateway-token",
     dir: "/etc/voice-agent/gateway",
@@ -99,6 +103,32 @@ pub static GATEWAY_TOKEN: Mount = Mount {
         Some((SourceKind::Secret, gateway.auth.token_secret_ref.as_ref()?))
     },
 };
+
+/// Where the servers of `toolServers` have their token directories, one per server.
+pub const TOOL_SERVER_TOKENS_DIR: &str = "/etc/voice-agent/tool-servers";
+/// Volume names of the tool server tokens: this prefix and the server's name.
+const TOOL_SERVER_VOLUME_PREFIX: &str = "tool-server-";
+/// The token file in each tool server's directory.
+const TOOL_SERVER_TOKEN_FILE: &str = "token";
+
+/// The Secret key a tool server's bearer token comes from, if it uses one.
+pub fn bearer_token(server: &ToolGatewaySpec) -> Option<&KeyRef> {
+    (server.auth.type_ == ToolGatewayAuthType::Bearer)
+        .then_some(server.auth.token_secret_ref.as_ref())
+        .flatten()
+}
+
+/// The file the agent reads the bearer token of tool server `server` from (set in its
+/// configuration exactly when the server uses one).
+pub fn tool_server_token_path(spec: &VoiceAgentSpec, server: &str) -> Option<PathBuf> {
+    let entry = spec.tool_servers.iter().find(|s| s.name == server)?;
+    bearer_token(&entry.server)?;
+    Some(
+        PathBuf::from(TOOL_SERVER_TOKENS_DIR)
+            .join(server)
+            .join(TOOL_SERVER_TOKEN_FILE),
+    )
+}
 
 fn resume_redis(spec: &VoiceAgentSpec) -> Option<&RedisSpec> {
     let resume = spec.session.resume.as_ref()?;
@@ -146,8 +176,56 @@ pub static REDIS_PASSWORD: Mount = Mount {
     source: |spec| Some((SourceKind::Secret, resume_redis(spec)?.password_secret_ref.as_ref()?)),
 };
 
+/// Twilio's Auth Token (telephony.twilio).
+pub static TWILIO_AUTH_TOKEN: Mount = Mount {
+    volume: "twilio-auth-token",
+    dir: "/etc/voice-agent/twilio",
+    file: "auth-token",
+    reread: true,
+    source: |spec| {
+        let twilio = spec.telephony.as_ref()?.twilio.as_ref()?;
+        Some((SourceKind::Secret, &twilio.auth_token_secret_ref))
+    },
+};
+
+/// Telnyx's public key (telephony.telnyx).
+pub static TELNYX_PUBLIC_KEY: Mount = Mount {
+    volume: "telnyx-public-key",
+    dir: "/etc/voice-agent/telnyx-public-key",
+    file: "public-key",
+    reread: true,
+    source: |spec| {
+        let telnyx = spec.telephony.as_ref()?.telnyx.as_ref()?;
+        Some((SourceKind::Secret, &telnyx.public_key_secret_ref))
+    },
+};
+
+/// The secret the agent signs Telnyx stream URLs with (telephony.telnyx).
+pub static TELNYX_STREAM_SECRET: Mount = Mount {
+    volume: "telnyx-stream-secret",
+    dir: "/etc/voice-agent/telnyx-stream-secret",
+    file: "stream-secret",
+    reread: true,
+    source: |spec| {
+        let telnyx = spec.telephony.as_ref()?.telnyx.as_ref()?;
+        Some((SourceKind::Secret, &telnyx.stream_secret_ref))
+    },
+};
+
+/// Vonage's signature secret (telephony.vonage).
+pub static VONAGE_SIGNATURE_SECRET: Mount = Mount {
+    volume: "vonage-signature-secret",
+    dir: "/etc/voice-agent/vonage",
+    file: "signature-secret",
+    reread: true,
+    source: |spec| {
+        let vonage = spec.telephony.as_ref()?.vonage.as_ref()?;
+        Some((SourceKind::Secret, &vonage.signature_secret_ref))
+    },
+};
+
 /// Every mounted file, in the order of the pod's volumes.
-pub static MOUNTS: [&Mount; 9] = [
+pub static MOUNTS: [&Mount; 13] = [
     &PROMPT,
     &MODEL_CA,
     &CALLER_TOKENS,
@@ -157,6 +235,10 @@ pub static MOUNTS: [&Mount; 9] = [
     &REDIS_CA,
     &REDIS_USERNAME,
     &REDIS_PASSWORD,
+    &TWILIO_AUTH_TOKEN,
+    &TELNYX_PUBLIC_KEY,
+    &TELNYX_STREAM_SECRET,
+    &VONAGE_SIGNATURE_SECRET,
 ];
 
 impl Mount {
@@ -176,13 +258,27 @@ impl Mount {
     }
 }
 
-/// A table entry the spec fills: which key of which object becomes the file.
+/// A file the spec mounts: which key of which object becomes which file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountedFile {
-    pub mount: &'static Mount,
+    /// Name of the pod volume.
+    pub volume: String,
+    /// Directory the volume is mounted at.
+    pub dir: String,
+    /// The file's name in `dir`.
+    pub file: &'static str,
+    /// Whether the agent re-reads the file while running (see [`Mount::reread`]).
+    pub reread: bool,
     pub kind: SourceKind,
     pub source: String,
     pub key: String,
+}
+
+impl MountedFile {
+    /// Where the agent finds the file.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.dir).join(self.file)
+    }
 }
 
 impl PartialEq for Mount {
@@ -194,20 +290,34 @@ impl PartialEq for Mount {
 
 impl Eq for Mount {}
 
-/// Every file the spec mounts, in the table's order.
+/// Every file the spec mounts: the table's entries in order, then each tool server's token.
 pub fn mounted_files(spec: &VoiceAgentSpec) -> Vec<MountedFile> {
-    MOUNTS
-        .iter()
-        .filter_map(|&mount| {
-            let (kind, r) = mount.source(spec)?;
-            Some(MountedFile {
-                mount,
-                kind,
-                source: r.name.clone(),
-                key: r.key.clone(),
-            })
+    let table = MOUNTS.iter().filter_map(|&mount| {
+        let (kind, r) = mount.source(spec)?;
+        Some(MountedFile {
+            volume: mount.volume.into(),
+            dir: mount.dir.into(),
+            file: mount.file,
+            reread: mount.reread,
+            kind,
+            source: r.name.clone(),
+            key: r.key.clone(),
         })
-        .collect()
+    });
+    let tool_servers = spec.tool_servers.iter().filter_map(|server| {
+        let r = bearer_token(&server.server)?;
+        Some(MountedFile {
+            volume: format!("{TOOL_SERVER_VOLUME_PREFIX}{}", server.name),
+            dir: format!("{TOOL_SERVER_TOKENS_DIR}/{}", server.name),
+            file: TOOL_SERVER_TOKEN_FILE,
+            // Tokens are re-read on every request: a rotation rolls no pods.
+            reread: true,
+            kind: SourceKind::Secret,
+            source: r.name.clone(),
+            key: r.key.clone(),
+        })
+    });
+    table.chain(tool_servers).collect()
 }
 
 #[cfg(test)]
@@ -226,9 +336,19 @@ mod tests {
     }
 
     #[test]
-    fn only_token_files_are_reread() {
+    fn only_token_and_carrier_secret_files_are_reread() {
         let reread: Vec<&str> = MOUNTS.iter().filter(|m| m.reread).map(|m| m.volume).collect();
-        assert_eq!(reread, ["auth-tokens", "gateway-token"]);
+        assert_eq!(
+            reread,
+            [
+                "auth-tokens",
+                "gateway-token",
+                "twilio-auth-token",
+                "telnyx-public-key",
+                "telnyx-stream-secret",
+                "vonage-signature-secret"
+            ]
+        );
     }
 
     #[test]
@@ -245,6 +365,57 @@ gateway: {url: "https://g.example.com/mcp", auth: {type: SigV4, tokenSecretRef: 
     }
 
     #[test]
+    fn each_tool_server_token_gets_its_own_volume_and_directory() {
+        let s = spec(
+            r#"
+toolServers:
+  - {name: crm, url: "https://crm.example.com/mcp", auth: {type: Bearer, tokenSecretRef: {name: crm-token, key: token}}}
+  - {name: aws, url: "https://gw.example.com/mcp", auth: {type: SigV4}}
+  - {name: erp, url: "https://erp.example.com/mcp", auth: {type: Bearer, tokenSecretRef: {name: erp, key: t}}}
+"#,
+        );
+        let files: Vec<_> = mounted_files(&s)
+            .into_iter()
+            .map(|f| {
+                (
+                    f.volume.clone(),
+                    f.path().display().to_string(),
+                    f.source,
+                    f.key,
+                    f.reread,
+                )
+            })
+            .collect();
+        assert_eq!(
+            files,
+            [
+                (
+                    "tool-server-crm".to_owned(),
+                    "/etc/voice-agent/tool-servers/crm/token".to_owned(),
+                    "crm-token".to_owned(),
+                    "token".to_owned(),
+                    true
+                ),
+                (
+                    "tool-server-erp".to_owned(),
+                    "/etc/voice-agent/tool-servers/erp/token".to_owned(),
+                    "erp".to_owned(),
+                    "t".to_owned(),
+                    true
+                ),
+            ]
+        );
+        assert_eq!(
+            tool_server_token_path(&s, "crm").as_deref(),
+            Some(std::path::Path::new("/etc/voice-agent/tool-servers/crm/token"))
+        );
+        assert_eq!(tool_server_token_path(&s, "aws"), None);
+        // No table entry's volume or directory can clash with a server's.
+        assert!(MOUNTS.iter().all(|m| !m.volume.starts_with(TOOL_SERVER_VOLUME_PREFIX)
+            && !m.dir.starts_with(TOOL_SERVER_TOKENS_DIR)));
+    }
+
+    #[test]
     fn the_path_is_set_exactly_when_the_file_is_mounted() {
         let s = spec("prompt: {systemFrom: {configMapKeyRef: {name: prompts, key: p}}}");
         assert_eq!(
@@ -253,7 +424,8 @@ gateway: {url: "https://g.example.com/mcp", auth: {type: SigV4, tokenSecretRef: 
         );
         let files = mounted_files(&s);
         assert_eq!(files.len(), 1);
-        assert_eq!(files[0].mount, &PROMPT);
+        assert_eq!(files[0].volume, PROMPT.volume);
+        assert_eq!(files[0].path(), PROMPT.path());
         assert_eq!(
             (files[0].kind, files[0].source.as_str()),
             (SourceKind::ConfigMap, "prompts")

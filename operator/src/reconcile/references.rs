@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::mounts::MOUNTS;
+use super::mounts::mounted_files;
 use crate::api::VoiceAgentSpec;
 
 /// The two kinds of object a VoiceAgent may reference.
@@ -51,16 +51,14 @@ impl fmt::Display for Reference {
 /// Every ConfigMap and Secret the spec refers to, in a stable order.
 pub fn references(spec: &VoiceAgentSpec) -> BTreeSet<Reference> {
     let mut out = BTreeSet::new();
-    for mount in MOUNTS {
-        if let Some((kind, r)) = mount.source(spec) {
-            out.insert(Reference {
-                kind,
-                name: r.name.clone(),
-                key: Some(r.key.clone()),
-                optional: false,
-                reread: mount.reread,
-            });
-        }
+    for file in mounted_files(spec) {
+        out.insert(Reference {
+            kind: file.kind,
+            name: file.source,
+            key: Some(file.key),
+            optional: false,
+            reread: file.reread,
+        });
     }
     let Some(pod) = &spec.pod else {
         return out;

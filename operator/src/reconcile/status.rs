@@ -8,8 +8,12 @@ use serde_json::json;
 
 use super::Rejection;
 use super::build::MANAGER;
-use crate::api::{ACCEPTED, ConditionStatus, READY, VoiceAgent, VoiceAgentStatus};
+use crate::api::{
+    ACCEPTED, ConditionStatus, DiscoveredTools, READY, TOOL_SERVERS_REACHABLE, TelephonyStatus, VoiceAgent,
+    VoiceAgentStatus,
+};
 use crate::error::{Error, Result};
+use crate::tool_discovery::Listing;
 
 /// What the reconcile found, for the status.
 #[derive(Clone, Debug)]
@@ -23,7 +27,12 @@ pub struct Observation<'a> {
     pub conflicts: &'a [String],
     /// The URL, when the spec was accepted.
     pub url: Option<String>,
+    /// The carriers' webhook URLs, when the spec was accepted (`None` without telephony).
+    pub webhooks: Option<Option<TelephonyStatus>>,
     pub selector: String,
+    /// Each tool server's listing, in spec order; `None` when the servers were not looked at
+    /// (a rejected spec): the status keeps what it showed.
+    pub tool_servers: Option<&'a [(String, Listing)]>,
 }
 
 /// A condition's new value.
@@ -67,14 +76,98 @@ pub fn desired_status(
         }
     };
     let deployment_status = observation.deployment.and_then(|d| d.status.as_ref());
+    let mut conditions = vec![condition(ACCEPTED, accepted), condition(READY, ready)];
+    let discovered_tools = match observation.tool_servers {
+        Some(listings) => {
+            if !listings.is_empty() {
+                conditions.push(condition(TOOL_SERVERS_REACHABLE, reachability(listings)));
+            }
+            discovered(listings)
+        }
+        None => {
+            let previous = previous.map(|p| (p.condition(TOOL_SERVERS_REACHABLE), p.discovered_tools.clone()));
+            let (kept, tools) = previous.unwrap_or_default();
+            conditions.extend(kept.cloned());
+            tools
+        }
+    };
     VoiceAgentStatus {
         observed_generation: observation.generation,
-        conditions: vec![condition(ACCEPTED, accepted), condition(READY, ready)],
+        conditions,
+        discovered_tools,
         // After a rejection the last URL stays true while the last workload runs.
         url: observation.url.clone().or_else(|| previous.and_then(|p| p.url.clone())),
+        // Likewise the webhook URLs the carriers were given.
+        telephony: match &observation.webhooks {
+            Some(webhooks) => webhooks.clone(),
+            None => previous.and_then(|p| p.telephony.clone()),
+        },
         replicas: Some(deployment_status.and_then(|s| s.replicas).unwrap_or(0)),
         ready_replicas: Some(deployment_status.and_then(|s| s.ready_replicas).unwrap_or(0)),
         selector: Some(observation.selector.clone()),
+    }
+}
+
+/// The tools of each server that listed them.
+fn discovered(listings: &[(String, Listing)]) -> Vec<DiscoveredTools> {
+    listings
+        .iter()
+        .filter_map(|(server, listing)| match listing {
+            Listing::Tools(tools) => Some(DiscoveredTools {
+                server: server.clone(),
+                tools: tools.clone(),
+            }),
+            Listing::Unreachable(_) | Listing::NotListed => None,
+        })
+        .collect()
+}
+
+/// `ToolServersReachable`: false while any server cannot be asked for its tools.
+fn reachability(listings: &[(String, Listing)]) -> Verdict {
+    let unreachable: Vec<String> = listings
+        .iter()
+        .filter_map(|(server, listing)| match listing {
+            Listing::Unreachable(reason) => Some(format!("tool server {server:?} unreachable: {reason}")),
+            _ => None,
+        })
+        .collect();
+    let not_listed: Vec<&str> = listings
+        .iter()
+        .filter(|(_, listing)| *listing == Listing::NotListed)
+        .map(|(server, _)| server.as_str())
+        .collect();
+    let not_listed_note = if not_listed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; SigV4 servers are not listed by the operator: {}",
+            not_listed.join(", ")
+        )
+    };
+    if !unreachable.is_empty() {
+        Verdict {
+            status: ConditionStatus::False,
+            reason: "Unreachable",
+            message: format!(
+                "{}; agents offer the other servers' tools meanwhile{not_listed_note}",
+                unreachable.join("; ")
+            ),
+        }
+    } else if not_listed.len() == listings.len() {
+        Verdict {
+            status: ConditionStatus::Unknown,
+            reason: "NotListed",
+            message: format!(
+                "SigV4 servers are not listed by the operator: {}",
+                not_listed.join(", ")
+            ),
+        }
+    } else {
+        Verdict {
+            status: ConditionStatus::True,
+            reason: "Reachable",
+            message: format!("every tool server listed its tools{not_listed_note}"),
+        }
     }
 }
 

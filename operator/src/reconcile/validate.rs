@@ -18,8 +18,8 @@ use super::mounts::{MountedFile, mounted_files};
 use super::{RejectReason, Rejection, Settings};
 use crate::api::{
     AuthMode, GatewayImplementation, GatewayParentRef, ImagePullPolicy, IngressController, IngressTls,
-    NetworkPolicySpec, PodOverrides, RouteTimeouts, SESSIONS_METRIC, ScalingMode, ToolGatewayAuthType, VoiceAgent,
-    VoiceAgentSpec,
+    NetworkPolicySpec, PodOverrides, RouteTimeouts, SESSIONS_METRIC, ScalingMode, TelephonyStatus, ToolGatewayAuthType,
+    VoiceAgent, VoiceAgentSpec,
 };
 
 /// Seconds the pod waits after it is marked terminating before the agent gets SIGTERM, so
@@ -58,6 +58,8 @@ pub struct ValidatedAgent {
     pub network_policy: Option<NetworkPolicySpec>,
     /// What clients connect to.
     pub url: String,
+    /// The webhook URLs for the carriers' consoles (with `spec.telephony`).
+    pub webhooks: Option<TelephonyStatus>,
 }
 
 /// How many pods run.
@@ -114,6 +116,8 @@ pub struct ValidatedIngress {
     pub controller: IngressController,
     pub host: String,
     pub path: String,
+    /// Every path prefix exposed: the WebSocket path, then the enabled carriers' paths.
+    pub paths: Vec<String>,
     pub tls: Option<IngressTls>,
     /// The user's annotations; they win over derived ones.
     pub annotations: BTreeMap<String, String>,
@@ -129,6 +133,8 @@ pub struct ValidatedRoute {
     pub parent_refs: Vec<GatewayParentRef>,
     pub hostnames: Vec<String>,
     pub path: String,
+    /// Every path prefix matched: the WebSocket path, then the enabled carriers' paths.
+    pub paths: Vec<String>,
     /// Whether clients use `wss://`.
     pub tls: bool,
     pub implementation: GatewayImplementation,
@@ -204,6 +210,7 @@ pub fn validate(
         controller,
         host: i.host.clone(),
         path: i.path.clone(),
+        paths: exposed_paths(&i.path, spec),
         tls: i.tls.clone(),
         annotations: i.annotations.clone(),
         proxy_timeout_secs: spec
@@ -217,6 +224,7 @@ pub fn validate(
         parent_refs: r.parent_refs.clone(),
         hostnames: r.hostnames.clone(),
         path: r.path.clone(),
+        paths: exposed_paths(&r.path, spec),
         tls: r.tls,
         implementation: r
             .implementation
@@ -234,6 +242,11 @@ pub fn validate(
             .saturating_add(PROXY_TIMEOUT_MARGIN_SECS),
     });
     let url = url(&name, &namespace, ingress.as_ref(), route.as_ref());
+    let webhooks = spec
+        .telephony
+        .as_ref()
+        .zip(agent_config::telephony_base_url(spec))
+        .map(|(t, base)| t.webhooks(&base));
 
     Ok(ValidatedAgent {
         checksum: checksum(&config_yaml, dereferenced),
@@ -254,6 +267,7 @@ pub fn validate(
         route,
         network_policy: spec.network_policy.clone(),
         url,
+        webhooks,
     })
 }
 
@@ -328,30 +342,71 @@ fn check_spec_rules(spec: &VoiceAgentSpec) -> Result<(), Rejection> {
             return fail("auth.jwt is required with mode Jwt and only used with it");
         }
     }
-    if let Some(g) = &spec.gateway {
+    if let Some(t) = &spec.telephony {
+        check_telephony_rules(spec, t)?;
+    }
+    if spec.gateway.is_some() && !spec.tool_servers.is_empty() {
+        return fail("set either gateway (one server) or toolServers (a list), not both");
+    }
+    let servers = spec.gateway.iter().map(|g| ("gateway".to_owned(), g)).chain(
+        spec.tool_servers
+            .iter()
+            .map(|s| (format!("toolServers[{}]", s.name), &s.server)),
+    );
+    for (at, g) in servers {
         if (g.auth.type_ == ToolGatewayAuthType::Bearer) != g.auth.token_secret_ref.is_some() {
-            return fail("gateway.auth.tokenSecretRef is required with type Bearer and only used with it");
+            return fail(&format!(
+                "{at}.auth.tokenSecretRef is required with type Bearer and only used with it"
+            ));
         }
         if g.auth.type_ != ToolGatewayAuthType::SigV4 && (g.auth.region.is_some() || g.auth.service.is_some()) {
-            return fail("gateway.auth.region and gateway.auth.service are only used with type SigV4");
+            return fail(&format!(
+                "{at}.auth.region and {at}.auth.service are only used with type SigV4"
+            ));
         }
     }
     Ok(())
 }
 
+/// The telephony section's CEL rules, again.
+fn check_telephony_rules(spec: &VoiceAgentSpec, t: &crate::api::TelephonySpec) -> Result<(), Rejection> {
+    let fail = |m: &str| Err(Rejection::invalid(m.to_owned()));
+    if t.twilio.is_none() && t.telnyx.is_none() && t.vonage.is_none() {
+        return fail("telephony needs at least one carrier: twilio, telnyx or vonage");
+    }
+    if t.fallback_number.is_some() && t.twilio.is_none() && t.telnyx.is_none() {
+        return fail(
+            "telephony.fallbackNumber is only used with twilio or telnyx (Vonage has no step after the stream)",
+        );
+    }
+    match agent_config::telephony_base_url(spec) {
+        None => fail(
+            "telephony needs an address carriers can reach: set expose.ingress, expose.gateway with hostnames, or telephony.publicUrl",
+        ),
+        Some(url) if !url.starts_with("https://") => fail(
+            "telephony needs TLS: carriers connect only to https:// webhooks and wss:// streams; set expose.ingress.tls (or expose.gateway.tls), or telephony.publicUrl",
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
 fn check_references(dereferenced: &Dereferenced) -> Result<(), Rejection> {
-    let missing: Vec<String> = dereferenced
+    let mut missing: Vec<String> = Vec::new();
+    for r in dereferenced
         .references
         .iter()
         .filter(|r| r.digest.is_none() && !r.reference.optional)
-        .map(|r| {
-            let (kind, name) = (r.reference.kind, &r.reference.name);
-            match (&r.reference.key, r.object_found) {
-                (Some(key), true) => format!("{kind} {name:?} has no key {key:?}"),
-                _ => format!("{kind} {name:?} not found"),
-            }
-        })
-        .collect();
+    {
+        let (kind, name) = (r.reference.kind, &r.reference.name);
+        let message = match (&r.reference.key, r.object_found) {
+            (Some(key), true) => format!("{kind} {name:?} has no key {key:?}"),
+            _ => format!("{kind} {name:?} not found"),
+        };
+        // Two keys of one absent object: one message.
+        if !missing.contains(&message) {
+            missing.push(message);
+        }
+    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -401,6 +456,18 @@ fn checksum(config_yaml: &str, dereferenced: &Dereferenced) -> String {
     hex(&hasher.finalize())
 }
 
+/// The WebSocket path, then each enabled carrier's path prefix (its media stream and webhooks),
+/// once each.
+fn exposed_paths(ws_path: &str, spec: &VoiceAgentSpec) -> Vec<String> {
+    let mut paths = vec![ws_path.to_owned()];
+    for path in spec.telephony.as_ref().map(|t| t.paths()).unwrap_or_default() {
+        if !paths.iter().any(|p| p == path) {
+            paths.push(path.to_owned());
+        }
+    }
+    paths
+}
+
 fn url(name: &str, namespace: &str, ingress: Option<&ValidatedIngress>, route: Option<&ValidatedRoute>) -> String {
     if let Some(i) = ingress {
         let scheme = if i.tls.is_some() { "wss" } else { "ws" };
@@ -439,5 +506,7 @@ impl Rejection {
     }
 }
 
+#[cfg(test)]
+mod telephony_tests;
 #[cfg(test)]
 mod tests;

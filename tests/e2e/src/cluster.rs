@@ -66,6 +66,15 @@ const ENV_UP_TIMEOUT: &str = "VOICE_AGENTS_E2E_UP_TIMEOUT";
 const ENV_KEEP_NAMESPACES: &str = "VOICE_AGENTS_E2E_KEEP_NAMESPACES";
 
 static SHARED: OnceCell<TestCluster> = OnceCell::const_new();
+static REAL_NODE: OnceCell<TestCluster> = OnceCell::const_new();
+
+/// The label of the real node (`VOICE_AGENTS_CLUSTER_REAL_NODE=1` in `tests/cluster/up`).
+pub const REAL_NODE_LABEL: (&str, &str) = ("voice-agents.dev/node", "real");
+/// The taint that keeps every pod but those that tolerate it off the real node.
+pub const REAL_NODE_TAINT: &str = "voice-agents.dev/real-node";
+/// The real node's address on the harness's bridge: pods reach the machine there, so servers a
+/// test runs for pods (a Bedrock fake, an MCP server) listen on it.
+pub const REAL_NODE_HOST_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 213, 0, 1);
 
 /// A running cluster: where its kubeconfig is and where its tools are.
 ///
@@ -95,10 +104,25 @@ impl TestCluster {
 
     /// The cluster shared by this test process, started on first use.
     pub async fn try_shared() -> anyhow::Result<&'static TestCluster> {
-        SHARED.get_or_try_init(Self::start_or_attach).await
+        SHARED.get_or_try_init(|| Self::start_or_attach(false)).await
     }
 
-    async fn start_or_attach() -> anyhow::Result<TestCluster> {
+    /// The cluster with the real node (kubelet, containerd, kube-proxy), started on first use:
+    /// a cluster of its own (`tests/cluster/up` with `VOICE_AGENTS_CLUSTER_REAL_NODE=1`), so the
+    /// kwok-only cluster of the other suites is left alone. With
+    /// `VOICE_AGENTS_E2E_KUBECONFIG` set, that cluster is used and must have a node labelled
+    /// [`REAL_NODE_LABEL`] and tainted [`REAL_NODE_TAINT`].
+    ///
+    /// # Panics
+    /// When the cluster cannot be started or reached; the message says why.
+    pub async fn real_node() -> &'static TestCluster {
+        match REAL_NODE.get_or_try_init(|| Self::start_or_attach(true)).await {
+            Ok(cluster) => cluster,
+            Err(err) => panic!("cannot get the test cluster with the real node: {err:#}"),
+        }
+    }
+
+    async fn start_or_attach(real_node: bool) -> anyhow::Result<TestCluster> {
         if let Some(path) = std::env::var_os(ENV_KUBECONFIG) {
             let bin_dir = std::env::var_os(ENV_BIN_DIR).map(PathBuf::from);
             return Self::from_kubeconfig(PathBuf::from(path), bin_dir, None);
@@ -114,6 +138,7 @@ impl TestCluster {
         // up prints its progress on stderr (left visible: a first build takes
         // minutes) and only `export` lines on stdout.
         let child = Command::new(&up)
+            .env("VOICE_AGENTS_CLUSTER_REAL_NODE", if real_node { "1" } else { "0" })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

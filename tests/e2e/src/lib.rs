@@ -2,12 +2,14 @@
 //! per module:
 //!
 //! * [`cluster`]: the local Kubernetes control plane and a namespace per test;
+//! * [`conversation`]: a WebSocket caller of the agent (connect, typed turns, close codes);
 //! * [`crds`]: the CRDs the suites install into it;
 //! * [`command`]: running `kubectl`, `helm` and the other tools, bounded;
 //! * [`workspace`]: the workspace root, the chart, the agent and operator binaries, test tools;
 //! * [`process`]: a binary under test as a child process with an HTTP endpoint;
 //! * [`http`]: a bare `GET` to such an endpoint;
 //! * [`metrics`]: reading what it serves on `/metrics`;
+//! * [`node`]: the real node's images and machine-side checks;
 //! * [`wait`]: bounded polling (`eventually`);
 //! * [`voiceagent`]: waiting on a VoiceAgent's status;
 //! * [`writes`]: counting a ServiceAccount's writes on the apiserver's side;
@@ -20,10 +22,13 @@
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod command;
+pub mod conversation;
 #[cfg(feature = "cluster")]
 pub mod crds;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "cluster")]
+pub mod node;
 pub mod process;
 pub mod traefik;
 #[cfg(feature = "cluster")]

@@ -30,6 +30,7 @@ pub fn chart() -> PathBuf {
 
 static AGENT: OnceCell<PathBuf> = OnceCell::const_new();
 static OPERATOR: OnceCell<PathBuf> = OnceCell::const_new();
+static FAKE_BEDROCK: OnceCell<PathBuf> = OnceCell::const_new();
 
 /// The `voice-agent` executable: `$VOICE_AGENT_BIN`, or built once per test process.
 pub async fn agent_binary() -> anyhow::Result<PathBuf> {
@@ -39,6 +40,12 @@ pub async fn agent_binary() -> anyhow::Result<PathBuf> {
 /// The `voice-operator` executable: `$VOICE_OPERATOR_BIN`, or built once per test process.
 pub async fn operator_binary() -> anyhow::Result<PathBuf> {
     binary(&OPERATOR, "VOICE_OPERATOR_BIN", "voice-operator").await
+}
+
+/// The `fake-bedrock` executable (the Bedrock-wire fake): `$FAKE_BEDROCK_BIN`, or built once per
+/// test process.
+pub async fn fake_bedrock_binary() -> anyhow::Result<PathBuf> {
+    binary(&FAKE_BEDROCK, "FAKE_BEDROCK_BIN", "fake-bedrock").await
 }
 
 async fn binary(built: &'static OnceCell<PathBuf>, variable: &str, package: &str) -> anyhow::Result<PathBuf> {

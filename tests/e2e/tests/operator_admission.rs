@@ -146,12 +146,32 @@ async fn invalid_specs_are_refused_with_clear_messages() {
         (
             "a",
             "gateway: {url: 'https://tools.example.com/mcp', auth: {type: Bearer}}",
-            "gateway.auth.tokenSecretRef is required with type Bearer",
+            "auth.tokenSecretRef is required with type Bearer",
         ),
         (
             "a",
             "gateway: {url: 'https://tools.example.com/mcp', auth: {service: bedrock-agentcore}}",
-            "gateway.auth.region and gateway.auth.service are only used with type SigV4",
+            "auth.region and auth.service are only used with type SigV4",
+        ),
+        (
+            "a",
+            "toolServers: [{name: crm, url: 'https://tools.example.com/mcp', auth: {type: Bearer}}]",
+            "spec.toolServers[0].auth",
+        ),
+        (
+            "a",
+            "gateway: {url: 'https://a.example.com/mcp'}\ntoolServers: [{name: b, url: 'https://b.example.com/mcp'}]",
+            "set either gateway (one server) or toolServers (a list), not both",
+        ),
+        (
+            "a",
+            "toolServers: [{name: b, url: 'https://a.example.com/mcp'}, {name: b, url: 'https://b.example.com/mcp'}]",
+            "Duplicate value",
+        ),
+        (
+            "a",
+            "toolServers: [{name: Bad_Name, url: 'https://a.example.com/mcp'}]",
+            "spec.toolServers[0].name",
         ),
         (
             "a",
@@ -179,6 +199,51 @@ async fn invalid_specs_are_refused_with_clear_messages() {
             "a",
             "networkPolicy: {ingressFrom: [{ipBlock: {}}]}",
             "spec.networkPolicy.ingressFrom[0].ipBlock.cidr",
+        ),
+        (
+            "a",
+            "expose: {ingress: {host: a.example.com, tls: {}}}\ntelephony: {}",
+            "telephony needs at least one carrier: twilio, telnyx or vonage",
+        ),
+        (
+            "a",
+            "telephony: {twilio: {authTokenSecretRef: {name: t, key: k}}}",
+            "telephony needs an address carriers can reach: set expose.ingress, expose.gateway with hostnames, or telephony.publicUrl",
+        ),
+        (
+            "a",
+            "expose: {ingress: {host: a.example.com}}\ntelephony: {twilio: {authTokenSecretRef: {name: t, key: k}}}",
+            "telephony needs TLS: carriers connect only to https:// webhooks and wss:// streams",
+        ),
+        (
+            "a",
+            "telephony: {publicUrl: 'http://a.example.com', twilio: {authTokenSecretRef: {name: t, key: k}}}",
+            "spec.telephony.publicUrl",
+        ),
+        (
+            "a",
+            "telephony: {publicUrl: 'https://a.example.com', fallbackNumber: '555-0100', twilio: {authTokenSecretRef: {name: t, key: k}}}",
+            "spec.telephony.fallbackNumber",
+        ),
+        (
+            "a",
+            "telephony: {publicUrl: 'https://a.example.com', fallbackNumber: '+15550100', vonage: {signatureSecretRef: {name: v, key: k}}}",
+            "telephony.fallbackNumber is only used with twilio or telnyx",
+        ),
+        (
+            "a",
+            "telephony: {publicUrl: 'https://a.example.com', vonage: {signatureSecretRef: {name: v, key: k}, sampleRate: 44100}}",
+            "telephony.vonage.sampleRate must be 8000 or 16000",
+        ),
+        (
+            "a",
+            "telephony: {publicUrl: 'https://a.example.com', signatureTolerance: 2h, twilio: {authTokenSecretRef: {name: t, key: k}}}",
+            "telephony.signatureTolerance must be between 10s and 1h",
+        ),
+        (
+            "a",
+            "telephony: {publicUrl: 'https://a.example.com', telnyx: {publicKeySecretRef: {name: t, key: k}}}",
+            "spec.telephony.telnyx.streamSecretRef: Required value",
         ),
         ("support.line", "{}", "metadata.name must be a DNS label"),
     ];

@@ -292,3 +292,298 @@ spec:
     env.wait_ready("mumble").await.expect("ready after the fix");
     assert!(operator.stop().await.expect("stops").success());
 }
+
+/// The tools each tool server offers, as the operator lists them itself: per server in
+/// `status.discoveredTools`, a server that cannot be reached as `ToolServersReachable=False`
+/// (the agent stays Ready), asked again at its refresh or retry interval rather than at every
+/// reconcile, and with no status write while nothing changes.
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn tool_servers_are_listed_in_status_and_an_unreachable_one_is_a_condition() {
+    use operator_support::mcp::McpServer;
+    use voice_operator::api::{DiscoveredTools, TOOL_SERVERS_REACHABLE};
+
+    let main = McpServer::start("gateway").await.expect("MCP server");
+    let crm = McpServer::start("crm").await.expect("second MCP server");
+    let env = OperatorEnv::new("op-tools").await.expect("test namespace");
+    let operator = env.start_operator(&[]).await.expect("operator starts");
+    const TOKEN: &str = "crm-token-you-must-not-log";
+    env.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: crm}}\nstringData: {{token: {TOKEN}}}\n"
+    ))
+    .await
+    .expect("secret");
+    let manifest = |third: &str| {
+        format!(
+            r#"apiVersion: voiceagent.dev/v1alpha1
+kind: VoiceAgent
+metadata: {{name: desk}}
+spec:
+  toolServers:
+    - name: main
+      url: {}
+      allowedTools: [get_weather, lookup___slow_lookup]
+    - name: crm
+      url: {}
+      auth: {{type: Bearer, tokenSecretRef: {{name: crm, key: token}}}}
+    - name: third
+      url: {third}
+"#,
+            main.url, crm.url
+        )
+    };
+    // Nothing listens on port 9 of loopback.
+    env.apply_yaml(&manifest("http://127.0.0.1:9/mcp"))
+        .await
+        .expect("apply");
+    env.wait_ready("desk")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    let unreachable = env
+        .wait_condition("desk", TOOL_SERVERS_REACHABLE, "False", "Unreachable")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    assert_eq!(
+        unreachable.message,
+        "tool server \"third\" unreachable: cannot connect and open an MCP session; agents offer the other servers' tools meanwhile"
+    );
+    let tools = |server: &str, tools: &[&str]| DiscoveredTools {
+        server: server.into(),
+        tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    let status = env.agents().get("desk").await.expect("get").status.unwrap_or_default();
+    assert_eq!(
+        status.discovered_tools,
+        [
+            tools("main", &["weather___get_weather", "lookup___slow_lookup"]),
+            tools("crm", &["crm___lookup_customer", "get_weather"]),
+        ]
+    );
+    // The bearer token came from the Secret, and was never logged.
+    let crm_requests = crm.requests().await.expect("requests");
+    assert!(!crm_requests.is_empty());
+    assert!(
+        crm_requests
+            .iter()
+            .all(|r| r["authorization"] == format!("Bearer {TOKEN}")),
+        "{crm_requests:?}"
+    );
+    assert!(!operator.log_tail(1000).contains(TOKEN), "the token was logged");
+    let deployment = env.ns.api::<Deployment>().get("desk").await.expect("deployment");
+    let pod = deployment.spec.and_then(|s| s.template.spec).expect("pod spec");
+    assert!(
+        pod.volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "tool-server-crm"
+                && v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("crm")),
+        "the token Secret is mounted"
+    );
+
+    // Reconciles keep coming (resync 3 s), but listings are reused: no new tools/list to the
+    // reachable servers, and no write while the unreachable one is retried.
+    let lists = |requests: Vec<serde_json::Value>| requests.iter().filter(|r| r["rpc"] == "tools/list").count();
+    let listed_before = lists(main.requests().await.expect("requests"));
+    let writes = env.operator_writes().await.expect("writes");
+    let reconciles = operator
+        .metric("voice_operator_reconciles_total")
+        .await
+        .expect("metrics");
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    assert!(
+        operator
+            .metric("voice_operator_reconciles_total")
+            .await
+            .expect("metrics")
+            >= reconciles + 3.0,
+        "the operator stopped reconciling"
+    );
+    assert_eq!(
+        lists(main.requests().await.expect("requests")),
+        listed_before,
+        "listed at every reconcile"
+    );
+    assert_eq!(
+        env.operator_writes().await.expect("writes"),
+        writes,
+        "writes in steady state"
+    );
+
+    // The third server answers (a new URL is asked at once): the condition clears.
+    let third = McpServer::start("crm").await.expect("third MCP server");
+    env.apply_yaml(&manifest(&third.url)).await.expect("apply");
+    env.wait_condition("desk", TOOL_SERVERS_REACHABLE, "True", "Reachable")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    let status = env.agents().get("desk").await.expect("get").status.unwrap_or_default();
+    assert_eq!(
+        status.discovered_tools.last(),
+        Some(&tools("third", &["crm___lookup_customer", "get_weather"]))
+    );
+    assert!(operator.stop().await.expect("stops").success());
+}
+
+const TWILIO_TOKEN: &str = "twilio-auth-token-never-logged";
+
+/// Phone calls: carrier Secrets are references like any other (Accepted=False while absent),
+/// mounted and re-read (rotating one rolls nothing), the carriers' paths are exposed, and the
+/// status lists the webhook URLs to enter in each carrier's console, without further writes.
+#[tokio::test]
+#[ignore = "needs the local cluster (tests/cluster/up)"]
+async fn telephony_secrets_paths_and_webhook_urls() {
+    let env = OperatorEnv::new("op-phones").await.expect("test namespace");
+    let operator = env
+        .start_operator(&[("--resync", "2s")])
+        .await
+        .expect("operator starts");
+    let phones = r#"apiVersion: voiceagent.dev/v1alpha1
+kind: VoiceAgent
+metadata: {name: phones}
+spec:
+  prompt: {system: You answer the phone.}
+  expose: {ingress: {className: nginx, host: phones.example.com, tls: {secretName: phones-tls}}}
+  telephony:
+    greeting: Greet the caller.
+    fallbackNumber: "+15550100"
+    twilio: {authTokenSecretRef: {name: twilio, key: auth-token}}
+    telnyx:
+      publicKeySecretRef: {name: telnyx, key: public-key}
+      streamSecretRef: {name: telnyx, key: stream-secret}
+"#;
+    let twilio_secret = |token: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: twilio}}\nstringData: {{auth-token: {token:?}}}\n")
+    };
+    let telnyx_secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: telnyx}\nstringData: {public-key: cHVibGlj, stream-secret: a-stream-secret-of-at-least-32-bytes}\n";
+
+    // 1. No Secrets yet: not accepted, both named once, no workload and no webhook URLs.
+    env.apply_yaml(phones).await.expect("apply");
+    let accepted = env
+        .wait_condition("phones", ACCEPTED, "False", "ReferenceNotFound")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    assert_eq!(
+        accepted.message,
+        r#"Secret "telnyx" not found; Secret "twilio" not found"#
+    );
+    let deployments: Api<Deployment> = env.ns.api();
+    assert!(deployments.get_opt("phones").await.expect("get").is_none());
+    let agent = env.agents().get("phones").await.expect("get");
+    assert_eq!(agent.status.and_then(|s| s.telephony), None);
+
+    // 2. They appear: Ready, with the webhook URLs, the carrier paths and the mounted files.
+    env.apply_yaml(&twilio_secret(TWILIO_TOKEN))
+        .await
+        .expect("twilio secret");
+    env.apply_yaml(telnyx_secret).await.expect("telnyx secret");
+    env.wait_ready("phones")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
+    let status = env.agents().get("phones").await.expect("get").status.expect("status");
+    let telephony = serde_json::to_value(status.telephony).expect("json");
+    assert_eq!(
+        telephony,
+        serde_json::json!({
+            "twilio": {"voiceUrl": "https://phones.example.com/twilio/voice"},
+            "telnyx": {"voiceUrl": "https://phones.example.com/telnyx/voice"}
+        })
+    );
+    let ingress = env.ns.api::<Ingress>().get("phones").await.expect("Ingress");
+    let paths: Vec<String> = ingress
+        .spec
+        .and_then(|s| s.rules)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.http.map(|h| h.paths).unwrap_or_default())
+        .filter_map(|p| p.path)
+        .collect();
+    assert_eq!(paths, ["/ws", "/twilio", "/telnyx"]);
+    let config = env.ns.api::<ConfigMap>().get("phones-config").await.expect("ConfigMap");
+    let config = config.data.expect("data")["config.yaml"].clone();
+    for expected in [
+        "publicUrl: https://phones.example.com",
+        "authTokenFile: /etc/voice-agent/twilio/auth-token",
+        "streamSecretFile: /etc/voice-agent/telnyx-stream-secret/stream-secret",
+        "greeting: Greet the caller.",
+    ] {
+        assert!(config.contains(expected), "{expected:?} not in\n{config}");
+    }
+    let deployment = deployments.get("phones").await.expect("Deployment");
+    let pod = deployment.spec.clone().and_then(|s| s.template.spec).expect("pod spec");
+    let secret_volumes: Vec<(String, String)> = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| Some((v.name, v.secret?.secret_name?)))
+        .collect();
+    for (volume, secret) in [
+        ("twilio-auth-token", "twilio"),
+        ("telnyx-public-key", "telnyx"),
+        ("telnyx-stream-secret", "telnyx"),
+    ] {
+        assert!(
+            secret_volumes.contains(&(volume.to_owned(), secret.to_owned())),
+            "{volume} from {secret} not in {secret_volumes:?}"
+        );
+    }
+    // Whole-directory mounts (no subPath), so the kubelet's updates reach the agent.
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .filter(|m| m.name.starts_with("twilio") || m.name.starts_with("telnyx"))
+            .all(|m| m.sub_path.is_none()),
+        "{mounts:?}"
+    );
+
+    // 3. Steady state writes nothing; rotating the Auth Token rolls nothing either.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let generation = deployments.get("phones").await.expect("get").metadata.generation;
+    let writes = env.operator_writes().await.expect("writes");
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert_eq!(
+        env.operator_writes().await.expect("writes"),
+        writes,
+        "the operator wrote in steady state\n{}",
+        operator.log_tail(40)
+    );
+    env.apply_yaml(&twilio_secret("a-rotated-auth-token"))
+        .await
+        .expect("rotate");
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        deployments.get("phones").await.expect("get").metadata.generation,
+        generation,
+        "rotating a carrier secret changed the Deployment"
+    );
+
+    // 4. A Secret removed: Accepted=False again, the URLs the carriers were given stay.
+    env.ns
+        .kubectl_ok(["delete", "secret", "telnyx"])
+        .await
+        .expect("delete secret");
+    let accepted = env
+        .wait_condition("phones", ACCEPTED, "False", "ReferenceNotFound")
+        .await
+        .expect("not accepted");
+    assert_eq!(accepted.message, r#"Secret "telnyx" not found"#);
+    let kept = env
+        .agents()
+        .get("phones")
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.telephony);
+    assert_eq!(serde_json::to_value(kept).expect("json"), telephony);
+
+    let everything = format!(
+        "{}\n{}",
+        env.ns
+            .kubectl_ok(["get", "voiceagents,events,configmaps,deployments", "-o", "yaml"])
+            .await
+            .expect("dump"),
+        std::fs::read_to_string(&operator.log).expect("log"),
+    );
+    assert!(!everything.contains(TWILIO_TOKEN), "the Auth Token leaked");
+    assert!(!everything.contains("a-stream-secret"), "the stream secret leaked");
+    assert!(operator.stop().await.expect("stops").success());
+}

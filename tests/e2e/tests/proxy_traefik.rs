@@ -20,15 +20,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::Api;
 use operator_support::OperatorEnv;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::Connector;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use voice_e2e::conversation::{self, Socket};
 use voice_e2e::process::Process;
 use voice_e2e::traefik::{GATEWAY_CONTROLLER, INGRESS_CONTROLLER, Traefik};
 use voice_e2e::wait::{WAIT, eventually};
@@ -45,8 +45,6 @@ const SILENCE: Duration = Duration::from_secs(70);
 /// Handshakes per client IP per minute the agents allow.
 const PER_IP: usize = 3;
 const TURN: Duration = Duration::from_secs(20);
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The two VoiceAgents: `routed` behind the Gateway, `ingressed` behind the Ingress.
 fn voice_agent(name: &str, expose: &str) -> String {
@@ -186,55 +184,17 @@ async fn connect_with(
 
 /// The HTTP status of a refused handshake (101 when accepted).
 fn status(result: Result<Socket, tungstenite::Error>) -> u16 {
-    match result {
-        Ok(_) => 101,
-        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(err) => panic!("handshake failed without an HTTP answer: {err}"),
-    }
-}
-
-/// Next JSON event of type `kind`, skipping others; `Err` with what ended the wait.
-async fn until(ws: &mut Socket, kind: &str) -> Result<serde_json::Value, String> {
-    let wait = async {
-        while let Some(message) = ws.next().await {
-            match message.map_err(|e| format!("read failed: {e}"))? {
-                Message::Text(text) => {
-                    let event: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-                    if event["type"] == kind {
-                        return Ok(event);
-                    }
-                }
-                Message::Close(frame) => return Err(format!("closed: {frame:?}")),
-                _ => {}
-            }
-        }
-        Err("the stream ended".to_owned())
-    };
-    tokio::time::timeout(TURN, wait)
-        .await
-        .unwrap_or_else(|_| Err(format!("no {kind} within {TURN:?}")))
+    conversation::handshake_status(&result).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One typed turn: the agent answers with a complete response.
-async fn turn(ws: &mut Socket, text: &str) -> Result<(), String> {
-    let input = serde_json::json!({"type": "bidi_text_input", "text": text, "role": "user"});
-    ws.send(Message::text(input.to_string()))
-        .await
-        .map_err(|e| format!("send failed: {e}"))?;
-    until(ws, "bidi_response_complete").await.map(|_| ())
+async fn turn(ws: &mut Socket, text: &str) -> Result<(), conversation::Ended> {
+    conversation::turn(ws, text, TURN).await
 }
 
 /// The close code the agent's drain sends, as the caller sees it.
 async fn close_code(ws: &mut Socket) -> Option<CloseCode> {
-    let wait = async {
-        while let Some(Ok(message)) = ws.next().await {
-            if let Message::Close(frame) = message {
-                return frame.map(|f| f.code);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(TURN, wait).await.ok().flatten()
+    conversation::close_code(ws, TURN).await
 }
 
 #[tokio::test]

@@ -73,6 +73,9 @@ async fn drive(
                 Some(ModelInput::ToolResult(result)) => {
                     conversation.on_tool_result(&result.id, &result.content, result.is_error, Instant::now());
                 }
+                // The simulator keeps no history to replay: its transcript of an interrupted
+                // reply already stops where its own audio did.
+                Some(ModelInput::ReplyHeard(_)) => {}
                 None => return,
             },
             () = sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}

@@ -16,7 +16,7 @@
 //! Frames that carry nothing for the session (a `mark` acknowledgement, an unknown event) decode
 //! to [`nothing`]: empty audio, which the session takes as a sign of life and does not pass on.
 
-mod g711;
+pub mod g711;
 mod resample;
 pub mod telnyx;
 pub mod twilio;
@@ -234,6 +234,53 @@ fn le_bytes(samples: &[i16]) -> Bytes {
     Bytes::from(samples.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>())
 }
 
+/// Milliseconds of reply audio between two playback marks: well under a spoken word (about
+/// 300 ms), so what the caller heard is known to within a word, for one small message per ten
+/// 20 ms media messages.
+pub const MARK_INTERVAL_MS: u64 = 200;
+
+/// Longest reply a mark may claim was heard (ms): a bound on what an echo can say.
+const MAX_HEARD_MS: u64 = 3_600_000;
+
+/// The playback marks of one call's replies: which reply is playing, how much of its audio was
+/// sent, and when the next mark is due. Mark names are `"<reply>:<ms>"`.
+#[derive(Debug, Default)]
+pub struct PlaybackMarks {
+    reply: u32,
+    sent_ms: u64,
+    marked_ms: u64,
+}
+
+impl PlaybackMarks {
+    /// A new reply starts (the session's `ResponseStart`).
+    pub fn reply_started(&mut self) {
+        self.reply = self.reply.saturating_add(1);
+        self.sent_ms = 0;
+        self.marked_ms = 0;
+    }
+
+    /// `frames` 20 ms frames of the reply were sent; the name of the mark to send after them,
+    /// when one is due.
+    pub fn sent(&mut self, frames: usize) -> Option<String> {
+        self.sent_ms = self.sent_ms.saturating_add(20 * frames as u64);
+        (self.sent_ms >= self.marked_ms + MARK_INTERVAL_MS).then(|| {
+            self.marked_ms = self.sent_ms;
+            format!("{}:{}", self.reply, self.sent_ms)
+        })
+    }
+
+    /// The echo of a mark named `name`: what the caller heard, or `None` for another mark (the
+    /// end-of-reply mark, one the agent did not send).
+    pub fn heard(name: &str) -> Option<ClientMessage> {
+        let (reply, ms) = name.split_once(':')?;
+        let ms: u64 = ms.parse().ok().filter(|ms| *ms <= MAX_HEARD_MS)?;
+        Some(ClientMessage::Heard {
+            reply: reply.parse().ok()?,
+            audio: std::time::Duration::from_millis(ms),
+        })
+    }
+}
+
 /// Reads a JSON text frame of a carrier, refusing binary frames where JSON is expected.
 pub fn json_frame<'a, T: serde::Deserialize<'a>>(frame: Frame<'a>) -> Result<T, String> {
     match frame {
@@ -245,6 +292,27 @@ pub fn json_frame<'a, T: serde::Deserialize<'a>>(frame: Frame<'a>) -> Result<T, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marks_fall_every_interval_of_a_reply_and_name_what_was_heard() {
+        let mut marks = PlaybackMarks::default();
+        marks.reply_started();
+        assert_eq!(marks.sent(5), None, "100 ms");
+        assert_eq!(marks.sent(5).as_deref(), Some("1:200"));
+        assert_eq!(marks.sent(12).as_deref(), Some("1:440"));
+        marks.reply_started();
+        assert_eq!(marks.sent(10).as_deref(), Some("2:200"));
+        assert_eq!(
+            PlaybackMarks::heard("2:200"),
+            Some(ClientMessage::Heard {
+                reply: 2,
+                audio: std::time::Duration::from_millis(200)
+            })
+        );
+        for other in ["response-1", "2:", ":5", "x:5", "1:99999999999", "1:-5"] {
+            assert_eq!(PlaybackMarks::heard(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn every_carrier_has_its_own_path() {

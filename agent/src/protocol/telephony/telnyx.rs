@@ -3,8 +3,8 @@
 //!
 //! In (JSON text frames): `connected`, `start` (`stream_id`, `call_control_id`, `media_format`
 //! PCMU or PCMA at 8000 Hz), `media` (base64 RTP payload), `dtmf`, `mark`, `error`, `stop`.
-//! Out: `media` (base64 payload in the call's codec, 20 ms), `mark` at the end of each reply,
-//! `clear` when the caller barges in.
+//! Out: `media` (base64 payload in the call's codec, 20 ms), a playback `mark` every 200 ms of
+//! a reply and one named after the response at its end, `clear` when the caller barges in.
 
 use std::collections::HashMap;
 
@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    CallStart, CallerAudio, Carrier, Encoding, ReplyAudio, base64_encode, base64_payload, hung_up, json_frame,
-    key_press, nothing,
+    CallStart, CallerAudio, Carrier, Encoding, PlaybackMarks, ReplyAudio, base64_encode, base64_payload, hung_up,
+    json_frame, key_press, nothing,
 };
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, Protocol, SessionEvent};
 
@@ -47,11 +47,19 @@ enum Event {
     Dtmf {
         dtmf: Dtmf,
     },
-    Mark,
+    Mark {
+        #[serde(default)]
+        mark: Option<Mark>,
+    },
     Error,
     Stop,
     #[serde(other)]
     Other,
+}
+
+#[derive(Deserialize)]
+struct Mark {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +118,7 @@ fn start(frame: Frame<'_>) -> Result<Option<CallStart>, String> {
                 parameters: HashMap::new(),
             }))
         }
-        Event::Media { .. } | Event::Dtmf { .. } | Event::Mark | Event::Error | Event::Stop => {
+        Event::Media { .. } | Event::Dtmf { .. } | Event::Mark { .. } | Event::Error | Event::Stop => {
             Err("the stream sent call events before its start".into())
         }
     }
@@ -137,6 +145,7 @@ fn codec(call: &CallStart, output_sample_rate: u32) -> Codec {
         }),
         encoder: Box::new(Encoder {
             reply: ReplyAudio::new(call.encoding, call.sample_rate, output_sample_rate),
+            marks: PlaybackMarks::default(),
         }),
     }
 }
@@ -157,13 +166,15 @@ impl Decode for Decoder {
             Event::Dtmf { dtmf } => Ok(key_press(&dtmf.digit).unwrap_or_else(nothing)),
             Event::Stop => Err(hung_up()),
             Event::Start { .. } => Err(DecodeError::fatal("a second start on the same stream")),
-            Event::Connected | Event::Mark | Event::Error | Event::Other => Ok(nothing()),
+            Event::Mark { mark } => Ok(mark.and_then(|m| PlaybackMarks::heard(&m.name)).unwrap_or_else(nothing)),
+            Event::Connected | Event::Error | Event::Other => Ok(nothing()),
         }
     }
 }
 
 struct Encoder {
     reply: ReplyAudio,
+    marks: PlaybackMarks,
 }
 
 fn media(payload: &[u8]) -> Message {
@@ -171,24 +182,42 @@ fn media(payload: &[u8]) -> Message {
     Message::Text(event.to_string().into())
 }
 
+fn mark(name: &str) -> Message {
+    Message::Text(json!({"event": "mark", "mark": {"name": name}}).to_string().into())
+}
+
 impl Encode for Encoder {
     fn event(&mut self, event: SessionEvent, frames: &mut Vec<Message>) {
         match event {
+            SessionEvent::ResponseStart { .. } => self.marks.reply_started(),
             SessionEvent::Interrupted => {
                 self.reply.clear();
                 frames.push(Message::Text(json!({"event": "clear"}).to_string().into()));
             }
             SessionEvent::ResponseComplete { response_id, .. } => {
-                self.reply.flush(|f| frames.push(media(&f)));
-                let mark = json!({"event": "mark", "mark": {"name": response_id}});
-                frames.push(Message::Text(mark.to_string().into()));
+                let mut sent = 0;
+                self.reply.flush(|f| {
+                    frames.push(media(&f));
+                    sent += 1;
+                });
+                if let Some(name) = self.marks.sent(sent) {
+                    frames.push(mark(&name));
+                }
+                frames.push(mark(&response_id));
             }
             _ => {}
         }
     }
 
     fn audio(&mut self, pcm: Bytes, frames: &mut Vec<Message>) {
-        self.reply.push(&pcm, |f| frames.push(media(&f)));
+        let mut sent = 0;
+        self.reply.push(&pcm, |f| {
+            frames.push(media(&f));
+            sent += 1;
+        });
+        if let Some(name) = self.marks.sent(sent) {
+            frames.push(mark(&name));
+        }
     }
 }
 

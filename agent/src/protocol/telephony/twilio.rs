@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    CallStart, CallerAudio, Carrier, Encoding, ReplyAudio, base64_encode, base64_payload, hung_up, json_frame,
-    key_press, nothing,
+    CallStart, CallerAudio, Carrier, Encoding, PlaybackMarks, ReplyAudio, base64_encode, base64_payload, hung_up,
+    json_frame, key_press, nothing,
 };
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, Protocol, SessionEvent};
 
@@ -46,7 +46,10 @@ enum Event {
     Dtmf {
         dtmf: Dtmf,
     },
-    Mark,
+    Mark {
+        #[serde(default)]
+        mark: Option<Mark>,
+    },
     Stop,
     #[serde(other)]
     Other,
@@ -81,6 +84,11 @@ struct Dtmf {
     digit: String,
 }
 
+#[derive(Deserialize)]
+struct Mark {
+    name: String,
+}
+
 fn start(frame: Frame<'_>) -> Result<Option<CallStart>, String> {
     match json_frame::<Event>(frame)? {
         Event::Connected | Event::Other => Ok(None),
@@ -106,7 +114,7 @@ fn start(frame: Frame<'_>) -> Result<Option<CallStart>, String> {
                 parameters: start.custom_parameters,
             }))
         }
-        Event::Media { .. } | Event::Dtmf { .. } | Event::Mark | Event::Stop => {
+        Event::Media { .. } | Event::Dtmf { .. } | Event::Mark { .. } | Event::Stop => {
             Err("the stream sent call events before its start".into())
         }
     }
@@ -134,6 +142,7 @@ fn codec(call: &CallStart, output_sample_rate: u32) -> Codec {
         encoder: Box::new(Encoder {
             stream_sid: call.stream_id.clone(),
             reply: ReplyAudio::new(call.encoding, call.sample_rate, output_sample_rate),
+            marks: PlaybackMarks::default(),
         }),
     }
 }
@@ -154,9 +163,10 @@ impl Decode for Decoder {
                 self.caller.decode(&base64_payload(&media.payload)?)
             }
             Event::Dtmf { dtmf } => Ok(key_press(&dtmf.digit).unwrap_or_else(nothing)),
+            Event::Mark { mark } => Ok(mark.and_then(|m| PlaybackMarks::heard(&m.name)).unwrap_or_else(nothing)),
             Event::Stop => Err(hung_up()),
             Event::Start { .. } => Err(DecodeError::fatal("a second start on the same stream")),
-            Event::Connected | Event::Mark | Event::Other => Ok(nothing()),
+            Event::Connected | Event::Other => Ok(nothing()),
         }
     }
 }
@@ -164,6 +174,7 @@ impl Decode for Decoder {
 struct Encoder {
     stream_sid: String,
     reply: ReplyAudio,
+    marks: PlaybackMarks,
 }
 
 impl Encoder {
@@ -172,11 +183,17 @@ impl Encoder {
             json!({"event": "media", "streamSid": self.stream_sid, "media": {"payload": base64_encode(payload)}});
         Message::Text(event.to_string().into())
     }
+
+    fn mark(&self, name: &str) -> Message {
+        let mark = json!({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}});
+        Message::Text(mark.to_string().into())
+    }
 }
 
 impl Encode for Encoder {
     fn event(&mut self, event: SessionEvent, frames: &mut Vec<Message>) {
         match event {
+            SessionEvent::ResponseStart { .. } => self.marks.reply_started(),
             SessionEvent::Interrupted => {
                 self.reply.clear();
                 let clear = json!({"event": "clear", "streamSid": self.stream_sid});
@@ -186,8 +203,10 @@ impl Encode for Encoder {
                 let mut last = Vec::new();
                 self.reply.flush(|f| last.push(f));
                 frames.extend(last.iter().map(|f| self.media(f)));
-                let mark = json!({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": response_id}});
-                frames.push(Message::Text(mark.to_string().into()));
+                if let Some(name) = self.marks.sent(last.len()) {
+                    frames.push(self.mark(&name));
+                }
+                frames.push(self.mark(&response_id));
             }
             _ => {}
         }
@@ -197,6 +216,9 @@ impl Encode for Encoder {
         let mut encoded = Vec::new();
         self.reply.push(&pcm, |f| encoded.push(f));
         frames.extend(encoded.iter().map(|f| self.media(f)));
+        if let Some(name) = self.marks.sent(encoded.len()) {
+            frames.push(self.mark(&name));
+        }
     }
 }
 
@@ -260,6 +282,14 @@ mod tests {
         );
         let mark = r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"r1"}}"#;
         assert_eq!(codec.decoder.decode(Frame::Text(mark)), Ok(nothing()));
+        let playback = mark.replace(r#""r1""#, r#""3:400""#);
+        assert_eq!(
+            codec.decoder.decode(Frame::Text(&playback)),
+            Ok(ClientMessage::Heard {
+                reply: 3,
+                audio: std::time::Duration::from_millis(400)
+            })
+        );
         let stop =
             r#"{"event":"stop","sequenceNumber":"6","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
         assert!(matches!(

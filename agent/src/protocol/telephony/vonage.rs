@@ -5,7 +5,10 @@
 //! (`audio/l16;rate=16000` or `rate=8000`) and the endpoint's `headers` as fields; then binary
 //! frames of 16-bit linear PCM, 20 ms each; `websocket:dtmf` text frames for key presses. The
 //! call ends when Vonage closes the socket. Out: binary frames of 20 ms in the same format,
-//! and `{"action":"clear"}` when the caller barges in, which drops what Vonage has buffered.
+//! `{"action":"notify","payload":{"mark":"<reply>:<ms>"}}` every 200 ms of a reply, which
+//! Vonage echoes as a `websocket:notify` event with the same payload once the audio before it has
+//! played (Vonage's counterpart of a Twilio mark), and `{"action":"clear"}` when the caller
+//! barges in, which drops what Vonage has buffered.
 
 use std::collections::HashMap;
 
@@ -14,7 +17,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CallStart, CallerAudio, Carrier, Encoding, ReplyAudio, json_frame, key_press, nothing};
+use super::{CallStart, CallerAudio, Carrier, Encoding, PlaybackMarks, ReplyAudio, json_frame, key_press, nothing};
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, Protocol, SessionEvent};
 
 pub const PROTOCOL: Protocol = Protocol {
@@ -37,6 +40,8 @@ struct Event {
     event: String,
     #[serde(default)]
     digit: Option<String>,
+    #[serde(default)]
+    payload: Option<Value>,
 }
 
 fn start(frame: Frame<'_>) -> Result<Option<CallStart>, String> {
@@ -93,6 +98,7 @@ fn codec(call: &CallStart, output_sample_rate: u32) -> Codec {
         }),
         encoder: Box::new(Encoder {
             reply: ReplyAudio::new(Encoding::L16, call.sample_rate, output_sample_rate),
+            marks: PlaybackMarks::default(),
         }),
     }
 }
@@ -109,6 +115,13 @@ impl Decode for Decoder {
                 let event: Event = json_frame(frame).map_err(DecodeError::fatal)?;
                 match event.event.as_str() {
                     "websocket:dtmf" => Ok(event.digit.as_deref().and_then(key_press).unwrap_or_else(nothing)),
+                    "websocket:notify" => Ok(event
+                        .payload
+                        .as_ref()
+                        .and_then(|p| p.get("mark"))
+                        .and_then(Value::as_str)
+                        .and_then(PlaybackMarks::heard)
+                        .unwrap_or_else(nothing)),
                     "websocket:connected" => Err(DecodeError::fatal("a second websocket:connected")),
                     _ => Ok(nothing()),
                 }
@@ -119,6 +132,12 @@ impl Decode for Decoder {
 
 struct Encoder {
     reply: ReplyAudio,
+    marks: PlaybackMarks,
+}
+
+fn notify(name: &str) -> Message {
+    let notify = json!({"action": "notify", "payload": {"mark": name}});
+    Message::Text(notify.to_string().into())
 }
 
 impl Encode for Encoder {
@@ -128,15 +147,30 @@ impl Encode for Encoder {
                 self.reply.clear();
                 frames.push(Message::Text(json!({"action": "clear"}).to_string().into()));
             }
+            SessionEvent::ResponseStart { .. } => self.marks.reply_started(),
             SessionEvent::ResponseComplete { .. } => {
-                self.reply.flush(|f| frames.push(Message::Binary(Bytes::from(f))));
+                let mut sent = 0;
+                self.reply.flush(|f| {
+                    frames.push(Message::Binary(Bytes::from(f)));
+                    sent += 1;
+                });
+                if let Some(name) = self.marks.sent(sent) {
+                    frames.push(notify(&name));
+                }
             }
             _ => {}
         }
     }
 
     fn audio(&mut self, pcm: Bytes, frames: &mut Vec<Message>) {
-        self.reply.push(&pcm, |f| frames.push(Message::Binary(Bytes::from(f))));
+        let mut sent = 0;
+        self.reply.push(&pcm, |f| {
+            frames.push(Message::Binary(Bytes::from(f)));
+            sent += 1;
+        });
+        if let Some(name) = self.marks.sent(sent) {
+            frames.push(notify(&name));
+        }
     }
 }
 
@@ -173,8 +207,26 @@ mod tests {
             Ok(ClientMessage::Text("The caller pressed 9 on the keypad.".into()))
         );
         let mut frames = Vec::new();
-        codec.encoder.audio(Bytes::from(vec![0u8; 9_600]), &mut frames); // 200 ms at 24 kHz
-        assert!(frames.len() >= 8, "{}", frames.len());
-        assert!(frames.iter().all(|f| matches!(f, Message::Binary(b) if b.len() == 640)));
+        codec.encoder.event(
+            SessionEvent::ResponseStart {
+                response_id: "r1".into(),
+            },
+            &mut frames,
+        );
+        codec.encoder.audio(Bytes::from(vec![0u8; 14_400]), &mut frames); // 300 ms at 24 kHz
+        let (audio, rest) = frames.split_at(frames.len() - 1);
+        assert!(audio.len() >= 8, "{}", audio.len());
+        assert!(audio.iter().all(|f| matches!(f, Message::Binary(b) if b.len() == 640)));
+        // After 200 ms of a reply, a notify whose echo says how much of it the caller heard.
+        let Message::Text(text) = &rest[0] else {
+            panic!("a notify: {rest:?}")
+        };
+        let sent: Value = serde_json::from_str(text.as_str()).expect("JSON");
+        assert_eq!(sent["action"], "notify");
+        let echo = json!({"event": "websocket:notify", "payload": sent["payload"]}).to_string();
+        assert!(matches!(
+            codec.decoder.decode(Frame::Text(&echo)),
+            Ok(ClientMessage::Heard { reply: 1, audio }) if audio.as_millis() >= 180
+        ));
     }
 }

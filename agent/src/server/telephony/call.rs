@@ -74,10 +74,16 @@ pub async fn answer(
     }
     claims.insert("call_id".into(), call_id.clone().into());
     claims.insert("carrier".into(), carrier.protocol.name.into());
-    let settings = match agent.settings.resolve(&parameters, &HeaderMap::new(), &claims) {
+    let mut settings = match agent.settings.resolve(&parameters, &HeaderMap::new(), &claims) {
         Ok(settings) => settings,
         Err(error) => return refuse(agent, carrier, socket, Rejection::Settings, &error.to_string()).await,
     };
+    // Phones have their own greeting; one the webhook URL chose (allow-listed) still wins.
+    if !parameters.contains_key("greeting")
+        && let Some(greeting) = agent.telephony.as_ref().and_then(|t| t.greeting())
+    {
+        settings.greeting = Some(greeting.to_owned());
+    }
     let id = if !call_id.is_empty() && call_id.len() <= MAX_CALL_ID && call_id.bytes().all(|b| b.is_ascii_graphic()) {
         call_id
     } else {

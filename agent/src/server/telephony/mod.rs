@@ -122,6 +122,11 @@ impl Telephony {
             || (name == vonage::PROTOCOL.name && self.config.vonage.is_some())
     }
 
+    /// The phone calls' own greeting instruction, if configured.
+    pub fn greeting(&self) -> Option<&str> {
+        self.config.greeting.as_deref()
+    }
+
     pub fn tolerance(&self) -> Duration {
         self.config.signature_tolerance
     }

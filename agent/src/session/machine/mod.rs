@@ -164,6 +164,21 @@ pub struct Session {
     handover: Option<String>,
     /// Whether another replica can resume the conversation (a drained replica cannot).
     handover_anywhere: bool,
+    /// The reply being spoken and what the caller heard of it (phone calls' playback marks).
+    playback: Playback,
+}
+
+/// The current reply's audio, and how much of it a carrier said the caller heard.
+#[derive(Debug, Default)]
+struct Playback {
+    /// Replies started so far, counted like the protocols count `ResponseStart` events.
+    reply: u32,
+    /// Bytes of reply audio sent for the current reply.
+    sent_bytes: u64,
+    /// What the caller heard of it, from the latest playback mark; `None` without marks.
+    heard: Option<Duration>,
+    /// The reply was interrupted: later marks (echoed by a `clear`) say nothing about hearing.
+    interrupted: bool,
 }
 
 impl Session {
@@ -183,6 +198,7 @@ impl Session {
             ended: None,
             handover: None,
             handover_anywhere: false,
+            playback: Playback::default(),
         }
     }
 
@@ -248,6 +264,17 @@ impl Session {
         idle.min(self.started_at + self.limits.max_duration)
     }
 
+    /// The fraction of the current reply's audio the caller heard, when a carrier's playback
+    /// marks said how much (audio is 16-bit mono at the output rate).
+    fn heard_fraction(&self) -> Option<f32> {
+        let heard = self.playback.heard?;
+        if self.playback.interrupted || self.playback.sent_bytes == 0 {
+            return None;
+        }
+        let heard_bytes = heard.as_secs_f64() * f64::from(self.rates.1) * 2.0;
+        Some((heard_bytes / self.playback.sent_bytes as f64).clamp(0.0, 1.0) as f32)
+    }
+
     /// A decoded (or undecodable) client frame.
     pub fn on_client(&mut self, message: Result<ClientMessage, DecodeError>, now: Instant, actions: &mut Vec<Action>) {
         if self.ended.is_some() {
@@ -276,6 +303,13 @@ impl Session {
             Ok(ClientMessage::Text(text)) => {
                 self.last_input_at = now;
                 actions.push(Action::Model(ModelInput::Text(text)));
+            }
+            Ok(ClientMessage::Heard { reply, audio }) => {
+                self.last_input_at = now;
+                let playback = &mut self.playback;
+                if reply == playback.reply && !playback.interrupted {
+                    playback.heard = playback.heard.max(Some(audio));
+                }
             }
             Err(DecodeError::Rejected { code, message }) => {
                 actions.push(Action::Observe(Observation::ClientError(code)));
@@ -309,6 +343,7 @@ impl Session {
                 if let Some(ended) = self.turn_ended_at.take() {
                     actions.push(Action::Observe(Observation::TimeToFirstAudio(now - ended)));
                 }
+                self.playback.sent_bytes += pcm.len() as u64;
                 let mut pcm = pcm;
                 while pcm.len() > MAX_AUDIO_CHUNK_BYTES {
                     let chunk = pcm.split_to(MAX_AUDIO_CHUNK_BYTES);
@@ -324,9 +359,19 @@ impl Session {
                 self.epoch += 1;
                 self.turn_ended_at = None;
                 actions.push(Action::Observe(Observation::Interruption));
+                if let Some(fraction) = self.heard_fraction() {
+                    actions.push(Action::Model(ModelInput::ReplyHeard(fraction)));
+                }
+                self.playback.interrupted = true;
                 SessionEvent::Interrupted
             }
-            ModelOutput::ResponseStart { id } => SessionEvent::ResponseStart { response_id: id },
+            ModelOutput::ResponseStart { id } => {
+                self.playback = Playback {
+                    reply: self.playback.reply.saturating_add(1),
+                    ..Playback::default()
+                };
+                SessionEvent::ResponseStart { response_id: id }
+            }
             ModelOutput::Transcript { role, text, is_final } => {
                 if is_final {
                     actions.push(Action::Remember(role, text.clone()));

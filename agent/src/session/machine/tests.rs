@@ -502,3 +502,53 @@ fn large_model_output_reaches_the_client_in_bounded_pieces() {
         "the model gets the whole result"
     );
 }
+
+fn heard_reports(actions: &[Action]) -> Vec<f32> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Model(ModelInput::ReplyHeard(f)) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_interruption_tells_the_model_how_much_of_the_reply_the_caller_heard() {
+    let now = Instant::now();
+    let (mut s, _) = start(now);
+    let mut actions = Vec::new();
+    let heard = |reply, ms| {
+        Ok(ClientMessage::Heard {
+            reply,
+            audio: Duration::from_millis(ms),
+        })
+    };
+    s.on_model(Some(ModelOutput::ResponseStart { id: "r1".into() }), now, &mut actions);
+    // One second of reply audio at 24 kHz; the caller heard the first quarter.
+    s.on_model(
+        Some(ModelOutput::Audio(Bytes::from(vec![0u8; 48_000]))),
+        now,
+        &mut actions,
+    );
+    s.on_client(heard(1, 100), now, &mut actions);
+    s.on_client(heard(1, 250), now, &mut actions);
+    s.on_client(heard(7, 900), now, &mut actions); // not this reply's mark
+    s.on_model(Some(ModelOutput::Interruption), now, &mut actions);
+    // Marks a `clear` echoes back say nothing about what was heard.
+    s.on_client(heard(1, 1000), now, &mut actions);
+    s.on_model(Some(ModelOutput::Interruption), now, &mut actions);
+    assert_eq!(heard_reports(&actions), [0.25]);
+    assert!(!actions.iter().any(|a| matches!(a, Action::End(_))));
+
+    // Without marks (a WebSocket client), an interruption reports nothing.
+    actions.clear();
+    s.on_model(Some(ModelOutput::ResponseStart { id: "r2".into() }), now, &mut actions);
+    s.on_model(
+        Some(ModelOutput::Audio(Bytes::from(vec![0u8; 4_800]))),
+        now,
+        &mut actions,
+    );
+    s.on_model(Some(ModelOutput::Interruption), now, &mut actions);
+    assert_eq!(heard_reports(&actions), [] as [f32; 0]);
+}

@@ -130,8 +130,8 @@ fn container(agent: &ValidatedAgent) -> Container {
         },
     ];
     mounts.extend(agent.files.iter().map(|f| VolumeMount {
-        name: f.mount.volume.into(),
-        mount_path: f.mount.dir.into(),
+        name: f.volume.clone(),
+        mount_path: f.dir.clone(),
         read_only: Some(true),
         ..VolumeMount::default()
     }));
@@ -225,12 +225,12 @@ fn volumes(agent: &ValidatedAgent) -> Vec<Volume> {
 fn file_volume(file: &MountedFile) -> Volume {
     let items = Some(vec![KeyToPath {
         key: file.key.clone(),
-        path: file.mount.file.into(),
+        path: file.file.into(),
         ..KeyToPath::default()
     }]);
     match file.kind {
         SourceKind::ConfigMap => Volume {
-            name: file.mount.volume.into(),
+            name: file.volume.clone(),
             config_map: Some(ConfigMapVolumeSource {
                 name: file.source.clone(),
                 items,
@@ -240,7 +240,7 @@ fn file_volume(file: &MountedFile) -> Volume {
             ..Volume::default()
         },
         SourceKind::Secret => Volume {
-            name: file.mount.volume.into(),
+            name: file.volume.clone(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(file.source.clone()),
                 items,

@@ -11,7 +11,7 @@ use crate::gateway_api::{
 use crate::reconcile::agent_config::AGENT_PORT;
 use crate::reconcile::validate::ValidatedAgent;
 
-/// One rule: the WebSocket path prefix to the Service's `ws` port (whose `appProtocol`
+/// One rule: the WebSocket path prefix (and the enabled carriers' prefixes) to the Service's `ws` port (whose `appProtocol`
 /// tells the Gateway it is a WebSocket backend), with the requested timeouts or, without them,
 /// the implementation's.
 pub fn build_httproute(agent: &ValidatedAgent) -> Option<HTTPRoute> {
@@ -28,12 +28,16 @@ pub fn build_httproute(agent: &ValidatedAgent) -> Option<HTTPRoute> {
             .collect(),
         hostnames: route.hostnames.clone(),
         rules: vec![HTTPRouteRule {
-            matches: vec![HTTPRouteMatch {
-                path: Some(HTTPPathMatch {
-                    type_: "PathPrefix".into(),
-                    value: route.path.clone(),
-                }),
-            }],
+            matches: route
+                .paths
+                .iter()
+                .map(|value| HTTPRouteMatch {
+                    path: Some(HTTPPathMatch {
+                        type_: "PathPrefix".into(),
+                        value: value.clone(),
+                    }),
+                })
+                .collect(),
             backend_refs: vec![BackendRef {
                 name: agent.name.clone(),
                 port: i32::from(AGENT_PORT),
@@ -93,6 +97,28 @@ expose:
         ));
         assert_golden("httproute", &build_httproute(&agent).expect("a route"));
         assert_eq!(agent.url, "wss://voice.example.com/ws");
+    }
+
+    #[test]
+    fn carrier_paths_match_beside_the_websocket_path() {
+        let agent = validated(spec(
+            r#"
+expose: {gateway: {parentRefs: [{name: public}], hostnames: [voice.example.com]}}
+telephony: {telnyx: {publicKeySecretRef: {name: telnyx, key: pk}, streamSecretRef: {name: telnyx, key: ss}}}
+"#,
+        ));
+        let json = serde_json::to_value(build_httproute(&agent)).expect("json");
+        let values: Vec<&str> = json["spec"]["rules"][0]["matches"]
+            .as_array()
+            .expect("matches")
+            .iter()
+            .filter_map(|m| m["path"]["value"].as_str())
+            .collect();
+        assert_eq!(values, ["/ws", "/telnyx"]);
+        assert_eq!(
+            agent.webhooks.and_then(|w| w.telnyx).map(|t| t.voice_url).as_deref(),
+            Some("https://voice.example.com/telnyx/voice")
+        );
     }
 
     fn route_for(implementation: &str, extra: &str) -> ValidatedAgent {

@@ -12,7 +12,7 @@ pub use profiles::controller_annotations;
 use super::{PORT_NAME, metadata};
 use crate::reconcile::validate::ValidatedAgent;
 
-/// One host, one path to the `ws` port, TLS when asked for, and the controller's WebSocket
+/// One host, the WebSocket path (and the carriers' paths) to the `ws` port, TLS when asked for, and the controller's WebSocket
 /// annotations overlaid by the user's.
 pub fn build_ingress(agent: &ValidatedAgent) -> Option<Ingress> {
     let ingress = agent.ingress.as_ref()?;
@@ -33,20 +33,24 @@ pub fn build_ingress(agent: &ValidatedAgent) -> Option<Ingress> {
             rules: Some(vec![IngressRule {
                 host: Some(ingress.host.clone()),
                 http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some(ingress.path.clone()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: agent.name.clone(),
-                                port: Some(ServiceBackendPort {
-                                    name: Some(PORT_NAME.into()),
-                                    number: None,
+                    paths: ingress
+                        .paths
+                        .iter()
+                        .map(|path| HTTPIngressPath {
+                            path: Some(path.clone()),
+                            path_type: "Prefix".into(),
+                            backend: IngressBackend {
+                                service: Some(IngressServiceBackend {
+                                    name: agent.name.clone(),
+                                    port: Some(ServiceBackendPort {
+                                        name: Some(PORT_NAME.into()),
+                                        number: None,
+                                    }),
                                 }),
-                            }),
-                            resource: None,
-                        },
-                    }],
+                                resource: None,
+                            },
+                        })
+                        .collect(),
                 }),
             }]),
             ..IngressSpec::default()
@@ -130,6 +134,30 @@ expose:
         assert_eq!(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"], "7200");
         assert_eq!(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"], "3660");
         assert_eq!(annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+    }
+
+    #[test]
+    fn carrier_paths_are_exposed_beside_the_websocket_path() {
+        let agent = validated(spec(
+            r#"
+expose: {ingress: {host: voice.example.com, tls: {secretName: voice-tls}}}
+telephony:
+  twilio: {authTokenSecretRef: {name: twilio, key: auth-token}}
+  vonage: {signatureSecretRef: {name: vonage, key: secret}}
+"#,
+        ));
+        assert_golden("ingress_telephony", &build_ingress(&agent).expect("an Ingress"));
+        // Contour upgrades only the routes it is told are WebSockets: the carriers' streams too.
+        let contour = validated(spec(
+            r#"
+expose: {ingress: {host: voice.example.com, controller: Contour, tls: {}}}
+telephony: {twilio: {authTokenSecretRef: {name: twilio, key: auth-token}}}
+"#,
+        ));
+        let annotations = build_ingress(&contour)
+            .and_then(|i| i.metadata.annotations)
+            .expect("annotations");
+        assert_eq!(annotations["projectcontour.io/websocket-routes"], "/ws,/twilio");
     }
 
     #[test]

@@ -41,7 +41,9 @@ fn observation<'a>(accepted: Result<(), &'a Rejection>, deployment: Option<&'a D
         deployment,
         conflicts: &[],
         url: Some("wss://voice.example.com/ws".into()),
+        webhooks: Some(None),
         selector: "app.kubernetes.io/instance=support,app.kubernetes.io/name=voice-agent".into(),
+        tool_servers: Some(&[]),
     }
 }
 
@@ -154,4 +156,141 @@ fn the_first_status_reports_every_condition() {
     let status = desired_status(None, &observation(Ok(()), None), &at(1));
     let changed: Vec<_> = transitions(None, &status).into_iter().map(|t| t.type_).collect();
     assert_eq!(changed, ["Accepted", "Ready"]);
+}
+
+fn listings() -> Vec<(String, Listing)> {
+    vec![
+        (
+            "crm".into(),
+            Listing::Tools(vec!["lookup_customer".into(), "get_weather".into()]),
+        ),
+        (
+            "erp".into(),
+            Listing::Unreachable("cannot connect and open an MCP session"),
+        ),
+        ("aws".into(), Listing::NotListed),
+    ]
+}
+
+#[test]
+fn discovered_tools_are_listed_per_server_and_an_unreachable_one_is_a_condition() {
+    let d = deployment(1, 1, 1, true);
+    let listings = listings();
+    let mut obs = observation(Ok(()), Some(&d));
+    obs.tool_servers = Some(&listings);
+    let status = desired_status(None, &obs, &at(100));
+    assert_eq!(
+        status.discovered_tools,
+        [DiscoveredTools {
+            server: "crm".into(),
+            tools: vec!["lookup_customer".into(), "get_weather".into()]
+        }]
+    );
+    let reachable = condition(&status, TOOL_SERVERS_REACHABLE);
+    assert_eq!(
+        (reachable.status.as_str(), reachable.reason.as_str()),
+        ("False", "Unreachable")
+    );
+    assert_eq!(
+        reachable.message,
+        "tool server \"erp\" unreachable: cannot connect and open an MCP session; agents offer the other \
+         servers' tools meanwhile; SigV4 servers are not listed by the operator: aws"
+    );
+    assert_eq!(
+        condition(&status, READY).status,
+        "True",
+        "a server that is down does not make the agent unready"
+    );
+
+    // The same listings again: the same status, so nothing is written.
+    let again = desired_status(Some(&status), &obs, &at(200));
+    assert_eq!(again, status);
+
+    // The server answers: the condition flips, and its tools appear.
+    let mut recovered = listings.clone();
+    recovered[1].1 = Listing::Tools(vec!["invoice".into()]);
+    obs.tool_servers = Some(&recovered);
+    let status = desired_status(Some(&status), &obs, &at(300));
+    let reachable = condition(&status, TOOL_SERVERS_REACHABLE);
+    assert_eq!(
+        (reachable.status.as_str(), reachable.reason.as_str()),
+        ("True", "Reachable")
+    );
+    assert_eq!(reachable.last_transition_time, at(300));
+    assert_eq!(
+        status
+            .discovered_tools
+            .iter()
+            .map(|d| d.server.as_str())
+            .collect::<Vec<_>>(),
+        ["crm", "erp"]
+    );
+}
+
+#[test]
+fn without_tool_servers_there_is_no_tool_condition() {
+    let d = deployment(1, 1, 1, true);
+    let status = desired_status(None, &observation(Ok(()), Some(&d)), &at(100));
+    assert!(status.condition(TOOL_SERVERS_REACHABLE).is_none());
+    assert!(status.discovered_tools.is_empty());
+}
+
+#[test]
+fn a_rejected_spec_keeps_the_tools_it_showed() {
+    let d = deployment(1, 1, 1, true);
+    let listings = listings();
+    let mut obs = observation(Ok(()), Some(&d));
+    obs.tool_servers = Some(&listings);
+    let previous = desired_status(None, &obs, &at(100));
+    let rejection = Rejection {
+        reason: RejectReason::ReferenceNotFound,
+        message: r#"Secret "crm-token" not found"#.into(),
+    };
+    let mut rejected = observation(Err(&rejection), Some(&d));
+    rejected.tool_servers = None;
+    let status = desired_status(Some(&previous), &rejected, &at(200));
+    assert_eq!(status.discovered_tools, previous.discovered_tools);
+    assert_eq!(
+        status.condition(TOOL_SERVERS_REACHABLE),
+        previous.condition(TOOL_SERVERS_REACHABLE)
+    );
+}
+
+#[test]
+fn webhook_urls_follow_the_accepted_spec_and_survive_a_rejection() {
+    let webhooks = crate::fixtures::validated(crate::fixtures::spec(
+        r#"
+expose: {ingress: {host: voice.example.com, tls: {}}}
+telephony: {twilio: {authTokenSecretRef: {name: twilio, key: token}}}
+"#,
+    ))
+    .webhooks;
+    let accepted = Observation {
+        webhooks: Some(webhooks.clone()),
+        ..observation(Ok(()), None)
+    };
+    let shown = desired_status(None, &accepted, &at(100));
+    assert_eq!(
+        shown
+            .telephony
+            .as_ref()
+            .and_then(|t| t.twilio.as_ref())
+            .map(|t| t.voice_url.as_str()),
+        Some("https://voice.example.com/twilio/voice")
+    );
+    assert_eq!(shown.telephony.as_ref().and_then(|t| t.vonage.as_ref()), None);
+    let rejection = Rejection {
+        reason: RejectReason::ReferenceNotFound,
+        message: "Secret \"twilio\" not found".into(),
+    };
+    let rejected = Observation {
+        webhooks: None,
+        ..observation(Err(&rejection), None)
+    };
+    assert_eq!(desired_status(Some(&shown), &rejected, &at(200)).telephony, webhooks);
+    // Telephony removed from an accepted spec: the URLs go.
+    assert_eq!(
+        desired_status(Some(&shown), &observation(Ok(()), None), &at(300)).telephony,
+        None
+    );
 }

@@ -227,7 +227,7 @@ prompt: {systemFrom: {secretKeyRef: {name: prompts, key: support}}}
     let volumes: Vec<(&str, SourceKind, &str)> = agent
         .files
         .iter()
-        .map(|f| (f.mount.volume, f.kind, f.source.as_str()))
+        .map(|f| (f.volume.as_str(), f.kind, f.source.as_str()))
         .collect();
     assert_eq!(
         volumes,
@@ -254,7 +254,7 @@ auth:
     let files: Vec<(&str, &str, &str, &str)> = agent
         .files
         .iter()
-        .map(|f| (f.mount.volume, f.source.as_str(), f.key.as_str(), f.mount.dir))
+        .map(|f| (f.volume.as_str(), f.source.as_str(), f.key.as_str(), f.dir.as_str()))
         .collect();
     assert_eq!(files, [("jwks-ca", "issuer-ca", "ca.crt", "/etc/voice-agent/jwks-ca")]);
     let jwt_config = agent.config.auth.jwt.as_ref().expect("jwt");
@@ -282,7 +282,7 @@ fn token_secrets_are_mounted_where_the_configuration_points() {
     let files: Vec<(&str, &str, String)> = agent
         .files
         .iter()
-        .map(|f| (f.mount.volume, f.source.as_str(), f.mount.path().display().to_string()))
+        .map(|f| (f.volume.as_str(), f.source.as_str(), f.path().display().to_string()))
         .collect();
     assert_eq!(
         files,
@@ -376,4 +376,108 @@ fn auth_and_gateway_rules_are_enforced_again() {
     // What only the agent's own validation knows is reported with its field name.
     let r = rejected("limits: {trustedProxies: [not-an-address]}");
     assert!(r.message.contains("limits.trustedProxies"), "{}", r.message);
+}
+
+const TWO_TOOL_SERVERS: &str = r#"
+toolServers:
+  - name: crm
+    url: https://crm.example.com/mcp
+    auth: {type: Bearer, tokenSecretRef: {name: crm-token, key: token}}
+    allowedTools: [lookup_customer]
+    callTimeout: 5s
+  - name: aws
+    url: https://gw.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp
+    auth: {type: SigV4, region: us-east-1}
+    maxConcurrentCalls: 8
+"#;
+
+#[test]
+fn tool_servers_are_rendered_each_with_its_token_file() {
+    let spec = spec(TWO_TOOL_SERVERS);
+    let agent = try_validated(spec.clone(), &resolved(&spec, |_| (true, Some("d")))).expect("valid");
+    let servers = &agent.config.tool_servers;
+    assert_eq!(agent.config.gateway, None);
+    assert_eq!(servers.len(), 2);
+    assert_eq!((servers[0].name.as_str(), servers[1].name.as_str()), ("crm", "aws"));
+    assert_eq!(
+        servers[0].auth,
+        voice_config::GatewayAuth::Bearer {
+            token_file: Some("/etc/voice-agent/tool-servers/crm/token".into()),
+            token_env: None
+        }
+    );
+    assert_eq!(servers[0].allowed_tools, ["lookup_customer"]);
+    assert_eq!(servers[0].call_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        servers[1].auth,
+        voice_config::GatewayAuth::SigV4 {
+            region: Some("us-east-1".into()),
+            service: voice_config::DEFAULT_SIGV4_SERVICE.into()
+        }
+    );
+    assert_eq!(servers[1].max_concurrent_calls, 8);
+    let files: Vec<(&str, &str, String)> = agent
+        .files
+        .iter()
+        .map(|f| (f.volume.as_str(), f.source.as_str(), f.path().display().to_string()))
+        .collect();
+    assert_eq!(
+        files,
+        [(
+            "tool-server-crm",
+            "crm-token",
+            "/etc/voice-agent/tool-servers/crm/token".to_owned()
+        )]
+    );
+    let back = voice_config::AgentConfig::from_yaml(&agent.config_yaml).expect("parses");
+    assert_eq!(back, agent.config);
+    back.validate().expect("the agent accepts it");
+}
+
+#[test]
+fn a_missing_tool_server_token_secret_is_named_like_any_reference() {
+    let spec = spec(TWO_TOOL_SERVERS);
+    let r = try_validated(
+        spec.clone(),
+        &resolved(&spec, |r| {
+            if r.name == "crm-token" {
+                (false, None)
+            } else {
+                (true, Some("d"))
+            }
+        }),
+    )
+    .expect_err("rejected");
+    assert_eq!(r.reason, RejectReason::ReferenceNotFound);
+    assert_eq!(r.message, r#"Secret "crm-token" not found"#);
+}
+
+#[test]
+fn rotating_a_tool_server_token_does_not_roll_the_pods() {
+    let spec = spec(TWO_TOOL_SERVERS);
+    let with = |digest: &'static str| {
+        try_validated(spec.clone(), &resolved(&spec, |_| (true, Some(digest))))
+            .expect("valid")
+            .checksum
+    };
+    assert_eq!(with("token-1"), with("token-2"));
+}
+
+#[test]
+fn tool_server_rules_are_enforced_again() {
+    let both =
+        "gateway: {url: 'https://a.example.com/mcp'}\ntoolServers: [{name: b, url: 'https://b.example.com/mcp'}]";
+    let r = rejected(both);
+    assert_eq!(r.reason, RejectReason::InvalidSpec);
+    assert!(r.message.contains("not both"), "{}", r.message);
+    let r = rejected("toolServers: [{name: crm, url: 'https://a.example.com/mcp', auth: {type: Bearer}}]");
+    assert_eq!(
+        r.message,
+        "toolServers[crm].auth.tokenSecretRef is required with type Bearer and only used with it"
+    );
+    // Unique names are the apiserver's (a list keyed by name) and the agent's rule.
+    let r = rejected(
+        "toolServers: [{name: a, url: 'https://a.example.com/mcp'}, {name: a, url: 'https://b.example.com/mcp'}]",
+    );
+    assert!(r.message.contains("toolServers.name"), "{}", r.message);
 }

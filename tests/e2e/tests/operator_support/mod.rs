@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each suite uses a different subset
 
+pub mod mcp;
 mod operator;
 
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ const RBAC_TEMPLATES: [&str; 4] = [
     "templates/leader-election.yaml",
 ];
 /// The example manifests users start from (paths relative to the workspace).
-pub const EXAMPLES: [&str; 7] = [
+pub const EXAMPLES: [&str; 8] = [
     "examples/simulated-smoke.yaml",
     "examples/ingress-nginx.yaml",
     "examples/aws-alb.yaml",
@@ -41,6 +42,7 @@ pub const EXAMPLES: [&str; 7] = [
     "examples/gateway-api-istio.yaml",
     "examples/gateway-api-traefik.yaml",
     "examples/secured.yaml",
+    "examples/tool-servers.yaml",
 ];
 /// Name of the operator's ServiceAccount in each test namespace.
 pub const OPERATOR_ACCOUNT: &str = "voice-operator";

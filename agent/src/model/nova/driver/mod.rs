@@ -351,6 +351,7 @@ fn on_input(machine: &mut Continuity, message: Option<ModelInput>, batch: &mut V
         Some(ModelInput::Audio(pcm)) => machine.audio(pcm, now, batch),
         Some(ModelInput::Text(text)) => machine.text(text, now, batch),
         Some(ModelInput::ToolResult(result)) => machine.tool_result(*result, now, batch),
+        Some(ModelInput::ReplyHeard(fraction)) => machine.reply_heard(fraction),
         None => machine.session_ended(batch),
     }
 }

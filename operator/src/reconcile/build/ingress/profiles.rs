@@ -61,7 +61,7 @@ pub fn controller_annotations(ingress: &ValidatedIngress) -> BTreeMap<String, St
             ("haproxy-ingress.github.io/timeout-tunnel", format!("{timeout}s")),
         ],
         IngressController::Contour => vec![
-            ("projectcontour.io/websocket-routes", ingress.path.clone()),
+            ("projectcontour.io/websocket-routes", ingress.paths.join(",")),
             ("projectcontour.io/response-timeout", format!("{timeout}s")),
         ],
         // Traefik proxies WebSockets with no per-route setting (its entry point timeouts are

@@ -234,6 +234,12 @@ impl Continuity {
         }
     }
 
+    /// The caller heard only `fraction` of the interrupted reply: the history keeps only the
+    /// words heard, so a renewed stream does not believe it said the rest.
+    pub fn reply_heard(&mut self, fraction: f32) {
+        self.history.reply_heard(f64::from(fraction));
+    }
+
     /// One output chunk of the current stream (its JSON bytes).
     pub fn model_event(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Action>) {
         if !matches!(self.phase, Phase::Open { .. }) {
@@ -250,8 +256,13 @@ impl Continuity {
         for item in mapped {
             match item {
                 Mapped::Output(output) => {
-                    if let ModelOutput::ToolUse(tool) = &output {
-                        self.tools_asked.insert(tool.id.clone());
+                    match &output {
+                        ModelOutput::ToolUse(tool) => {
+                            self.tools_asked.insert(tool.id.clone());
+                        }
+                        ModelOutput::ResponseStart { .. } => self.history.reply_started(),
+                        ModelOutput::Interruption => self.history.reply_interrupted(),
+                        _ => {}
                     }
                     out.push(Action::Emit(output));
                 }
