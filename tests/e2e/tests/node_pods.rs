@@ -180,7 +180,7 @@ spec:
 }
 
 async fn apply(ns: &TestNamespace, yaml: &str) {
-    let file = std::env::temp_dir().join(format!("voice-e2e-{}-{}.yaml", ns.name(), uuid_like()));
+    let file = std::env::temp_dir().join(format!("voice-e2e-{}-{}.yaml", ns.name(), unique()));
     std::fs::write(&file, yaml).expect("write manifest");
     run_ok(ns.kubectl().args(["apply", "-f"]).arg(&file))
         .await
@@ -188,11 +188,9 @@ async fn apply(ns: &TestNamespace, yaml: &str) {
     let _ = std::fs::remove_file(&file);
 }
 
-fn uuid_like() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
+/// A name part no other test or run uses.
+fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 async fn put_tokens(ns: &TestNamespace, tokens: &str) {
@@ -576,13 +574,14 @@ struct Fake {
     child: tokio::process::Child,
     endpoint: String,
     ca_pem: String,
-    _dir: std::path::PathBuf,
+    /// Holds the CA file; removed with the fake.
+    dir: std::path::PathBuf,
 }
 
 impl Fake {
     async fn start() -> Fake {
         let binary = workspace::fake_bedrock_binary().await.expect("fake-bedrock builds");
-        let dir = std::env::temp_dir().join(format!("voice-e2e-node-fake-{}", uuid_like()));
+        let dir = std::env::temp_dir().join(format!("voice-e2e-node-fake-{}", unique()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let ca_file = dir.join("ca.pem");
         let mut child = Command::new(binary)
@@ -606,7 +605,7 @@ impl Fake {
             child,
             endpoint,
             ca_pem,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -625,6 +624,7 @@ impl Fake {
 impl Drop for Fake {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -706,7 +706,7 @@ struct Unpacked {
 }
 
 async fn unpack(archive: &std::path::Path) -> Unpacked {
-    let dir = std::env::temp_dir().join(format!("voice-e2e-image-{}", uuid_like()));
+    let dir = std::env::temp_dir().join(format!("voice-e2e-image-{}", unique()));
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).expect("temp dir");
     run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(&dir))
