@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::{SinkExt, StreamExt};
@@ -314,10 +315,17 @@ async fn voice_webhook(addr: std::net::SocketAddr, call_sid: &str) -> anyhow::Re
         .unwrap_or_default())
 }
 
-/// `X-Twilio-Signature` over `url` and `params` with the test account's Auth Token (the phone
-/// simulator's signing, as Twilio signs).
+/// `X-Twilio-Signature`: base64(HMAC-SHA1(token, URL + sorted name/value pairs)).
 fn sign(url: &str, params: &[(&str, &str)]) -> String {
-    voice_agent::call::twilio_signature(AUTH_TOKEN, url, params)
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut data = url.to_owned();
+    for (name, value) in sorted {
+        data.push_str(name);
+        data.push_str(value);
+    }
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, AUTH_TOKEN.as_bytes());
+    BASE64.encode(hmac::sign(&key, data.as_bytes()).as_ref())
 }
 
 fn form_encode(value: &str) -> String {

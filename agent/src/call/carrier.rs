@@ -177,7 +177,7 @@ async fn webhook_body(url: &str, response: reqwest::Response) -> Result<String, 
 
 /// `X-Twilio-Signature`: base64 of the HMAC-SHA1, keyed with the Auth Token, of the URL
 /// followed by each POST parameter's name and value, sorted by name.
-pub fn twilio_signature(auth_token: &str, url: &str, params: &[(&str, &str)]) -> String {
+fn twilio_signature(auth_token: &str, url: &str, params: &[(&str, &str)]) -> String {
     let mut sorted = params.to_vec();
     sorted.sort();
     let mut data = url.to_owned();

@@ -22,8 +22,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
+pub use carrier::CarrierKind;
 use carrier::{CallFacts, Frames, Incoming, set_up};
-pub use carrier::{CarrierKind, twilio_signature};
 use line::Line;
 
 use crate::talk::TalkError;
