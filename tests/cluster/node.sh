@@ -269,13 +269,14 @@ node_stop_pods() {
 	sock="$d/containerd/containerd.sock"
 	for hierarchy in /sys/fs/cgroup/pids /sys/fs/cgroup/memory /sys/fs/cgroup; do
 		[[ -d "$hierarchy/kubepods" ]] || continue
-		pids="$(find "$hierarchy/kubepods" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | tr '\n' ' ')"
+		# find fails when a cgroup goes away under it (its last process exited): not an error.
+		pids="$( (find "$hierarchy/kubepods" -name cgroup.procs -exec cat {} + 2>/dev/null || true) | sort -u | tr '\n' ' ')"
 		if [[ -n "${pids// /}" ]]; then
 			# shellcheck disable=SC2086 # a list of pids
 			kill -KILL $pids 2>/dev/null || true
 		fi
 	done
-	pids="$(pgrep -f "containerd-shim-runc-v2 .*-address $sock( |$)" | tr '\n' ' ' || true)"
+	pids="$( (pgrep -f "containerd-shim-runc-v2 .*-address $sock( |$)" || true) | tr '\n' ' ')"
 	if [[ -n "${pids// /}" ]]; then
 		# shellcheck disable=SC2086
 		kill -KILL $pids 2>/dev/null || true
