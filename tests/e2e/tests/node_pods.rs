@@ -27,7 +27,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 use voice_e2e::cluster::{REAL_NODE_HOST_IP, REAL_NODE_LABEL};
-use voice_e2e::command::{COMMAND_TIMEOUT, run_ok};
+use voice_e2e::command::{COMMAND_TIMEOUT, pipe, run_ok};
 use voice_e2e::conversation::{self, Ended};
 use voice_e2e::node::{self, Images};
 use voice_e2e::voiceagent::{wait_condition, wait_ready};
@@ -180,12 +180,9 @@ spec:
 }
 
 async fn apply(ns: &TestNamespace, yaml: &str) {
-    let file = std::env::temp_dir().join(format!("voice-e2e-{}-{}.yaml", ns.name(), unique()));
-    std::fs::write(&file, yaml).expect("write manifest");
-    run_ok(ns.kubectl().args(["apply", "-f"]).arg(&file))
+    pipe(ns.kubectl().args(["apply", "-f", "-"]), yaml)
         .await
         .expect("kubectl apply");
-    let _ = std::fs::remove_file(&file);
 }
 
 /// A name part no other test or run uses.
