@@ -84,6 +84,19 @@ _traefik_hash="$(
 TRAEFIK_BIN_DIR="$CACHE_ROOT/traefik-${TRAEFIK_VERSION}-${_traefik_hash}/bin"
 unset _traefik_hash
 
+# k8s_version_ldflags: the -X flags that stamp K8S_VERSION into a Kubernetes binary; without
+# them it reports v0.0.0-master, which breaks version checks in clients (helm's kubeVersion
+# constraints, kubectl, the kubelet's registration).
+k8s_version_ldflags() {
+	local minor p
+	minor="${K8S_VERSION#v*.}"
+	minor="${minor%%.*}"
+	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		printf -- '-X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=%s -X %s.gitTreeState=clean -X %s.buildDate=1970-01-01T00:00:00Z ' \
+			"$p" "$K8S_VERSION" "$p" "$p" "$minor" "$p" "$p"
+	done
+}
+
 # The real node's binaries (kubelet, kube-proxy from the control plane's Kubernetes release, and
 # the pod sandbox program) have their own cache directory too, keyed by the node module's go.sum
 # and the sandbox program's source.
