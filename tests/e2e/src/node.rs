@@ -2,16 +2,24 @@
 //! here by `tests/cluster/images` and imported into its containerd, and what the suites check
 //! on the machine itself (pod network isolation, container processes).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use k8s_openapi::api::core::v1::{Pod, Toleration};
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::json;
 use tokio::process::Command;
 use tokio::sync::OnceCell;
+use voice_operator::api::VoiceAgent;
 
-use crate::cluster::{REAL_NODE_LABEL, REAL_NODE_TAINT};
-use crate::command::run;
+use crate::cluster::{REAL_NODE_LABEL, REAL_NODE_TAINT, TestCluster, TestNamespace};
+use crate::command::{run, run_ok};
+use crate::voiceagent::wait_ready;
+use crate::wait::eventually;
 use crate::workspace::{self, BUILD_TIMEOUT};
 
 /// An image built by `tests/cluster/images`: its reference and its OCI archive.
@@ -64,6 +72,146 @@ pub async fn images() -> anyhow::Result<&'static Images> {
             })
         })
         .await
+}
+
+/// The operator's Helm release and namespace on the real node, shared by the suites there.
+pub const RELEASE: &str = "voice-operator";
+pub const OPERATOR_NAMESPACE: &str = "voice-system";
+/// Starting pods on a real node (image unpack, probes) on a busy 2-core machine.
+pub const POD_WAIT: Duration = Duration::from_secs(240);
+
+/// The images, imported, once the chart has installed the operator from them.
+static OPERATOR: OnceCell<&'static Images> = OnceCell::const_new();
+
+/// The real-node cluster with the images imported and the operator installed by its chart,
+/// once per test process.
+pub async fn platform() -> (&'static TestCluster, &'static Images) {
+    let cluster = TestCluster::real_node().await;
+    let images = OPERATOR
+        .get_or_try_init(|| async {
+            let images = images().await?;
+            install_operator(cluster, images).await?;
+            anyhow::Ok(images)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("installing the operator on the real node: {e:#}"));
+    (cluster, images)
+}
+
+/// A namespace that enforces the `restricted` Pod Security Standard.
+pub async fn restricted_namespace(cluster: &'static TestCluster, prefix: &str) -> TestNamespace {
+    let ns = cluster.namespace(prefix).await;
+    label_restricted(cluster, ns.name()).await;
+    ns
+}
+
+async fn label_restricted(cluster: &TestCluster, namespace: &str) {
+    run_ok(cluster.kubectl().args([
+        "label",
+        "--overwrite",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    ]))
+    .await
+    .expect("label the namespace restricted");
+}
+
+/// `helm upgrade --install` of the chart with the locally built images, on the real node.
+async fn install_operator(cluster: &'static TestCluster, images: &Images) -> anyhow::Result<()> {
+    let (repository, tag) = images
+        .operator
+        .reference
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("image reference without a tag: {}", images.operator.reference))?;
+    let values = json!({
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "agentImage": images.agent.reference,
+        "logFormat": "text",
+        "nodeSelector": {REAL_NODE_LABEL.0: REAL_NODE_LABEL.1},
+        "tolerations": [toleration()],
+    });
+    let file = std::env::temp_dir().join(format!("voice-e2e-node-values-{}.json", std::process::id()));
+    std::fs::write(&file, values.to_string())?;
+    let _ = cluster
+        .kubectl()
+        .args(["create", "namespace", OPERATOR_NAMESPACE])
+        .output()
+        .await;
+    label_restricted(cluster, OPERATOR_NAMESPACE).await;
+    let out = run(
+        cluster
+            .helm()
+            .args(["upgrade", "--install", RELEASE])
+            .arg(workspace::chart())
+            .args(["--namespace", OPERATOR_NAMESPACE, "--wait", "--timeout", "5m", "-f"])
+            .arg(&file),
+        Duration::from_secs(330),
+    )
+    .await?;
+    let _ = std::fs::remove_file(&file);
+    anyhow::ensure!(out.success, "helm install failed:\n{}{}", out.stdout, out.stderr);
+    Ok(())
+}
+
+/// The pods of VoiceAgent `name`.
+pub async fn agent_pods(ns: &TestNamespace, name: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = ns.api();
+    pods.list(&ListParams::default().labels(&format!(
+        "app.kubernetes.io/name=voice-agent,app.kubernetes.io/instance={name}"
+    )))
+    .await
+    .expect("list pods")
+    .items
+}
+
+pub fn pod_ip(pod: &Pod) -> IpAddr {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or_else(|| panic!("pod {:?} has no IP", pod.metadata.name))
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Waits for `name` to be Ready with `replicas` Ready pods on the real node; returns them.
+pub async fn ready_pods(ns: &TestNamespace, name: &str, replicas: usize) -> Vec<Pod> {
+    let agents: Api<VoiceAgent> = ns.api();
+    or_describe(wait_ready(&agents, name, POD_WAIT).await, ns, name).await;
+    eventually(&format!("{replicas} Ready pods of {name}"), POD_WAIT, || async {
+        let pods: Vec<Pod> = agent_pods(ns, name).await.into_iter().filter(is_ready).collect();
+        Ok((pods.len() == replicas).then_some(pods))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// `result`'s value, or a panic with the error and `kubectl describe` of `name`'s pods.
+pub async fn or_describe<T, E: std::fmt::Display>(result: Result<T, E>, ns: &TestNamespace, name: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{e:#}\n{}", describe(ns, name).await),
+    }
+}
+
+/// `kubectl describe` of a VoiceAgent's pods, for failure messages.
+pub async fn describe(ns: &TestNamespace, name: &str) -> String {
+    let out = ns
+        .kubectl()
+        .args(["describe", "pods", "-l", &format!("app.kubernetes.io/instance={name}")])
+        .output()
+        .await;
+    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// The toleration of the real node's taint.

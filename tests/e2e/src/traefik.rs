@@ -5,9 +5,9 @@
 //! Two HTTPS entry points on loopback carry the same routes: `calls`, set up as
 //! docs/gateway-api.md tells Traefik installers (`respondingTimeouts.readTimeout: 0`), and
 //! `defaults`, with Traefik's defaults (a 60 s read deadline), to show what that setting is for.
-//! Services are reached by their ClusterIP (`nativeLBByDefault`): the local cluster's Service
-//! range is on loopback, where the suites run the agents, while EndpointSlices may not name
-//! loopback addresses.
+//! Traefik runs on the real node's host and sends each request to a Ready pod of the
+//! route's Service, by the pod IP its EndpointSlices list (Traefik's default), as it does in
+//! a cluster.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,11 +49,9 @@ impl Traefik {
             "--ping=true".to_owned(),
             "--providers.kubernetesGateway=true".to_owned(),
             format!("--providers.kubernetesGateway.namespaces={namespace}"),
-            "--providers.kubernetesGateway.nativeLBByDefault=true".to_owned(),
             "--providers.kubernetesIngress=true".to_owned(),
             format!("--providers.kubernetesIngress.namespaces={namespace}"),
             format!("--providers.kubernetesIngress.ingressClass={ingress_class}"),
-            "--providers.kubernetesIngress.nativeLBByDefault=true".to_owned(),
         ]);
         let process = Process::start(cmd, &format!("traefik-{namespace}"), admin, "/ping").await?;
         Ok(Self {

@@ -25,21 +25,15 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
-use tokio::sync::OnceCell;
-use voice_e2e::cluster::{REAL_NODE_HOST_IP, REAL_NODE_LABEL};
+use voice_e2e::cluster::REAL_NODE_HOST_IP;
 use voice_e2e::command::{COMMAND_TIMEOUT, pipe, run_ok};
 use voice_e2e::conversation::{self, Ended};
-use voice_e2e::node::{self, Images};
-use voice_e2e::voiceagent::{wait_condition, wait_ready};
+use voice_e2e::node;
+use voice_e2e::voiceagent::wait_condition;
 use voice_e2e::wait::eventually;
-use voice_e2e::{TestCluster, TestNamespace, http, workspace};
+use voice_e2e::{TestNamespace, http, workspace};
 use voice_operator::api::{ACCEPTED, VoiceAgent};
 
-/// The operator's release and namespace, shared by every test of this binary.
-const RELEASE: &str = "voice-operator";
-const OPERATOR_NAMESPACE: &str = "voice-system";
-/// Starting pods on a real node (image unpack, probes) on a busy 2-core machine.
-const POD_WAIT: Duration = Duration::from_secs(240);
 const TURN: Duration = Duration::from_secs(20);
 const NODE_NAME: &str = "va-node-0";
 /// Callers opening new conversations through the Service during the rollout, each one after
@@ -49,114 +43,12 @@ const CALLERS: usize = 4;
 const AGENT_PORT: u16 = 8080;
 const OPERATOR_ADMIN_PORT: u16 = 8081;
 
-static PLATFORM: OnceCell<&'static Images> = OnceCell::const_new();
-
-/// The real-node cluster with the images imported and the operator installed by its chart,
-/// once per test process.
-async fn platform() -> (&'static TestCluster, &'static Images) {
-    let cluster = TestCluster::real_node().await;
-    let images = PLATFORM
-        .get_or_try_init(|| async {
-            let images = node::images().await?;
-            install_operator(cluster, images).await?;
-            anyhow::Ok(images)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("installing the operator on the real node: {e:#}"));
-    (cluster, images)
-}
-
-/// A namespace that enforces the `restricted` Pod Security Standard.
-async fn restricted_namespace(cluster: &'static TestCluster, prefix: &str) -> TestNamespace {
-    let ns = cluster.namespace(prefix).await;
-    label_restricted(cluster, ns.name()).await;
-    ns
-}
-
-async fn label_restricted(cluster: &TestCluster, namespace: &str) {
-    run_ok(cluster.kubectl().args([
-        "label",
-        "--overwrite",
-        "namespace",
-        namespace,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    ]))
-    .await
-    .expect("label the namespace restricted");
-}
-
-/// `helm upgrade --install` of the chart with the locally built images, on the real node.
-async fn install_operator(cluster: &'static TestCluster, images: &Images) -> anyhow::Result<()> {
-    let (repository, tag) = images
-        .operator
-        .reference
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow::anyhow!("image reference without a tag: {}", images.operator.reference))?;
-    let values = json!({
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "agentImage": images.agent.reference,
-        "logFormat": "text",
-        "nodeSelector": {REAL_NODE_LABEL.0: REAL_NODE_LABEL.1},
-        "tolerations": [node::toleration()],
-    });
-    let file = std::env::temp_dir().join(format!("voice-e2e-node-values-{}.json", std::process::id()));
-    std::fs::write(&file, values.to_string())?;
-    let _ = cluster
-        .kubectl()
-        .args(["create", "namespace", OPERATOR_NAMESPACE])
-        .output()
-        .await;
-    label_restricted(cluster, OPERATOR_NAMESPACE).await;
-    let out = voice_e2e::command::run(
-        cluster
-            .helm()
-            .args(["upgrade", "--install", RELEASE])
-            .arg(workspace::chart())
-            .args(["--namespace", OPERATOR_NAMESPACE, "--wait", "--timeout", "5m", "-f"])
-            .arg(&file),
-        Duration::from_secs(330),
-    )
-    .await?;
-    let _ = std::fs::remove_file(&file);
-    anyhow::ensure!(out.success, "helm install failed:\n{}{}", out.stdout, out.stderr);
-    Ok(())
-}
-
-/// The pods of VoiceAgent `name`.
-async fn agent_pods(ns: &TestNamespace, name: &str) -> Vec<Pod> {
-    let pods: Api<Pod> = ns.api();
-    pods.list(&ListParams::default().labels(&format!(
-        "app.kubernetes.io/name=voice-agent,app.kubernetes.io/instance={name}"
-    )))
-    .await
-    .expect("list pods")
-    .items
-}
-
-fn pod_ip(pod: &Pod) -> IpAddr {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.pod_ip.as_deref())
-        .and_then(|ip| ip.parse().ok())
-        .unwrap_or_else(|| panic!("pod {:?} has no IP", pod.metadata.name))
-}
-
 fn restarts(pod: &Pod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .map(|cs| cs.iter().map(|c| c.restart_count).sum())
         .unwrap_or(0)
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// A VoiceAgent on the real node: the Simulated model, bearer tokens from Secret `tokens`,
@@ -207,37 +99,6 @@ async fn put_tokens(ns: &TestNamespace, tokens: &str) {
         .expect("apply the token Secret");
 }
 
-/// Waits for `name` to be Ready with `replicas` Ready pods on the real node; returns them.
-async fn ready_pods(ns: &TestNamespace, name: &str, replicas: usize) -> Vec<Pod> {
-    let agents: Api<VoiceAgent> = ns.api();
-    or_describe(wait_ready(&agents, name, POD_WAIT).await, ns, name).await;
-    eventually(&format!("{replicas} Ready pods of {name}"), POD_WAIT, || async {
-        let pods: Vec<Pod> = agent_pods(ns, name).await.into_iter().filter(is_ready).collect();
-        Ok((pods.len() == replicas).then_some(pods))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// `result`'s value, or a panic with the error and `kubectl describe` of `name`'s pods.
-async fn or_describe<T, E: std::fmt::Display>(result: Result<T, E>, ns: &TestNamespace, name: &str) -> T {
-    match result {
-        Ok(value) => value,
-        Err(e) => panic!("{e:#}\n{}", describe(ns, name).await),
-    }
-}
-
-/// `kubectl describe` of a VoiceAgent's pods, for failure messages.
-async fn describe(ns: &TestNamespace, name: &str) -> String {
-    let out = ns
-        .kubectl()
-        .args(["describe", "pods", "-l", &format!("app.kubernetes.io/instance={name}")])
-        .output()
-        .await;
-    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
 /// One conversation with a typed turn, to `addr` with `token`.
 async fn converse(addr: SocketAddr, token: &str) -> Result<(), String> {
     let mut ws = conversation::connect(addr, Some(token))
@@ -259,22 +120,23 @@ async fn handshake(addr: SocketAddr, token: &str) -> u16 {
 #[tokio::test]
 #[ignore = "needs the local cluster with the real node (root; tests/cluster/README.md)"]
 async fn the_chart_runs_the_operator_from_its_image_with_its_rbac_leader_election_and_metrics() {
-    let (cluster, images) = platform().await;
+    let (cluster, images) = node::platform().await;
     let client = cluster.client().await.expect("client");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let operator = eventually("the operator pod Ready", POD_WAIT, || async {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), node::OPERATOR_NAMESPACE);
+    let operator = eventually("the operator pod Ready", node::POD_WAIT, || async {
         let list = pods
             .list(&ListParams::default().labels(&format!(
-                "app.kubernetes.io/name=voice-operator,app.kubernetes.io/instance={RELEASE}"
+                "app.kubernetes.io/name=voice-operator,app.kubernetes.io/instance={}",
+                node::RELEASE
             )))
             .await?;
-        Ok(list.items.into_iter().find(is_ready))
+        Ok(list.items.into_iter().find(node::is_ready))
     })
     .await
     .expect("operator pod");
     let spec = operator.spec.as_ref().expect("pod spec");
     assert_eq!(spec.node_name.as_deref(), Some(NODE_NAME));
-    assert_eq!(spec.service_account_name.as_deref(), Some(RELEASE));
+    assert_eq!(spec.service_account_name.as_deref(), Some(node::RELEASE));
     let container = &spec.containers[0];
     assert_eq!(container.image.as_deref(), Some(images.operator.reference.as_str()));
     // The restricted profile, as rendered (and enforced by the namespace's label).
@@ -288,8 +150,8 @@ async fn the_chart_runs_the_operator_from_its_image_with_its_rbac_leader_electio
     let name = operator.metadata.name.clone().expect("pod name");
 
     // Leader election: the pod holds the chart's Lease.
-    let leases: Api<Lease> = Api::namespaced(client, OPERATOR_NAMESPACE);
-    eventually("the operator pod holds the Lease", POD_WAIT, || async {
+    let leases: Api<Lease> = Api::namespaced(client, node::OPERATOR_NAMESPACE);
+    eventually("the operator pod holds the Lease", node::POD_WAIT, || async {
         let lease = leases.get_opt("voice-operator").await?;
         let holder = lease.and_then(|l| l.spec).and_then(|s| s.holder_identity);
         Ok(holder.filter(|h| h.starts_with(&name)).map(|_| ()))
@@ -298,7 +160,7 @@ async fn the_chart_runs_the_operator_from_its_image_with_its_rbac_leader_electio
     .expect("Lease held");
 
     // Metrics, from the pod itself on the admin port.
-    let admin = SocketAddr::new(pod_ip(&operator), OPERATOR_ADMIN_PORT);
+    let admin = SocketAddr::new(node::pod_ip(&operator), OPERATOR_ADMIN_PORT);
     let (status, body) = http::get(admin, "/metrics").await.expect("GET /metrics");
     assert_eq!(status, 200);
     assert!(
@@ -314,11 +176,11 @@ async fn the_chart_runs_the_operator_from_its_image_with_its_rbac_leader_electio
 #[tokio::test]
 #[ignore = "needs the local cluster with the real node (root; tests/cluster/README.md)"]
 async fn real_pods_serve_conversations_and_pick_up_a_rotated_token_without_a_restart() {
-    let (cluster, images) = platform().await;
-    let ns = restricted_namespace(cluster, "node-agents").await;
+    let (cluster, images) = node::platform().await;
+    let ns = node::restricted_namespace(cluster, "node-agents").await;
     put_tokens(&ns, "token-a\n").await;
     apply(&ns, &voice_agent("pair", 2, "  session: {drainTimeout: 5s}\n")).await;
-    let pods = ready_pods(&ns, "pair", 2).await;
+    let pods = node::ready_pods(&ns, "pair", 2).await;
     for pod in &pods {
         let spec = pod.spec.as_ref().expect("pod spec");
         assert_eq!(spec.node_name.as_deref(), Some(NODE_NAME));
@@ -330,7 +192,7 @@ async fn real_pods_serve_conversations_and_pick_up_a_rotated_token_without_a_res
 
     // Each pod by its IP: the mounted token Secret decides who gets in.
     for pod in &pods {
-        let addr = SocketAddr::new(pod_ip(pod), AGENT_PORT);
+        let addr = SocketAddr::new(node::pod_ip(pod), AGENT_PORT);
         converse(addr, "token-a").await.expect("conversation with a pod");
         assert_eq!(handshake(addr, "token-b").await, 401, "an unknown token is refused");
     }
@@ -349,7 +211,7 @@ async fn real_pods_serve_conversations_and_pick_up_a_rotated_token_without_a_res
     // Rotation: the kubelet updates the mounted Secret; the agents re-read it.
     put_tokens(&ns, "token-b\n").await;
     for pod in &pods {
-        let addr = SocketAddr::new(pod_ip(pod), AGENT_PORT);
+        let addr = SocketAddr::new(node::pod_ip(pod), AGENT_PORT);
         eventually(
             "the rotated token reaches the pod",
             Duration::from_secs(120),
@@ -363,7 +225,7 @@ async fn real_pods_serve_conversations_and_pick_up_a_rotated_token_without_a_res
             .await
             .expect("conversation with the new token");
     }
-    let after = agent_pods(&ns, "pair").await;
+    let after = node::agent_pods(&ns, "pair").await;
     let names = |pods: &[Pod]| -> Vec<Option<String>> {
         let mut names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone()).collect();
         names.sort();
@@ -382,8 +244,8 @@ async fn real_pods_serve_conversations_and_pick_up_a_rotated_token_without_a_res
 #[tokio::test]
 #[ignore = "needs the local cluster with the real node (root; tests/cluster/README.md)"]
 async fn a_rollout_drops_no_call() {
-    let (cluster, _) = platform().await;
-    let ns = restricted_namespace(cluster, "node-rollout").await;
+    let (cluster, _) = node::platform().await;
+    let ns = node::restricted_namespace(cluster, "node-rollout").await;
     put_tokens(&ns, "token\n").await;
     let agent = |revision: &str| {
         voice_agent("rolling", 2, "  session: {drainTimeout: 8s, maxDuration: 10m}\n").replace(
@@ -392,7 +254,7 @@ async fn a_rollout_drops_no_call() {
         )
     };
     apply(&ns, &agent("1")).await;
-    let old = ready_pods(&ns, "rolling", 2).await;
+    let old = node::ready_pods(&ns, "rolling", 2).await;
     let services: Api<Service> = ns.api();
     let cluster_ip: IpAddr = services
         .get("rolling")
@@ -408,7 +270,7 @@ async fn a_rollout_drops_no_call() {
     let mut live = Vec::new();
     for pod in &old {
         for _ in 0..2 {
-            let addr = SocketAddr::new(pod_ip(pod), AGENT_PORT);
+            let addr = SocketAddr::new(node::pod_ip(pod), AGENT_PORT);
             let mut ws = conversation::connect(addr, Some("token"))
                 .await
                 .expect("live handshake");
@@ -458,22 +320,26 @@ async fn a_rollout_drops_no_call() {
     apply(&ns, &agent("2")).await;
     let old_names: Vec<String> = old.iter().filter_map(|p| p.metadata.name.clone()).collect();
     let deployments: Api<Deployment> = ns.api();
-    let rolled_out = eventually("the rollout completes and the old pods are gone", POD_WAIT, || async {
-        let deployment = deployments.get("rolling").await?;
-        let status = deployment.status.unwrap_or_default();
-        let generation_seen = status.observed_generation == deployment.metadata.generation;
-        let rolled = generation_seen
-            && status.updated_replicas == Some(2)
-            && status.available_replicas == Some(2)
-            && status.replicas == Some(2);
-        let pods = agent_pods(&ns, "rolling").await;
-        let old_left = pods
-            .iter()
-            .any(|p| p.metadata.name.as_ref().is_some_and(|n| old_names.contains(n)));
-        Ok((rolled && !old_left).then_some(()))
-    })
+    let rolled_out = eventually(
+        "the rollout completes and the old pods are gone",
+        node::POD_WAIT,
+        || async {
+            let deployment = deployments.get("rolling").await?;
+            let status = deployment.status.unwrap_or_default();
+            let generation_seen = status.observed_generation == deployment.metadata.generation;
+            let rolled = generation_seen
+                && status.updated_replicas == Some(2)
+                && status.available_replicas == Some(2)
+                && status.replicas == Some(2);
+            let pods = node::agent_pods(&ns, "rolling").await;
+            let old_left = pods
+                .iter()
+                .any(|p| p.metadata.name.as_ref().is_some_and(|n| old_names.contains(n)));
+            Ok((rolled && !old_left).then_some(()))
+        },
+    )
     .await;
-    or_describe(rolled_out, &ns, "rolling").await;
+    node::or_describe(rolled_out, &ns, "rolling").await;
     let rollout = started.elapsed();
     let _ = stop.send(true);
     for caller in callers {
@@ -514,11 +380,11 @@ async fn a_rollout_drops_no_call() {
 #[tokio::test]
 #[ignore = "needs the local cluster with the real node (root; tests/cluster/README.md)"]
 async fn a_killed_agent_is_restarted_and_a_missing_secret_starts_no_pod() {
-    let (cluster, _) = platform().await;
-    let ns = restricted_namespace(cluster, "node-crash").await;
+    let (cluster, _) = node::platform().await;
+    let ns = node::restricted_namespace(cluster, "node-crash").await;
     put_tokens(&ns, "token\n").await;
     apply(&ns, &voice_agent("crashing", 1, "")).await;
-    let pod = ready_pods(&ns, "crashing", 1).await.remove(0);
+    let pod = node::ready_pods(&ns, "crashing", 1).await.remove(0);
     let pids = node::container_pids(&pod, "agent").expect("container processes");
     assert!(!pids.is_empty(), "found the agent's processes");
     for pid in &pids {
@@ -528,12 +394,12 @@ async fn a_killed_agent_is_restarted_and_a_missing_secret_starts_no_pod() {
     }
     let name = pod.metadata.name.clone().expect("name");
     let pods: Api<Pod> = ns.api();
-    let restarted = eventually("the kubelet restarts the agent", POD_WAIT, || async {
+    let restarted = eventually("the kubelet restarts the agent", node::POD_WAIT, || async {
         let pod = pods.get(&name).await?;
-        Ok((restarts(&pod) >= 1 && is_ready(&pod)).then_some(pod))
+        Ok((restarts(&pod) >= 1 && node::is_ready(&pod)).then_some(pod))
     })
     .await;
-    let restarted = or_describe(restarted, &ns, "crashing").await;
+    let restarted = node::or_describe(restarted, &ns, "crashing").await;
     let last = restarted
         .status
         .as_ref()
@@ -543,7 +409,7 @@ async fn a_killed_agent_is_restarted_and_a_missing_secret_starts_no_pod() {
         .and_then(|s| s.terminated.as_ref())
         .map(|t| t.exit_code);
     assert_eq!(last, Some(137), "the previous run ended by SIGKILL");
-    converse(SocketAddr::new(pod_ip(&restarted), AGENT_PORT), "token")
+    converse(SocketAddr::new(node::pod_ip(&restarted), AGENT_PORT), "token")
         .await
         .expect("conversation after the restart");
 
@@ -554,16 +420,23 @@ async fn a_killed_agent_is_restarted_and_a_missing_secret_starts_no_pod() {
     )
     .await;
     let agents: Api<VoiceAgent> = ns.api();
-    wait_condition(&agents, "unkeyed", ACCEPTED, "False", "ReferenceNotFound", POD_WAIT)
-        .await
-        .expect("Accepted=False");
+    wait_condition(
+        &agents,
+        "unkeyed",
+        ACCEPTED,
+        "False",
+        "ReferenceNotFound",
+        node::POD_WAIT,
+    )
+    .await
+    .expect("Accepted=False");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let deployments: Api<Deployment> = ns.api();
     assert!(
         deployments.get_opt("unkeyed").await.expect("get").is_none(),
         "no Deployment"
     );
-    assert!(agent_pods(&ns, "unkeyed").await.is_empty(), "no pod");
+    assert!(node::agent_pods(&ns, "unkeyed").await.is_empty(), "no pod");
 }
 
 /// The Bedrock fake, listening on the node's bridge address so pods reach it.
@@ -628,8 +501,8 @@ impl Drop for Fake {
 #[tokio::test]
 #[ignore = "needs the local cluster with the real node (root; tests/cluster/README.md)"]
 async fn nova_sonic_in_a_pod_reaches_the_bedrock_fake_through_the_mounted_ca_bundle() {
-    let (cluster, _) = platform().await;
-    let ns = restricted_namespace(cluster, "node-nova").await;
+    let (cluster, _) = node::platform().await;
+    let ns = node::restricted_namespace(cluster, "node-nova").await;
     put_tokens(&ns, "token\n").await;
     let fake = Fake::start().await;
     let ca: BTreeMap<String, String> = [("ca.pem".to_owned(), fake.ca_pem.clone())].into();
@@ -648,9 +521,9 @@ async fn nova_sonic_in_a_pod_reaches_the_bedrock_fake_through_the_mounted_ca_bun
             "pod: {env: [{name: AWS_ACCESS_KEY_ID, value: AKIDEXAMPLE}, {name: AWS_SECRET_ACCESS_KEY, value: not-a-real-secret}], nodeSelector",
         );
     apply(&ns, &spec).await;
-    let pod = ready_pods(&ns, "nova", 1).await.remove(0);
-    let conversation = converse(SocketAddr::new(pod_ip(&pod), AGENT_PORT), "token").await;
-    or_describe(conversation, &ns, "nova").await;
+    let pod = node::ready_pods(&ns, "nova", 1).await.remove(0);
+    let conversation = converse(SocketAddr::new(node::pod_ip(&pod), AGENT_PORT), "token").await;
+    node::or_describe(conversation, &ns, "nova").await;
     let streams = fake.streams().await;
     assert!(
         !streams.is_empty(),
@@ -728,7 +601,7 @@ async fn unpack(archive: &std::path::Path) -> Unpacked {
 #[tokio::test]
 #[ignore = "needs the local cluster with the real node (root; tests/cluster/README.md)"]
 async fn the_images_built_here_match_the_dockerfile() {
-    let (_, images) = platform().await;
+    let (_, images) = node::platform().await;
     let dockerfile = std::fs::read_to_string(workspace::root().join("Dockerfile")).expect("Dockerfile");
     for (stage, image) in [("agent", &images.agent), ("operator", &images.operator)] {
         let expected = dockerfile_stage(&dockerfile, stage);

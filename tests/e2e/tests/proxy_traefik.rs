@@ -8,31 +8,31 @@
 //! operator renders for Traefik matters: without `router.tls`, an Ingress with TLS is served
 //! over plain HTTP only.
 //!
-//! The agents run on their Services' ClusterIPs (the local cluster's Service range is on
-//! loopback), which Traefik dials; the kwok pods behind the Deployments only make the
-//! VoiceAgents Ready.
+//! The agents are real pods on the real node (`TestCluster::real_node`), from the image built
+//! here, behind the operator the chart installed as a pod; Traefik runs on the node's host and
+//! dials the pods' IPs from their EndpointSlices, as in a cluster. The Gateway API CRDs are
+//! installed after the operator pod started: the operator picks them up while running.
 //!
-//! `cargo test -p voice-e2e --test proxy_traefik -- --ignored`
-
-mod operator_support;
+//! `cargo test -p voice-e2e --test proxy_traefik -- --ignored` (needs root: see
+//! tests/cluster/README.md, "The real node").
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::Api;
-use operator_support::OperatorEnv;
+use kube::api::DeleteParams;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use voice_e2e::cluster::REAL_NODE_HOST_IP;
+use voice_e2e::command::pipe;
 use voice_e2e::conversation::{self, Socket};
-use voice_e2e::process::Process;
 use voice_e2e::traefik::{GATEWAY_CONTROLLER, INGRESS_CONTROLLER, Traefik};
 use voice_e2e::wait::{WAIT, eventually};
-use voice_e2e::{TestCluster, crds, workspace};
+use voice_e2e::{TestNamespace, crds, node};
 
 /// Host names of the HTTPRoute and of the Ingress; the certificate is made for them.
 const ROUTE_HOST: &str = "voice.e2e.test";
@@ -46,19 +46,24 @@ const SILENCE: Duration = Duration::from_secs(70);
 const PER_IP: usize = 3;
 const TURN: Duration = Duration::from_secs(20);
 
-/// The two VoiceAgents: `routed` behind the Gateway, `ingressed` behind the Ingress.
+/// The VoiceAgents, on the real node: `routed` behind the Gateway, `ingressed` behind the
+/// Ingress. Traefik dials the pods from the node's address, the one proxy they trust.
 fn voice_agent(name: &str, expose: &str) -> String {
     format!(
         r#"apiVersion: voiceagent.dev/v1alpha1
 kind: VoiceAgent
 metadata: {{name: {name}}}
 spec:
+  imagePullPolicy: Never
   model: {{provider: Simulated}}
   session: {{idleTimeout: 3m, drainTimeout: 2s}}
   auth: {{allowedOrigins: ["{ORIGIN}"]}}
-  limits: {{handshakesPerMinute: {PER_IP}, trustedProxies: [127.0.0.1/32]}}
+  limits: {{handshakesPerMinute: {PER_IP}, trustedProxies: [{REAL_NODE_HOST_IP}/32]}}
+  resources: {{requests: {{cpu: 50m, memory: 64Mi}}, limits: {{memory: 256Mi}}}}
+  pod: {pod}
   expose:
-{expose}"#
+{expose}"#,
+        pod = node::voice_agent_pod_yaml()
     )
 }
 
@@ -106,37 +111,16 @@ spec:
     )
 }
 
-/// The agent as its pod would run it: the operator's rendered configuration, listening on the
-/// Service's ClusterIP, where Traefik sends the Service's traffic.
-async fn run_agent(name: &str, services: &Api<Service>, configmaps: &Api<ConfigMap>) -> Process {
-    let service = services.get(name).await.expect("Service");
-    let cluster_ip: IpAddr = service
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .expect("a ClusterIP")
-        .parse()
-        .expect("an IP");
-    assert!(
-        cluster_ip.is_loopback(),
-        "the local cluster's Service range is on loopback"
-    );
-    let config = configmaps.get(&format!("{name}-config")).await.expect("ConfigMap");
-    let yaml = config
-        .data
-        .unwrap_or_default()
-        .remove("config.yaml")
-        .expect("config.yaml");
-    let dir = std::env::temp_dir().join(format!("voice-e2e-proxy-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("config.yaml"), yaml).expect("config");
-    let addr = SocketAddr::new(cluster_ip, 8080);
-    let mut cmd = tokio::process::Command::new(workspace::agent_binary().await.expect("the agent builds"));
-    cmd.arg("--config")
-        .arg(dir.join("config.yaml"))
-        .args(["--listen", &addr.to_string()]);
-    Process::start(cmd, &format!("proxied-{name}"), addr, "/readyz")
+async fn apply(ns: &TestNamespace, yaml: &str) {
+    pipe(ns.kubectl().args(["apply", "-f", "-"]), yaml)
         .await
-        .expect("agent starts")
+        .expect("kubectl apply");
+}
+
+/// Waits for VoiceAgent `name`'s one pod to be Ready; returns its name.
+async fn ready_pod(ns: &TestNamespace, name: &str) -> String {
+    let pod = node::ready_pods(ns, name, 1).await.remove(0);
+    pod.metadata.name.expect("a pod name")
 }
 
 /// A `wss://<host>/ws` handshake through `entry`, from the local address `from`.
@@ -198,51 +182,48 @@ async fn close_code(ws: &mut Socket) -> Option<CloseCode> {
 }
 
 #[tokio::test]
-#[ignore = "needs the local cluster (tests/cluster/up) and Traefik (tests/cluster/build-traefik)"]
+#[ignore = "needs the local cluster with the real node (root; tests/cluster/README.md) and Traefik (tests/cluster/build-traefik)"]
 async fn calls_through_traefik_outlast_its_timeouts_drain_cleanly_and_name_the_real_client() {
-    let cluster = TestCluster::shared().await;
+    let (cluster, _) = node::platform().await;
     crds::install_gateway_api_crds(cluster).await.expect("Gateway API CRDs");
-    let env = OperatorEnv::new("proxy-traefik").await.expect("test namespace");
-    let ns = env.name().to_owned();
-    let class = format!("traefik-{ns}");
+    let ns = node::restricted_namespace(cluster, "proxy-traefik").await;
+    let class = format!("traefik-{}", ns.name());
     let cert =
         rcgen::generate_simple_self_signed(vec![ROUTE_HOST.to_owned(), INGRESS_HOST.to_owned()]).expect("certificate");
     let root = cert.cert.der().clone();
 
-    let traefik = Traefik::start(cluster.kubeconfig_path(), &ns, &class)
+    let traefik = Traefik::start(cluster.kubeconfig_path(), ns.name(), &class)
         .await
         .expect("Traefik starts");
-    env.apply_yaml(&proxy_objects(&ns, &class, &traefik, &cert))
-        .await
-        .expect("proxy objects");
-    let operator = env.start_operator(&[]).await.expect("operator starts");
-    env.apply_yaml(&voice_agent(
-        "routed",
-        &format!("    gateway: {{parentRefs: [{{name: public}}], hostnames: [{ROUTE_HOST}]}}"),
-    ))
-    .await
-    .expect("routed");
-    env.apply_yaml(&voice_agent(
-        "ingressed",
-        &format!("    ingress: {{className: {class}, host: {INGRESS_HOST}, tls: {{secretName: voice-tls}}}}"),
-    ))
-    .await
-    .expect("ingressed");
-    for name in ["routed", "ingressed"] {
-        env.wait_ready(name)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_tail(40)));
-    }
-    // The operator detected Traefik behind both (from the GatewayClass and the IngressClass):
-    // no route timeouts, which Traefik does not implement.
-    let routes: Api<voice_operator::gateway_api::HTTPRoute> = env.ns.api();
+    apply(&ns, &proxy_objects(ns.name(), &class, &traefik, &cert)).await;
+    apply(
+        &ns,
+        &voice_agent(
+            "routed",
+            &format!("    gateway: {{parentRefs: [{{name: public}}], hostnames: [{ROUTE_HOST}]}}"),
+        ),
+    )
+    .await;
+    apply(
+        &ns,
+        &voice_agent(
+            "ingressed",
+            &format!("    ingress: {{className: {class}, host: {INGRESS_HOST}, tls: {{secretName: voice-tls}}}}"),
+        ),
+    )
+    .await;
+    let routed = ready_pod(&ns, "routed").await;
+    let ingressed = ready_pod(&ns, "ingressed").await;
+    // The operator pod detected Traefik behind both (from the GatewayClass and the
+    // IngressClass): no route timeouts, which Traefik does not implement.
+    let routes: Api<voice_operator::gateway_api::HTTPRoute> = ns.api();
     assert_eq!(
         routes.get("routed").await.expect("HTTPRoute").spec.rules[0].timeouts,
         None
     );
     // An Ingress's `tls` only hands Traefik the certificate; the router serves HTTPS because
     // the operator says so (without it, every wss:// handshake below gets a 404).
-    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> = env.ns.api();
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> = ns.api();
     let ingress = ingresses.get("ingressed").await.expect("Ingress");
     assert_eq!(
         ingress
@@ -254,23 +235,19 @@ async fn calls_through_traefik_outlast_its_timeouts_drain_cleanly_and_name_the_r
         Some("true")
     );
 
-    let services: Api<Service> = env.ns.api();
-    let configmaps: Api<ConfigMap> = env.ns.api();
-    let routed = run_agent("routed", &services, &configmaps).await;
-    let ingressed = run_agent("ingressed", &services, &configmaps).await;
-
     // Without the operator's `router.tls` (here overridden by the user's annotation) Traefik
     // serves the Ingress over plain HTTP only: once it serves `ws://`, `wss://` fails.
-    env.apply_yaml(&voice_agent(
-        "plain",
-        &format!(
-            "    ingress: {{className: {class}, host: {PLAIN_HOST}, tls: {{secretName: voice-tls}}, annotations: {{traefik.ingress.kubernetes.io/router.tls: \"false\"}}}}"
+    apply(
+        &ns,
+        &voice_agent(
+            "plain",
+            &format!(
+                "    ingress: {{className: {class}, host: {PLAIN_HOST}, tls: {{secretName: voice-tls}}, annotations: {{traefik.ingress.kubernetes.io/router.tls: \"false\"}}}}"
+            ),
         ),
-    ))
-    .await
-    .expect("plain");
-    env.wait_ready("plain").await.expect("plain ready");
-    let plain = run_agent("plain", &services, &configmaps).await;
+    )
+    .await;
+    ready_pod(&ns, "plain").await;
     eventually("Traefik to serve the plain Ingress", WAIT, || async {
         let served = connect_with(
             "ws",
@@ -293,13 +270,15 @@ async fn calls_through_traefik_outlast_its_timeouts_drain_cleanly_and_name_the_r
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 404),
         Err(err) => assert!(err.to_string().contains("certificate"), "{err}"),
     }
-    plain.kill().await.expect("plain agent stopped");
+    ns.kubectl_ok(["delete", "voiceagent", "plain", "--wait=false"])
+        .await
+        .expect("plain agent deleted");
 
     // Both exposures at once (each agent keeps its own per-IP counts), so the silence is
     // waited out once.
     tokio::join!(
-        check_exposure("HTTPRoute", ROUTE_HOST, routed, &traefik, &root),
-        check_exposure("Ingress", INGRESS_HOST, ingressed, &traefik, &root),
+        check_exposure("HTTPRoute", ROUTE_HOST, &ns, "routed", &routed, &traefik, &root),
+        check_exposure("Ingress", INGRESS_HOST, &ns, "ingressed", &ingressed, &traefik, &root),
     );
     drop(traefik);
     // The classes are cluster-scoped: the namespace's deletion does not take them.
@@ -318,7 +297,9 @@ async fn calls_through_traefik_outlast_its_timeouts_drain_cleanly_and_name_the_r
 async fn check_exposure(
     exposure: &str,
     host: &str,
-    agent: Process,
+    ns: &TestNamespace,
+    agent: &str,
+    pod: &str,
     traefik: &Traefik,
     root: &rustls::pki_types::CertificateDer<'static>,
 ) {
@@ -400,16 +381,29 @@ async fn check_exposure(
         )
     });
 
-    // Drain: the agent's 1012 reaches the caller through the proxy.
-    let stopping = tokio::spawn(agent.stop());
+    // Drain: the pod is deleted (a node drain, a scale-down); the agent's 1012 reaches the
+    // caller through the proxy, and the next call reaches the replacement pod through it.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = ns.api();
+    pods.delete(pod, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{exposure}: deleting pod {pod}: {e}"));
     assert_eq!(
         close_code(&mut ours).await,
         Some(CloseCode::Restart),
         "{exposure}: drain close"
     );
-    let exit = stopping.await.expect("join").expect("the agent stops");
-    assert!(
-        exit.success(),
-        "{exposure}: the agent exits cleanly after draining: {exit}"
-    );
+    let replacement = ready_pod(ns, agent).await;
+    assert_ne!(replacement, pod, "{exposure}: a new pod");
+    eventually(
+        &format!("{exposure}: a call through Traefik to the replacement pod"),
+        WAIT,
+        || async {
+            let Ok(mut ws) = connect(traefik.calls, host, Ipv4Addr::new(127, 0, 0, 10), ORIGIN, root).await else {
+                return Ok(None);
+            };
+            Ok(turn(&mut ws, "Hello again").await.ok())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", traefik.process.log_tail(40)));
 }
