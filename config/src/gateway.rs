@@ -3,6 +3,7 @@
 //! offers. `toolServers` is the list; `gateway` is the single-server shorthand of earlier
 //! versions (a server named [`GATEWAY_SERVER_NAME`]); a file sets one or the other.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -219,6 +220,64 @@ pub fn short_tool_name(name: &str) -> &str {
     name.rsplit_once(TOOL_NAME_SEPARATOR)
         .map_or(name, |(_, tool)| tool)
         .trim()
+}
+
+/// Model-facing names for one server's tools: the short name of a gateway tool
+/// (`target___tool` → `tool`) unless two of its tools share it, then the full name.
+pub fn model_tool_names(names: &[&str]) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for name in names {
+        *counts.entry(short_tool_name(name)).or_default() += 1;
+    }
+    names
+        .iter()
+        .map(|name| {
+            let short = short_tool_name(name);
+            if !short.is_empty() && counts.get(short) == Some(&1) {
+                short.to_owned()
+            } else {
+                (*name).to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Model-facing names for the tools of several servers (`(server name, its tool names)`, in
+/// configuration order): each server's [`model_tool_names`], prefixed with the server's name
+/// (`<server>___<name>`) where another server offers the same name, so the model tells them
+/// apart and calls go to the right server. `None` for a tool left out because an earlier
+/// server already offers its (prefixed) name, which only a server naming its tools
+/// `<server>___<tool>` after another server can cause. The agent names its tools this way, and
+/// the operator's `status.discoveredTools` shows the result.
+pub fn resolve_tool_names(servers: &[(&str, Vec<&str>)]) -> Vec<Vec<Option<String>>> {
+    let per_server: Vec<Vec<String>> = servers.iter().map(|(_, names)| model_tool_names(names)).collect();
+    let mut offered_by: HashMap<&str, usize> = HashMap::new();
+    for names in &per_server {
+        let mut unique: Vec<&str> = names.iter().map(String::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        for name in unique {
+            *offered_by.entry(name).or_default() += 1;
+        }
+    }
+    let mut taken = HashSet::new();
+    servers
+        .iter()
+        .zip(&per_server)
+        .map(|((server, _), names)| {
+            names
+                .iter()
+                .map(|name| {
+                    let resolved = if offered_by.get(name.as_str()).copied().unwrap_or(0) > 1 {
+                        format!("{server}{TOOL_NAME_SEPARATOR}{name}")
+                    } else {
+                        name.clone()
+                    };
+                    taken.insert(resolved.clone()).then_some(resolved)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Whether `allowedTools` lets a tool through: by its full or its short name (an empty list

@@ -18,7 +18,8 @@ mod telephony;
 
 pub use gateway::{
     DEFAULT_SIGV4_SERVICE, GATEWAY_SERVER_NAME, GatewayAuth, GatewayConfig, MAX_SERVER_NAME_LEN, MAX_TOOL_SERVERS,
-    TOOL_NAME_SEPARATOR, ToolServerConfig, server_name_problem, short_tool_name, tool_allowed,
+    TOOL_NAME_SEPARATOR, ToolServerConfig, model_tool_names, resolve_tool_names, server_name_problem, short_tool_name,
+    tool_allowed,
 };
 pub use model::{
     EndpointingSensitivity, ModelConfig, NOVA_2_5_SONIC, NOVA_2_SONIC, NOVA_GENERATIONS, NOVA_SONIC_V1, NovaGeneration,

@@ -123,3 +123,52 @@ fn the_gateway_shorthand_keeps_its_field_names_in_errors() {
     assert!(message.contains("gateway.maxConcurrentCalls"), "{message}");
     assert!(!message.contains("server \""), "{message}");
 }
+
+#[test]
+fn keeps_full_names_when_short_ones_collide() {
+    let names = model_tool_names(&["crm___lookup", "erp___lookup", "weather___forecast"]);
+    assert_eq!(names, vec!["crm___lookup", "erp___lookup", "forecast"]);
+}
+
+#[test]
+fn names_two_servers_share_are_prefixed_with_the_server() {
+    let resolved = resolve_tool_names(&[
+        ("crm", vec!["lookup", "crm_only"]),
+        ("erp", vec!["billing___lookup", "erp_only"]),
+    ]);
+    assert_eq!(
+        resolved,
+        vec![
+            vec![Some("crm___lookup".to_owned()), Some("crm_only".to_owned())],
+            vec![Some("erp___lookup".to_owned()), Some("erp_only".to_owned())],
+        ]
+    );
+}
+
+#[test]
+fn a_name_already_taken_by_an_earlier_server_is_left_out() {
+    // Server a offers `x` and, confusingly, `b___x`; server b offers `x`. The shared `x`
+    // becomes `a___x` and `b___x`, and a's own `b___x` came first.
+    let resolved = resolve_tool_names(&[("a", vec!["x", "b___x"]), ("b", vec!["x"])]);
+    assert_eq!(
+        resolved,
+        vec![vec![Some("a___x".to_owned()), Some("b___x".to_owned())], vec![None]]
+    );
+}
+
+#[test]
+fn one_server_keeps_todays_names() {
+    let names = ["crm___lookup", "erp___lookup", "weather___forecast"];
+    let resolved = resolve_tool_names(&[("gateway", names.to_vec())]);
+    assert_eq!(
+        resolved[0],
+        model_tool_names(&names).into_iter().map(Some).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn strips_gateway_target_prefixes() {
+    assert_eq!(short_tool_name("weather___get_forecast"), "get_forecast");
+    assert_eq!(short_tool_name("plain_tool"), "plain_tool");
+    assert_eq!(short_tool_name("a___b___c"), "c");
+}

@@ -64,6 +64,14 @@ pub struct DiscoveredTools {
     /// Tool names as the server gives them.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// The names the model is given for these tools, in the same order, when any differs from
+    /// `tools`: an AgentCore Gateway name `target___tool` is shortened to `tool` when no other
+    /// tool of the server has that short name, and a name two servers offer is prefixed with
+    /// the server's name (`crm___lookup`). A tool whose name an earlier server's tool already
+    /// takes is left out. Worked out from the servers listed here, as the agent does from the
+    /// servers it reaches (a SigV4 server, which the operator does not list, can add prefixes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_names: Vec<String>,
 }
 
 impl VoiceAgentStatus {

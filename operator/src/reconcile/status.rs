@@ -108,16 +108,33 @@ pub fn desired_status(
     }
 }
 
-/// The tools of each server that listed them.
+/// The tools of each server that listed them, with the names the model gets for them.
 fn discovered(listings: &[(String, Listing)]) -> Vec<DiscoveredTools> {
-    listings
+    let listed: Vec<(&str, &[String])> = listings
         .iter()
         .filter_map(|(server, listing)| match listing {
-            Listing::Tools(tools) => Some(DiscoveredTools {
-                server: server.clone(),
-                tools: tools.clone(),
-            }),
+            Listing::Tools(tools) => Some((server.as_str(), tools.as_slice())),
             Listing::Unreachable(_) | Listing::NotListed => None,
+        })
+        .collect();
+    let names: Vec<(&str, Vec<&str>)> = listed
+        .iter()
+        .map(|(server, tools)| (*server, tools.iter().map(String::as_str).collect()))
+        .collect();
+    listed
+        .iter()
+        .zip(voice_config::resolve_tool_names(&names))
+        .map(|((server, tools), resolved)| {
+            let model_names: Vec<String> = resolved.into_iter().flatten().collect();
+            DiscoveredTools {
+                server: (*server).to_owned(),
+                tools: tools.to_vec(),
+                model_names: if model_names.as_slice() == *tools {
+                    Vec::new()
+                } else {
+                    model_names
+                },
+            }
         })
         .collect()
 }

@@ -347,16 +347,28 @@ spec:
         unreachable.message,
         "tool server \"third\" unreachable: cannot connect and open an MCP session; agents offer the other servers' tools meanwhile"
     );
-    let tools = |server: &str, tools: &[&str]| DiscoveredTools {
+    let owned = |names: &[&str]| names.iter().map(|t| (*t).to_owned()).collect();
+    let tools = |server: &str, tools: &[&str], model: &[&str]| DiscoveredTools {
         server: server.into(),
-        tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+        tools: owned(tools),
+        model_names: owned(model),
     };
     let status = env.agents().get("desk").await.expect("get").status.unwrap_or_default();
+    // The model's names, as the agent gives them: gateway names shortened, and `get_weather`,
+    // which both servers offer, prefixed with each server's name.
     assert_eq!(
         status.discovered_tools,
         [
-            tools("main", &["weather___get_weather", "lookup___slow_lookup"]),
-            tools("crm", &["crm___lookup_customer", "get_weather"]),
+            tools(
+                "main",
+                &["weather___get_weather", "lookup___slow_lookup"],
+                &["main___get_weather", "slow_lookup"]
+            ),
+            tools(
+                "crm",
+                &["crm___lookup_customer", "get_weather"],
+                &["lookup_customer", "crm___get_weather"]
+            ),
         ]
     );
     // The bearer token came from the Secret, and was never logged.
@@ -418,7 +430,12 @@ spec:
     let status = env.agents().get("desk").await.expect("get").status.unwrap_or_default();
     assert_eq!(
         status.discovered_tools.last(),
-        Some(&tools("third", &["crm___lookup_customer", "get_weather"]))
+        Some(&tools(
+            "third",
+            &["crm___lookup_customer", "get_weather"],
+            // crm offers both names too now: each gets its server's prefix.
+            &["third___lookup_customer", "third___get_weather"]
+        ))
     );
     assert!(operator.stop().await.expect("stops").success());
 }

@@ -183,7 +183,8 @@ fn discovered_tools_are_listed_per_server_and_an_unreachable_one_is_a_condition(
         status.discovered_tools,
         [DiscoveredTools {
             server: "crm".into(),
-            tools: vec!["lookup_customer".into(), "get_weather".into()]
+            tools: vec!["lookup_customer".into(), "get_weather".into()],
+            model_names: Vec::new(),
         }]
     );
     let reachable = condition(&status, TOOL_SERVERS_REACHABLE);
@@ -224,6 +225,39 @@ fn discovered_tools_are_listed_per_server_and_an_unreachable_one_is_a_condition(
             .map(|d| d.server.as_str())
             .collect::<Vec<_>>(),
         ["crm", "erp"]
+    );
+}
+
+#[test]
+fn discovered_tools_show_the_names_the_model_gets() {
+    let d = deployment(1, 1, 1, true);
+    let listings = vec![
+        (
+            "crm".to_owned(),
+            Listing::Tools(vec!["customers___lookup".into(), "crm_only".into()]),
+        ),
+        (
+            "erp".to_owned(),
+            Listing::Tools(vec!["lookup".into(), "invoice".into()]),
+        ),
+        ("down".to_owned(), Listing::Unreachable("cannot connect")),
+    ];
+    let mut obs = observation(Ok(()), Some(&d));
+    obs.tool_servers = Some(&listings);
+    let status = desired_status(None, &obs, &at(100));
+    let shown: Vec<(&str, Vec<&str>)> = status
+        .discovered_tools
+        .iter()
+        .map(|d| (d.server.as_str(), d.model_names.iter().map(String::as_str).collect()))
+        .collect();
+    // crm's gateway name is shortened to `lookup`, which erp offers too: both get their
+    // server's prefix; names that are the model's already show no second list.
+    assert_eq!(
+        shown,
+        [
+            ("crm", vec!["crm___lookup", "crm_only"]),
+            ("erp", vec!["erp___lookup", "invoice"]),
+        ]
     );
 }
 
