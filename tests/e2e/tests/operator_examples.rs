@@ -150,11 +150,19 @@ async fn every_example_becomes_ready_with_its_children() {
     );
 
     // Istio and Traefik examples, with no Gateway to read here: implementation Generic, so a
-    // route without timeouts (which an unknown implementation might refuse).
-    for name in ["reception", "helpdesk"] {
+    // route without timeouts (which an unknown implementation might refuse). NGINX Gateway
+    // Fabric, named, does not implement route timeouts either.
+    for name in ["reception", "helpdesk", "switchboard"] {
         env.wait_ready(name).await.expect("ready");
         let route = routes.get(name).await.expect("HTTPRoute");
         assert_eq!(route.spec.rules[0].timeouts, None, "{name}");
+    }
+    // kgateway and Cilium, named: their Envoy applies the route timeout, maxDuration + 60 s.
+    for (name, request) in [("frontdesk", "3660s"), ("concierge", "1860s")] {
+        env.wait_ready(name).await.expect("ready");
+        let route = routes.get(name).await.expect("HTTPRoute");
+        let timeouts = route.spec.rules[0].timeouts.as_ref();
+        assert_eq!(timeouts.and_then(|t| t.request.as_deref()), Some(request), "{name}");
     }
 
     // Locked down: JWT callers, SigV4 tools, limits, and a NetworkPolicy.

@@ -34,13 +34,16 @@ const RBAC_TEMPLATES: [&str; 4] = [
     "templates/leader-election.yaml",
 ];
 /// The example manifests users start from (paths relative to the workspace).
-pub const EXAMPLES: [&str; 8] = [
+pub const EXAMPLES: [&str; 11] = [
     "examples/simulated-smoke.yaml",
     "examples/ingress-nginx.yaml",
     "examples/aws-alb.yaml",
     "examples/gateway-api.yaml",
     "examples/gateway-api-istio.yaml",
     "examples/gateway-api-traefik.yaml",
+    "examples/gateway-api-nginx-gateway-fabric.yaml",
+    "examples/gateway-api-kgateway.yaml",
+    "examples/gateway-api-cilium.yaml",
     "examples/secured.yaml",
     "examples/tool-servers.yaml",
 ];
