@@ -36,6 +36,13 @@ pub struct ChurnSpec {
     pub samples: usize,
     /// Growth of resident memory allowed after the warm-up (KiB).
     pub max_rss_growth_kib: i64,
+    /// The agent's resume window (ms). Every ended session is kept that long for resuming, as
+    /// by default, but a window of seconds instead of two minutes lets what it holds (sessions
+    /// per second × window) reach its steady size within the warm-up, so that what memory does
+    /// after the warm-up is what a leak would add, expired conversations included. 0: the
+    /// agent's default (runs recorded before this setting).
+    #[serde(default)]
+    pub resume_window_ms: u64,
     /// Descriptors and tasks allowed above the starting count once the churn is over.
     pub max_fd_growth: i64,
     pub max_task_growth: i64,

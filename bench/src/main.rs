@@ -14,6 +14,7 @@ mod phone;
 mod procfs;
 mod ramp;
 mod report;
+mod resume;
 mod servers;
 mod suite;
 
@@ -425,6 +426,18 @@ fn smoke_checks(result: &suite::SuiteResult) -> anyhow::Result<()> {
                 point.failures
             );
         }
+    }
+    if let Some(skipped) = &result.resume_skipped {
+        anyhow::bail!("resumption: not measured: {skipped}");
+    }
+    if let Some(resume) = &result.resume {
+        anyhow::ensure!(
+            resume.resumed == resume.conversations && resume.close_to_first_audio.count > 0,
+            "resumption: {} of {} conversations resumed and answered: {:?}",
+            resume.resumed,
+            resume.conversations,
+            resume.failures
+        );
     }
     if let Some(peers) = &result.peers {
         for run in &peers.runs {

@@ -3,6 +3,7 @@
 
 mod peers;
 mod phone;
+mod resume;
 
 use std::fmt::Write as _;
 
@@ -25,6 +26,7 @@ pub fn render(result: &SuiteResult, command: &str, tuning: Option<&str>) -> Stri
     peers::render(&mut out, result);
     churn(&mut out, result);
     phone::render(&mut out, result);
+    resume::render(&mut out, result);
     crate::operator::render(&mut out, result.operator.as_ref(), result.operator_skipped.as_deref());
     if let Some(tuning) = tuning {
         out.push('\n');
@@ -490,8 +492,19 @@ fn churn(out: &mut String, result: &SuiteResult) {
     );
     let _ = writeln!(
         out,
-        "{} sessions, {} at a time, against the agent (loopback model, one worker thread): of every ten, seven close cleanly (handshake, first event, one audio frame, close handshake), two reset the TCP connection without a close frame, and one is refused at the handshake (HTTP 400). Resident memory and open descriptors come from `/proc`, runtime tasks from `voice_agent_runtime_tasks`. Pass: after the first {} sessions memory grows by at most {} KiB, and once the churn stops descriptors and tasks are back to where they started.\n",
-        spec.sessions, spec.concurrency, spec.warmup, spec.max_rss_growth_kib
+        "{} sessions, {} at a time, against the agent (loopback model, one worker thread): of every ten, seven close cleanly (handshake, first event, one audio frame, close handshake), two reset the TCP connection without a close frame, and one is refused at the handshake (HTTP 400). Resident memory and open descriptors come from `/proc`, runtime tasks from `voice_agent_runtime_tasks`. Pass: after the first {} sessions memory grows by at most {} KiB, and once the churn stops descriptors and tasks are back to where they started.{}\n",
+        spec.sessions,
+        spec.concurrency,
+        spec.warmup,
+        spec.max_rss_growth_kib,
+        if spec.resume_window_ms > 0 {
+            format!(
+                " Every ended session is kept for resuming, as by default, with a resume window of {:.1} s instead of two minutes, so that what the agent holds for resuming reaches its steady size during the warm-up: growth after it is what a leak would add.",
+                spec.resume_window_ms as f64 / 1000.0
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         out,

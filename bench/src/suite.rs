@@ -52,6 +52,8 @@ pub struct Profile {
     pub churn: ChurnSpec,
     /// Concurrent Twilio calls measured by the phone section.
     pub phone_calls: Vec<usize>,
+    /// Conversations handed over at once from a draining agent to another (0: skipped).
+    pub resume_conversations: usize,
 }
 
 impl Profile {
@@ -113,6 +115,8 @@ impl Profile {
             operator_counts: vec![100, 500],
             quiet_wait: Duration::from_secs(300),
             phone_calls: vec![100, 400],
+            // A replica's worth of calls at once, as a rollout moves them.
+            resume_conversations: 50,
             churn: ChurnSpec {
                 sessions: 100_000,
                 concurrency: 64,
@@ -121,6 +125,7 @@ impl Profile {
                 // Allocator noise on a process of ~10 MiB; a leak of even 100 bytes per session
                 // is 8 MiB over the 80,000 sessions after the warm-up.
                 max_rss_growth_kib: 4096,
+                resume_window_ms: 2000,
                 max_fd_growth: 0,
                 max_task_growth: 0,
             },
@@ -149,6 +154,7 @@ impl Profile {
             operator_counts: Vec::new(),
             quiet_wait: Duration::ZERO,
             phone_calls: vec![4],
+            resume_conversations: 3,
             churn: ChurnSpec {
                 sessions: 2000,
                 concurrency: 16,
@@ -156,6 +162,7 @@ impl Profile {
                 samples: 10,
                 // Debug builds and a short run: proves the churn runs and nothing is held.
                 max_rss_growth_kib: 16 * 1024,
+                resume_window_ms: 1000,
                 max_fd_growth: 0,
                 max_task_growth: 0,
             },
@@ -177,6 +184,8 @@ pub enum Section {
     Churn,
     /// Phone calls (Twilio Media Streams, μ-law) per core.
     Phone,
+    /// Conversations resumed on another agent after a drain, through Redis.
+    Resume,
 }
 
 /// One relay under one encoding: its search (or single point) and the confirmation runs.
@@ -237,6 +246,10 @@ pub struct SuiteResult {
     pub churn: Option<ChurnResult>,
     #[serde(default)]
     pub phone: Option<crate::phone::PhoneResult>,
+    #[serde(default)]
+    pub resume: Option<crate::resume::ResumeResult>,
+    #[serde(default)]
+    pub resume_skipped: Option<String>,
     pub notes: Vec<String>,
     pub seconds: f64,
 }
@@ -250,10 +263,15 @@ pub struct Suite {
 
 /// The agent as the relay benchmark runs it: loopback model, limits opened for one client IP.
 pub fn loopback_agent_config(max_sessions: usize) -> String {
+    loopback_agent_config_with(max_sessions, "")
+}
+
+/// The same, with more `session` settings (`, key: value` pairs).
+fn loopback_agent_config_with(max_sessions: usize, session: &str) -> String {
     format!(
         "name: bench\nlisten: 127.0.0.1:0\n\
          model: {{provider: Simulated, mode: loopback, thinkTime: 0s}}\n\
-         session: {{maxSessions: {max_sessions}}}\n\
+         session: {{maxSessions: {max_sessions}{session}}}\n\
          limits: {{handshakesPerMinute: 0}}\n"
     )
 }
@@ -281,6 +299,8 @@ impl Suite {
             operator_skipped: None,
             churn: None,
             phone: None,
+            resume: None,
+            resume_skipped: None,
             notes,
             seconds: 0.0,
         };
@@ -370,7 +390,10 @@ impl Suite {
             let agent = servers::agent(
                 &self.programs,
                 "agent-churn",
-                &loopback_agent_config(spec.concurrency * 2 + 16),
+                &loopback_agent_config_with(
+                    spec.concurrency * 2 + 16,
+                    &format!(", resume: {{window: {}ms}}", spec.resume_window_ms),
+                ),
                 1,
                 &[],
             )?;
@@ -399,6 +422,27 @@ impl Suite {
                 )
                 .await?,
             );
+        }
+
+        if self.sections.contains(&Section::Resume) && self.profile.resume_conversations > 0 {
+            self.quiet(&mut result.notes).await;
+            match crate::resume::run(&self.programs, self.profile.resume_conversations).await {
+                Ok(measured) => {
+                    eprintln!(
+                        "voice-bench: resume: {} of {} conversations resumed on the second agent; close → first reply audio p50 {} µs, p99 {} µs",
+                        measured.resumed,
+                        measured.conversations,
+                        measured.close_to_first_audio.p50_us,
+                        measured.close_to_first_audio.p99_us
+                    );
+                    result.resume = Some(measured);
+                }
+                // Without redis-server (say) the rest of a long run is still worth its report.
+                Err(error) => {
+                    eprintln!("voice-bench: resume section: {error:#}");
+                    result.resume_skipped = Some(format!("{error:#}"));
+                }
+            }
         }
 
         result.machine_after = machine::Load::now();

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-pub use recorder::{Percentiles, ReplyCounts};
+pub use recorder::{Percentiles, ReplyCounts, histogram, record};
 use session::{SessionEnd, Shared};
 
 use crate::frame::{Encoding, Protocol};

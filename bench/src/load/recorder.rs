@@ -88,7 +88,8 @@ impl Default for Recorder {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+/// A histogram of microseconds over the range every measurement of the benchmark uses.
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_DIGITS).expect("constant histogram bounds are valid")
 }
 
