@@ -287,6 +287,11 @@ async fn run_stream(
     let mut buffer = BytesMut::new();
     let mut out = Vec::new();
     let mut input_ended = false;
+    // Whether the client stopped reading the output. The input is read on regardless, as
+    // Bedrock does: a client that ends its input cleanly and then closes (Strands sends
+    // `promptEnd` and `connectionEnd`, then closes the stream) has closed cleanly even when
+    // the output it no longer reads could not be delivered.
+    let mut output_gone = false;
     let outcome: Result<(), Exception> = 'run: loop {
         let wake = match &fail_at {
             Some((at, _)) => stream.next_wakeup().min(*at),
@@ -334,9 +339,8 @@ async fn run_stream(
             }
         }
         for event in out.drain(..) {
-            if tx.send(framing::chunk(&event)).await.is_err() {
-                stream.record.ended("client_disconnected");
-                return;
+            if !output_gone && tx.send(framing::chunk(&event)).await.is_err() {
+                output_gone = true;
             }
         }
     };
