@@ -216,11 +216,15 @@ async fn calls_through_traefik_outlast_its_timeouts_drain_cleanly_and_name_the_r
     let ingressed = ready_pod(&ns, "ingressed").await;
     // The operator pod detected Traefik behind both (from the GatewayClass and the
     // IngressClass): no route timeouts, which Traefik does not implement.
+    // The operator pod may have started before the Gateway API CRDs: it picks them up within
+    // its discovery interval and then creates the route.
     let routes: Api<voice_operator::gateway_api::HTTPRoute> = ns.api();
-    assert_eq!(
-        routes.get("routed").await.expect("HTTPRoute").spec.rules[0].timeouts,
-        None
-    );
+    let route = eventually("the operator's HTTPRoute", node::POD_WAIT, || async {
+        Ok(routes.get_opt("routed").await?)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(route.spec.rules[0].timeouts, None);
     // An Ingress's `tls` only hands Traefik the certificate; the router serves HTTPS because
     // the operator says so (without it, every wss:// handshake below gets a 404).
     let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> = ns.api();
