@@ -158,7 +158,7 @@ async fn every_example_becomes_ready_with_its_children() {
         assert_eq!(route.spec.rules[0].timeouts, None, "{name}");
     }
     // kgateway and Cilium, named: their Envoy applies the route timeout, maxDuration + 60 s.
-    for (name, request) in [("frontdesk", "3660s"), ("atrium", "1860s")] {
+    for (name, request) in [("frontdesk", "3660s"), ("atrium", "3660s")] {
         env.wait_ready(name).await.expect("ready");
         let route = routes.get(name).await.expect("HTTPRoute");
         let timeouts = route.spec.rules[0].timeouts.as_ref();
