@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
+use voice_e2e::conversation::{self, Socket};
+
 use crate::load::{self, Percentiles};
 use crate::servers::{self, Programs, Server};
 
@@ -197,11 +199,7 @@ async fn handover(
     ready: tokio::sync::mpsc::Sender<()>,
     mut drained: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Handover, String> {
-    let url = format!("ws://{from}/ws?audio_output=binary");
-    let (mut ws, _) = timeout(STEP_TIMEOUT, tokio_tungstenite::connect_async(url.as_str()))
-        .await
-        .map_err(|_| "handshake with A timed out".to_owned())?
-        .map_err(|e| format!("handshake with A: {e}"))?;
+    let mut ws = open(&format!("ws://{from}/ws?audio_output=binary"), "handshake with A").await?;
     let start = event(&mut ws, "bidi_connection_start").await?;
     let token = start["resume_token"]
         .as_str()
@@ -230,11 +228,11 @@ async fn handover(
         return Err(format!("A closed with {closed:?}, not 1012"));
     }
 
-    let url = format!("ws://{to}/ws?audio_output=binary&resume={token}");
-    let (mut ws, _) = timeout(STEP_TIMEOUT, tokio_tungstenite::connect_async(url.as_str()))
-        .await
-        .map_err(|_| "resuming handshake with B timed out".to_owned())?
-        .map_err(|e| format!("resuming handshake with B: {e}"))?;
+    let mut ws = open(
+        &format!("ws://{to}/ws?audio_output=binary&resume={token}"),
+        "resuming handshake with B",
+    )
+    .await?;
     let start = event(&mut ws, "bidi_connection_start").await?;
     if start["resumed"] != json!(true) {
         return Err("B started a new conversation instead of resuming".to_owned());
@@ -262,7 +260,14 @@ async fn handover(
     })
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A WebSocket handshake within [`STEP_TIMEOUT`]; `what` names it in errors.
+async fn open(url: &str, what: &str) -> Result<Socket, String> {
+    let (ws, _) = timeout(STEP_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| format!("{what} timed out"))?
+        .map_err(|e| format!("{what}: {e}"))?;
+    Ok(ws)
+}
 
 async fn ask(ws: &mut Socket, text: &str) -> Result<(), String> {
     let input = json!({"type": "bidi_text_input", "text": text, "role": "user"});
@@ -273,26 +278,7 @@ async fn ask(ws: &mut Socket, text: &str) -> Result<(), String> {
 
 /// The next event of type `kind`, skipping audio and other events.
 async fn event(ws: &mut Socket, kind: &str) -> Result<Value, String> {
-    timeout(STEP_TIMEOUT, async {
-        while let Some(message) = ws.next().await {
-            match message {
-                Ok(Message::Text(text)) => {
-                    let event: Value =
-                        serde_json::from_str(&text).map_err(|_| "an event that is not JSON".to_owned())?;
-                    if event["type"] == kind {
-                        return Ok(event);
-                    }
-                    if event["type"] == "bidi_error" {
-                        return Err(format!("bidi_error while waiting for {kind}: {}", event["message"]));
-                    }
-                }
-                Ok(Message::Close(frame)) => return Err(format!("closed while waiting for {kind}: {frame:?}")),
-                Ok(_) => {}
-                Err(e) => return Err(format!("connection broke while waiting for {kind}: {e}")),
-            }
-        }
-        Err(format!("connection ended while waiting for {kind}"))
-    })
-    .await
-    .map_err(|_| format!("no {kind} in time"))?
+    conversation::until(ws, kind, STEP_TIMEOUT)
+        .await
+        .map_err(|ended| format!("waiting for {kind}: {ended}"))
 }
