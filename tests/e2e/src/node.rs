@@ -38,14 +38,21 @@ pub struct Images {
 
 static IMAGES: OnceCell<Images> = OnceCell::const_new();
 
-/// Builds the agent and operator images (release builds, then the images, both cached) and
+/// The cargo profile of the images' binaries unless `$VOICE_AGENTS_IMAGE_PROFILE` names one:
+/// the debug binaries every other suite runs, built already, where the shipped release build
+/// (thin LTO) would add about 20 minutes to a cold CI run. The image recipe is the same; set
+/// `VOICE_AGENTS_IMAGE_PROFILE=release` to run the suites on the shipped binaries.
+pub const IMAGE_PROFILE: &str = "dev";
+
+/// Builds the agent and operator images (the binaries, then the images, both cached) and
 /// imports them into the real node's containerd, once per test process. Start the real-node
 /// cluster first ([`crate::TestCluster::real_node`]).
 pub async fn images() -> anyhow::Result<&'static Images> {
     IMAGES
         .get_or_try_init(|| async {
+            let profile = std::env::var("VOICE_AGENTS_IMAGE_PROFILE").unwrap_or_else(|_| IMAGE_PROFILE.to_owned());
             let mut cmd = Command::new(workspace::root().join("tests/cluster/images"));
-            cmd.args(["--import", "agent", "operator"])
+            cmd.args(["--import", "--profile", &profile, "agent", "operator"])
                 .env("VOICE_AGENTS_CLUSTER_REAL_NODE", "1")
                 .stderr(Stdio::inherit());
             let out = run(&mut cmd, BUILD_TIMEOUT).await?;
