@@ -10,6 +10,7 @@
 pub mod audio;
 pub mod auth;
 pub mod call;
+mod cancel;
 pub mod cli;
 pub mod metrics;
 pub mod model;

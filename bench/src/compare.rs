@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::floor::{cpu_us_per_session_second, rss_kib_per_session, spread};
+use crate::floor::{cpu_us_per_session_second, spread};
 use crate::frame::{Encoding, Protocol};
+use crate::load::kib_per_session;
 use crate::load::{self, PointResult, PointSpec, Workload};
 use crate::machine;
 use crate::servers::{self, Programs, Server};
@@ -81,7 +82,7 @@ pub async fn run(comparison: &Comparison) -> anyhow::Result<String> {
                 comparison.label(row.target),
                 row.encoding.as_str(),
                 point.server.map_or(0.0, |u| u.cpu_percent),
-                rss_kib_per_session(&point).unwrap_or(0.0),
+                kib_per_session(&point).unwrap_or(0.0),
                 point.round_trip.p99_us,
                 point.others_cpu_percent
             );
@@ -124,7 +125,7 @@ pub async fn run(comparison: &Comparison) -> anyhow::Result<String> {
 
     let _ = writeln!(
         out,
-        "\n| build | idle sessions | RSS before | RSS with sessions | per idle session |"
+        "\n| build | idle sessions | RSS before | RSS with sessions | per idle session (RssAnon) |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|");
     for &target in &targets {
@@ -145,7 +146,7 @@ pub async fn run(comparison: &Comparison) -> anyhow::Result<String> {
             comparison.idle_sessions,
             before as f64 / 1024.0,
             after as f64 / 1024.0,
-            after.saturating_sub(before) as f64 / comparison.idle_sessions.max(1) as f64
+            kib_per_session(&idle).unwrap_or(0.0)
         );
     }
     Ok(out)
@@ -174,7 +175,7 @@ fn per_session(out: &mut String, comparison: &Comparison, rows: &[Row]) {
             (text, times)
         };
         let (cpu, cpu_times) = cells(cpu_us_per_session_second, "µs");
-        let (rss, rss_times) = cells(rss_kib_per_session, "KiB");
+        let (rss, rss_times) = cells(kib_per_session, "KiB");
         let _ = writeln!(
             out,
             "| {} | {} | {cpu} | {cpu_times} | {rss} | {rss_times} |",

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::Encoding;
-use crate::load::{PointResult, Workload};
+use crate::load::{PointResult, Workload, kib_per_session};
 use crate::servers;
 use crate::suite::{Suite, loopback_agent_config};
 
@@ -34,14 +34,6 @@ pub fn cpu_us_per_session_second(point: &PointResult) -> Option<f64> {
     (point.connected > 0).then(|| cpu / 100.0 * 1e6 / point.connected as f64)
 }
 
-/// Resident memory the sessions added (KiB per session): VmRSS at the end of the window minus
-/// VmRSS of the fresh server before the first session, over the sessions.
-pub fn rss_kib_per_session(point: &PointResult) -> Option<f64> {
-    let after = point.server?.rss_kib as f64;
-    let before = point.server_rss_before_kib? as f64;
-    (point.connected > 0).then(|| (after - before) / point.connected as f64)
-}
-
 /// Median, lowest and highest of the values `measure` gives for `points`.
 pub fn spread(points: &[PointResult], measure: fn(&PointResult) -> Option<f64>) -> Option<(f64, f64, f64)> {
     let mut values: Vec<f64> = points.iter().filter_map(measure).collect();
@@ -58,7 +50,7 @@ impl FloorRow {
             let (echo, _, _) = spread(&self.echo, measure)?;
             (echo > 0.0).then(|| agent / echo)
         };
-        (ratio(cpu_us_per_session_second), ratio(rss_kib_per_session))
+        (ratio(cpu_us_per_session_second), ratio(kib_per_session))
     }
 }
 
@@ -115,8 +107,8 @@ pub fn render(out: &mut String, cost: &FloorCost) {
         "What the agent costs on top of a bare tokio-tungstenite echo (`voice-bench echo`: the same \
          read buffer, no session, no model, no JSON parsing) carrying the same {} sessions at real-time \
          pace, well below either one's capacity: CPU time per second of session and resident memory \
-         per active session ((VmRSS at the end of the window − VmRSS before the first session) ÷ \
-         sessions). The two servers ran alternately on the same core, each run on a fresh process \
+         per active session ((RssAnon at the end of the window − RssAnon before the first session) ÷ \
+         sessions: heap and stacks, not the program code the first sessions page in once). The two servers ran alternately on the same core, each run on a fresh process \
          ({runs} runs of each per encoding); medians, with the lowest and highest run in brackets.\n",
         cost.sessions
     );
@@ -139,8 +131,8 @@ pub fn render(out: &mut String, cost: &FloorCost) {
             show(&row.agent, cpu_us_per_session_second, "µs"),
             show(&row.echo, cpu_us_per_session_second, "µs"),
             times(cpu),
-            show(&row.agent, rss_kib_per_session, "KiB"),
-            show(&row.echo, rss_kib_per_session, "KiB"),
+            show(&row.agent, kib_per_session, "KiB"),
+            show(&row.echo, kib_per_session, "KiB"),
             times(rss)
         );
     }
@@ -159,10 +151,12 @@ mod tests {
         p.errors.clear();
         p.server = Some(Usage {
             cpu_percent,
-            rss_kib: after_kib,
-            peak_rss_kib: after_kib,
+            rss_kib: after_kib + 2048,
+            peak_rss_kib: after_kib + 2048,
+            anon_kib: after_kib,
         });
         p.server_rss_before_kib = Some(before_kib);
+        p.server_anon_before_kib = Some(before_kib);
         p
     }
 
@@ -170,7 +164,11 @@ mod tests {
     fn per_session_costs_divide_by_the_connected_sessions() {
         let p = point(30.0, 10_000, 13_000, 300);
         assert_eq!(cpu_us_per_session_second(&p), Some(1000.0));
-        assert_eq!(rss_kib_per_session(&p), Some(10.0));
+        assert_eq!(kib_per_session(&p), Some(10.0), "RssAnon's growth, not VmRSS's");
+        // Results from before RssAnon was recorded: VmRSS.
+        let mut old = p.clone();
+        old.server_anon_before_kib = None;
+        assert_eq!(kib_per_session(&old), Some((13_000.0 + 2048.0 - 10_000.0) / 300.0));
         assert_eq!(cpu_us_per_session_second(&point(30.0, 0, 0, 0)), None);
     }
 

@@ -42,8 +42,10 @@ pub struct PhonePoint {
     pub connected: usize,
     pub failures: Vec<String>,
     pub agent: procfs::Usage,
-    /// Resident memory of the agent before any call (KiB).
+    /// Resident memory of the agent before any call (KiB), and its anonymous part.
     pub baseline_rss_kib: u64,
+    #[serde(default)]
+    pub baseline_anon_kib: u64,
     /// Caller frames sent and agent media frames received per second, over the window.
     pub frames_in_per_second: f64,
     pub frames_out_per_second: f64,
@@ -58,10 +60,15 @@ impl PhonePoint {
             .then(|| self.connected as f64 * 100.0 / self.agent.cpu_percent)
     }
 
-    /// Resident memory per call above the idle agent (KiB).
+    /// Memory per call above the idle agent (KiB): anonymous resident memory, as
+    /// [`crate::load::kib_per_session`] counts it (VmRSS in older results).
     pub fn kib_per_call(&self) -> Option<f64> {
-        (self.connected > 0)
-            .then(|| self.agent.rss_kib.saturating_sub(self.baseline_rss_kib) as f64 / self.connected as f64)
+        let (after, before) = if self.agent.anon_kib > 0 && self.baseline_anon_kib > 0 {
+            (self.agent.anon_kib, self.baseline_anon_kib)
+        } else {
+            (self.agent.rss_kib, self.baseline_rss_kib)
+        };
+        (self.connected > 0).then(|| after.saturating_sub(before) as f64 / self.connected as f64)
     }
 }
 
@@ -135,7 +142,7 @@ struct Counters {
 
 async fn point(agent: &Server, calls: usize, warmup: Duration, measure: Duration) -> anyhow::Result<PhonePoint> {
     let addr = agent.addr()?;
-    let baseline = procfs::sample(agent.pid()).map_or(0, |s| s.rss_kib);
+    let baseline = procfs::sample(agent.pid());
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::with_capacity(calls);
@@ -187,7 +194,8 @@ async fn point(agent: &Server, calls: usize, warmup: Duration, measure: Duration
         connected: counters.started.load(Ordering::Relaxed).saturating_sub(ended_early),
         failures,
         agent: agent_usage,
-        baseline_rss_kib: baseline,
+        baseline_rss_kib: baseline.map_or(0, |s| s.rss_kib),
+        baseline_anon_kib: baseline.map_or(0, |s| s.anon_kib),
         frames_in_per_second: frames_in,
         frames_out_per_second: frames_out,
         marks_per_second: marks,

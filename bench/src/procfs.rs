@@ -13,6 +13,9 @@ pub struct ProcSample {
     /// Resident memory now, and its peak so far (KiB).
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
+    /// The anonymous part of `rss_kib` (RssAnon: heap and stacks, without the program's code
+    /// and other file pages).
+    pub anon_kib: u64,
 }
 
 /// CPU use and memory of a process over a measurement window.
@@ -22,6 +25,9 @@ pub struct Usage {
     pub cpu_percent: f64,
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
+    /// RssAnon at the end of the window (0 in results from before it was recorded).
+    #[serde(default)]
+    pub anon_kib: u64,
 }
 
 pub fn sample(pid: u32) -> Option<ProcSample> {
@@ -33,6 +39,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
         cpu_ticks: cpu_ticks(&stat)?,
         rss_kib: status_kib(&status, "VmRSS:")?,
         peak_rss_kib: status_kib(&status, "VmHWM:")?,
+        anon_kib: status_kib(&status, "RssAnon:")?,
     })
 }
 
@@ -44,6 +51,7 @@ pub fn usage(start: &ProcSample, end: &ProcSample, ticks_per_second: u64) -> Usa
         cpu_percent: if wall > 0.0 { 100.0 * cpu / wall } else { 0.0 },
         rss_kib: end.rss_kib,
         peak_rss_kib: end.peak_rss_kib,
+        anon_kib: end.anon_kib,
     }
 }
 
@@ -96,8 +104,9 @@ mod tests {
 
     #[test]
     fn reads_memory_from_status() {
-        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nRssAnon:\t   512 kB\n";
         assert_eq!(status_kib(status, "VmRSS:"), Some(1024));
+        assert_eq!(status_kib(status, "RssAnon:"), Some(512));
         assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
     }
 
@@ -106,5 +115,6 @@ mod tests {
         let sample = sample(std::process::id()).expect("own /proc entry");
         assert!(sample.rss_kib > 0);
         assert!(sample.peak_rss_kib >= sample.rss_kib);
+        assert!(sample.anon_kib > 0 && sample.anon_kib <= sample.rss_kib);
     }
 }

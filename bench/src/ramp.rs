@@ -224,6 +224,7 @@ mod tests {
             replies: ReplyCounts::default(),
             server: None,
             server_rss_before_kib: None,
+            server_anon_before_kib: None,
             generator: Usage::default(),
             helper_cpu_percent: 0.0,
             others_cpu_percent: 0.0,

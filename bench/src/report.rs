@@ -89,11 +89,7 @@ fn capacity_text(r: Option<&RelayResult>) -> String {
     }
 }
 
-fn kib_per_session(point: &PointResult) -> Option<f64> {
-    let after = point.server?.rss_kib as f64;
-    let before = point.server_rss_before_kib? as f64;
-    (point.sessions > 0).then(|| (after - before) / point.sessions as f64)
-}
+use crate::load::kib_per_session;
 
 fn summary(out: &mut String, result: &SuiteResult) {
     if result.relays.is_empty() && result.memory.is_empty() && result.peers.is_none() {
@@ -456,8 +452,9 @@ fn memory(out: &mut String, result: &SuiteResult) {
         out,
         "Resident memory (VmRSS) of a freshly started server before any session, then with N idle \
          sessions (connected, one frame sent, then silent), then on another fresh server with N active \
-         sessions streaming binary audio at real-time pace. Per session = (RSS with sessions − RSS \
-         before) ÷ N. Kernel socket buffers are not in RSS and are the same for both.\n"
+         sessions streaming binary audio at real-time pace. Per session = the growth of its anonymous \
+         part (RssAnon: heap and stacks) ÷ N: the program code the first sessions page in is resident \
+         too, but once, not per session. Kernel socket buffers are not in RSS and are the same for both.\n"
     );
     let _ = writeln!(
         out,

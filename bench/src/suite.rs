@@ -755,6 +755,7 @@ pub(crate) fn failed_point(sessions: usize, encoding: Encoding, error: &anyhow::
         replies: load::ReplyCounts::default(),
         server: None,
         server_rss_before_kib: None,
+        server_anon_before_kib: None,
         generator: crate::procfs::Usage::default(),
         others_cpu_percent: 0.0,
         others_peak_cpu_percent: 0.0,

@@ -20,6 +20,7 @@ use super::machine::{Action, Observation, Session, SessionLimits, SocketEnding};
 use super::resume::{Keeper, ResumeContext};
 use super::tool_calls::ToolCalls;
 use super::writer::{Writer, WriterEnd};
+use crate::cancel::CancelWatch;
 use crate::metrics::{CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::queue::TrySendError;
 use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
@@ -277,6 +278,7 @@ async fn converse<R, W>(
     // later with every input, and moving a registered timer later is a single store.
     let closing = ctx.closing.cancelled();
     tokio::pin!(closing);
+    let mut closing = CancelWatch::new(&ctx.closing, closing);
     let deadline = sleep_until(session.deadline());
     tokio::pin!(deadline);
     loop {
@@ -331,7 +333,7 @@ async fn converse<R, W>(
 
         tokio::select! {
             biased;
-            () = &mut closing => session.on_drain(actions),
+            () = closing.fired() => session.on_drain(actions),
             end = io.writer.run(), if io.writer.wants_polling() => {
                 let ending = match end {
                     WriterEnd::Stalled => SocketEnding::WriteStalled,

@@ -98,6 +98,9 @@ pub struct PointResult {
     /// The server process over the window (and its memory before the first session).
     pub server: Option<Usage>,
     pub server_rss_before_kib: Option<u64>,
+    /// RssAnon of the server before the first session (absent in older results).
+    #[serde(default)]
+    pub server_anon_before_kib: Option<u64>,
     /// The generator itself, to tell a saturated generator from a saturated server.
     pub generator: Usage,
     /// A helper process serving the server under test (the Bedrock fake), if any.
@@ -108,6 +111,20 @@ pub struct PointResult {
     pub others_peak_cpu_percent: f64,
     pub measured_seconds: f64,
     pub errors: Vec<String>,
+}
+
+/// Memory per session (KiB): what the server's anonymous resident memory (RssAnon: heap and
+/// stacks) grew by from before the first session to the end of the window, over the sessions
+/// that connected. Not VmRSS: that also counts the program's code, which the first sessions
+/// page in once (about 2.3 MiB of the agent's, 8 KiB per session at 300), and which does not
+/// grow with sessions. Results from before RssAnon was recorded fall back to VmRSS.
+pub fn kib_per_session(point: &PointResult) -> Option<f64> {
+    let server = point.server?;
+    let (after, before) = match point.server_anon_before_kib {
+        Some(before) if server.anon_kib > 0 => (server.anon_kib, before),
+        _ => (server.rss_kib, point.server_rss_before_kib?),
+    };
+    (point.connected > 0).then(|| (after as f64 - before as f64) / point.connected as f64)
 }
 
 /// Runs one point against a server whose process is `server_pid` (for CPU and memory), with
@@ -249,6 +266,7 @@ pub async fn run_point(spec: &PointSpec, server_pid: Option<u32>, helper_pid: Op
         replies: recorder.replies,
         server,
         server_rss_before_kib: server_before.map(|s| s.rss_kib),
+        server_anon_before_kib: server_before.map(|s| s.anon_kib),
         generator,
         helper_cpu_percent: helper.map_or(0.0, |u| u.cpu_percent),
         others_cpu_percent: (machine_percent - ours).max(0.0),

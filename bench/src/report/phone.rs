@@ -17,7 +17,7 @@ back, echoing the agent's playback marks at once. Every call pays the phone path
 and base64, G.711, resampling 8 ↔ 16 kHz, the session, 20 ms framing, marks) and none of a \
 model's work; loopback replies with the session's 16 kHz input played at 8 kHz, twice the audio \
 of a real reply, so these figures are a conservative bound. Calls per core = calls ÷ the agent's \
-share of one core; memory per call = resident memory above the idle agent ÷ calls.\n"
+share of one core; memory per call = anonymous resident memory (RssAnon) above the idle agent ÷ calls.\n"
     );
     let _ = writeln!(
         out,

@@ -21,6 +21,7 @@ use tracing::{Instrument, debug, info, warn};
 use super::NovaShared;
 use super::stream::{Recovery, StreamError};
 use super::wire::{self, TextRole};
+use crate::cancel::CancelWatch;
 use crate::metrics::{self, KindLabels, ReasonLabels};
 use crate::model::queue::{self, TryRecvError};
 use crate::model::{ErrorReport, ModelError, ModelErrorKind, ModelInput, ModelOutput, SessionSetup, ToolResult};
@@ -94,7 +95,12 @@ impl Driver {
         let mut batch = Vec::new();
         let mut machine = Continuity::start(policy, Instant::now(), &mut batch);
         let mut queue: VecDeque<Action> = batch.drain(..).collect();
-        let closing = self.shared.closing.clone();
+        // One future for the whole loop, polled only once the token fired: a fresh one per
+        // iteration took its `Notify`'s lock twice (see `crate::cancel`).
+        let token = self.shared.closing.clone();
+        let closing = token.cancelled();
+        tokio::pin!(closing);
+        let mut closing = CancelWatch::new(&token, closing);
         loop {
             while let Some(action) = queue.pop_front() {
                 match self.carry_out(action, &mut machine, &mut input, &mut batch).await {
@@ -129,7 +135,7 @@ impl Driver {
                 },
                 () = sleep_until(deadline), if deadline.is_some() => machine.tick(Instant::now(), &mut batch),
                 // The agent is shutting down: close the stream cleanly now.
-                () = closing.cancelled() => machine.session_ended(&mut batch),
+                () = closing.fired() => machine.session_ended(&mut batch),
             }
             queue.extend(batch.drain(..));
         }
