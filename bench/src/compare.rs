@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use crate::floor::{cpu_us_per_session_second, spread};
 use crate::frame::{Encoding, Protocol};
-use crate::load::kib_per_session;
-use crate::load::{self, PointResult, PointSpec, Workload};
+use crate::load::{self, PointResult, PointSpec, Workload, kib_per_session};
 use crate::machine;
 use crate::servers::{self, Programs, Server};
 
