@@ -27,7 +27,7 @@ CHECKOV_VENV ?= $(CACHE)/venv-checkov-$(shell sha256sum deploy/check/requirement
 ## against a real local Kubernetes control plane (built from Go modules on first use). Every
 ## part runs even when an earlier one fails (-k), so one run reports every failure.
 ##
-## The cluster's Go builds (control plane, Traefik, the real node's binaries: about 20 minutes
+## The cluster's Go builds (control plane, Traefik, the real node's binaries: about 23 minutes
 ## on a cold machine, nothing when cached) start at once in the background at the lowest CPU
 ## priority, so they use the CPU the Rust suites leave idle instead of adding to the run; e2e
 ## waits on their locks for what is left, and reports a failed build itself. Their output:
