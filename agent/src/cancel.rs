@@ -2,7 +2,7 @@
 //!
 //! Polling a `CancellationToken::cancelled()` future takes the lock of the token's `Notify`, and
 //! a session's loop polls it in every wake-up, two or more per audio frame, in every session
-//! (bench/tuning.md, change 11). Once that future has registered its task's waker, a cancel
+//! (bench/tuning.md, change 12). Once that future has registered its task's waker, a cancel
 //! wakes the task through it; until the token's flag says it fired, there is nothing to learn
 //! from polling it again.
 

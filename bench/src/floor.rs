@@ -108,8 +108,8 @@ pub fn render(out: &mut String, cost: &FloorCost) {
          read buffer, no session, no model, no JSON parsing) carrying the same {} sessions at real-time \
          pace, well below either one's capacity: CPU time per second of session and resident memory \
          per active session ((RssAnon at the end of the window − RssAnon before the first session) ÷ \
-         sessions: heap and stacks, not the program code the first sessions page in once). The two servers ran alternately on the same core, each run on a fresh process \
-         ({runs} runs of each per encoding); medians, with the lowest and highest run in brackets.\n",
+         sessions: heap and stacks, not the program code the first sessions page in once). The two \
+         servers ran alternately on the same core, each run on a fresh process ({runs} runs of each per encoding); medians, with the lowest and highest run in brackets.\n",
         cost.sessions
     );
     let _ = writeln!(

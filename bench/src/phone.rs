@@ -60,15 +60,14 @@ impl PhonePoint {
             .then(|| self.connected as f64 * 100.0 / self.agent.cpu_percent)
     }
 
-    /// Memory per call above the idle agent (KiB): anonymous resident memory, as
-    /// [`crate::load::kib_per_session`] counts it (VmRSS in older results).
+    /// Memory per call above the idle agent (KiB), counted as [`procfs::growth_kib`] does.
     pub fn kib_per_call(&self) -> Option<f64> {
-        let (after, before) = if self.agent.anon_kib > 0 && self.baseline_anon_kib > 0 {
-            (self.agent.anon_kib, self.baseline_anon_kib)
-        } else {
-            (self.agent.rss_kib, self.baseline_rss_kib)
-        };
-        (self.connected > 0).then(|| after.saturating_sub(before) as f64 / self.connected as f64)
+        let growth = procfs::growth_kib(
+            &self.agent,
+            self.baseline_rss_kib,
+            (self.baseline_anon_kib > 0).then_some(self.baseline_anon_kib),
+        );
+        (self.connected > 0).then(|| growth.max(0) as f64 / self.connected as f64)
     }
 }
 

@@ -55,6 +55,18 @@ pub fn usage(start: &ProcSample, end: &ProcSample, ticks_per_second: u64) -> Usa
     }
 }
 
+/// What a process's memory grew by from `before_rss` / `before_anon` to `after` (KiB): its
+/// anonymous part (RssAnon: heap and stacks) when both readings have it, else VmRSS (results
+/// recorded before RssAnon was). The program's code, which VmRSS also counts, is paged in by
+/// the first sessions once and does not grow with them (docs/benchmarks.md).
+pub fn growth_kib(after: &Usage, before_rss: u64, before_anon: Option<u64>) -> i64 {
+    let (after, before) = match before_anon {
+        Some(before) if after.anon_kib > 0 => (after.anon_kib, before),
+        _ => (after.rss_kib, before_rss),
+    };
+    after as i64 - before as i64
+}
+
 /// CPU time spent by every process on the machine (user, nice, system, irq, softirq, steal),
 /// in clock ticks, from the first line of `/proc/stat`.
 pub fn machine_busy_ticks() -> Option<u64> {

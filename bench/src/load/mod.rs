@@ -113,18 +113,17 @@ pub struct PointResult {
     pub errors: Vec<String>,
 }
 
-/// Memory per session (KiB): what the server's anonymous resident memory (RssAnon: heap and
-/// stacks) grew by from before the first session to the end of the window, over the sessions
-/// that connected. Not VmRSS: that also counts the program's code, which the first sessions
-/// page in once (about 2.3 MiB of the agent's, 8 KiB per session at 300), and which does not
-/// grow with sessions. Results from before RssAnon was recorded fall back to VmRSS.
+/// Memory per session (KiB): what the server's anonymous resident memory grew by from before
+/// the first session to the end of the window ([`procfs::growth_kib`]; about 2.3 MiB of the
+/// agent's code is paged in by its first sessions, 8 KiB per session at 300 had VmRSS been
+/// counted), over the sessions that connected.
 pub fn kib_per_session(point: &PointResult) -> Option<f64> {
-    let server = point.server?;
-    let (after, before) = match point.server_anon_before_kib {
-        Some(before) if server.anon_kib > 0 => (server.anon_kib, before),
-        _ => (server.rss_kib, point.server_rss_before_kib?),
-    };
-    (point.connected > 0).then(|| (after as f64 - before as f64) / point.connected as f64)
+    let growth = procfs::growth_kib(
+        &point.server?,
+        point.server_rss_before_kib?,
+        point.server_anon_before_kib,
+    );
+    (point.connected > 0).then(|| growth as f64 / point.connected as f64)
 }
 
 /// Runs one point against a server whose process is `server_pid` (for CPU and memory), with
