@@ -113,6 +113,34 @@ async fn full_turn(encoding: Encoding) {
         }
     }
     client.close().await;
+
+    // The session's end is logged with its token totals, recorded once on its span.
+    let ended = tokio::time::timeout(TURN_LIMIT, async {
+        loop {
+            let found = agent.logs().iter().find_map(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .filter(|v| v["message"] == "session ended")
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a `session ended` log line");
+    let output_tokens = ended["output_tokens"].as_u64().unwrap_or_default();
+    assert!(output_tokens > 0, "{ended}");
+    assert_eq!(
+        ended["span"]["gen_ai.usage.output_tokens"].as_u64(),
+        Some(output_tokens),
+        "{ended}"
+    );
+    assert_eq!(
+        ended["span"]["gen_ai.usage.input_tokens"], ended["input_tokens"],
+        "{ended}"
+    );
 }
 
 #[tokio::test]

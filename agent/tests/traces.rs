@@ -84,6 +84,18 @@ async fn a_conversation_is_one_trace_continuing_the_callers() {
     assert_eq!(hex(&session.parent_span_id), CALLER_SPAN);
     assert_eq!(attribute(session, "close_reason").as_deref(), Some("client_disconnect"));
     assert_eq!(attribute(session, "model").as_deref(), Some("amazon.nova-2-5-sonic"));
+    // OpenTelemetry's GenAI conventions, recorded only when traces are exported; the token
+    // totals once, at the end.
+    assert_eq!(
+        attribute(session, "gen_ai.request.model").as_deref(),
+        Some("amazon.nova-2-5-sonic")
+    );
+    assert_eq!(attribute(session, "gen_ai.operation.name").as_deref(), Some("chat"));
+    assert!(
+        attribute(session, "gen_ai.usage.output_tokens").is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0)),
+        "{:?}",
+        session.attributes
+    );
 
     let children = |name: &str| {
         named(name)

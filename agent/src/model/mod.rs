@@ -178,7 +178,7 @@ pub struct ErrorReport {
 pub struct SessionSetup {
     pub session_id: String,
     /// The system prompt, with the session's variables filled in.
-    pub system_prompt: String,
+    pub system_prompt: std::sync::Arc<str>,
     pub input_sample_rate: u32,
     pub output_sample_rate: u32,
     /// Tools the model may call.
@@ -194,7 +194,20 @@ pub struct SessionSetup {
 pub struct ModelStream {
     pub input: queue::Sender<ModelInput>,
     pub output: queue::Receiver<ModelOutput>,
+    /// The model's own work for this conversation, when the provider leaves it to the session
+    /// to run (see [`ModelDriver`]); `None` when the provider runs it on a task of its own.
+    pub driver: Option<ModelDriver>,
 }
+
+/// What moves a conversation's messages from `input` to `output`, handed to the session to
+/// poll together with its own work (the socket, the writer, the timers) instead of running on
+/// a task of its own. A frame then crosses from the client to the model and back in one
+/// wake-up of the session's task, where a separate task costs two more wake-ups and a hand-over
+/// between tasks per frame. It is dropped with the session, so only a provider with nothing
+/// to finish after the session hands one over: the simulated model does; Nova Sonic's driver,
+/// which closes its Bedrock stream after the session and renews streams whatever the session
+/// is waiting on, keeps its task.
+pub type ModelDriver = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures::channel::mpsc;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
 
 use super::admission::{self, Admitted};
@@ -104,10 +104,9 @@ pub async fn prompt(
             sample_rate: agent.config.output_sample_rate(),
         }),
     };
-    agent.tasks.spawn(async move {
-        run_session(socket, codec, ctx).await;
-        drop(guard);
-    });
+    agent
+        .tasks
+        .spawn(run_session(socket, codec, ctx).map(move |_| drop(guard)));
     if to_session.send(Message::Text(prompt.into())).await.is_err() {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -207,18 +207,16 @@ impl Agent {
             .as_ref()
             .map(|state| state.history.iter().map(|m| (m.role.into(), m.text.clone())).collect())
             .unwrap_or_else(|| Arc::from([]));
-        let resume = self
-            .resumption
-            .as_ref()
-            .filter(|_| resumable)
-            .map(|service| ResumeContext {
+        let resume = self.resumption.as_ref().filter(|_| resumable).map(|service| {
+            Box::new(ResumeContext {
                 service: service.clone(),
                 token: service.token(),
                 resumed: resumed.is_some(),
                 state: resumed
                     .unwrap_or_else(|| ConversationState::new(id.clone(), caller.subject.clone(), settings.clone())),
                 live_ttl: self.config.session.max_duration + service.window(),
-            });
+            })
+        });
         let limits = &self.config.limits;
         SessionContext {
             subject: caller.subject.clone(),

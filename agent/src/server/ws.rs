@@ -9,6 +9,7 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, MatchedPath, Query, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures::future::{self, Either, FutureExt};
 use tracing::debug;
 
 use super::admission::{self, Admission, Request};
@@ -78,14 +79,18 @@ pub async fn upgrade(
         // A phone call says which call it is after the upgrade: its session starts from there.
         let agent = agent.clone();
         return upgrade.on_upgrade(move |mut socket| {
-            tasks.track_future(async move {
-                if let Some((codec, ctx)) =
-                    super::telephony::answer(&agent, carrier, &mut socket, &query, &caller, &headers).await
-                {
-                    run_session(socket, codec, ctx).await;
-                }
-                drop(guard);
-            })
+            let answering = async move {
+                let answered = super::telephony::answer(&agent, carrier, &mut socket, &query, &caller, &headers).await;
+                answered.map(|(codec, ctx)| (socket, codec, ctx))
+            };
+            // The session's future replaces the answering one (`then`) instead of being awaited
+            // inside it, which would keep the answer's state and a second socket for the call's
+            // whole length.
+            let call = answering.then(|answered| match answered {
+                Some((socket, codec, ctx)) => Either::Left(run_session(socket, codec, ctx).map(drop)),
+                None => Either::Right(future::ready(())),
+            });
+            tasks.track_future(call.map(move |()| drop(guard)))
         });
     }
     // Boxed: the upgrade's future holds it for the whole session (see `run_session`).
@@ -97,12 +102,9 @@ pub async fn upgrade(
         &headers,
         resumed.map_or(Continuity::New, |state| Continuity::Resumed(Box::new(state))),
     ));
-    upgrade.on_upgrade(move |socket| {
-        tasks.track_future(async move {
-            run_session(socket, codec, ctx).await;
-            drop(guard);
-        })
-    })
+    // `map`, not an `async` block awaiting the session: a block would keep its own copy of the
+    // socket beside the session's for the session's whole length.
+    upgrade.on_upgrade(move |socket| tasks.track_future(run_session(socket, codec, ctx).map(move |_| drop(guard))))
 }
 
 /// The AgentCore session id when present and sane, else a fresh UUID.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -56,14 +57,17 @@ struct Saver {
 }
 
 impl Keeper {
-    pub fn start(context: ResumeContext) -> Self {
-        Self {
+    /// Boxed: a session holds it for its whole length, and most sessions' futures would
+    /// otherwise reserve its size for nothing (resumption off).
+    pub fn start(context: Box<ResumeContext>) -> Box<Self> {
+        let context = *context;
+        Box::new(Self {
             service: context.service,
             token: context.token,
             state: context.state,
             live_ttl: context.live_ttl,
             saver: None,
-        }
+        })
     }
 
     /// A final transcript.
@@ -102,8 +106,13 @@ impl Keeper {
     }
 
     /// The session is over: saves the conversation for the resume window, after any save in
-    /// flight, within the store's timeout.
-    pub async fn finish(self) {
+    /// flight, within the store's timeout. Boxed: it runs once, at the end, and inline its
+    /// state (a store round trip) would be part of the session's future all along.
+    pub fn finish(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(self.save_for_window())
+    }
+
+    async fn save_for_window(self) {
         let Self {
             service,
             token,

@@ -3,6 +3,7 @@
 //! configuration allows.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -41,7 +42,8 @@ pub struct SettingsPolicy {
     /// The voice everyone gets unless they choose one (none for models without voices).
     voice: Option<String>,
     greeting: Option<String>,
-    template: String,
+    /// Shared by every session whose prompt has nothing filled in.
+    template: Arc<str>,
 }
 
 impl SettingsPolicy {
@@ -54,7 +56,7 @@ impl SettingsPolicy {
             allowed: config.session_settings.clone(),
             voice,
             greeting: config.prompt.greeting.clone(),
-            template,
+            template: template.into(),
         }
     }
 
@@ -148,22 +150,30 @@ impl SettingsPolicy {
         Ok(settings)
     }
 
-    /// The system prompt of a session: the template with its variables filled in.
-    pub fn system_prompt(&self, settings: &SessionSettings) -> String {
+    /// The system prompt of a session: the template with its variables filled in. A session
+    /// that fills none shares the template instead of holding a copy of it.
+    pub fn system_prompt(&self, settings: &SessionSettings) -> Arc<str> {
         let mut prompt = String::with_capacity(self.template.len());
-        let mut rest = self.template.as_str();
+        let mut filled = false;
+        let mut rest = &*self.template;
         while let Some(start) = rest.find("{{") {
             let after = &rest[start + 2..];
             let Some(end) = after.find("}}") else { break };
             prompt.push_str(&rest[..start]);
             match settings.variables.get(after[..end].trim()) {
-                Some(value) => prompt.push_str(value),
+                Some(value) => {
+                    prompt.push_str(value);
+                    filled = true;
+                }
                 None => prompt.push_str(&rest[start..start + 2 + end + 2]),
             }
             rest = &after[end + 2..];
         }
+        if !filled {
+            return self.template.clone();
+        }
         prompt.push_str(rest);
-        prompt
+        prompt.into()
     }
 
     fn bounded(&self, key: &str, value: String) -> Result<String, SettingsError> {
@@ -313,7 +323,7 @@ mod tests {
         let settings = resolve(&[("audio_output", "binary")]).expect("valid");
         assert_eq!(settings.voice.as_deref(), Some("matthew"));
         assert_eq!(settings.greeting.as_deref(), Some("Greet the caller."));
-        assert_eq!(policy().system_prompt(&settings), "Hello there (basic).");
+        assert_eq!(&*policy().system_prompt(&settings), "Hello there (basic).");
         assert!(settings.metadata.is_empty());
     }
 
@@ -328,7 +338,7 @@ mod tests {
         .expect("valid");
         assert_eq!(settings.voice.as_deref(), Some("amy"));
         assert_eq!(settings.greeting.as_deref(), Some("Say hi to Ana."));
-        assert_eq!(policy().system_prompt(&settings), "Hello Ana (basic).");
+        assert_eq!(&*policy().system_prompt(&settings), "Hello Ana (basic).");
         assert_eq!(settings.metadata["order"], "A-17");
     }
 
@@ -368,7 +378,7 @@ mod tests {
         let claims = json!({"tier": "gold", "tenant": 42, "other": "ignored"});
         let claims = claims.as_object().expect("object");
         let settings = policy().resolve(&HashMap::new(), &headers, claims).expect("valid");
-        assert_eq!(policy().system_prompt(&settings), "Hello Bo (gold).");
+        assert_eq!(&*policy().system_prompt(&settings), "Hello Bo (gold).");
         assert_eq!(settings.voice.as_deref(), Some("tiffany"));
         assert_eq!(settings.metadata["tenant"], "42");
         assert!(!settings.metadata.contains_key("other"));
@@ -400,6 +410,6 @@ mod tests {
             .resolve(&HashMap::new(), &HeaderMap::new(), &serde_json::Map::new())
             .expect("nothing asked");
         assert_eq!(settings, SessionSettings::default());
-        assert_eq!(policy.system_prompt(&settings), "Be brief.");
+        assert_eq!(&*policy.system_prompt(&settings), "Be brief.");
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Message;
+use futures::future::BoxFuture;
 use futures::{Sink, Stream, StreamExt};
 use opentelemetry::trace::{TraceContextExt, TraceId};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -23,7 +24,9 @@ use super::writer::{Writer, WriterEnd};
 use crate::cancel::CancelWatch;
 use crate::metrics::{CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::queue::TrySendError;
-use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage};
+use crate::model::{
+    ModelDriver, ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage, ToolUse,
+};
 use crate::protocol::{ClientMessage, Codec, Decode, EndReason, Frame, StopReason, telephony};
 use crate::tools::Toolbox;
 
@@ -53,7 +56,8 @@ pub struct SessionContext {
     /// The caller's trace context (W3C `traceparent` on the handshake), if any.
     pub parent: opentelemetry::Context,
     /// How the conversation is kept for resuming, when resumption is on.
-    pub resume: Option<ResumeContext>,
+    /// Boxed: most sessions have none, and the context is kept for the whole session.
+    pub resume: Option<Box<ResumeContext>>,
 }
 
 /// Runs one session over a WebSocket until it ends, speaking the protocol of `codec`. Generic
@@ -73,23 +77,29 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + 'static,
 {
     let ctx: Box<SessionContext> = ctx.into();
+    // Every log line of the session carries the span's fields, and the span keeps them as text
+    // for as long as the session lasts: fields only traces need are recorded only when traces
+    // are exported.
     let span = info_span!(
         "session",
         otel.name = "voice session",
         id = %ctx.id,
-        subject = ctx.subject.as_deref().unwrap_or("-"),
+        subject = tracing::field::Empty,
         model = ctx.model.model_id(),
         protocol = ctx.protocol,
         trace_id = tracing::field::Empty,
         close_reason = tracing::field::Empty,
         conversation = tracing::field::Empty,
         resumed = ctx.resume.as_ref().is_some_and(|r| r.resumed),
-        // OpenTelemetry's GenAI conventions: the session's token counts so far.
-        gen_ai.operation.name = "chat",
-        gen_ai.request.model = ctx.model.model_id(),
+        // OpenTelemetry's GenAI conventions; the token counts are recorded at the end.
+        gen_ai.operation.name = tracing::field::Empty,
+        gen_ai.request.model = tracing::field::Empty,
         gen_ai.usage.input_tokens = tracing::field::Empty,
         gen_ai.usage.output_tokens = tracing::field::Empty,
     );
+    if let Some(subject) = &ctx.subject {
+        span.record("subject", subject.as_str());
+    }
     let remote = ctx.parent.span().span_context().clone();
     if remote.is_valid() {
         let _ = span.set_parent(ctx.parent.clone());
@@ -97,6 +107,8 @@ where
     // Logs carry the trace id: the exported trace's, else the caller's.
     let own = span.context().span().span_context().trace_id();
     let trace_id = if own != TraceId::INVALID {
+        span.record("gen_ai.operation.name", "chat");
+        span.record("gen_ai.request.model", ctx.model.model_id());
         own
     } else {
         remote.trace_id()
@@ -112,7 +124,8 @@ where
         }
     }
     let (sink, stream) = socket.split();
-    run(sink, stream, codec, ctx).instrument(span)
+    // Built in the span: the session's first steps (its own trace reference) run here.
+    span.in_scope(|| run(sink, stream, codec, ctx)).instrument(span)
 }
 
 /// `trace_id-span_id` (hex) as a remote span context.
@@ -137,7 +150,11 @@ fn own_span_reference() -> Option<String> {
     own.is_valid().then(|| format!("{}-{}", own.trace_id(), own.span_id()))
 }
 
-async fn run<W, R>(sink: W, mut stream: R, codec: Codec, mut ctx: Box<SessionContext>) -> EndReason
+/// The session: opens the model stream, converses until the machine ends the session, then
+/// closes. A plain function returning an `async move` block, not an `async fn`: an `async fn`
+/// moves its arguments into locals of its own and its future keeps both copies, while a block
+/// uses what it captured in place. Everything made here, before the block, is captured once.
+fn run<W, R>(sink: W, mut stream: R, codec: Codec, mut ctx: Box<SessionContext>) -> impl Future<Output = EndReason>
 where
     W: Sink<Message, Error = axum::Error> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -146,52 +163,91 @@ where
     ctx.metrics.sessions_started.inc();
     let Codec { mut decoder, encoder } = codec;
     let mut writer = Writer::new(sink, encoder, ctx.metrics.clone());
-
-    let mut actions = Vec::with_capacity(8);
+    // Grows to what one wake-up makes (a few actions) and stays there.
+    let mut actions = Vec::new();
     let mut session = Session::new(
         ctx.id.clone(),
         (ctx.setup.input_sample_rate, ctx.setup.output_sample_rate),
         ctx.limits,
-        Instant::now(),
+        started,
     );
-    let offer = ctx.resume.as_ref().map(ResumeContext::offer);
+    let offer = ctx.resume.as_ref().map(|resume| resume.offer());
     let mut keeper = ctx.resume.take().map(|mut resume| {
         resume.state.trace = own_span_reference();
         Keeper::start(resume)
     });
-    match connect_model(&ctx).await {
-        Ok(mut model) => {
-            info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
-            session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), offer, &mut actions);
-            let mut io = SessionIo {
-                stream: &mut stream,
-                decoder: decoder.as_mut(),
-                model: &mut model,
-                writer: &mut writer,
-            };
-            converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await;
-        }
-        Err(error) => {
-            warn!(%error, "model stream could not be opened");
-            // A resumed conversation is not lost to a model that is down: the close offers
-            // this session's token to try again with.
-            session.offer_handover(offer.as_ref());
-            if let Some(keeper) = keeper.take() {
-                keeper.finish().await;
+    async move {
+        let mut usage = TokenUsage::default();
+        match connect_model(&ctx).await {
+            Ok(mut model) => {
+                info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
+                session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), offer, &mut actions);
+                let mut io = SessionIo {
+                    stream: &mut stream,
+                    decoder: decoder.as_mut(),
+                    model: &mut model,
+                    writer: &mut writer,
+                };
+                usage = converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await;
             }
-            session.on_model_connect_failed(&error, &mut actions);
-            for action in actions.drain(..) {
-                execute_without_model(action, &mut writer, &ctx.metrics).await;
+            Err(error) => {
+                warn!(%error, "model stream could not be opened");
+                // A resumed conversation is not lost to a model that is down: the close offers
+                // this session's token to try again with.
+                session.offer_handover(offer.as_ref());
+                if let Some(saving) = keeper.take().map(Keeper::finish) {
+                    saving.await;
+                }
+                session.on_model_connect_failed(&error, &mut actions);
+                for action in actions.drain(..) {
+                    execute_without_model(action, &mut writer, &ctx.metrics).await;
+                }
             }
         }
-    }
-    let reason = session.ended().unwrap_or(EndReason::Internal);
-    if let Some(keeper) = keeper.take() {
-        keeper.finish().await;
-    }
+        let reason = session.ended().unwrap_or(EndReason::Internal);
+        if let Some(saving) = keeper.take().map(Keeper::finish) {
+            saving.await;
+        }
+        report_end(&ctx, reason, started.elapsed(), usage);
 
-    let duration = started.elapsed();
-    tracing::Span::current().record("close_reason", reason.as_str());
+        // Let the writer flush what is queued (the close frame last), then give the client a
+        // moment to answer the close handshake before the connection is dropped.
+        let linger_until = Instant::now() + CLOSE_LINGER;
+        let _ = timeout(CLOSE_LINGER, writer.finish()).await;
+        // A client that closed first has its answer once the writer flushed ours: nothing to
+        // wait for (waiting would hold the session's place for no one).
+        if reason.close_code().is_some() && reason != EndReason::ClientClosed {
+            let answered = tokio::time::timeout_at(linger_until, async {
+                loop {
+                    match stream.next().await {
+                        Some(Ok(Message::Close(_))) => return true,
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => return false,
+                    }
+                }
+            })
+            .await;
+            if answered == Ok(false) {
+                // The read side already failed (an oversize or broken frame leaves unread bytes
+                // behind). Closing the socket now would reset the connection, and the client
+                // could lose the close frame it has not read yet.
+                sleep_until(linger_until.min(Instant::now() + READ_FAILED_LINGER)).await;
+            }
+        }
+        reason
+    }
+}
+
+/// Counts and logs how the session ended. The session's token totals go on its span here, once:
+/// recorded at every usage report instead, text logs would append each report's totals to the
+/// span's fields, which grow with the conversation.
+fn report_end(ctx: &SessionContext, reason: EndReason, duration: Duration, usage: TokenUsage) {
+    let span = tracing::Span::current();
+    span.record("close_reason", reason.as_str());
+    if !usage.is_empty() {
+        span.record("gen_ai.usage.input_tokens", usage.input());
+        span.record("gen_ai.usage.output_tokens", usage.output());
+    }
     ctx.metrics
         .sessions_ended
         .get_or_create(&ReasonLabels {
@@ -211,34 +267,10 @@ where
     info!(
         reason = reason.as_str(),
         duration_ms = duration.as_millis() as u64,
+        input_tokens = usage.input(),
+        output_tokens = usage.output(),
         "session ended"
     );
-
-    // Let the writer flush what is queued (the close frame last), then give the client a moment
-    // to answer the close handshake before the connection is dropped.
-    let linger_until = Instant::now() + CLOSE_LINGER;
-    let _ = timeout(CLOSE_LINGER, writer.finish()).await;
-    // A client that closed first has its answer once the writer flushed ours: nothing to wait
-    // for (waiting would hold the session's place for no one).
-    if reason.close_code().is_some() && reason != EndReason::ClientClosed {
-        let answered = tokio::time::timeout_at(linger_until, async {
-            loop {
-                match stream.next().await {
-                    Some(Ok(Message::Close(_))) => return true,
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return false,
-                }
-            }
-        })
-        .await;
-        if answered == Ok(false) {
-            // The read side already failed (an oversize or broken frame leaves unread bytes
-            // behind). Closing the socket now would reset the connection, and the client could
-            // lose the close frame it has not read yet.
-            sleep_until(linger_until.min(Instant::now() + READ_FAILED_LINGER)).await;
-        }
-    }
-    reason
 }
 
 async fn connect_model(ctx: &SessionContext) -> Result<ModelStream, ModelError> {
@@ -261,13 +293,15 @@ struct SessionIo<'a, R, W> {
 
 /// The main loop: client frames, model events, tool results, deadlines, the writer's end and the
 /// drain signal feed the machine; its actions are carried out until it says the session ended.
+/// Returns the tokens the model counted.
 async fn converse<R, W>(
     ctx: &SessionContext,
     session: &mut Session,
     actions: &mut Vec<Action>,
     io: &mut SessionIo<'_, R, W>,
-    keeper: &mut Option<Keeper>,
-) where
+    keeper: &mut Option<Box<Keeper>>,
+) -> TokenUsage
+where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     W: Sink<Message, Error = axum::Error> + Unpin,
 {
@@ -287,15 +321,8 @@ async fn converse<R, W>(
         let mut model_busy = false;
         // The conversation is saved before a close that offers to resume it elsewhere, so the
         // client finds it there.
-        if actions.iter().any(|a| matches!(a, Action::End(_)))
-            && let Some(mut keeper) = keeper.take()
-        {
-            for action in actions.iter() {
-                if let Action::Remember(role, text) = action {
-                    keeper.said(*role, text);
-                }
-            }
-            keeper.finish().await;
+        if let Some(saving) = save_before_close(keeper, actions) {
+            saving.await;
         }
         for action in actions.drain(..) {
             match action {
@@ -315,7 +342,10 @@ async fn converse<R, W>(
                         keeper.said(role, &text);
                     }
                 }
-                Action::CallTool { id, name, input } => calls.start(id, name, input),
+                Action::CallTool(call) => {
+                    let ToolUse { id, name, input } = *call;
+                    calls.start(id, name, input);
+                }
                 Action::End(_) => {}
             }
         }
@@ -324,7 +354,7 @@ async fn converse<R, W>(
             continue;
         }
         if session.ended().is_some() {
-            return;
+            return turn.finish();
         }
         let due = session.deadline();
         if deadline.deadline() != due {
@@ -341,6 +371,9 @@ async fn converse<R, W>(
                 };
                 session.on_socket(ending, "socket writer stopped", actions);
             }
+            // The model's work, when the session runs it, goes first: what it makes of the
+            // input just fed to it is then ready for the next branch in the same wake-up.
+            () = drive_model(&mut io.model.driver), if io.model.driver.is_some() => io.model.driver = None,
             frame = io.stream.next() => on_frame(frame, io.decoder, session, actions, ctx),
             output = io.model.output.recv() => session.on_model(output, Instant::now(), actions),
             Some(done) = calls.next(), if !calls.is_empty() => {
@@ -354,6 +387,22 @@ async fn converse<R, W>(
     }
 }
 
+/// Before a close that offers to resume the conversation elsewhere, the conversation is saved
+/// (with the close's last words), so the client finds it there. The save is boxed: it runs
+/// once, and inline it would size the session loop's future for the whole session.
+fn save_before_close(keeper: &mut Option<Box<Keeper>>, actions: &[Action]) -> Option<BoxFuture<'static, ()>> {
+    if !actions.iter().any(|a| matches!(a, Action::End(_))) {
+        return None;
+    }
+    let mut keeper = keeper.take()?;
+    for action in actions {
+        if let Action::Remember(role, text) = action {
+            keeper.said(*role, text);
+        }
+    }
+    Some(keeper.finish())
+}
+
 /// Carries out an action of a session that never reached its model (only sends and counts
 /// happen then).
 async fn execute_without_model<W>(action: Action, writer: &mut Writer<W>, metrics: &Metrics)
@@ -363,7 +412,7 @@ where
     match action {
         Action::Send(outbound) => writer.send(outbound).await,
         Action::Observe(observation) => observe(observation, metrics),
-        Action::Model(_) | Action::CallTool { .. } | Action::Remember(..) | Action::End(_) => {}
+        Action::Model(_) | Action::CallTool(_) | Action::Remember(..) | Action::End(_) => {}
     }
 }
 
@@ -423,6 +472,15 @@ fn classify_socket_error(error: axum::Error) -> (SocketEnding, String) {
     (ending, detail)
 }
 
+/// Runs the model's driver, if the session runs it, until it ends (the model closed the
+/// conversation: its output then reports that).
+async fn drive_model(driver: &mut Option<ModelDriver>) {
+    match driver {
+        Some(driver) => driver.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Hands input to the model without ever waiting on it. Returns false when a message other
 /// than audio had to be dropped because the model is not keeping up.
 fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool {
@@ -440,8 +498,9 @@ fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool
 }
 
 /// The trace span of the turn in progress: from the end of the user's turn, through the first
-/// reply audio, to the end of the reply. Token counts go on it and, as running totals, on the
-/// session's span.
+/// reply audio, to the end of the reply, with its token counts; and the session's token totals.
+/// Counts are recorded once, when a span ends: text logs append every recorded value to the
+/// span's fields instead of replacing the last one.
 #[derive(Default)]
 struct TurnSpan {
     span: Option<tracing::Span>,
@@ -469,24 +528,35 @@ impl TurnSpan {
                     span.in_scope(|| debug!("first reply audio"));
                 }
             }
-            Observation::TurnEnded(stop_reason) => {
-                if let Some(span) = self.span.take() {
-                    span.record("stop_reason", stop_reason.as_str());
-                }
-            }
+            Observation::TurnEnded(stop_reason) => self.end_turn(Some(*stop_reason)),
             Observation::Usage(usage) => {
                 self.session_usage += *usage;
-                let session = tracing::Span::current();
-                session.record("gen_ai.usage.input_tokens", self.session_usage.input());
-                session.record("gen_ai.usage.output_tokens", self.session_usage.output());
-                if let Some(span) = &self.span {
+                if self.span.is_some() {
                     self.turn_usage += *usage;
-                    span.record("gen_ai.usage.input_tokens", self.turn_usage.input());
-                    span.record("gen_ai.usage.output_tokens", self.turn_usage.output());
                 }
             }
             _ => {}
         }
+    }
+
+    fn end_turn(&mut self, stop_reason: Option<StopReason>) {
+        let Some(span) = self.span.take() else {
+            return;
+        };
+        if let Some(stop_reason) = stop_reason {
+            span.record("stop_reason", stop_reason.as_str());
+        }
+        if !self.turn_usage.is_empty() {
+            span.record("gen_ai.usage.input_tokens", self.turn_usage.input());
+            span.record("gen_ai.usage.output_tokens", self.turn_usage.output());
+        }
+    }
+
+    /// The session is over: a turn still open gets its counts so far. Returns the session's
+    /// totals.
+    fn finish(mut self) -> TokenUsage {
+        self.end_turn(None);
+        self.session_usage
     }
 }
 

@@ -28,7 +28,8 @@ pub struct ToolCalls {
     meta: Option<Arc<serde_json::Map<String, Value>>>,
     /// The session's share of each tool server's calls.
     slots: Option<Arc<CallSlots>>,
-    running: JoinSet<Finished>,
+    /// Made at the first call: most sessions make none, and a set allocates when made.
+    running: Option<JoinSet<Finished>>,
 }
 
 impl ToolCalls {
@@ -46,25 +47,25 @@ impl ToolCalls {
             slots: toolbox.as_ref().map(|t| Arc::new(t.call_slots())),
             toolbox,
             meta,
-            running: JoinSet::new(),
+            running: None,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
+        self.running.as_ref().is_none_or(JoinSet::is_empty)
     }
 
     pub fn start(&mut self, id: String, name: String, input: Value) {
         debug!(tool = %name, id = %id, "tool call requested");
         let (Some(toolbox), Some(slots)) = (self.toolbox.clone(), self.slots.clone()) else {
             let outcome = ToolOutcome::failure(Outcome::Unknown, "no tools are configured for this agent");
-            self.running.spawn(async move { Finished { id, name, outcome } });
+            self.running().spawn(async move { Finished { id, name, outcome } });
             return;
         };
-        if self.running.len() >= MAX_PENDING_CALLS {
+        if self.running.as_ref().map_or(0, JoinSet::len) >= MAX_PENDING_CALLS {
             toolbox.record(&name, Outcome::Rejected, Default::default());
             let outcome = ToolOutcome::failure(Outcome::Rejected, "too many tool calls are already in progress");
-            self.running.spawn(async move { Finished { id, name, outcome } });
+            self.running().spawn(async move { Finished { id, name, outcome } });
             return;
         }
         let meta = self.meta.clone();
@@ -75,7 +76,7 @@ impl ToolCalls {
             outcome = tracing::field::Empty,
         );
         let task_span = span.clone();
-        self.running.spawn(
+        self.running().spawn(
             async move {
                 let started = Instant::now();
                 // Waiting for a slot counts against the call's time budget.
@@ -97,10 +98,14 @@ impl ToolCalls {
         );
     }
 
-    /// The next finished call (pending forever when none is running).
+    fn running(&mut self) -> &mut JoinSet<Finished> {
+        self.running.get_or_insert_with(JoinSet::new)
+    }
+
+    /// The next finished call (`None` at once when none is running).
     pub async fn next(&mut self) -> Option<Finished> {
         loop {
-            match self.running.join_next().await? {
+            match self.running.as_mut()?.join_next().await? {
                 Ok(finished) => return Some(finished),
                 Err(error) => warn!(%error, "a tool call task failed"),
             }

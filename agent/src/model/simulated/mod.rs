@@ -50,40 +50,49 @@ impl ModelProvider for SimulatedProvider {
         if let Some(greeting) = &setup.settings.greeting {
             conversation.greet(greeting, Instant::now());
         }
-        tokio::spawn(drive(conversation, input_rx, output_tx));
+        // Run by the session's task: the simulator has nothing to finish after the session.
         Box::pin(std::future::ready(Ok(ModelStream {
             input: input_tx,
             output: output_rx,
+            driver: Some(Box::pin(drive(conversation, input_rx, output_tx))),
         })))
     }
 }
 
-/// Runs one simulated conversation until the session drops its input sender.
-async fn drive(
+/// Runs one simulated conversation until the session drops its input sender. A function
+/// returning an `async move` block rather than an `async fn`, whose future would keep a second
+/// copy of its arguments (the conversation) for the session's whole length.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps a second copy of its arguments"
+)]
+fn drive(
     mut conversation: Conversation,
     mut input: queue::Receiver<ModelInput>,
     output: queue::Sender<ModelOutput>,
-) {
-    loop {
-        let wakeup = conversation.next_wakeup();
-        tokio::select! {
-            message = input.recv() => match message {
-                Some(ModelInput::Audio(pcm)) => conversation.on_audio(&pcm, Instant::now()),
-                Some(ModelInput::Text(text)) => conversation.on_text(&text, Instant::now()),
-                Some(ModelInput::ToolResult(result)) => {
-                    conversation.on_tool_result(&result.id, &result.content, result.is_error, Instant::now());
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        loop {
+            let wakeup = conversation.next_wakeup();
+            tokio::select! {
+                message = input.recv() => match message {
+                    Some(ModelInput::Audio(pcm)) => conversation.on_audio(&pcm, Instant::now()),
+                    Some(ModelInput::Text(text)) => conversation.on_text(&text, Instant::now()),
+                    Some(ModelInput::ToolResult(result)) => {
+                        conversation.on_tool_result(&result.id, &result.content, result.is_error, Instant::now());
+                    }
+                    // The simulator keeps no history to replay: its transcript of an interrupted
+                    // reply already stops where its own audio did.
+                    Some(ModelInput::ReplyHeard(_)) => {}
+                    None => return,
+                },
+                () = sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}
+            }
+            conversation.poll(Instant::now());
+            for event in conversation.drain() {
+                if output.send(event).await.is_err() {
+                    return;
                 }
-                // The simulator keeps no history to replay: its transcript of an interrupted
-                // reply already stops where its own audio did.
-                Some(ModelInput::ReplyHeard(_)) => {}
-                None => return,
-            },
-            () = sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}
-        }
-        conversation.poll(Instant::now());
-        for event in conversation.drain() {
-            if output.send(event).await.is_err() {
-                return;
             }
         }
     }

@@ -131,18 +131,19 @@ pub enum Observation {
 pub enum Action {
     Send(Outbound),
     Model(ModelInput),
-    /// Run a tool the model asked for; report back with [`Session::on_tool_result`].
-    CallTool {
-        id: String,
-        name: String,
-        input: serde_json::Value,
-    },
+    /// Run a tool the model asked for; report back with [`Session::on_tool_result`]. Boxed:
+    /// rare, and unboxed it would set the size of every action.
+    CallTool(Box<ToolUse>),
     Observe(Observation),
     /// Words said for good (a final transcript): part of the conversation, kept for resuming.
     Remember(Role, String),
     /// The session is over: after the queued sends, close and clean up.
     End(EndReason),
 }
+
+// A session keeps the vector of its actions at the size one wake-up needed: the common action
+// (a frame to send, one to the model) sets the size of every slot, rare large ones are boxed.
+const _: () = assert!(std::mem::size_of::<Action>() <= 56);
 
 #[derive(Debug)]
 pub struct Session {
@@ -404,13 +405,12 @@ impl Session {
             }
             ModelOutput::RestartWarning { time_left } => SessionEvent::RestartWarning { time_left },
             ModelOutput::ToolUse(tool_use) => {
-                let ToolUse { id, name, input } = *tool_use;
                 actions.push(Action::Send(Outbound::event(SessionEvent::ToolUse {
-                    id: id.clone(),
-                    name: name.clone(),
-                    input: input.clone(),
+                    id: tool_use.id.clone(),
+                    name: tool_use.name.clone(),
+                    input: tool_use.input.clone(),
                 })));
-                actions.push(Action::CallTool { id, name, input });
+                actions.push(Action::CallTool(tool_use));
                 return;
             }
             ModelOutput::Restarted {

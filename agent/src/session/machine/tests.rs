@@ -343,11 +343,11 @@ fn tool_calls_are_requested_and_their_results_go_to_both_sides() {
     }));
     s.on_model(Some(call), Instant::now(), &mut actions);
     assert!(matches!(sent_events(&actions)[..], [SessionEvent::ToolUse { .. }]));
-    assert!(actions.contains(&Action::CallTool {
+    assert!(actions.contains(&Action::CallTool(Box::new(ToolUse {
         id: "t1".into(),
         name: "weather".into(),
         input
-    }));
+    }))));
     actions.clear();
     s.on_tool_result("t1".into(), "weather".into(), false, "{\"c\":3}".into(), &mut actions);
     assert!(matches!(

@@ -85,59 +85,67 @@ impl Driver {
         })
     }
 
-    async fn run(mut self, mut input: queue::Receiver<ModelInput>) {
-        let policy = Policy {
-            renew_after: self.shared.config.renew_after,
-            text_input: self.shared.config.generation().text_input,
-            greeting: self.setup.settings.greeting.clone(),
-            history: self.setup.history.clone(),
-        };
-        let mut batch = Vec::new();
-        let mut machine = Continuity::start(policy, Instant::now(), &mut batch);
-        let mut queue: VecDeque<Action> = batch.drain(..).collect();
-        // One future for the whole loop, polled only once the token fired: a fresh one per
-        // iteration took its `Notify`'s lock twice (see `crate::cancel`).
-        let token = self.shared.closing.clone();
-        let closing = token.cancelled();
-        tokio::pin!(closing);
-        let mut closing = CancelWatch::new(&token, closing);
-        loop {
-            while let Some(action) = queue.pop_front() {
-                match self.carry_out(action, &mut machine, &mut input, &mut batch).await {
-                    Flow::Continue => {}
-                    Flow::StreamFailed => queue.retain(|a| !matches!(a, Action::Send(_))),
-                    Flow::End => return,
+    /// The session's model task. A function returning an `async move` block rather than an
+    /// `async fn`, whose future would keep a second copy of the driver for the whole session.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps a second copy of its arguments"
+    )]
+    fn run(mut self, mut input: queue::Receiver<ModelInput>) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let policy = Policy {
+                renew_after: self.shared.config.renew_after,
+                text_input: self.shared.config.generation().text_input,
+                greeting: self.setup.settings.greeting.clone(),
+                history: self.setup.history.clone(),
+            };
+            let mut batch = Vec::new();
+            let mut machine = Continuity::start(policy, Instant::now(), &mut batch);
+            let mut queue: VecDeque<Action> = batch.drain(..).collect();
+            // One future for the whole loop, polled only once the token fired: a fresh one per
+            // iteration took its `Notify`'s lock twice (see `crate::cancel`).
+            let token = self.shared.closing.clone();
+            let closing = token.cancelled();
+            tokio::pin!(closing);
+            let mut closing = CancelWatch::new(&token, closing);
+            loop {
+                while let Some(action) = queue.pop_front() {
+                    match self.carry_out(action, &mut machine, &mut input, &mut batch).await {
+                        Flow::Continue => {}
+                        Flow::StreamFailed => queue.retain(|a| !matches!(a, Action::Send(_))),
+                        Flow::End => return,
+                    }
+                    queue.extend(batch.drain(..));
+                }
+                let deadline = machine.deadline();
+                tokio::select! {
+                    message = input.recv() => on_input(&mut machine, message, &mut batch),
+                    chunk = recv(&mut self.current) => match chunk {
+                        Ok(Some(bytes)) => machine.model_event(&bytes, Instant::now(), &mut batch),
+                        Ok(None) => self.stream_failed(
+                            StreamError::new(Recovery::Retry, ModelErrorKind::StreamEnded, "Bedrock ended the stream"),
+                            &mut machine,
+                            &mut batch,
+                        ),
+                        Err(error) => self.stream_failed(error, &mut machine, &mut batch),
+                    },
+                    opened = opened(&mut self.opening) => match opened {
+                        Ok(current) => {
+                            self.current = Some(current);
+                            machine.stream_opened(Instant::now(), &mut batch);
+                        }
+                        Err(error) => {
+                            self.count_error(&error);
+                            debug!(kind = %error.kind, message = %error.message, "opening a model stream failed");
+                            machine.open_failed(error, Instant::now(), &mut batch);
+                        }
+                    },
+                    () = sleep_until(deadline), if deadline.is_some() => machine.tick(Instant::now(), &mut batch),
+                    // The agent is shutting down: close the stream cleanly now.
+                    () = closing.fired() => machine.session_ended(&mut batch),
                 }
                 queue.extend(batch.drain(..));
             }
-            let deadline = machine.deadline();
-            tokio::select! {
-                message = input.recv() => on_input(&mut machine, message, &mut batch),
-                chunk = recv(&mut self.current) => match chunk {
-                    Ok(Some(bytes)) => machine.model_event(&bytes, Instant::now(), &mut batch),
-                    Ok(None) => self.stream_failed(
-                        StreamError::new(Recovery::Retry, ModelErrorKind::StreamEnded, "Bedrock ended the stream"),
-                        &mut machine,
-                        &mut batch,
-                    ),
-                    Err(error) => self.stream_failed(error, &mut machine, &mut batch),
-                },
-                opened = opened(&mut self.opening) => match opened {
-                    Ok(current) => {
-                        self.current = Some(current);
-                        machine.stream_opened(Instant::now(), &mut batch);
-                    }
-                    Err(error) => {
-                        self.count_error(&error);
-                        debug!(kind = %error.kind, message = %error.message, "opening a model stream failed");
-                        machine.open_failed(error, Instant::now(), &mut batch);
-                    }
-                },
-                () = sleep_until(deadline), if deadline.is_some() => machine.tick(Instant::now(), &mut batch),
-                // The agent is shutting down: close the stream cleanly now.
-                () = closing.fired() => machine.session_ended(&mut batch),
-            }
-            queue.extend(batch.drain(..));
         }
     }
 
