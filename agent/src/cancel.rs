@@ -1,35 +1,57 @@
 //! Cancellation for loops that select on it in every iteration.
 //!
 //! Polling a `CancellationToken::cancelled()` future takes the lock of the token's `Notify`, and
-//! a session's loop polls it in every wake-up, two or more per audio frame, in every session
-//! (bench/tuning.md, change 12). Once that future has registered its task's waker, a cancel
-//! wakes the task through it; until the token's flag says it fired, there is nothing to learn
-//! from polling it again.
+//! asking the token `is_cancelled()` takes the lock of its tree node: a session's loop would do
+//! one or the other in every wake-up, two or more per audio frame, in every session, on a lock
+//! all sessions share (bench/tuning.md, changes 12 and 16). The cancellation future needs polling
+//! only twice: once to register a waker, and once after that waker was woken.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 
-/// A token's cancellation, watched from one task: the future is polled once to register the
-/// task's waker, and after that only once the token is cancelled (an atomic load otherwise).
+/// A token's cancellation, watched from one task: the cancellation future is polled with a
+/// waker of its own, which notes that it was woken and wakes the task; the future is polled
+/// again only then. In between, a poll is a load of that note (the session's own, uncontended).
 ///
-/// The waker registered at the first poll must stay the one to wake: use it from one task
+/// The task's waker taken at the first poll must stay the one to wake: use it from one task
 /// only, as a loop inside that task does (a task's waker is the same for its whole life).
 pub(crate) struct CancelWatch<'p, 't> {
-    token: &'t CancellationToken,
     cancelled: Pin<&'p mut WaitForCancellationFuture<'t>>,
-    registered: bool,
+    /// Made at the first poll.
+    waker: Option<Arc<NotingWaker>>,
+    /// The token was cancelled: the watch stays fired.
+    fired: bool,
+}
+
+/// Wakes the task, noting that it did.
+struct NotingWaker {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for NotingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
 }
 
 impl<'p, 't> CancelWatch<'p, 't> {
-    /// `cancelled` is `token.cancelled()`, pinned by the caller.
-    pub(crate) fn new(token: &'t CancellationToken, cancelled: Pin<&'p mut WaitForCancellationFuture<'t>>) -> Self {
+    /// `cancelled` is the token's `cancelled()`, pinned by the caller.
+    pub(crate) fn new(cancelled: Pin<&'p mut WaitForCancellationFuture<'t>>) -> Self {
         Self {
-            token,
             cancelled,
-            registered: false,
+            waker: None,
+            fired: false,
         }
     }
 
@@ -39,17 +61,33 @@ impl<'p, 't> CancelWatch<'p, 't> {
     }
 
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.registered && !self.token.is_cancelled() {
-            return Poll::Pending;
+        if self.fired {
+            return Poll::Ready(());
         }
-        self.registered = true;
-        self.cancelled.as_mut().poll(cx)
+        let waker = match &self.waker {
+            // Cleared before the poll: a wake-up during it is noted for the next one.
+            Some(waker) if waker.woken.swap(false, Ordering::Acquire) => waker.clone(),
+            Some(_) => return Poll::Pending,
+            None => self
+                .waker
+                .insert(Arc::new(NotingWaker {
+                    woken: AtomicBool::new(false),
+                    task: cx.waker().clone(),
+                }))
+                .clone(),
+        };
+        let waker = Waker::from(waker);
+        let poll = self.cancelled.as_mut().poll(&mut Context::from_waker(&waker));
+        self.fired = poll.is_ready();
+        poll
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
 
@@ -64,7 +102,7 @@ mod tests {
         });
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
-        let mut watch = CancelWatch::new(&token, cancelled);
+        let mut watch = CancelWatch::new(cancelled);
         let mut ticks = 0;
         let fired = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -87,7 +125,7 @@ mod tests {
         token.cancel();
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
-        let mut watch = CancelWatch::new(&token, cancelled);
+        let mut watch = CancelWatch::new(cancelled);
         for _ in 0..2 {
             tokio::time::timeout(Duration::from_secs(5), watch.fired())
                 .await
@@ -101,7 +139,7 @@ mod tests {
         let token = CancellationToken::new();
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
-        let mut watch = CancelWatch::new(&token, cancelled);
+        let mut watch = CancelWatch::new(cancelled);
         for _ in 0..2 {
             assert!(
                 tokio::time::timeout(Duration::from_millis(20), watch.fired())

@@ -13,9 +13,10 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// The log format of [`init`], shared by the agent's and the operator's command lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,7 +54,7 @@ impl Telemetry {
 /// [`pod_attributes`]). Fails on an invalid filter, an unsupported OTLP protocol, or when a
 /// global subscriber is already installed.
 pub fn init(format: LogFormat, filter: &str, service: &str, attributes: Vec<KeyValue>) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+    let filter = log_filter(filter)?;
     let ansi = std::io::stderr().is_terminal();
     // A closed stderr (a log pipe that went away) must not take the process down:
     // tracing-subscriber would report the failed write with `eprintln!`, which panics then.
@@ -92,6 +93,19 @@ pub fn init(format: LogFormat, filter: &str, service: &str, attributes: Vec<KeyV
     Ok(Telemetry {
         provider,
         service: service.to_owned(),
+    })
+}
+
+/// The log filter. Targets and levels (`info`, `voice_agent=debug,info`) make a static filter,
+/// decided once per call site. Span and field directives (`[session{id=...}]=debug`) need
+/// `EnvFilter`, which looks every span up under a lock all threads share when it is entered and
+/// left: for a voice agent, at every wake-up of every session.
+fn log_filter(filter: &str) -> Result<Box<dyn Layer<Registry> + Send + Sync>, String> {
+    let invalid = |e: &dyn std::fmt::Display| format!("invalid log filter {filter:?}: {e}");
+    Ok(if filter.contains(['[', '{']) {
+        EnvFilter::try_new(filter).map_err(|e| invalid(&e))?.boxed()
+    } else {
+        filter.parse::<Targets>().map_err(|e| invalid(&e))?.boxed()
     })
 }
 
@@ -156,4 +170,55 @@ pub fn remote_context(headers: &http::HeaderMap) -> Context {
         }
     }
     global::get_text_map_propagator(|propagator| propagator.extract(&Headers(headers)))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    /// Whether `check` finds its callsite enabled under `filter`.
+    fn under(filter: &str, check: impl FnOnce() -> bool) -> bool {
+        let subscriber = tracing_subscriber::registry().with(log_filter(filter).expect("a valid filter"));
+        tracing::subscriber::with_default(subscriber, check)
+    }
+
+    #[test]
+    fn targets_and_levels_filter_by_target_with_a_default() {
+        let filter = "voice_agent=debug,info";
+        assert!(under(
+            filter,
+            || tracing::enabled!(target: "voice_agent::session", Level::DEBUG)
+        ));
+        assert!(!under(
+            filter,
+            || tracing::enabled!(target: "voice_agent::session", Level::TRACE)
+        ));
+        assert!(under(filter, || tracing::enabled!(target: "hyper::proto", Level::INFO)));
+        assert!(!under(
+            filter,
+            || tracing::enabled!(target: "hyper::proto", Level::DEBUG)
+        ));
+        assert!(!under("warn", || tracing::enabled!(target: "voice_agent", Level::INFO)));
+        assert!(!under("off", || tracing::enabled!(target: "voice_agent", Level::ERROR)));
+    }
+
+    #[test]
+    fn span_directives_still_work() {
+        assert!(under("info,[session]=debug", || {
+            let outside = tracing::enabled!(target: "voice_agent", Level::DEBUG);
+            let span = tracing::info_span!("session");
+            let _inside = span.enter();
+            !outside && tracing::enabled!(target: "voice_agent", Level::DEBUG)
+        }));
+    }
+
+    #[test]
+    fn a_bad_filter_is_refused_naming_it() {
+        for bad in ["voice_agent=loud", "[session=debug"] {
+            let error = log_filter(bad).err().expect("refused");
+            assert!(error.contains(bad), "{error}");
+        }
+    }
 }

@@ -312,7 +312,7 @@ where
     // later with every input, and moving a registered timer later is a single store.
     let closing = ctx.closing.cancelled();
     tokio::pin!(closing);
-    let mut closing = CancelWatch::new(&ctx.closing, closing);
+    let mut closing = CancelWatch::new(closing);
     let deadline = sleep_until(session.deadline());
     tokio::pin!(deadline);
     loop {

@@ -107,7 +107,7 @@ impl Driver {
             let token = self.shared.closing.clone();
             let closing = token.cancelled();
             tokio::pin!(closing);
-            let mut closing = CancelWatch::new(&token, closing);
+            let mut closing = CancelWatch::new(closing);
             loop {
                 while let Some(action) = queue.pop_front() {
                     match self.carry_out(action, &mut machine, &mut input, &mut batch).await {
