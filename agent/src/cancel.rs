@@ -65,8 +65,12 @@ impl<'p, 't> CancelWatch<'p, 't> {
             return Poll::Ready(());
         }
         let waker = match &self.waker {
-            // Cleared before the poll: a wake-up during it is noted for the next one.
-            Some(waker) if waker.woken.swap(false, Ordering::Acquire) => waker.clone(),
+            // Read first (a plain load), cleared only when set: a wake-up during the poll
+            // below is noted for the next one.
+            Some(waker) if waker.woken.load(Ordering::Acquire) => {
+                waker.woken.store(false, Ordering::Relaxed);
+                waker.clone()
+            }
             Some(_) => return Poll::Pending,
             None => self
                 .waker
