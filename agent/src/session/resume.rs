@@ -57,8 +57,8 @@ struct Saver {
 }
 
 impl Keeper {
-    /// Boxed: a session holds it for its whole length, and most sessions' futures would
-    /// otherwise reserve its size for nothing (resumption off).
+    /// Boxed: a session holds it for its whole length, and inline it would size every
+    /// session's future, with resumption or without.
     pub fn start(context: Box<ResumeContext>) -> Box<Self> {
         let context = *context;
         Box::new(Self {

@@ -56,7 +56,8 @@ pub struct SessionContext {
     /// The caller's trace context (W3C `traceparent` on the handshake), if any.
     pub parent: opentelemetry::Context,
     /// How the conversation is kept for resuming, when resumption is on.
-    /// Boxed: most sessions have none, and the context is kept for the whole session.
+    /// Boxed: the context is kept for the whole session, and inline this would size it for
+    /// sessions without resumption too.
     pub resume: Option<Box<ResumeContext>>,
 }
 
