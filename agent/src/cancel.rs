@@ -3,7 +3,7 @@
 //! Polling a `CancellationToken::cancelled()` future takes the lock of the token's `Notify`, and
 //! asking the token `is_cancelled()` takes the lock of its tree node: a session's loop would do
 //! one or the other in every wake-up, two or more per audio frame, in every session, on a lock
-//! all sessions share (bench/tuning.md, changes 12 and 16). The cancellation future needs polling
+//! all sessions share (bench/tuning.md, changes 12 and 15). The cancellation future needs polling
 //! only twice: once to register a waker, and once after that waker was woken.
 
 use std::future::{Future, poll_fn};

@@ -201,12 +201,12 @@ pub struct ModelStream {
 
 /// What moves a conversation's messages from `input` to `output`, handed to the session to
 /// poll together with its own work (the socket, the writer, the timers) instead of running on
-/// a task of its own. A frame then crosses from the client to the model and back in one
-/// wake-up of the session's task, where a separate task costs two more wake-ups and a hand-over
-/// between tasks per frame. It is dropped with the session, so only a provider with nothing
-/// to finish after the session hands one over: the simulated model does; Nova Sonic's driver,
-/// which closes its Bedrock stream after the session and renews streams whatever the session
-/// is waiting on, keeps its task.
+/// a task of its own: the session holds no second task, and a frame goes to the model and back
+/// without a hand-over between tasks (the queues still wake the session's own task, so it is
+/// polled once more per frame; bench/tuning.md, 14 and what is left). It is dropped with the
+/// session, so only a provider with nothing to finish after the session hands one over: the
+/// simulated model does; Nova Sonic's driver, which closes its Bedrock stream after the
+/// session and renews streams whatever the session is waiting on, keeps its task.
 pub type ModelDriver = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

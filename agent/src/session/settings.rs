@@ -411,5 +411,10 @@ mod tests {
             .expect("nothing asked");
         assert_eq!(settings, SessionSettings::default());
         assert_eq!(&*policy.system_prompt(&settings), "Be brief.");
+        // Nothing filled in: every session shares the one prompt.
+        assert!(Arc::ptr_eq(
+            &policy.system_prompt(&settings),
+            &policy.system_prompt(&settings)
+        ));
     }
 }
