@@ -11,6 +11,7 @@ pub mod audio;
 pub mod auth;
 pub mod call;
 mod cancel;
+mod fifo;
 pub mod cli;
 pub mod metrics;
 pub mod model;

@@ -176,7 +176,6 @@ pub struct ErrorReport {
 /// What a provider needs to open a stream for one session.
 #[derive(Debug, Clone)]
 pub struct SessionSetup {
-    pub session_id: String,
     /// The system prompt, with the session's variables filled in.
     pub system_prompt: std::sync::Arc<str>,
     pub input_sample_rate: u32,

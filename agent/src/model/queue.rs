@@ -5,11 +5,10 @@
 //!
 //! Why not tokio's: its channel stores messages in blocks of 32 slots and keeps two of them per
 //! channel in steady use, besides a header of about half a kilobyte, whatever the bound: about
-//! 3 KiB per queue, 6 KiB per session, while a session at real time holds one or two messages
-//! at a time. This one holds what is queued (its storage grows with the backlog, up to the
-//! bound, and shrinks back once drained) behind one uncontended lock.
+//! 3 KiB per queue, 6 KiB per session, while a session at real time holds one message at a
+//! time. This one holds what is queued behind one uncontended lock: one message inline, and
+//! storage for a backlog (up to the bound) only while there is one ([`Fifo`]).
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -17,15 +16,13 @@ use std::task::{Context, Poll, Waker};
 pub use tokio::sync::mpsc::error::{SendError, TryRecvError, TrySendError};
 use tokio::task::coop;
 
-/// Storage kept when a queue drains: enough for the usual one or two messages in flight,
-/// released above that so one burst does not hold its high-water mark for the session's life.
-const KEPT_SLOTS: usize = 4;
+use crate::fifo::Fifo;
 
 /// A bounded queue of `capacity` messages (at least one).
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            items: VecDeque::new(),
+            items: Fifo::new(),
             capacity: capacity.max(1),
             senders: 1,
             receiver: true,
@@ -41,7 +38,7 @@ struct Shared<T> {
 }
 
 struct State<T> {
-    items: VecDeque<T>,
+    items: Fifo<T>,
     capacity: usize,
     /// Live senders; at zero, the receiver sees the end once the queue is drained.
     senders: usize,
@@ -195,9 +192,6 @@ impl<T> Receiver<T> {
                 TryRecvError::Empty
             });
         };
-        if state.items.is_empty() && state.items.capacity() > KEPT_SLOTS {
-            state.items.shrink_to(KEPT_SLOTS);
-        }
         // Room again: waiting senders try once more (there is one in practice).
         for waker in state.sender_wakers.drain(..) {
             waker.wake();
@@ -316,7 +310,7 @@ mod tests {
             tx.try_send(i).expect("room");
         }
         while rx.try_recv().is_ok() {}
-        assert!(rx.shared.lock().items.capacity() <= KEPT_SLOTS);
+        assert_eq!(rx.shared.lock().items.backlog_capacity(), 0);
     }
 
     #[tokio::test(flavor = "current_thread")]

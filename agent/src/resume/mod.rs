@@ -84,7 +84,8 @@ pub struct ConversationState {
     pub conversation_id: String,
     /// Who may resume it: the subject that held it (none without authentication).
     pub subject: Option<String>,
-    pub settings: SessionSettings,
+    /// Shared with the session's setup: a live session keeps one copy.
+    pub settings: Arc<SessionSettings>,
     pub history: Vec<StoredMessage>,
     /// The trace of the session that saved it, for a span link (`trace_id-span_id`, hex).
     pub trace: Option<String>,
@@ -93,7 +94,7 @@ pub struct ConversationState {
 }
 
 impl ConversationState {
-    pub fn new(conversation_id: String, subject: Option<String>, settings: SessionSettings) -> Self {
+    pub fn new(conversation_id: String, subject: Option<String>, settings: Arc<SessionSettings>) -> Self {
         Self {
             version: STATE_VERSION,
             conversation_id,

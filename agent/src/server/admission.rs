@@ -359,7 +359,7 @@ async fn decide(agent: &Agent, request: Request<'_>) -> Result<Admission, Refusa
             .take(token, caller.subject.as_deref())
             .await
             .map_err(Refusal::Resume)?;
-        settings = state.settings.clone();
+        settings = SessionSettings::clone(&state.settings);
         resumed = Some(state);
     }
     Ok(Admission {

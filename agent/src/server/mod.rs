@@ -197,10 +197,15 @@ impl Agent {
         headers: &axum::http::HeaderMap,
         continuity: Continuity,
     ) -> SessionContext {
+        let settings = Arc::new(settings);
         let (resumable, resumed) = match continuity {
             Continuity::OneShot => (false, None),
             Continuity::New => (true, None),
-            Continuity::Resumed(state) => (true, Some(*state)),
+            Continuity::Resumed(mut state) => {
+                // The same settings (admission took them from the state): one copy, shared.
+                state.settings = settings.clone();
+                (true, Some(*state))
+            }
         };
         let toolbox = self.tools.borrow().clone();
         let history: Arc<[(crate::model::Role, String)]> = resumed
@@ -230,12 +235,11 @@ impl Agent {
             },
             model: self.model.clone(),
             setup: SessionSetup {
-                session_id: id.clone(),
                 system_prompt: self.settings.system_prompt(&settings),
                 input_sample_rate: INPUT_SAMPLE_RATE,
                 output_sample_rate: self.config.output_sample_rate(),
                 tools: toolbox.as_ref().map_or_else(|| Arc::from([]), |t| t.specs()),
-                settings: Arc::new(settings),
+                settings,
                 history,
             },
             id,

@@ -59,6 +59,7 @@ struct Saver {
 impl Keeper {
     /// Boxed: a session holds it for its whole length, and inline it would size every
     /// session's future, with resumption or without.
+    #[expect(clippy::boxed_local, reason = "the session's context holds it boxed, for the same reason")]
     pub fn start(context: Box<ResumeContext>) -> Box<Self> {
         let context = *context;
         Box::new(Self {
@@ -108,6 +109,7 @@ impl Keeper {
     /// The session is over: saves the conversation for the resume window, after any save in
     /// flight, within the store's timeout. Boxed: it runs once, at the end, and inline its
     /// state (a store round trip) would be part of the session's future all along.
+    #[expect(clippy::boxed_local, reason = "the session holds its keeper boxed (see `start`)")]
     pub fn finish(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(self.save_for_window())
     }

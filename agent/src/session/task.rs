@@ -118,7 +118,11 @@ where
         span.record("trace_id", tracing::field::display(trace_id));
     }
     if let Some(resume) = &ctx.resume {
-        span.record("conversation", resume.state.conversation_id.as_str());
+        // A new conversation's id is its first session's: log lines carry it once, as `id` (the
+        // span keeps every field as text for the session's life); traces always get both.
+        if resume.resumed || own != TraceId::INVALID {
+            span.record("conversation", resume.state.conversation_id.as_str());
+        }
         // A resumed conversation links back to the session it came from.
         if let Some(link) = resume.state.trace.as_deref().and_then(parse_span_context) {
             span.add_link(link);
@@ -166,8 +170,9 @@ where
     let mut writer = Writer::new(sink, encoder, ctx.metrics.clone());
     // Grows to what one wake-up makes (a few actions) and stays there.
     let mut actions = Vec::new();
+    // The span has the id already: the machine keeps the one copy the session needs.
     let mut session = Session::new(
-        ctx.id.clone(),
+        std::mem::take(&mut ctx.id),
         (ctx.setup.input_sample_rate, ctx.setup.output_sample_rate),
         ctx.limits,
         started,

@@ -7,7 +7,6 @@
 //! frame goes to the socket in the same wake-up that brought it from the model, and a session
 //! holds one task and one channel less (a tokio channel keeps two blocks of 32 slots).
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use futures::Sink;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tracing::warn;
 
+use crate::fifo::Fifo;
 use crate::metrics::Metrics;
 use crate::protocol::{Encode, MAX_FRAME_BYTES, Outbound};
 
@@ -52,7 +52,8 @@ pub struct Writer<W> {
     sink: W,
     encoder: Box<dyn Encode>,
     metrics: Arc<Metrics>,
-    queue: VecDeque<Outbound>,
+    /// One message inline: a socket that keeps up never needs more.
+    queue: Fifo<Outbound>,
     /// Encoded frames of the message being written, not handed to the sink yet, last first
     /// (most messages encode to one; the vector is reused).
     frames: Vec<Message>,
@@ -77,7 +78,7 @@ where
             sink,
             encoder,
             metrics,
-            queue: VecDeque::new(),
+            queue: Fifo::new(),
             frames: Vec::with_capacity(1),
             current: None,
             closing: false,

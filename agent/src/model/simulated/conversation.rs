@@ -1,6 +1,6 @@
 //! The simulated conversation as a synchronous state machine: audio and text go in, model
-//! outputs come out, and the caller supplies the time. The `Simulated` provider drives it on a
-//! tokio task; the Bedrock fake drives the same core behind the Nova Sonic wire protocol.
+//! outputs come out, and the caller supplies the time. The `Simulated` provider drives it in
+//! the session's task; the Bedrock fake drives the same core behind the Nova Sonic wire protocol.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::script;
 use super::voice::Utterance;
 use crate::audio::vad::{TurnDetector, VadEvent};
+use crate::fifo::Fifo;
 use crate::model::{ModelOutput, Role, TokenUsage, ToolUse};
 use crate::protocol::StopReason;
 
@@ -67,7 +68,7 @@ pub struct Conversation {
     vad: TurnDetector,
     vad_events: Vec<VadEvent>,
     state: State,
-    outputs: VecDeque<ModelOutput>,
+    outputs: Fifo<ModelOutput>,
     spoken_turns: u64,
     responses: u64,
     /// Tokens counted since the last usage report.
@@ -84,7 +85,7 @@ impl Conversation {
             vad: TurnDetector::default(),
             vad_events: Vec::new(),
             state: State::Listening,
-            outputs: VecDeque::new(),
+            outputs: Fifo::new(),
             spoken_turns: 0,
             responses: 0,
             usage: TokenUsage::default(),
@@ -238,8 +239,8 @@ impl Conversation {
     }
 
     /// Takes the outputs produced so far.
-    pub fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, ModelOutput> {
-        self.outputs.drain(..)
+    pub fn drain(&mut self) -> impl Iterator<Item = ModelOutput> + '_ {
+        std::iter::from_fn(|| self.outputs.pop_front())
     }
 
     pub fn is_user_speaking(&self) -> bool {
