@@ -82,7 +82,7 @@ pub async fn prompt(
     // The caller speaks first here: a greeting would answer before the prompt.
     settings.greeting = None;
     // A prompt is one turn: nothing to resume.
-    let ctx = agent.session_context(
+    let mut ctx = agent.session_context(
         session_id(headers),
         &caller,
         PROTOCOL,
@@ -90,6 +90,7 @@ pub async fn prompt(
         headers,
         Continuity::OneShot,
     );
+    ctx.place = Some(guard);
     let (mut to_session, session_input) = mpsc::channel(INPUT_QUEUE);
     let (session_output, from_session) = mpsc::channel(OUTPUT_QUEUE);
     let socket = MemorySocket {
@@ -104,9 +105,7 @@ pub async fn prompt(
             sample_rate: agent.config.output_sample_rate(),
         }),
     };
-    agent
-        .tasks
-        .spawn(run_session(socket, codec, ctx).map(move |_| drop(guard)));
+    agent.tasks.spawn(run_session(socket, codec, ctx).map(drop));
     if to_session.send(Message::Text(prompt.into())).await.is_err() {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,

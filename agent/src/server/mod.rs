@@ -78,6 +78,8 @@ pub struct Agent {
     telephony: Option<telephony::Telephony>,
     /// Sessions and background loops (tool loading, certificate reload, tidying).
     tasks: TaskTracker,
+    /// Every session's limits, from the configuration: shared, not copied into each session.
+    session_limits: Arc<SessionLimits>,
     /// Cancelled once sessions are gone: background loops stop.
     stop_background: CancellationToken,
 }
@@ -129,8 +131,16 @@ impl Agent {
             .telephony
             .as_ref()
             .map(|t| telephony::Telephony::new(t, config.tls.is_some()));
+        let session_limits = Arc::new(SessionLimits {
+            idle_timeout: config.session.idle_timeout,
+            max_duration: config.session.max_duration,
+            first_message_timeout: config.limits.first_message_timeout,
+            max_audio_rate: config.limits.max_audio_rate,
+            audio_burst: config.limits.audio_burst,
+        });
         Ok(Arc::new(Self {
             telephony,
+            session_limits,
             config,
             model,
             metrics,
@@ -222,17 +232,10 @@ impl Agent {
                 live_ttl: self.config.session.max_duration + service.window(),
             })
         });
-        let limits = &self.config.limits;
         SessionContext {
             subject: caller.subject.clone(),
             protocol,
-            limits: SessionLimits {
-                idle_timeout: self.config.session.idle_timeout,
-                max_duration: self.config.session.max_duration,
-                first_message_timeout: limits.first_message_timeout,
-                max_audio_rate: limits.max_audio_rate,
-                audio_burst: limits.audio_burst,
-            },
+            limits: self.session_limits.clone(),
             model: self.model.clone(),
             setup: SessionSetup {
                 system_prompt: self.settings.system_prompt(&settings),
@@ -248,6 +251,7 @@ impl Agent {
             tools: toolbox,
             parent: voice_telemetry::remote_context(headers),
             resume,
+            place: None,
         }
     }
 

@@ -86,15 +86,18 @@ pub async fn upgrade(
             // The session's future replaces the answering one (`then`) instead of being awaited
             // inside it, which would keep the answer's state and a second socket for the call's
             // whole length.
-            let call = answering.then(|answered| match answered {
-                Some((socket, codec, ctx)) => Either::Left(run_session(socket, codec, ctx).map(drop)),
+            let call = answering.then(move |answered| match answered {
+                Some((socket, codec, mut ctx)) => {
+                    ctx.place = Some(guard);
+                    Either::Left(run_session(socket, codec, ctx).map(drop))
+                }
                 None => Either::Right(future::ready(())),
             });
-            tasks.track_future(call.map(move |()| drop(guard)))
+            tasks.track_future(call)
         });
     }
     // Boxed: the upgrade's future holds it for the whole session (see `run_session`).
-    let ctx = Box::new(agent.session_context(
+    let mut ctx = Box::new(agent.session_context(
         session_id(&headers),
         &caller,
         protocol.name,
@@ -102,9 +105,10 @@ pub async fn upgrade(
         &headers,
         resumed.map_or(Continuity::New, |state| Continuity::Resumed(Box::new(state))),
     ));
+    ctx.place = Some(guard);
     // `map`, not an `async` block awaiting the session: a block would keep its own copy of the
     // socket beside the session's for the session's whole length.
-    upgrade.on_upgrade(move |socket| tasks.track_future(run_session(socket, codec, ctx).map(move |_| drop(guard))))
+    upgrade.on_upgrade(move |socket| tasks.track_future(run_session(socket, codec, ctx).map(drop)))
 }
 
 /// The AgentCore session id when present and sane, else a fresh UUID.

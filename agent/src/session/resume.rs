@@ -29,22 +29,12 @@ pub struct ResumeContext {
     pub live_ttl: Duration,
 }
 
-impl ResumeContext {
-    pub fn offer(&self) -> ResumeOffer {
-        ResumeOffer {
-            token: self.token.as_str().to_owned(),
-            window_s: self.service.window().as_secs(),
-            resumed: self.resumed,
-            anywhere: self.service.shared(),
-        }
-    }
-}
-
 /// Keeps one session's conversation and saves it in the background, latest state first.
 pub(super) struct Keeper {
     service: Arc<Resumption>,
     token: ResumeToken,
     state: ConversationState,
+    resumed: bool,
     live_ttl: Duration,
     /// The background saver, started by the first save: until then there is nothing to save,
     /// and a session without a finished turn holds no saver task.
@@ -59,16 +49,30 @@ struct Saver {
 impl Keeper {
     /// Boxed: a session holds it for its whole length, and inline it would size every
     /// session's future, with resumption or without.
-    #[expect(clippy::boxed_local, reason = "the session's context holds it boxed, for the same reason")]
+    #[expect(
+        clippy::boxed_local,
+        reason = "the session's context holds it boxed, for the same reason"
+    )]
     pub fn start(context: Box<ResumeContext>) -> Box<Self> {
         let context = *context;
         Box::new(Self {
             service: context.service,
             token: context.token,
             state: context.state,
+            resumed: context.resumed,
             live_ttl: context.live_ttl,
             saver: None,
         })
+    }
+
+    /// What the client is told about resuming this conversation.
+    pub fn offer(&self) -> ResumeOffer {
+        ResumeOffer {
+            token: self.token.as_str().to_owned(),
+            window_s: self.service.window().as_secs(),
+            resumed: self.resumed,
+            anywhere: self.service.shared(),
+        }
     }
 
     /// A final transcript.

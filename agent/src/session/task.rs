@@ -28,6 +28,7 @@ use crate::model::{
     ModelDriver, ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage, ToolUse,
 };
 use crate::protocol::{ClientMessage, Codec, Decode, EndReason, Frame, StopReason, telephony};
+use crate::server::SessionGuard;
 use crate::tools::Toolbox;
 
 /// How long opening the model stream may take before the session gives up.
@@ -39,12 +40,13 @@ const READ_FAILED_LINGER: Duration = Duration::from_secs(1);
 
 /// Everything a session needs from the server.
 pub struct SessionContext {
+    /// Taken by the session's machine when the session starts (the span has it already).
     pub id: String,
     /// The authenticated caller, if authentication is on.
     pub subject: Option<String>,
     /// The name of the wire protocol the handshake selected (for logs and traces).
     pub protocol: &'static str,
-    pub limits: SessionLimits,
+    pub limits: Arc<SessionLimits>,
     pub model: Arc<dyn ModelProvider>,
     pub setup: SessionSetup,
     pub metrics: Arc<Metrics>,
@@ -59,6 +61,10 @@ pub struct SessionContext {
     /// Boxed: the context is kept for the whole session, and inline this would size it for
     /// sessions without resumption too.
     pub resume: Option<Box<ResumeContext>>,
+    /// The session's place among the agent's live sessions (capacity, drain), given back when
+    /// the session ends and its context goes. Kept here, in the boxed context, rather than
+    /// beside the session's future, which every session holds inline (see `run_session`).
+    pub place: Option<SessionGuard>,
 }
 
 /// Runs one session over a WebSocket until it ends, speaking the protocol of `codec`. Generic
@@ -174,42 +180,49 @@ where
     let mut session = Session::new(
         std::mem::take(&mut ctx.id),
         (ctx.setup.input_sample_rate, ctx.setup.output_sample_rate),
-        ctx.limits,
+        ctx.limits.clone(),
         started,
     );
-    let offer = ctx.resume.as_ref().map(|resume| resume.offer());
     let mut keeper = ctx.resume.take().map(|mut resume| {
         resume.state.trace = own_span_reference();
         Keeper::start(resume)
     });
     async move {
-        let mut usage = TokenUsage::default();
-        match connect_model(&ctx).await {
-            Ok(mut model) => {
-                info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
-                session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), offer, &mut actions);
-                let mut io = SessionIo {
-                    stream: &mut stream,
-                    decoder: decoder.as_mut(),
-                    model: &mut model,
-                    writer: &mut writer,
-                };
-                usage = converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await;
-            }
-            Err(error) => {
-                warn!(%error, "model stream could not be opened");
-                // A resumed conversation is not lost to a model that is down: the close offers
-                // this session's token to try again with.
-                session.offer_handover(offer.as_ref());
-                if let Some(saving) = keeper.take().map(Keeper::finish) {
-                    saving.await;
+        // In a block of its own: the model's side closes when the block ends (its input queue's
+        // sender goes), not after the linger, and its slot in this future is free after it.
+        let usage = {
+            // Matched by reference: a stream moved out of the result would take a second slot in
+            // this future for the whole session.
+            let mut connected = connect_model(&ctx).await;
+            match &mut connected {
+                Ok(model) => {
+                    info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
+                    let offer = keeper.as_ref().map(|keeper| keeper.offer());
+                    session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), offer, &mut actions);
+                    let mut io = SessionIo {
+                        stream: &mut stream,
+                        decoder: decoder.as_mut(),
+                        model,
+                        writer: &mut writer,
+                    };
+                    converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await
                 }
-                session.on_model_connect_failed(&error, &mut actions);
-                for action in actions.drain(..) {
-                    execute_without_model(action, &mut writer, &ctx.metrics).await;
+                Err(error) => {
+                    warn!(%error, "model stream could not be opened");
+                    // A resumed conversation is not lost to a model that is down: the close offers
+                    // this session's token to try again with.
+                    session.offer_handover(keeper.as_ref().map(|keeper| keeper.offer()).as_ref());
+                    if let Some(saving) = keeper.take().map(Keeper::finish) {
+                        saving.await;
+                    }
+                    session.on_model_connect_failed(error, &mut actions);
+                    for action in actions.drain(..) {
+                        execute_without_model(action, &mut writer, &ctx.metrics).await;
+                    }
+                    TokenUsage::default()
                 }
             }
-        }
+        };
         let reason = session.ended().unwrap_or(EndReason::Internal);
         if let Some(saving) = keeper.take().map(Keeper::finish) {
             saving.await;

@@ -65,7 +65,8 @@ pub struct Writer<W> {
     epoch: u64,
     /// Set when a write first has to wait, for the write timeout; kept for the next wait.
     stall: Option<Pin<Box<Sleep>>>,
-    stalled_since: Option<Instant>,
+    /// Whether the write in progress is waiting, with the timer armed for it.
+    stalled: bool,
     end: Option<WriterEnd>,
 }
 
@@ -84,7 +85,7 @@ where
             closing: false,
             epoch: 0,
             stall: None,
-            stalled_since: None,
+            stalled: false,
             end: None,
         }
     }
@@ -107,35 +108,44 @@ where
     /// Queues a message. Audio never waits: if the client is this far behind, the frame is
     /// dropped (and counted). Events and the close frame wait for room; the write timeout
     /// bounds the wait. After the writer ended, messages are dropped.
-    pub async fn send(&mut self, outbound: Outbound) {
-        if self.end.is_some() || self.closing {
-            return;
-        }
-        if matches!(outbound, Outbound::Audio { .. }) {
-            if self.queue.len() >= OUTBOUND_QUEUE {
-                self.metrics.audio.dropped_out.inc();
-            } else {
+    ///
+    /// A plain function returning a future, not an `async fn`: the session's loop holds this
+    /// future at one of its await points, and an `async fn` would keep the message twice.
+    pub fn send(&mut self, outbound: Outbound) -> impl Future<Output = ()> + '_ {
+        let mut waiting = self.offer(outbound);
+        poll_fn(move |cx| {
+            let Some(outbound) = waiting.take() else {
+                return Poll::Ready(());
+            };
+            if self.queue.len() >= OUTBOUND_QUEUE
+                && self.poll_write(cx).is_pending()
+                && self.queue.len() >= OUTBOUND_QUEUE
+            {
+                waiting = Some(outbound);
+                return Poll::Pending;
+            }
+            // Room now, or the writer ended (and the message is dropped).
+            if self.end.is_none() {
                 self.queue.push_back(outbound);
             }
-            return;
+            Poll::Ready(())
+        })
+    }
+
+    /// Queues `outbound` if it need not wait; gives it back if it must wait for room.
+    fn offer(&mut self, outbound: Outbound) -> Option<Outbound> {
+        if self.end.is_some() || self.closing {
+            return None;
         }
-        if self.queue.len() >= OUTBOUND_QUEUE {
-            poll_fn(|cx| {
-                if self.queue.len() < OUTBOUND_QUEUE {
-                    return Poll::Ready(());
-                }
-                match self.poll_write(cx) {
-                    Poll::Ready(_) => Poll::Ready(()),
-                    Poll::Pending if self.queue.len() < OUTBOUND_QUEUE => Poll::Ready(()),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await;
-            if self.end.is_some() {
-                return;
-            }
+        if self.queue.len() < OUTBOUND_QUEUE {
+            self.queue.push_back(outbound);
+            return None;
         }
-        self.queue.push_back(outbound);
+        if matches!(outbound, Outbound::Audio { .. }) {
+            self.metrics.audio.dropped_out.inc();
+            return None;
+        }
+        Some(outbound)
     }
 
     /// Writes until the queue is empty or the socket cannot take more now; completes only when
@@ -198,7 +208,7 @@ where
             };
             match step {
                 Poll::Ready(result) => {
-                    self.stalled_since = None;
+                    self.stalled = false;
                     if self.closing {
                         self.end = Some(WriterEnd::Finished);
                     } else if result.is_err() {
@@ -219,11 +229,12 @@ where
 
     /// The write in progress has to wait: ready once it has waited for [`WRITE_TIMEOUT`].
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let since = *self.stalled_since.get_or_insert_with(Instant::now);
-        let due = since + WRITE_TIMEOUT;
-        let stall = self.stall.get_or_insert_with(|| Box::pin(sleep_until(due)));
-        if stall.deadline() != due {
-            stall.as_mut().reset(due);
+        let armed = std::mem::replace(&mut self.stalled, true);
+        let due = || Instant::now() + WRITE_TIMEOUT;
+        let stall = self.stall.get_or_insert_with(|| Box::pin(sleep_until(due())));
+        if !armed {
+            // A new wait: the timeout counts from now (the timer is kept from an earlier one).
+            stall.as_mut().reset(due());
         }
         stall.as_mut().poll(cx)
     }

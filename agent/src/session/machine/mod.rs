@@ -150,7 +150,8 @@ pub struct Session {
     id: String,
     /// Input and output sample rates, announced to the client.
     rates: (u32, u32),
-    limits: SessionLimits,
+    /// Shared by every session of the agent.
+    limits: Arc<SessionLimits>,
     started_at: Instant,
     last_input_at: Instant,
     /// Bumped at every interruption; audio from older epochs must not be played.
@@ -185,17 +186,17 @@ struct Playback {
 impl Session {
     /// A session whose model stream is being opened; it speaks once the stream is open
     /// ([`on_model_connected`](Self::on_model_connected)) or has failed.
-    pub fn new(id: String, rates: (u32, u32), limits: SessionLimits, now: Instant) -> Self {
+    pub fn new(id: String, rates: (u32, u32), limits: Arc<SessionLimits>, now: Instant) -> Self {
         Self {
             id,
             rates,
+            audio: AudioAllowance::new(&limits, now),
             limits,
             started_at: now,
             last_input_at: now,
             epoch: 0,
             turn_ended_at: None,
             got_first_message: false,
-            audio: AudioAllowance::new(&limits, now),
             ended: None,
             handover: None,
             handover_anywhere: false,

@@ -15,7 +15,7 @@ const LIMITS: SessionLimits = SessionLimits {
 
 fn start(now: Instant) -> (Session, Vec<Action>) {
     let mut actions = Vec::new();
-    let mut session = Session::new("s1".into(), (16000, 24000), LIMITS, now);
+    let mut session = Session::new("s1".into(), (16000, 24000), Arc::new(LIMITS), now);
     session.on_model_connected("simulated", Default::default(), None, &mut actions);
     (session, actions)
 }
@@ -394,7 +394,7 @@ fn close_reasons_fit_in_a_control_frame() {
 
 #[test]
 fn a_model_that_cannot_connect_ends_the_session_with_1011_and_no_start() {
-    let mut s = Session::new("s1".into(), (16000, 24000), LIMITS, Instant::now());
+    let mut s = Session::new("s1".into(), (16000, 24000), Arc::new(LIMITS), Instant::now());
     let mut actions = Vec::new();
     s.on_model_connect_failed(&ModelError::Misconfigured("no credentials".into()), &mut actions);
     assert!(matches!(
