@@ -8,6 +8,7 @@ pub mod simulated;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
@@ -188,25 +189,49 @@ pub struct SessionSetup {
     pub history: std::sync::Arc<[(Role, String)]>,
 }
 
-/// One open conversation with a model. Dropping `input` ends it; the provider then finishes
-/// its close sequence and drops its side of `output`.
-pub struct ModelStream {
-    pub input: queue::Sender<ModelInput>,
-    pub output: queue::Receiver<ModelOutput>,
-    /// The model's own work for this conversation, when the provider leaves it to the session
-    /// to run (see [`ModelDriver`]); `None` when the provider runs it on a task of its own.
-    pub driver: Option<ModelDriver>,
+/// One open conversation with a model, as the session sees it. Dropping it ends the
+/// conversation; a provider that runs a task of its own then finishes its close sequence.
+pub enum ModelStream {
+    /// The model runs on a task of its own, behind bounded queues each way: Nova Sonic, whose
+    /// Bedrock stream's close sequence and renewals outlive the session and do not wait on it.
+    Queued {
+        input: queue::Sender<ModelInput>,
+        output: queue::Receiver<ModelOutput>,
+    },
+    /// The model runs in the session's own task and is called directly: the simulator. A
+    /// frame goes to it and back with no queue and no wake-up (bench/tuning.md, 16).
+    Inline(Box<dyn InlineModel>),
 }
 
-/// What moves a conversation's messages from `input` to `output`, handed to the session to
-/// poll together with its own work (the socket, the writer, the timers) instead of running on
-/// a task of its own: the session holds no second task, and a frame goes to the model and back
-/// without a hand-over between tasks (the queues still wake the session's own task, so it is
-/// polled once more per frame; bench/tuning.md, 14 and what is left). It is dropped with the
-/// session, so only a provider with nothing to finish after the session hands one over: the
-/// simulated model does; Nova Sonic's driver, which closes its Bedrock stream after the
-/// session and renews streams whatever the session is waiting on, keeps its task.
-pub type ModelDriver = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A model the session calls directly, in its own task.
+pub trait InlineModel: Send {
+    /// Hands it one input now; gives the input back when it cannot take more (its replies are
+    /// waiting for the session to take them).
+    fn try_send(&mut self, input: ModelInput) -> Result<(), queue::TrySendError<ModelInput>>;
+
+    /// Its next output. `Pending` arranges a wake-up only for what the model does on its own
+    /// time (a reply paced in real time): input arrives through `try_send`, after which the
+    /// session's loop polls this again before it waits, so input needs no wake-up.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelOutput>>;
+}
+
+impl ModelStream {
+    /// Hands input to the model without waiting.
+    pub fn try_send(&mut self, input: ModelInput) -> Result<(), queue::TrySendError<ModelInput>> {
+        match self {
+            Self::Queued { input: queue, .. } => queue.try_send(input),
+            Self::Inline(model) => model.try_send(input),
+        }
+    }
+
+    /// The model's next output; `None` once the model ended the conversation. Cancel-safe.
+    pub fn recv(&mut self) -> impl Future<Output = Option<ModelOutput>> + '_ {
+        std::future::poll_fn(move |cx| match self {
+            Self::Queued { output, .. } => output.poll_recv(cx),
+            Self::Inline(model) => model.poll_recv(cx),
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {

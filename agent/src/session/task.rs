@@ -24,9 +24,7 @@ use super::writer::{Writer, WriterEnd};
 use crate::cancel::CancelWatch;
 use crate::metrics::{CallEndLabels, CarrierLabels, CodeLabels, KindLabels, Metrics, ReasonLabels};
 use crate::model::queue::TrySendError;
-use crate::model::{
-    ModelDriver, ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage, ToolUse,
-};
+use crate::model::{ModelError, ModelInput, ModelProvider, ModelStream, SessionSetup, TokenUsage, ToolUse};
 use crate::protocol::{ClientMessage, Codec, Decode, EndReason, Frame, StopReason, telephony};
 use crate::server::SessionGuard;
 use crate::tools::Toolbox;
@@ -390,11 +388,10 @@ where
                 };
                 session.on_socket(ending, "socket writer stopped", actions);
             }
-            // The model's work, when the session runs it, goes first: what it makes of the
-            // input just fed to it is then ready for the next branch in the same wake-up.
-            () = drive_model(&mut io.model.driver), if io.model.driver.is_some() => io.model.driver = None,
             frame = io.stream.next() => on_frame(frame, io.decoder, session, actions, ctx),
-            output = io.model.output.recv() => session.on_model(output, Instant::now(), actions),
+            // Polled in every pass that ends in a wait: a model in this task answers input
+            // handed to it above without a wake-up (`InlineModel`).
+            output = io.model.recv() => session.on_model(output, Instant::now(), actions),
             Some(done) = calls.next(), if !calls.is_empty() => {
                 if let Some(keeper) = keeper.as_mut() {
                     keeper.tool_finished(&done.name, done.outcome.is_error(), &done.outcome.content);
@@ -491,20 +488,11 @@ fn classify_socket_error(error: axum::Error) -> (SocketEnding, String) {
     (ending, detail)
 }
 
-/// Runs the model's driver, if the session runs it, until it ends (the model closed the
-/// conversation: its output then reports that).
-async fn drive_model(driver: &mut Option<ModelDriver>) {
-    match driver {
-        Some(driver) => driver.await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Hands input to the model without ever waiting on it. Returns false when a message other
 /// than audio had to be dropped because the model is not keeping up.
-fn feed_model(input: ModelInput, model: &ModelStream, metrics: &Metrics) -> bool {
+fn feed_model(input: ModelInput, model: &mut ModelStream, metrics: &Metrics) -> bool {
     let is_audio = matches!(input, ModelInput::Audio(_));
-    match model.input.try_send(input) {
+    match model.try_send(input) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) if is_audio => {
             metrics.audio.dropped_in.inc();

@@ -168,11 +168,10 @@ impl ModelProvider for NovaSonicProvider {
             let (input_tx, input_rx) = queue::channel(MODEL_INPUT_QUEUE);
             let (output_tx, output_rx) = queue::channel(MODEL_OUTPUT_QUEUE);
             Driver::start(shared, setup, input_rx, output_tx).await?;
-            // The driver keeps its own task (see `ModelDriver`).
-            Ok(ModelStream {
+            // The driver keeps its own task (see `ModelStream::Queued`).
+            Ok(ModelStream::Queued {
                 input: input_tx,
                 output: output_rx,
-                driver: None,
             })
         })
     }

@@ -185,6 +185,8 @@ impl Conversation {
 
     /// Advances time: starts due replies and releases reply audio that is due.
     pub fn poll(&mut self, now: Instant) {
+        // A reply queued while listening (after an interruption) starts now.
+        self.start_queued(now);
         if let State::Thinking { due, .. } = &self.state
             && now >= *due
         {
@@ -241,6 +243,16 @@ impl Conversation {
     /// Takes the outputs produced so far.
     pub fn drain(&mut self) -> impl Iterator<Item = ModelOutput> + '_ {
         std::iter::from_fn(|| self.outputs.pop_front())
+    }
+
+    /// Takes the oldest output produced so far.
+    pub fn next_output(&mut self) -> Option<ModelOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// How many outputs are waiting to be taken.
+    pub fn outputs_waiting(&self) -> usize {
+        self.outputs.len()
     }
 
     pub fn is_user_speaking(&self) -> bool {

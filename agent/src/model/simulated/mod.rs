@@ -9,11 +9,14 @@ mod voice;
 pub use conversation::{Conversation, Mode, SimulatorConfig};
 pub use voice::Utterance;
 
-use tokio::time::{Instant, sleep_until};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use super::queue::TrySendError;
 use super::{
-    ConnectFuture, MODEL_INPUT_QUEUE, MODEL_OUTPUT_QUEUE, ModelInput, ModelOutput, ModelProvider, ModelStream,
-    SessionSetup, queue,
+    ConnectFuture, InlineModel, MODEL_OUTPUT_QUEUE, ModelInput, ModelOutput, ModelProvider, ModelStream, SessionSetup,
 };
 
 pub struct SimulatedProvider {
@@ -40,8 +43,6 @@ impl ModelProvider for SimulatedProvider {
     }
 
     fn connect(&self, setup: SessionSetup) -> ConnectFuture {
-        let (input_tx, input_rx) = queue::channel(MODEL_INPUT_QUEUE);
-        let (output_tx, output_rx) = queue::channel(MODEL_OUTPUT_QUEUE);
         let config = SimulatorConfig {
             output_sample_rate: setup.output_sample_rate,
             ..self.config
@@ -50,50 +51,158 @@ impl ModelProvider for SimulatedProvider {
         if let Some(greeting) = &setup.settings.greeting {
             conversation.greet(greeting, Instant::now());
         }
-        // Run by the session's task: the simulator has nothing to finish after the session.
-        Box::pin(std::future::ready(Ok(ModelStream {
-            input: input_tx,
-            output: output_rx,
-            driver: Some(Box::pin(drive(conversation, input_rx, output_tx))),
-        })))
+        // Called by the session's task: the simulator has nothing to finish after the session.
+        let simulation = Simulation {
+            conversation,
+            timer: None,
+        };
+        Box::pin(std::future::ready(Ok(ModelStream::Inline(Box::new(simulation)))))
     }
 }
 
-/// Runs one simulated conversation until the session drops its input sender. A function
-/// returning an `async move` block rather than an `async fn`, whose future would keep a second
-/// copy of its arguments (the conversation) for the session's whole length.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an `async fn` keeps a second copy of its arguments"
-)]
-fn drive(
-    mut conversation: Conversation,
-    mut input: queue::Receiver<ModelInput>,
-    output: queue::Sender<ModelOutput>,
-) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        loop {
-            let wakeup = conversation.next_wakeup();
-            tokio::select! {
-                message = input.recv() => match message {
-                    Some(ModelInput::Audio(pcm)) => conversation.on_audio(&pcm, Instant::now()),
-                    Some(ModelInput::Text(text)) => conversation.on_text(&text, Instant::now()),
-                    Some(ModelInput::ToolResult(result)) => {
-                        conversation.on_tool_result(&result.id, &result.content, result.is_error, Instant::now());
-                    }
-                    // The simulator keeps no history to replay: its transcript of an interrupted
-                    // reply already stops where its own audio did.
-                    Some(ModelInput::ReplyHeard(_)) => {}
-                    None => return,
-                },
-                () = sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}
+/// Rounds of due work one poll does before it yields. Each round either produces output or
+/// moves the conversation's next wake-up past the present, so a round more than one is rare.
+const DUE_ROUNDS: usize = 4;
+
+/// One simulated conversation, run by the session that holds it.
+struct Simulation {
+    conversation: Conversation,
+    /// Wakes the session when the conversation has work of its own due (a reply's next chunk);
+    /// made the first time there is, and kept.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl InlineModel for Simulation {
+    fn try_send(&mut self, input: ModelInput) -> Result<(), TrySendError<ModelInput>> {
+        // The same bound as a queued model's: a session that does not take the replies cannot
+        // keep handing input over.
+        if self.conversation.outputs_waiting() >= MODEL_OUTPUT_QUEUE {
+            return Err(TrySendError::Full(input));
+        }
+        let now = Instant::now();
+        match input {
+            ModelInput::Audio(pcm) => self.conversation.on_audio(&pcm, now),
+            ModelInput::Text(text) => self.conversation.on_text(&text, now),
+            ModelInput::ToolResult(result) => {
+                self.conversation
+                    .on_tool_result(&result.id, &result.content, result.is_error, now);
             }
-            conversation.poll(Instant::now());
-            for event in conversation.drain() {
-                if output.send(event).await.is_err() {
-                    return;
-                }
+            // The simulator keeps no history to replay: its transcript of an interrupted reply
+            // already stops where its own audio did.
+            ModelInput::ReplyHeard(_) => {}
+        }
+        Ok(())
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ModelOutput>> {
+        for _ in 0..DUE_ROUNDS {
+            if let Some(output) = self.conversation.next_output() {
+                return Poll::Ready(Some(output));
+            }
+            let Some(due) = self.conversation.next_wakeup() else {
+                return Poll::Pending;
+            };
+            let now = Instant::now();
+            if due <= now {
+                self.conversation.poll(now);
+                continue;
+            }
+            let timer = self.timer.get_or_insert_with(|| Box::pin(sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
         }
+        // Still due after as many rounds: the session's task is polled again after the other
+        // tasks had their turn, rather than this one spinning.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// Counts the wake-ups it is given.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn simulation(mode: Mode) -> Simulation {
+        Simulation {
+            conversation: Conversation::new(SimulatorConfig {
+                mode,
+                think_time: Duration::from_millis(20),
+                output_sample_rate: 16_000,
+            }),
+            timer: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_answers_a_frame_at_once_and_wakes_no_one() {
+        let mut model = simulation(Mode::Loopback);
+        let counting = Arc::new(Counting::default());
+        let waker = std::task::Waker::from(counting.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(model.poll_recv(&mut cx).is_pending());
+        let frame = Bytes::from(vec![1u8; 1024]);
+        model.try_send(ModelInput::Audio(frame.clone())).expect("taken");
+        assert_eq!(model.poll_recv(&mut cx), Poll::Ready(Some(ModelOutput::Audio(frame))));
+        assert!(model.poll_recv(&mut cx).is_pending());
+        assert_eq!(
+            counting.0.load(Ordering::Relaxed),
+            0,
+            "no wake-up for input handed over directly"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_comes_on_the_models_own_time() {
+        let mut model = ModelStream::Inline(Box::new(simulation(Mode::Conversation)));
+        model.try_send(ModelInput::Text("hello there".into())).expect("taken");
+        let mut audio = 0;
+        let complete = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(output) = model.recv().await {
+                match output {
+                    ModelOutput::Audio(_) => audio += 1,
+                    ModelOutput::ResponseComplete { .. } => return true,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await
+        .expect("the reply finished: its timer woke the task");
+        assert!(complete);
+        assert!(audio > 1, "the reply was spoken in chunks, paced by the model's timer");
+    }
+
+    #[tokio::test]
+    async fn a_session_that_takes_no_replies_is_refused_input() {
+        let mut model = simulation(Mode::Loopback);
+        let frame = Bytes::from(vec![1u8; 64]);
+        for _ in 0..MODEL_OUTPUT_QUEUE {
+            model.try_send(ModelInput::Audio(frame.clone())).expect("room");
+        }
+        assert!(matches!(
+            model.try_send(ModelInput::Audio(frame)),
+            Err(TrySendError::Full(ModelInput::Audio(_)))
+        ));
     }
 }
