@@ -334,10 +334,13 @@ mod tests {
         c.drain().collect()
     }
 
-    /// Polls at 10 ms steps until nothing is scheduled; returns everything produced.
+    /// Polls at 10 ms steps until nothing is scheduled; returns everything produced. Fails
+    /// after a simulated minute: work that stays due is a conversation that never goes idle.
     fn run_until_idle(c: &mut Conversation, mut now: Instant) -> (Vec<ModelOutput>, Instant) {
         let mut out = Vec::new();
+        let give_up = now + Duration::from_secs(60);
         while c.next_wakeup().is_some() {
+            assert!(now < give_up, "the conversation never went idle");
             now += Duration::from_millis(10);
             c.poll(now);
             out.extend(c.drain());
@@ -436,6 +439,45 @@ mod tests {
             stop_reason: StopReason::Interrupted
         }));
         assert!(c.next_wakeup().is_none(), "no more reply audio after the interruption");
+    }
+
+    #[test]
+    fn a_reply_queued_behind_an_interrupted_one_is_spoken_next() {
+        let mut c = conversation();
+        let t0 = Instant::now();
+        c.on_text("tool:first tool:second", t0);
+        let calls: Vec<String> = c
+            .drain()
+            .filter_map(|o| match o {
+                ModelOutput::ToolUse(call) => Some(call.id),
+                _ => None,
+            })
+            .collect();
+        c.on_tool_result(&calls[0], "one", false, t0);
+        // The first reply starts speaking; the second result's reply waits behind it.
+        let speaking_at = t0 + Duration::from_millis(300);
+        c.poll(speaking_at);
+        c.drain().for_each(drop);
+        c.on_tool_result(&calls[1], "two", false, speaking_at);
+        let barge = feed(&mut c, &tone(200, 8000.0), speaking_at + Duration::from_millis(100));
+        assert!(barge.contains(&ModelOutput::Interruption));
+        // Work is due now, and a poll does it: the waiting reply starts instead of staying due
+        // forever (a driver polling on `next_wakeup` would spin).
+        let (out, _) = run_until_idle(&mut c, speaking_at + Duration::from_millis(100));
+        let finals: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                ModelOutput::Transcript {
+                    role: Role::Assistant,
+                    text,
+                    is_final: true,
+                } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finals.len(), 1, "the waiting reply, spoken in full: {finals:?}");
+        assert!(finals[0].contains("second tool says: two"), "{finals:?}");
+        assert!(c.next_wakeup().is_none());
     }
 
     #[test]
