@@ -348,6 +348,21 @@ mod tests {
         (out, now)
     }
 
+    /// The assistant's final transcripts, in order.
+    fn assistant_finals(outputs: &[ModelOutput]) -> Vec<&str> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                ModelOutput::Transcript {
+                    role: Role::Assistant,
+                    text,
+                    is_final: true,
+                } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn kinds(outputs: &[ModelOutput]) -> Vec<&'static str> {
         let mut kinds: Vec<&'static str> = outputs
             .iter()
@@ -464,17 +479,7 @@ mod tests {
         // Work is due now, and a poll does it: the waiting reply starts instead of staying due
         // forever (a driver polling on `next_wakeup` would spin).
         let (out, _) = run_until_idle(&mut c, speaking_at + Duration::from_millis(100));
-        let finals: Vec<&str> = out
-            .iter()
-            .filter_map(|o| match o {
-                ModelOutput::Transcript {
-                    role: Role::Assistant,
-                    text,
-                    is_final: true,
-                } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let finals = assistant_finals(&out);
         assert_eq!(finals.len(), 1, "the waiting reply, spoken in full: {finals:?}");
         assert!(finals[0].contains("second tool says: two"), "{finals:?}");
         assert!(c.next_wakeup().is_none());
@@ -522,17 +527,7 @@ mod tests {
         c.on_tool_result(&calls[1].0, "done slowly", false, t0);
         c.on_tool_result(&calls[0].0, "{\"temp\": 3}", false, t0);
         let (out, _) = run_until_idle(&mut c, t0);
-        let finals: Vec<&str> = out
-            .iter()
-            .filter_map(|o| match o {
-                ModelOutput::Transcript {
-                    role: Role::Assistant,
-                    text,
-                    is_final: true,
-                } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let finals = assistant_finals(&out);
         assert_eq!(finals.len(), 2, "one spoken reply per result: {finals:?}");
         assert!(finals[0].contains("slow tool says: done slowly"));
         assert!(finals[1].contains("get_weather tool says"));
