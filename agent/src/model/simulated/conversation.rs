@@ -242,7 +242,7 @@ impl Conversation {
 
     /// Takes the outputs produced so far.
     pub fn drain(&mut self) -> impl Iterator<Item = ModelOutput> + '_ {
-        std::iter::from_fn(|| self.outputs.pop_front())
+        std::iter::from_fn(|| self.next_output())
     }
 
     /// Takes the oldest output produced so far.
