@@ -18,8 +18,6 @@ use axum::extract::ws::Message;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
@@ -29,6 +27,7 @@ use super::admission::{self, Admitted};
 use super::http::error_response;
 use super::ws::session_id;
 use super::{Agent, Continuity};
+use crate::audio::base64;
 use crate::model::{Role, TokenUsage};
 use crate::protocol::strands::MAX_TEXT_INPUT_BYTES;
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, SessionEvent, StopReason};
@@ -351,7 +350,7 @@ impl Encode for SseEncoder {
 
     fn audio(&mut self, pcm: Bytes, frames: &mut Vec<Message>) {
         if self.audio {
-            let data = json!({"audio": BASE64.encode(&pcm), "format": "pcm", "sample_rate": self.sample_rate});
+            let data = json!({"audio": base64::encode(&pcm), "format": "pcm", "sample_rate": self.sample_rate});
             frames.push(Message::Text(
                 json!({"event": "audio", "data": data}).to_string().into(),
             ));

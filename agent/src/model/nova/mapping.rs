@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::wire::{OutputEvent, UsageEvent};
+use crate::audio::base64;
 use crate::model::{ModelOutput, Role, TokenUsage, ToolUse};
 use crate::protocol::StopReason;
 
@@ -129,7 +128,7 @@ impl OutputMapper {
         }
         if let Some(audio) = event.audio_output {
             let interrupted = self.response.as_ref().is_some_and(|r| r.interrupted);
-            if !interrupted && let Ok(pcm) = BASE64.decode(audio.content.as_bytes()) {
+            if !interrupted && let Some(pcm) = base64::decode(&audio.content) {
                 self.ensure_response(out);
                 out.push(Mapped::Output(ModelOutput::Audio(Bytes::from(pcm))));
             }

@@ -8,12 +8,11 @@
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::audio::base64;
 use crate::protocol::{ClientMessage, DecodeError, EndReason, INPUT_SAMPLE_RATE, JsonLimits};
 
 /// Longest text input accepted in one `bidi_text_input` (bytes). Models take short cross-modal
@@ -127,7 +126,7 @@ pub fn encode_audio_json(pcm: &[u8], sample_rate: u32) -> String {
     const TAIL_MAX: usize = r#"","format":"pcm","sample_rate":4294967295,"channels":1}"#.len();
     let mut json = String::with_capacity(HEAD.len() + pcm.len().div_ceil(3) * 4 + TAIL_MAX);
     json.push_str(HEAD);
-    BASE64.encode_string(pcm, &mut json);
+    base64::encode_append(pcm, &mut json);
     let _ = write!(json, r#"","format":"pcm","sample_rate":{sample_rate},"channels":1}}"#);
     json
 }
@@ -173,9 +172,9 @@ fn decode_audio(
             format!("{channels} channels are not supported; send mono audio"),
         ));
     }
-    let pcm = BASE64
-        .decode(audio.as_bytes())
-        .map_err(|e| DecodeError::fatal(format!("bidi_audio_input: audio is not valid base64: {e}")))?;
+    let pcm = base64::decode(audio).ok_or_else(|| {
+        DecodeError::fatal(format!("bidi_audio_input: audio is not {}", base64::EXPECTED))
+    })?;
     check_pcm(pcm.len())?;
     Ok(ClientMessage::Audio(Bytes::from(pcm)))
 }
@@ -206,23 +205,28 @@ fn decode_text_input(input: TextInput) -> Result<ClientMessage, DecodeError> {
 }
 
 /// Whether brackets nest deeper than `max` (outside strings): checked before parsing, so a
-/// deeply nested frame costs one linear scan and no recursion.
+/// deeply nested frame costs one linear scan and no recursion. Strings are skipped to their
+/// closing quote with `memchr`: an audio frame is almost all one base64 string.
 fn nesting_exceeds(frame: &str, max: usize) -> bool {
+    let bytes = frame.as_bytes();
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for byte in frame.bytes() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        at += 1;
         match byte {
-            b'"' => in_string = true,
+            b'"' => loop {
+                let rest = bytes.get(at..).unwrap_or_default();
+                match memchr::memchr2(b'"', b'\\', rest) {
+                    // An escape: skip it and the character it escapes.
+                    Some(found) if rest[found] == b'\\' => at += found + 2,
+                    Some(found) => {
+                        at += found + 1;
+                        break;
+                    }
+                    // An unterminated string holds no more brackets; the parser refuses it.
+                    None => return false,
+                }
+            },
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
@@ -255,6 +259,9 @@ fn truncate(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use ::base64::Engine as _;
+    use ::base64::engine::general_purpose::STANDARD as BASE64;
+
     use super::*;
 
     fn audio_event(pcm: &[u8]) -> String {
@@ -437,6 +444,19 @@ mod tests {
         assert!(decode_text(brackets_in_strings, &limits).is_ok());
         let escaped_quote = r#"{"type":"bidi_text_input","text":"\"[[[["}"#;
         assert!(decode_text(escaped_quote, &limits).is_ok());
+        // An escaped backslash ends no string early and hides no bracket after the string.
+        let escaped_backslash = r#"{"a":"\\","b":[[[1]]]}"#;
+        assert_eq!(
+            fatal_reason(decode_text(escaped_backslash, &limits)),
+            EndReason::InvalidPayload
+        );
+        // A frame that ends inside a string, or inside an escape, is invalid JSON, not a panic.
+        for unterminated in [r#"{"a":"[[[["#, r#"{"a":"\"#] {
+            assert_eq!(
+                fatal_reason(decode_text(unterminated, &limits)),
+                EndReason::InvalidPayload
+            );
+        }
     }
 
     #[test]

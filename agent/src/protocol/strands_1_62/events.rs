@@ -8,8 +8,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
 use crate::protocol::ResumeOffer;
@@ -129,7 +127,7 @@ pub fn encode_audio_delta(pcm: &[u8], sample_rate: u32, content_id: &str) -> Str
     const TAIL_MAX: usize = r#"","format":"pcm","sample_rate":4294967295,"channels":1,"content_id":""}"#.len();
     let mut json = String::with_capacity(HEAD.len() + pcm.len().div_ceil(3) * 4 + TAIL_MAX + content_id.len());
     json.push_str(HEAD);
-    BASE64.encode_string(pcm, &mut json);
+    crate::audio::base64::encode_append(pcm, &mut json);
     let _ = write!(
         json,
         r#"","format":"pcm","sample_rate":{sample_rate},"channels":1,"content_id":"{content_id}"}}"#
@@ -139,6 +137,8 @@ pub fn encode_audio_delta(pcm: &[u8], sample_rate: u32, content_id: &str) -> Str
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
     use serde_json::{Value, json};
 
     use super::*;

@@ -24,11 +24,10 @@ pub mod vonage;
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 
 use super::{ClientMessage, Codec, DecodeError, EndReason, Frame, INPUT_SAMPLE_RATE, Protocol};
+use crate::audio::base64;
 use resample::Resampler;
 
 /// Every carrier, by the name of its protocol.
@@ -111,13 +110,13 @@ pub fn key_press(digit: &str) -> Option<ClientMessage> {
 
 /// Decodes a base64 audio payload of a JSON frame.
 pub fn base64_payload(payload: &str) -> Result<Vec<u8>, DecodeError> {
-    BASE64
-        .decode(payload)
-        .map_err(|_| DecodeError::fatal("media payload is not valid base64"))
+    base64::decode(payload).ok_or_else(|| {
+        DecodeError::fatal(format!("media payload is not {}", base64::EXPECTED))
+    })
 }
 
 pub fn base64_encode(bytes: &[u8]) -> String {
-    BASE64.encode(bytes)
+    base64::encode(bytes)
 }
 
 /// The caller's audio: the call's encoding and rate to the session's 16 kHz PCM16LE.

@@ -12,8 +12,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, warn};
@@ -21,6 +19,7 @@ use tracing::{Instrument, debug, info, warn};
 use super::NovaShared;
 use super::stream::{Recovery, StreamError};
 use super::wire::{self, TextRole};
+use crate::audio::base64;
 use crate::cancel::CancelWatch;
 use crate::metrics::{self, KindLabels, ReasonLabels};
 use crate::model::queue::{self, TryRecvError};
@@ -239,7 +238,7 @@ impl Driver {
         };
         match outgoing {
             Outgoing::Audio(pcm) => {
-                let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
+                let event = wire::audio_input(&current.prompt, &current.audio, &base64::encode(&pcm));
                 // Right after held audio is replayed into a new stream its queue can be full for a
                 // moment: wait that out, but a stalled Bedrock never holds the session up longer.
                 // A closed stream just died, and its error is on the way.
@@ -256,7 +255,7 @@ impl Driver {
                 Ok(())
             }
             Outgoing::HeldAudio(pcm) => {
-                let event = wire::audio_input(&current.prompt, &current.audio, &BASE64.encode(&pcm));
+                let event = wire::audio_input(&current.prompt, &current.audio, &base64::encode(&pcm));
                 current.stream.send(event).await
             }
             Outgoing::Text(text) => {
