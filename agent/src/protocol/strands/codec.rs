@@ -33,9 +33,12 @@ struct AudioInput {
 
 /// The frame nearly every JSON client sends 30 times a second, read straight into borrowed
 /// fields: no intermediate `Value`, no copy of the base64 text. Anything it cannot read (other
-/// events, escaped strings, wrong types, duplicate keys) goes the general way, which also
-/// produces the errors, so both ways accept and refuse the same frames.
+/// events, escaped strings, wrong types, duplicate keys, fields it does not know) goes the
+/// general way, which also produces the errors, so both ways accept and refuse the same frames.
+/// Its fields are all scalars, so a frame it reads nests one level deep, which every
+/// `maxJsonDepth` allows (at least 2): it needs no nesting check.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AudioInputFrame<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
@@ -67,18 +70,18 @@ pub fn decode_text(frame: &str, limits: &JsonLimits) -> Result<ClientMessage, De
             ),
         });
     }
-    if nesting_exceeds(frame, limits.max_depth) {
-        return Err(DecodeError::fatal(format!(
-            "JSON nested deeper than {} levels",
-            limits.max_depth
-        )));
-    }
     // Only an object may take the fast way: serde would also read a struct from an array.
     if frame.trim_start().starts_with('{')
         && let Ok(input) = serde_json::from_str::<AudioInputFrame<'_>>(frame)
         && input.kind == "bidi_audio_input"
     {
         return decode_audio(input.audio, input.format, input.sample_rate, input.channels);
+    }
+    if nesting_exceeds(frame, limits.max_depth) {
+        return Err(DecodeError::fatal(format!(
+            "JSON nested deeper than {} levels",
+            limits.max_depth
+        )));
     }
     let value: Value = serde_json::from_str(frame).map_err(|e| DecodeError::fatal(format!("invalid JSON: {e}")))?;
     let Value::Object(mut fields) = value else {
@@ -172,9 +175,8 @@ fn decode_audio(
             format!("{channels} channels are not supported; send mono audio"),
         ));
     }
-    let pcm = base64::decode(audio).ok_or_else(|| {
-        DecodeError::fatal(format!("bidi_audio_input: audio is not {}", base64::EXPECTED))
-    })?;
+    let pcm = base64::decode(audio)
+        .ok_or_else(|| DecodeError::fatal(format!("bidi_audio_input: audio is not {}", base64::EXPECTED)))?;
     check_pcm(pcm.len())?;
     Ok(ClientMessage::Audio(Bytes::from(pcm)))
 }
@@ -511,6 +513,15 @@ mod tests {
             rejected_code(decode_text(r#"["bidi_audio_input","AAAA"]"#, &limits)),
             "invalid_event"
         );
+        // A field the fast way does not know: read the general way, nesting checked there.
+        let extra = r#"{"type":"bidi_audio_input","audio":"AAAAAA==","id":7}"#;
+        assert_eq!(
+            decode_text(extra, &limits),
+            Ok(ClientMessage::Audio(Bytes::from_static(&[0, 0, 0, 0])))
+        );
+        let shallow = JsonLimits { max_depth: 2, ..limits };
+        let nested = r#"{"type":"bidi_audio_input","audio":"AAAA","meta":{"a":[1]}}"#;
+        assert_eq!(fatal_reason(decode_text(nested, &shallow)), EndReason::InvalidPayload);
         let twice = r#"{"type":"bidi_audio_input","audio":"AAAA","audio":"AAAAAA=="}"#;
         assert_eq!(
             decode_text(twice, &limits),

@@ -110,9 +110,7 @@ pub fn key_press(digit: &str) -> Option<ClientMessage> {
 
 /// Decodes a base64 audio payload of a JSON frame.
 pub fn base64_payload(payload: &str) -> Result<Vec<u8>, DecodeError> {
-    base64::decode(payload).ok_or_else(|| {
-        DecodeError::fatal(format!("media payload is not {}", base64::EXPECTED))
-    })
+    base64::decode(payload).ok_or_else(|| DecodeError::fatal(format!("media payload is not {}", base64::EXPECTED)))
 }
 
 pub fn base64_encode(bytes: &[u8]) -> String {
