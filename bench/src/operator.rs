@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 use voice_e2e::process::{Process, free_addr};
-use voice_e2e::wait::eventually_every;
+use voice_e2e::wait::{eventually, eventually_every};
 use voice_e2e::writes::WriteCounter;
 
 use crate::procfs;
@@ -161,12 +161,22 @@ pub async fn run(setup: &Setup, counts: &[usize]) -> anyhow::Result<OperatorResu
         "-f",
         "crds/voiceagents.voiceagent.dev.yaml",
     ])?;
-    cluster.run(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/voiceagents.voiceagent.dev",
-    ])?;
+    // Polled, not `kubectl wait`, which fails on a CRD whose conditions are still null (see
+    // `voice_e2e::crds::wait_established`).
+    eventually(
+        "the VoiceAgent CRD to be established",
+        Duration::from_secs(60),
+        || async {
+            let established = cluster.run(&[
+                "get",
+                "crd/voiceagents.voiceagent.dev",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
+            ])?;
+            Ok((established.trim() == "True").then_some(()))
+        },
+    )
+    .await?;
     let version: Value = serde_json::from_str(&cluster.run(&["version", "-o", "json"])?)?;
     let mut result = OperatorResult {
         points: Vec::new(),

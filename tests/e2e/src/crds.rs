@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
@@ -13,6 +14,7 @@ use tokio::process::Command;
 
 use crate::cluster::TestCluster;
 use crate::command::{run, run_ok};
+use crate::wait::eventually;
 use crate::workspace::{self, BUILD_TIMEOUT};
 
 /// Gateway API release whose HTTPRoute CRD is installed.
@@ -127,15 +129,37 @@ async fn install(cluster: &TestCluster, files: &[PathBuf], names: &[String]) -> 
         .await
         .with_context(|| format!("installing {}", file.display()))?;
     }
-    run_ok(
-        cluster
-            .kubectl()
-            .args(["wait", "--for=condition=Established", "--timeout=60s"])
-            .args(names),
-    )
-    .await?;
-    Ok(())
+    wait_established(cluster, names).await
 }
+
+/// Waits until the CRDs `names` (`crd/<name>`) are established. Not `kubectl wait`: right
+/// after an apply the apiserver may still show the CRD with `status.conditions: null`, which
+/// `kubectl wait --for=condition=...` reports as an error instead of waiting on (seen on a
+/// loaded machine).
+pub async fn wait_established(cluster: &TestCluster, names: &[String]) -> anyhow::Result<()> {
+    eventually("the CRDs to be established", ESTABLISHED_WAIT, || async {
+        let out = run_ok(cluster.kubectl().arg("get").args(names).args(["-o", "json"])).await?;
+        let list: Value = serde_json::from_str(&out).context("kubectl get -o json")?;
+        // One name gives the object itself, several a List of them.
+        let items = match list["items"].as_array() {
+            Some(items) => items.clone(),
+            None => vec![list],
+        };
+        let established = items.len() == names.len()
+            && items.iter().all(|crd| {
+                crd["status"]["conditions"].as_array().is_some_and(|conditions| {
+                    conditions
+                        .iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                })
+            });
+        Ok(established.then_some(()))
+    })
+    .await
+}
+
+/// A CRD is established within a second or two; a minute covers a loaded machine.
+const ESTABLISHED_WAIT: Duration = Duration::from_secs(60);
 
 /// The directory of `module` (`path@version`) in the Go module cache.
 async fn go_module(cluster: &TestCluster, module: &str) -> anyhow::Result<PathBuf> {

@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::Value;
 use voice_e2e::command::{COMMAND_TIMEOUT, run, run_ok};
-use voice_e2e::crds::install_monitoring_crds;
+use voice_e2e::crds::{install_monitoring_crds, wait_established};
 use voice_e2e::process::{Process, free_addr};
 use voice_e2e::voiceagent::wait_ready;
 use voice_e2e::wait::{WAIT, eventually};
@@ -106,14 +106,9 @@ async fn install_reconcile_upgrade_and_uninstall_keeping_the_crd() {
         crd["metadata"]["annotations"]["meta.helm.sh/release-name"],
         release.as_str()
     );
-    run_ok(cluster.kubectl().args([
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        &format!("crd/{CRD}"),
-    ]))
-    .await
-    .expect("CRD established");
+    wait_established(cluster, &[format!("crd/{CRD}")])
+        .await
+        .expect("CRD established");
 
     let account = format!("system:serviceaccount:{release}:{fullname}");
     assert_rbac(cluster, &account, &release).await;
