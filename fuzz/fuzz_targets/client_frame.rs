@@ -21,7 +21,7 @@ fn depth(value: &Value) -> usize {
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = decode_text(text, &JsonLimits::default());
-        let tight = JsonLimits { max_bytes: 4096, max_depth: 2 };
+        let tight = JsonLimits { max_bytes: 64, max_depth: 2 };
         if !matches!(decode_text(text, &tight), Err(DecodeError::Fatal { .. })) {
             let value: Value = serde_json::from_str(text).expect("a frame the decoder read is JSON");
             assert!(depth(&value) <= tight.max_depth, "read a frame nested {} deep", depth(&value));

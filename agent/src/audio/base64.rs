@@ -31,8 +31,8 @@ mod tests {
 
     use super::*;
 
-    /// Accepts and refuses what the `base64` crate's standard engine does, which every other
-    /// part of the project (and the tests' clients) uses.
+    /// Accepts, refuses and produces what the `base64` crate's standard engine does: the
+    /// behaviour audio had before, and what the project's own clients send.
     #[test]
     fn agrees_with_the_base64_crate() {
         for text in [

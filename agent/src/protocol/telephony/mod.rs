@@ -113,10 +113,6 @@ pub fn base64_payload(payload: &str) -> Result<Vec<u8>, DecodeError> {
     base64::decode(payload).ok_or_else(|| DecodeError::fatal(format!("media payload is not {}", base64::EXPECTED)))
 }
 
-pub fn base64_encode(bytes: &[u8]) -> String {
-    base64::encode(bytes)
-}
-
 /// The caller's audio: the call's encoding and rate to the session's 16 kHz PCM16LE.
 pub struct CallerAudio {
     encoding: Encoding,

@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    CallStart, CallerAudio, Carrier, Encoding, PlaybackMarks, ReplyAudio, base64_encode, base64_payload, hung_up,
-    json_frame, key_press, nothing,
+    CallStart, CallerAudio, Carrier, Encoding, PlaybackMarks, ReplyAudio, base64_payload, hung_up, json_frame,
+    key_press, nothing,
 };
+use crate::audio::base64;
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, Protocol, SessionEvent};
 
 pub const PROTOCOL: Protocol = Protocol {
@@ -178,7 +179,7 @@ struct Encoder {
 }
 
 fn media(payload: &[u8]) -> Message {
-    let event = json!({"event": "media", "media": {"payload": base64_encode(payload)}});
+    let event = json!({"event": "media", "media": {"payload": base64::encode(payload)}});
     Message::Text(event.to_string().into())
 }
 

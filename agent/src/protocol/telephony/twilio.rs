@@ -13,9 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    CallStart, CallerAudio, Carrier, Encoding, PlaybackMarks, ReplyAudio, base64_encode, base64_payload, hung_up,
-    json_frame, key_press, nothing,
+    CallStart, CallerAudio, Carrier, Encoding, PlaybackMarks, ReplyAudio, base64_payload, hung_up, json_frame,
+    key_press, nothing,
 };
+use crate::audio::base64;
 use crate::protocol::{ClientMessage, Codec, Decode, DecodeError, Encode, Frame, Handshake, Protocol, SessionEvent};
 
 pub const PROTOCOL: Protocol = Protocol {
@@ -180,7 +181,7 @@ struct Encoder {
 impl Encoder {
     fn media(&self, payload: &[u8]) -> Message {
         let event =
-            json!({"event": "media", "streamSid": self.stream_sid, "media": {"payload": base64_encode(payload)}});
+            json!({"event": "media", "streamSid": self.stream_sid, "media": {"payload": base64::encode(payload)}});
         Message::Text(event.to_string().into())
     }
 
