@@ -6,6 +6,7 @@ mod compare;
 mod echo;
 mod floor;
 mod frame;
+mod host;
 mod load;
 mod machine;
 mod operator;
@@ -270,6 +271,7 @@ fn all(args: AllArgs) -> anyhow::Result<()> {
         args.only.clone()
     };
     let suite = suite::Suite {
+        host: host::Host::new(profile.host_probe_sessions),
         profile,
         programs,
         sections,
@@ -372,8 +374,14 @@ fn pin_self(cpus: &str) -> anyhow::Result<()> {
 }
 
 /// The smoke proves the tooling works end to end, not that the machine is fast: every relay
-/// connected its sessions and echoed audio, and the production path produced reply audio.
+/// connected its sessions and echoed audio, the host probe measured the floor, and the
+/// production path produced reply audio.
 fn smoke_checks(result: &suite::SuiteResult) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        result.host.probes.iter().any(|p| p.cpu_us_per_session_second > 0.0),
+        "the host probe measured nothing: {:?}",
+        result.host
+    );
     for relay in &result.relays {
         for point in &relay.confirmation {
             anyhow::ensure!(

@@ -8,6 +8,7 @@ mod resume;
 use std::fmt::Write as _;
 
 use crate::frame::Encoding;
+use crate::host::{CONTENDED_ABOVE, HostProbes};
 use crate::load::PointResult;
 use crate::ramp::{self, Ramp, Verdict};
 use crate::suite::{MemoryResult, Relay, RelayResult, SuiteResult};
@@ -244,10 +245,30 @@ fn machine(out: &mut String, result: &SuiteResult) {
              {peak:.0}% in the busiest quarter second |"
         );
     }
+    if let Some(row) = host_row(&result.host) {
+        let _ = writeln!(out, "{row}");
+    }
     for note in &result.notes {
         let _ = writeln!(out, "| note | {note} |");
     }
     out.push('\n');
+}
+
+/// The host probes as a row of the machine table, when the run made any.
+fn host_row(host: &HostProbes) -> Option<String> {
+    let mut costs: Vec<f64> = host.probes.iter().map(|p| p.cpu_us_per_session_second).collect();
+    costs.sort_by(f64::total_cmp);
+    let (best, highest) = (*costs.first()?, *costs.last()?);
+    let median = costs[costs.len() / 2];
+    let contended = host.probes.iter().filter(|p| !p.quiet).count();
+    Some(format!(
+        "| host contention (probes: the floor's CPU per session-second at {} binary sessions, before sections and after failed points) | \
+         best {best:.0} µs, median {median:.0} µs, highest {highest:.0} µs over {} probes; {contended} found the host contended \
+         (over {CONTENDED_ABOVE}× the best); {:.0} s spent waiting for it |",
+        host.sessions,
+        costs.len(),
+        host.waited_seconds
+    ))
 }
 
 fn all_points(result: &SuiteResult) -> impl Iterator<Item = &PointResult> {

@@ -49,6 +49,8 @@ pub struct Profile {
     pub operator_counts: Vec<usize>,
     /// Longest wait for a quiet machine before a section.
     pub quiet_wait: Duration,
+    /// Sessions of the host probe (`host.rs`).
+    pub host_probe_sessions: usize,
     pub churn: ChurnSpec,
     /// Concurrent Twilio calls measured by the phone section.
     pub phone_calls: Vec<usize>,
@@ -114,6 +116,8 @@ impl Profile {
             floor_runs: 3,
             operator_counts: vec![100, 500],
             quiet_wait: Duration::from_secs(300),
+            // The load of the cost-against-the-floor section: well under the floor's capacity.
+            host_probe_sessions: 300,
             phone_calls: vec![100, 400],
             // A replica's worth of calls at once, as a rollout moves them.
             resume_conversations: 50,
@@ -153,6 +157,7 @@ impl Profile {
             floor_runs: 1,
             operator_counts: Vec::new(),
             quiet_wait: Duration::ZERO,
+            host_probe_sessions: 10,
             phone_calls: vec![4],
             resume_conversations: 3,
             churn: ChurnSpec {
@@ -251,6 +256,9 @@ pub struct SuiteResult {
     #[serde(default)]
     pub resume_skipped: Option<String>,
     pub notes: Vec<String>,
+    /// The host probes: contention from outside the machine, before sections and points.
+    #[serde(default)]
+    pub host: crate::host::HostProbes,
     pub seconds: f64,
 }
 
@@ -259,6 +267,8 @@ pub struct Suite {
     pub programs: Programs,
     pub sections: Vec<Section>,
     pub operator: operator::Setup,
+    /// The host probes of this run (`host.rs`).
+    pub host: crate::host::Host,
 }
 
 /// The agent as the relay benchmark runs it: loopback model, limits opened for one client IP.
@@ -284,6 +294,8 @@ impl Suite {
             notes.push(note);
         }
         let machine = machine::describe(&self.programs).await;
+        // The first probe of the host, in every profile: the smoke proves the probe runs.
+        self.host.probe(&self.programs).await;
         let mut result = SuiteResult {
             profile: self.profile.name.to_owned(),
             machine,
@@ -302,6 +314,7 @@ impl Suite {
             resume: None,
             resume_skipped: None,
             notes,
+            host: crate::host::HostProbes::default(),
             seconds: 0.0,
         };
 
@@ -446,12 +459,26 @@ impl Suite {
         }
 
         result.machine_after = machine::Load::now();
+        result.host = self.host.probes();
         result.seconds = started.elapsed().as_secs_f64();
         Ok(result)
     }
 
+    /// Waits until other processes are idle and the host is not contended (each at most the
+    /// profile's `quiet_wait`); notes for the report what was waited for or given up on.
     pub(crate) async fn quiet(&self, notes: &mut Vec<String>) {
         if let Some(note) = machine::wait_for_quiet(self.profile.quiet_wait).await {
+            eprintln!("voice-bench: {note}");
+            notes.push(note);
+        }
+        if self.profile.quiet_wait.is_zero() {
+            return;
+        }
+        if let (_, Some(note)) = self
+            .host
+            .wait_for_quiet(&self.programs, self.profile.quiet_wait, false)
+            .await
+        {
             eprintln!("voice-bench: {note}");
             notes.push(note);
         }
@@ -503,15 +530,31 @@ impl Suite {
     /// One loopback point against a fresh server. A failure while other processes were busy
     /// is repeated once the machine is quiet again (at most three times).
     /// Whether a failed point deserves another attempt because other processes were busy
-    /// while it was measured; if so, first waits for the machine to be quiet.
+    /// while it was measured, or a probe right after it finds the host contended; if so, first
+    /// waits for the machine (or the host) to be quiet.
     pub(crate) async fn measure_again(&self, point: &PointResult, verdict: &Verdict, attempt: u32) -> bool {
-        let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
-            || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
-        if verdict.passed() || !noisy || attempt > 3 || self.profile.quiet_wait.is_zero() {
+        if verdict.passed() || attempt > 3 || self.profile.quiet_wait.is_zero() {
             return false;
         }
-        let _ = machine::wait_for_quiet(self.profile.quiet_wait).await;
-        true
+        let noisy = point.others_cpu_percent >= machine::NOISY_OTHERS_PERCENT
+            || point.others_peak_cpu_percent >= machine::NOISY_OTHERS_PEAK_PERCENT;
+        if noisy {
+            let _ = machine::wait_for_quiet(self.profile.quiet_wait).await;
+            return true;
+        }
+        match self.host.probe(&self.programs).await {
+            Some(probe) if !probe.quiet => {
+                eprintln!(
+                    "voice-bench:   the host was contended (the floor at {:.0} µs per session-second): measuring again once it is not",
+                    probe.cpu_us_per_session_second
+                );
+                self.host
+                    .wait_for_quiet(&self.programs, self.profile.quiet_wait, true)
+                    .await
+                    .0
+            }
+            _ => false,
+        }
     }
 
     async fn judged_point(&self, relay: Relay, sessions: usize, encoding: Encoding) -> (PointResult, Verdict) {
