@@ -125,6 +125,10 @@ impl Host {
         if probe.quiet {
             state.last_quiet = Some(Instant::now());
         }
+        eprintln!(
+            "voice-bench: host probe: the floor at {cost:.0} µs per session-second ({})",
+            if probe.quiet { "quiet" } else { "contended" }
+        );
         Some(probe)
     }
 
@@ -191,7 +195,8 @@ impl Host {
                 );
             }
             eprintln!(
-                "voice-bench: host contended (the floor at {cost:.0} µs per session-second, best {best:.0}), waiting"
+                "voice-bench: host contended (the run's best probe {best:.0} µs), waiting {} s",
+                RETRY.as_secs()
             );
             sleep(RETRY).await;
         };
