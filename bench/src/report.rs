@@ -264,7 +264,7 @@ fn host_row(host: &HostProbes) -> Option<String> {
     Some(format!(
         "| host contention (probes: the floor's CPU per session-second at {} binary sessions, before sections and after failed points) | \
          best {best:.0} µs, median {median:.0} µs, highest {highest:.0} µs over {} probes; {contended} found the host contended \
-         (over {CONTENDED_ABOVE}× the best); {:.0} s spent waiting for it |",
+         (over {CONTENDED_ABOVE}× the run's second-cheapest probe); {:.0} s spent waiting for it |",
         host.sessions,
         costs.len(),
         host.waited_seconds
