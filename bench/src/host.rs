@@ -57,30 +57,41 @@ impl HostProbes {
     /// while there is one). A probe is 3 s of CPU time counted in 10 ms ticks, and a single
     /// unusually cheap reading would otherwise make every later one look contended.
     pub fn bar(&self) -> Option<f64> {
-        let mut costs: Vec<f64> = self.probes.iter().map(|p| p.cpu_us_per_session_second).collect();
-        costs.sort_by(f64::total_cmp);
-        costs.get(1).or(costs.first()).copied()
+        second_cheapest(self.probes.iter().map(|p| p.cpu_us_per_session_second))
     }
 
     /// Keeps a probe's cost, judged against the run's bar, this probe included.
     fn record(&mut self, at_seconds: f64, cost: f64) -> Probe {
-        let mut probe = Probe {
+        let costs = self.probes.iter().map(|p| p.cpu_us_per_session_second);
+        let bar = second_cheapest(costs.chain([cost])).unwrap_or(cost);
+        let probe = Probe {
             at_seconds,
             cpu_us_per_session_second: cost,
-            quiet: true,
+            quiet: cost <= bar * CONTENDED_ABOVE,
         };
         self.probes.push(probe.clone());
-        probe.quiet = cost <= self.bar().unwrap_or(cost) * CONTENDED_ABOVE;
-        if let Some(last) = self.probes.last_mut() {
-            last.quiet = probe.quiet;
-        }
         probe
     }
 }
 
+fn second_cheapest(costs: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut costs: Vec<f64> = costs.collect();
+    costs.sort_by(f64::total_cmp);
+    costs.get(1).or(costs.first()).copied()
+}
+
+/// How a wait for the host ended.
+pub struct Waited {
+    /// The last probe found the host quiet (or could not run).
+    pub quiet: bool,
+    /// The first probe found it contended.
+    pub had_to_wait: bool,
+    /// For the report, when the wait was long or given up.
+    pub note: Option<String>,
+}
+
 /// What the suite keeps between probes.
 pub struct Host {
-    sessions: usize,
     started: Instant,
     state: Mutex<State>,
 }
@@ -94,7 +105,6 @@ struct State {
 impl Host {
     pub fn new(sessions: usize) -> Self {
         Self {
-            sessions,
             started: Instant::now(),
             state: Mutex::new(State {
                 probes: HostProbes {
@@ -138,10 +148,11 @@ impl Host {
     }
 
     async fn measure(&self, programs: &Programs) -> anyhow::Result<f64> {
+        let sessions = self.state().probes.sessions;
         let echo = servers::echo(programs)?;
         let spec = PointSpec {
             url: echo.ws_url()?,
-            sessions: self.sessions,
+            sessions,
             encoding: Encoding::Binary,
             protocol: Protocol::default(),
             workload: Workload::Loopback,
@@ -150,67 +161,66 @@ impl Host {
         };
         let point = load::run_point(&spec, Some(echo.pid()), None).await;
         anyhow::ensure!(
-            point.connected == self.sessions,
-            "{} of {} probe sessions connected",
-            point.connected,
-            self.sessions
+            point.connected == sessions,
+            "{} of {sessions} probe sessions connected",
+            point.connected
         );
         cpu_us_per_session_second(&point).ok_or_else(|| anyhow::anyhow!("the echo's CPU time could not be read"))
     }
 
     /// Waits until a probe finds the host quiet, unless one did within [`QUIET_PROBE_HOLDS`]
     /// (`fresh` probes regardless). Gives up after `limit`, or when the run's wait budget is
-    /// spent. Returns whether the host was found quiet, and a note for the report when it was
-    /// not or had to be waited for.
-    pub async fn wait_for_quiet(&self, programs: &Programs, limit: Duration, fresh: bool) -> (bool, Option<String>) {
-        if !fresh
+    /// spent.
+    pub async fn wait_for_quiet(&self, programs: &Programs, limit: Duration, fresh: bool) -> Waited {
+        let held = !fresh
             && self
                 .state()
                 .last_quiet
-                .is_some_and(|at| at.elapsed() < QUIET_PROBE_HOLDS)
-        {
-            return (true, None);
+                .is_some_and(|at| at.elapsed() < QUIET_PROBE_HOLDS);
+        let mut waited = Waited {
+            quiet: true,
+            had_to_wait: false,
+            note: None,
+        };
+        if held {
+            return waited;
         }
         let spent_before = self.state().probes.waited_seconds;
         let started = Instant::now();
-        let (quiet, note) = loop {
+        loop {
             let Some(probe) = self.probe(programs).await else {
-                break (true, None);
+                break;
             };
-            let waited = started.elapsed().as_secs_f64();
+            let seconds = started.elapsed().as_secs_f64();
             let cost = probe.cpu_us_per_session_second;
             let bar = self.state().probes.bar().unwrap_or(cost);
             if probe.quiet {
-                // The first probe's own seconds are no wait; a retry's are.
-                break (
-                    true,
-                    (waited >= RETRY.as_secs_f64()).then(|| {
-                        format!(
-                            "waited {waited:.0} s for the host (the floor's CPU per session-second back to {cost:.0} µs; the run's bar {bar:.0} µs)"
-                        )
-                    }),
-                );
+                waited.note = waited.had_to_wait.then(|| {
+                    format!(
+                        "waited {seconds:.0} s for the host (the floor's CPU per session-second back to {cost:.0} µs; the run's bar {bar:.0} µs)"
+                    )
+                });
+                break;
             }
-            if waited >= limit.as_secs_f64() || spent_before + waited >= WAIT_BUDGET.as_secs_f64() {
-                break (
-                    false,
-                    Some(format!(
-                        "the host was contended (the floor's CPU per session-second {cost:.0} µs against the run's bar {bar:.0} µs) after {waited:.0} s of waiting: measured anyway"
-                    )),
-                );
+            waited.had_to_wait = true;
+            if seconds >= limit.as_secs_f64() || spent_before + seconds >= WAIT_BUDGET.as_secs_f64() {
+                waited.quiet = false;
+                waited.note = Some(format!(
+                    "the host was contended (the floor's CPU per session-second {cost:.0} µs against the run's bar {bar:.0} µs) after {seconds:.0} s of waiting: measured anyway"
+                ));
+                break;
             }
             eprintln!(
                 "voice-bench: host contended (the run's bar {bar:.0} µs), waiting {} s",
                 RETRY.as_secs()
             );
             sleep(RETRY).await;
-        };
-        // A first probe that finds the host quiet is no wait.
-        let waited = started.elapsed();
-        if waited >= RETRY {
-            self.state().probes.waited_seconds += waited.as_secs_f64();
         }
-        (quiet, note)
+        // A first probe that finds the host quiet is no wait.
+        if waited.had_to_wait {
+            self.state().probes.waited_seconds += started.elapsed().as_secs_f64();
+        }
+        waited
     }
 }
 

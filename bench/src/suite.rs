@@ -474,10 +474,11 @@ impl Suite {
         if self.profile.quiet_wait.is_zero() {
             return;
         }
-        if let (_, Some(note)) = self
+        if let Some(note) = self
             .host
             .wait_for_quiet(&self.programs, self.profile.quiet_wait, false)
             .await
+            .note
         {
             eprintln!("voice-bench: {note}");
             notes.push(note);
@@ -548,19 +549,16 @@ impl Suite {
                 .await;
             return true;
         }
-        match self.host.probe(&self.programs).await {
-            Some(probe) if !probe.quiet => {
-                eprintln!(
-                    "voice-bench:   the host was contended (the floor at {:.0} µs per session-second): measuring again once it is not",
-                    probe.cpu_us_per_session_second
-                );
-                self.host
-                    .wait_for_quiet(&self.programs, self.profile.quiet_wait, true)
-                    .await
-                    .0
-            }
-            _ => false,
+        // A probe now: if the host is contended, wait for it and measure the point again.
+        let waited = self
+            .host
+            .wait_for_quiet(&self.programs, self.profile.quiet_wait, true)
+            .await;
+        let again = waited.had_to_wait && waited.quiet;
+        if again {
+            eprintln!("voice-bench:   the host was contended after that point: measuring it again");
         }
+        again
     }
 
     async fn judged_point(&self, relay: Relay, sessions: usize, encoding: Encoding) -> (PointResult, Verdict) {
