@@ -29,6 +29,9 @@ pub enum EndReason {
     MaxDuration,
     /// The agent is shutting down and the drain timeout elapsed.
     Draining,
+    /// The conversation was resumed on another connection (the client reconnected with this
+    /// session's token while the agent still held this one).
+    ResumedElsewhere,
     /// A frame that is not valid JSON, base64 or PCM.
     InvalidPayload,
     /// A message larger than the configured maximum.
@@ -47,12 +50,13 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 12] = [
+    pub const ALL: [EndReason; 13] = [
         Self::ClientClosed,
         Self::ClientGone,
         Self::IdleTimeout,
         Self::MaxDuration,
         Self::Draining,
+        Self::ResumedElsewhere,
         Self::InvalidPayload,
         Self::MessageTooBig,
         Self::PolicyViolation,
@@ -65,7 +69,9 @@ impl EndReason {
     /// The close code sent to the client (`None` when the socket is already gone).
     pub fn close_code(self) -> Option<u16> {
         match self {
-            Self::ClientClosed | Self::IdleTimeout | Self::MaxDuration => Some(CloseCode::NORMAL),
+            Self::ClientClosed | Self::IdleTimeout | Self::MaxDuration | Self::ResumedElsewhere => {
+                Some(CloseCode::NORMAL)
+            }
             Self::ClientGone | Self::SlowConsumer => None,
             Self::Draining => Some(CloseCode::SERVICE_RESTART),
             Self::InvalidPayload => Some(CloseCode::INVALID_PAYLOAD),
@@ -84,6 +90,7 @@ impl EndReason {
             Self::IdleTimeout => "idle_timeout",
             Self::MaxDuration => "max_duration",
             Self::Draining => "draining",
+            Self::ResumedElsewhere => "resumed_elsewhere",
             Self::InvalidPayload => "invalid_payload",
             Self::MessageTooBig => "message_too_big",
             Self::PolicyViolation => "policy_violation",
@@ -117,6 +124,13 @@ mod tests {
         assert_eq!(EndReason::MessageTooBig.close_code(), Some(1009));
         assert_eq!(EndReason::ProtocolError.close_code(), Some(1002));
         assert_eq!(EndReason::ModelError.close_code(), Some(1011));
+    }
+
+    #[test]
+    fn a_conversation_resumed_elsewhere_closes_normally_so_the_old_client_does_not_resume_it() {
+        assert_eq!(EndReason::ResumedElsewhere.close_code(), Some(1000));
+        assert_eq!(EndReason::ResumedElsewhere.as_str(), "resumed_elsewhere");
+        assert!(EndReason::ResumedElsewhere.announce());
     }
 
     #[test]

@@ -3,11 +3,19 @@
 //! replica or, with a shared store, on any other. Tokens are 256 random bits, single use (each
 //! resumption offers a new one), expire with the window, are bound to the caller that earned
 //! them, and are stored only as a hash. The state itself is encrypted at rest.
+//!
+//! A resumption that reaches the replica still holding the session it continues (the old
+//! connection not yet noticed as gone, or its last save still under way) takes over from that
+//! session: the old one is ended and its conversation saved, with everything said to its end,
+//! before the new one takes it. Without that, the reconnect would race the old session's save
+//! and could find nothing to resume, or an older state.
 
 mod cipher;
 mod store;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -16,6 +24,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use voice_config::{ResumeConfig, ResumeStore};
 
 pub use cipher::Cipher;
@@ -27,6 +36,11 @@ use crate::session::SessionSettings;
 
 /// The stored state's format. A state of another version is refused, never guessed at.
 pub const STATE_VERSION: u32 = 1;
+
+/// How long a resumption waits for the session it takes over from to end and save: its save
+/// in flight, then its last one, each bounded by the store's timeout, and the moment it takes
+/// to notice. Past this the resumption goes on with what the store has.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// A resume token: 32 random bytes, base64url. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -162,9 +176,50 @@ impl ResumeRefusal {
     }
 }
 
+/// The SHA-256 of a token: how a conversation is known to the store and to this replica.
+type TokenHash = [u8; 32];
+
+/// A live session of this replica, as a resumption of its conversation sees it.
+struct Holder {
+    subject: Option<String>,
+    /// The session's own stop signal (a child of the drain's): cancelled to end it.
+    stop: CancellationToken,
+    superseded: AtomicBool,
+    /// Cancelled once the session has saved its conversation for the last time (or is gone).
+    released: CancellationToken,
+}
+
+/// A session's hold on its token on this replica, from its start until its last save. Dropping
+/// it lets a waiting resumption go on.
+pub struct Hold {
+    service: Arc<Resumption>,
+    hash: TokenHash,
+    holder: Arc<Holder>,
+}
+
+impl Hold {
+    /// Whether a resumption of this conversation on another connection ended the session.
+    pub fn superseded(&self) -> bool {
+        self.holder.superseded.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut held = self.service.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.get(&self.hash).is_some_and(|h| Arc::ptr_eq(h, &self.holder)) {
+            held.remove(&self.hash);
+        }
+        drop(held);
+        self.holder.released.cancel();
+    }
+}
+
 /// The agent's resumption service.
 pub struct Resumption {
     store: Box<dyn Store>,
+    /// The sessions of this replica that hold a token, by its hash.
+    held: Mutex<HashMap<TokenHash, Arc<Holder>>>,
     cipher: Cipher,
     window: Duration,
     max_bytes: usize,
@@ -190,6 +245,7 @@ impl Resumption {
         };
         Ok(Some(Arc::new(Self {
             store,
+            held: Mutex::default(),
             cipher,
             window: config.window,
             max_bytes: config.max_state_bytes,
@@ -224,11 +280,54 @@ impl Resumption {
         ResumeToken(URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    /// The store key of a token: a hash, so the store never holds a usable token.
-    fn key(&self, token: &str) -> String {
-        let hash = digest(&SHA256, token.as_bytes());
+    /// A session holds `token` on this replica until the hold is dropped, after its last save;
+    /// `stop` ends the session (a resumption elsewhere cancels it).
+    pub fn hold(self: &Arc<Self>, token: &ResumeToken, subject: Option<String>, stop: CancellationToken) -> Hold {
+        let hash = hash(token.as_str());
+        let holder = Arc::new(Holder {
+            subject,
+            stop,
+            superseded: AtomicBool::new(false),
+            released: CancellationToken::new(),
+        });
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(hash, holder.clone());
+        Hold {
+            service: self.clone(),
+            hash,
+            holder,
+        }
+    }
+
+    /// If a session of this replica still holds the conversation, for the same caller: ends it
+    /// and waits for its last save.
+    async fn take_over(&self, hash: &TokenHash, subject: Option<&str>) {
+        let holder = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .cloned();
+        // A token presented by another caller ends nothing: the store refuses it.
+        let Some(holder) = holder.filter(|h| h.subject.as_deref() == subject) else {
+            return;
+        };
+        holder.superseded.store(true, Ordering::Release);
+        holder.stop.cancel();
+        if tokio::time::timeout(HANDOVER_WAIT, holder.released.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the session being resumed did not save its conversation in time");
+        }
+    }
+
+    /// The store key of a token's hash: the store never holds a usable token.
+    fn key(&self, hash: &TokenHash) -> String {
         let mut key = self.prefix.clone();
-        for byte in hash.as_ref() {
+        for byte in hash {
             key.push_str(&format!("{byte:02x}"));
         }
         key
@@ -247,7 +346,7 @@ impl Resumption {
     ) -> bool {
         let started = Instant::now();
         state.saved_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let key = self.key(token.as_str());
+        let key = self.key(&hash(token.as_str()));
         let result = match serde_json::to_vec(&state) {
             Ok(plain) => match self.cipher.seal(&key, &plain) {
                 Ok(blob) => self.store.put(&key, blob, ttl, replace_only).await,
@@ -266,8 +365,8 @@ impl Resumption {
         }
     }
 
-    /// Takes the conversation a token stands for, for `subject`. The token is spent whatever
-    /// the outcome.
+    /// Takes the conversation a token stands for, for `subject`, after the session holding it
+    /// on this replica (if any) has ended and saved it. The token is spent whatever the outcome.
     pub async fn take(&self, token: &str, subject: Option<&str>) -> Result<ConversationState, ResumeRefusal> {
         // A token is 43 base64url characters; anything else was never offered.
         if token.len() != 43
@@ -277,8 +376,10 @@ impl Resumption {
         {
             return Err(self.refused(ResumeRefusal::Expired));
         }
+        let hash = hash(token);
+        self.take_over(&hash, subject).await;
         let started = Instant::now();
-        let key = self.key(token);
+        let key = self.key(&hash);
         let taken = self.store.take(&key).await;
         self.metrics
             .observe_resume_store("take", started.elapsed(), taken.is_ok());
@@ -312,5 +413,83 @@ impl Resumption {
     fn refused(&self, refusal: ResumeRefusal) -> ResumeRefusal {
         self.metrics.count_resumption(refusal.as_str());
         refusal
+    }
+}
+
+fn hash(token: &str) -> TokenHash {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> Arc<Resumption> {
+        let metrics = Arc::new(Metrics::register(&mut prometheus_client::registry::Registry::default()));
+        Resumption::new(&ResumeConfig::default(), metrics)
+            .expect("the default configuration")
+            .expect("resumption is on by default")
+    }
+
+    fn state(text: &str) -> ConversationState {
+        let mut state = ConversationState::new("first".into(), Some("alice".into()), Arc::default());
+        state.push(Role::User, text, 4096);
+        state
+    }
+
+    #[tokio::test]
+    async fn a_resumption_takes_over_from_the_session_holding_the_conversation_after_its_last_save() {
+        let service = service();
+        let token = service.token();
+        let stop = CancellationToken::new();
+        let hold = service.hold(&token, Some("alice".into()), stop.clone());
+        // The session has said something but saved nothing yet.
+        let taking = tokio::spawn({
+            let service = service.clone();
+            let token = token.as_str().to_owned();
+            async move { service.take(&token, Some("alice")).await }
+        });
+        tokio::time::timeout(Duration::from_secs(5), stop.cancelled())
+            .await
+            .expect("the holding session is told to stop");
+        assert!(hold.superseded());
+        assert!(!taking.is_finished(), "the resumption waits for the last save");
+        assert!(
+            service
+                .save(&token, state("my order is 4711"), service.window(), false)
+                .await
+        );
+        drop(hold);
+        let taken = taking.await.expect("the take").expect("the conversation");
+        assert_eq!(taken.history[0].text, "my order is 4711");
+        assert!(service.held.lock().expect("the lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_token_of_another_caller_ends_nothing() {
+        let service = service();
+        let token = service.token();
+        let stop = CancellationToken::new();
+        let hold = service.hold(&token, Some("alice".into()), stop.clone());
+        assert!(service.save(&token, state("hello"), service.window(), false).await);
+        let refused = service.take(token.as_str(), Some("mallory")).await;
+        assert_eq!(refused.err(), Some(ResumeRefusal::Foreign));
+        assert!(!stop.is_cancelled(), "the live session goes on");
+        assert!(!hold.superseded());
+    }
+
+    #[tokio::test]
+    async fn without_a_session_holding_it_the_store_answers_at_once() {
+        let service = service();
+        let token = service.token();
+        let hold = service.hold(&token, None, CancellationToken::new());
+        assert!(service.save(&token, state("hello"), service.window(), false).await);
+        drop(hold);
+        let taken = tokio::time::timeout(Duration::from_millis(500), service.take(token.as_str(), Some("alice")))
+            .await
+            .expect("no wait");
+        assert_eq!(taken.map(|s| s.conversation_id), Ok("first".to_owned()));
     }
 }

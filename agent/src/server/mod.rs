@@ -222,14 +222,21 @@ impl Agent {
             .as_ref()
             .map(|state| state.history.iter().map(|m| (m.role.into(), m.text.clone())).collect())
             .unwrap_or_else(|| Arc::from([]));
+        let mut closing = self.drain.closing_token();
         let resume = self.resumption.as_ref().filter(|_| resumable).map(|service| {
+            let token = service.token();
+            // The session's own stop signal: the drain's, and a resumption of its conversation
+            // on another connection.
+            closing = closing.child_token();
+            let hold = service.hold(&token, caller.subject.clone(), closing.clone());
             Box::new(ResumeContext {
                 service: service.clone(),
-                token: service.token(),
+                token,
                 resumed: resumed.is_some(),
                 state: resumed
                     .unwrap_or_else(|| ConversationState::new(id.clone(), caller.subject.clone(), settings.clone())),
                 live_ttl: self.config.session.max_duration + service.window(),
+                hold,
             })
         });
         SessionContext {
@@ -247,7 +254,7 @@ impl Agent {
             },
             id,
             metrics: self.metrics.clone(),
-            closing: self.drain.closing_token(),
+            closing,
             tools: toolbox,
             parent: voice_telemetry::remote_context(headers),
             resume,

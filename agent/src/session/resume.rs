@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::model::Role;
 use crate::protocol::ResumeOffer;
-use crate::resume::{ConversationState, ResumeToken, Resumption};
+use crate::resume::{ConversationState, Hold, ResumeToken, Resumption};
 
 /// Longest text of one tool result kept in the conversation (bytes).
 const MAX_TOOL_RESULT_TEXT: usize = 2048;
@@ -27,6 +27,8 @@ pub struct ResumeContext {
     /// How long the state of a live session is kept: as long as the session may last, and
     /// the window after that.
     pub live_ttl: Duration,
+    /// The session's hold on its token on this replica, until its last save.
+    pub hold: Hold,
 }
 
 /// Keeps one session's conversation and saves it in the background, latest state first.
@@ -36,6 +38,7 @@ pub(super) struct Keeper {
     state: ConversationState,
     resumed: bool,
     live_ttl: Duration,
+    hold: Hold,
     /// The background saver, started by the first save: until then there is nothing to save,
     /// and a session without a finished turn holds no saver task.
     saver: Option<Saver>,
@@ -49,10 +52,6 @@ struct Saver {
 impl Keeper {
     /// Boxed: a session holds it for its whole length, and inline it would size every
     /// session's future, with resumption or without.
-    #[expect(
-        clippy::boxed_local,
-        reason = "the session's context holds it boxed, for the same reason"
-    )]
     pub fn start(context: Box<ResumeContext>) -> Box<Self> {
         let context = *context;
         Box::new(Self {
@@ -61,6 +60,7 @@ impl Keeper {
             state: context.state,
             resumed: context.resumed,
             live_ttl: context.live_ttl,
+            hold: context.hold,
             saver: None,
         })
     }
@@ -73,6 +73,12 @@ impl Keeper {
             resumed: self.resumed,
             anywhere: self.service.shared(),
         }
+    }
+
+    /// Whether the conversation was resumed on another connection while this session held it:
+    /// the session ends, and its last save hands the conversation over.
+    pub fn superseded(&self) -> bool {
+        self.hold.superseded()
     }
 
     /// A final transcript.
@@ -113,7 +119,6 @@ impl Keeper {
     /// The session is over: saves the conversation for the resume window, after any save in
     /// flight, within the store's timeout. Boxed: it runs once, at the end, and inline its
     /// state (a store round trip) would be part of the session's future all along.
-    #[expect(clippy::boxed_local, reason = "the session holds its keeper boxed (see `start`)")]
     pub fn finish(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(self.save_for_window())
     }
@@ -124,6 +129,7 @@ impl Keeper {
             token,
             state,
             saver,
+            hold,
             ..
         } = self;
         let created = match saver {
@@ -136,6 +142,8 @@ impl Keeper {
         // Written over the live state only: if the conversation was resumed elsewhere in the
         // meantime, its key is gone and stays gone (a token works once).
         service.save(&token, state, service.window(), created).await;
+        // Only now may a resumption waiting on this replica take the conversation.
+        drop(hold);
     }
 }
 

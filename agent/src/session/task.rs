@@ -48,7 +48,8 @@ pub struct SessionContext {
     pub model: Arc<dyn ModelProvider>,
     pub setup: SessionSetup,
     pub metrics: Arc<Metrics>,
-    /// Cancelled when the agent's drain timeout is over: close now.
+    /// Cancelled when the agent's drain timeout is over, or when the conversation is resumed on
+    /// another connection: close now.
     pub closing: CancellationToken,
     /// Tools the model may call, if a gateway is configured and its tools are loaded.
     pub tools: Option<Arc<Toolbox>>,
@@ -204,6 +205,16 @@ where
                         writer: &mut writer,
                     };
                     converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await
+                }
+                Err(_) if keeper.as_ref().is_some_and(|keeper| keeper.superseded()) => {
+                    if let Some(saving) = keeper.take().map(Keeper::finish) {
+                        saving.await;
+                    }
+                    session.on_resumed_elsewhere(&mut actions);
+                    for action in actions.drain(..) {
+                        execute_without_model(action, &mut writer, &ctx.metrics).await;
+                    }
+                    TokenUsage::default()
                 }
                 Err(error) => {
                     warn!(%error, "model stream could not be opened");
@@ -380,7 +391,14 @@ where
 
         tokio::select! {
             biased;
-            () = closing.fired() => session.on_drain(actions),
+            // The session's stop signal: the drain's, or a resumption of its conversation.
+            () = closing.fired() => {
+                if keeper.as_ref().is_some_and(|keeper| keeper.superseded()) {
+                    session.on_resumed_elsewhere(actions);
+                } else {
+                    session.on_drain(actions);
+                }
+            }
             end = io.writer.run(), if io.writer.wants_polling() => {
                 let ending = match end {
                     WriterEnd::Stalled => SocketEnding::WriteStalled,

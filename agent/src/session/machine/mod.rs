@@ -492,6 +492,16 @@ impl Session {
         self.end_with(EndReason::Draining, "server is restarting, please reconnect", actions);
     }
 
+    /// The client resumed the conversation on another connection: this one ends, without a
+    /// token (the conversation is the new connection's now).
+    pub fn on_resumed_elsewhere(&mut self, actions: &mut Vec<Action>) {
+        self.end_with(
+            EndReason::ResumedElsewhere,
+            "the conversation was resumed on another connection",
+            actions,
+        );
+    }
+
     /// The client's socket ended the conversation: a close frame, an error, or the end of the
     /// stream.
     pub fn on_socket(&mut self, ending: SocketEnding, detail: &str, actions: &mut Vec<Action>) {
