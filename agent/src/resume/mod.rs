@@ -23,6 +23,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use voice_config::{ResumeConfig, ResumeStore};
@@ -49,6 +50,16 @@ pub struct ResumeToken(String);
 impl ResumeToken {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// How the store and this replica know the conversation: the token's hash, so that neither
+    /// holds a usable token, and a saving session need not keep the token itself.
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey(hash(&self.0))
     }
 }
 
@@ -179,25 +190,39 @@ impl ResumeRefusal {
 /// The SHA-256 of a token: how a conversation is known to the store and to this replica.
 type TokenHash = [u8; 32];
 
+/// A conversation's key (its token's hash; see [`ResumeToken::key`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ConversationKey(TokenHash);
+
 /// A live session of this replica, as a resumption of its conversation sees it.
 struct Holder {
     subject: Option<String>,
     /// The session's own stop signal (a child of the drain's): cancelled to end it.
     stop: CancellationToken,
     superseded: AtomicBool,
-    /// Cancelled once the session has saved its conversation for the last time (or is gone).
-    released: CancellationToken,
+    /// Set once the session has saved its conversation for the last time (or is gone), and
+    /// `release` notified. Not a token of its own: this is kept for every live session.
+    released: AtomicBool,
+    release: Notify,
 }
 
 /// A session's hold on its token on this replica, from its start until its last save. Dropping
 /// it lets a waiting resumption go on.
 pub struct Hold {
     service: Arc<Resumption>,
-    hash: TokenHash,
+    key: ConversationKey,
     holder: Arc<Holder>,
 }
 
 impl Hold {
+    pub fn service(&self) -> &Arc<Resumption> {
+        &self.service
+    }
+
+    pub fn key(&self) -> ConversationKey {
+        self.key
+    }
+
     /// Whether a resumption of this conversation on another connection ended the session.
     pub fn superseded(&self) -> bool {
         self.holder.superseded.load(Ordering::Acquire)
@@ -207,11 +232,12 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         let mut held = self.service.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.get(&self.hash).is_some_and(|h| Arc::ptr_eq(h, &self.holder)) {
-            held.remove(&self.hash);
+        if held.get(&self.key.0).is_some_and(|h| Arc::ptr_eq(h, &self.holder)) {
+            held.remove(&self.key.0);
         }
         drop(held);
-        self.holder.released.cancel();
+        self.holder.released.store(true, Ordering::Release);
+        self.holder.release.notify_waiters();
     }
 }
 
@@ -283,20 +309,21 @@ impl Resumption {
     /// A session holds `token` on this replica until the hold is dropped, after its last save;
     /// `stop` ends the session (a resumption elsewhere cancels it).
     pub fn hold(self: &Arc<Self>, token: &ResumeToken, subject: Option<String>, stop: CancellationToken) -> Hold {
-        let hash = hash(token.as_str());
+        let key = token.key();
         let holder = Arc::new(Holder {
             subject,
             stop,
             superseded: AtomicBool::new(false),
-            released: CancellationToken::new(),
+            released: AtomicBool::new(false),
+            release: Notify::new(),
         });
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(hash, holder.clone());
+            .insert(key.0, holder.clone());
         Hold {
             service: self.clone(),
-            hash,
+            key,
             holder,
         }
     }
@@ -314,12 +341,13 @@ impl Resumption {
         let Some(holder) = holder.filter(|h| h.subject.as_deref() == subject) else {
             return;
         };
+        // Listening before the session can end: its release is not missed.
+        let released = holder.release.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
         holder.superseded.store(true, Ordering::Release);
         holder.stop.cancel();
-        if tokio::time::timeout(HANDOVER_WAIT, holder.released.cancelled())
-            .await
-            .is_err()
-        {
+        if !holder.released.load(Ordering::Acquire) && tokio::time::timeout(HANDOVER_WAIT, released).await.is_err() {
             tracing::warn!("the session being resumed did not save its conversation in time");
         }
     }
@@ -333,20 +361,20 @@ impl Resumption {
         key
     }
 
-    /// Saves the state of a conversation under `token` for `ttl`; with `replace_only`, only
+    /// Saves the state of a conversation under `key` for `ttl`; with `replace_only`, only
     /// over an earlier save (a conversation resumed elsewhere is not written back). A store
     /// that is down or slow costs the write, never the call: the failure is counted. Whether
     /// the state was written.
     pub async fn save(
         &self,
-        token: &ResumeToken,
+        key: ConversationKey,
         mut state: ConversationState,
         ttl: Duration,
         replace_only: bool,
     ) -> bool {
         let started = Instant::now();
         state.saved_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let key = self.key(&hash(token.as_str()));
+        let key = self.key(&key.0);
         let result = match serde_json::to_vec(&state) {
             Ok(plain) => match self.cipher.seal(&key, &plain) {
                 Ok(blob) => self.store.put(&key, blob, ttl, replace_only).await,
@@ -458,7 +486,7 @@ mod tests {
         assert!(!taking.is_finished(), "the resumption waits for the last save");
         assert!(
             service
-                .save(&token, state("my order is 4711"), service.window(), false)
+                .save(token.key(), state("my order is 4711"), service.window(), false)
                 .await
         );
         drop(hold);
@@ -473,7 +501,7 @@ mod tests {
         let token = service.token();
         let stop = CancellationToken::new();
         let hold = service.hold(&token, Some("alice".into()), stop.clone());
-        assert!(service.save(&token, state("hello"), service.window(), false).await);
+        assert!(service.save(token.key(), state("hello"), service.window(), false).await);
         let refused = service.take(token.as_str(), Some("mallory")).await;
         assert_eq!(refused.err(), Some(ResumeRefusal::Foreign));
         assert!(!stop.is_cancelled(), "the live session goes on");
@@ -485,7 +513,7 @@ mod tests {
         let service = service();
         let token = service.token();
         let hold = service.hold(&token, None, CancellationToken::new());
-        assert!(service.save(&token, state("hello"), service.window(), false).await);
+        assert!(service.save(token.key(), state("hello"), service.window(), false).await);
         drop(hold);
         let taken = tokio::time::timeout(Duration::from_millis(500), service.take(token.as_str(), Some("alice")))
             .await

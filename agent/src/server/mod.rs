@@ -230,7 +230,6 @@ impl Agent {
             closing = closing.child_token();
             let hold = service.hold(&token, caller.subject.clone(), closing.clone());
             Box::new(ResumeContext {
-                service: service.clone(),
                 token,
                 resumed: resumed.is_some(),
                 state: resumed

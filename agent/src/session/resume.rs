@@ -11,14 +11,13 @@ use tokio::task::JoinHandle;
 
 use crate::model::Role;
 use crate::protocol::ResumeOffer;
-use crate::resume::{ConversationState, Hold, ResumeToken, Resumption};
+use crate::resume::{ConversationKey, ConversationState, Hold, ResumeToken, Resumption};
 
 /// Longest text of one tool result kept in the conversation (bytes).
 const MAX_TOOL_RESULT_TEXT: usize = 2048;
 
 /// What a session is handed to be resumable.
 pub struct ResumeContext {
-    pub service: Arc<Resumption>,
     /// This session's token (a new one for every session, resumed or not).
     pub token: ResumeToken,
     /// The conversation so far: empty for a new one.
@@ -27,18 +26,20 @@ pub struct ResumeContext {
     /// How long the state of a live session is kept: as long as the session may last, and
     /// the window after that.
     pub live_ttl: Duration,
-    /// The session's hold on its token on this replica, until its last save.
+    /// The session's hold on its token on this replica, until its last save (and the service
+    /// that keeps conversations).
     pub hold: Hold,
 }
 
 /// Keeps one session's conversation and saves it in the background, latest state first.
 pub(super) struct Keeper {
-    service: Arc<Resumption>,
-    token: ResumeToken,
+    /// The session's hold on the conversation: the service, and the key it is saved under.
+    hold: Hold,
+    /// Until it is offered to the client (once, when the session starts): saves go by the key.
+    token: Option<ResumeToken>,
     state: ConversationState,
     resumed: bool,
     live_ttl: Duration,
-    hold: Hold,
     /// The background saver, started by the first save: until then there is nothing to save,
     /// and a session without a finished turn holds no saver task.
     saver: Option<Saver>,
@@ -55,24 +56,25 @@ impl Keeper {
     pub fn start(context: Box<ResumeContext>) -> Box<Self> {
         let context = *context;
         Box::new(Self {
-            service: context.service,
-            token: context.token,
+            hold: context.hold,
+            token: Some(context.token),
             state: context.state,
             resumed: context.resumed,
             live_ttl: context.live_ttl,
-            hold: context.hold,
             saver: None,
         })
     }
 
-    /// What the client is told about resuming this conversation.
-    pub fn offer(&self) -> ResumeOffer {
-        ResumeOffer {
-            token: self.token.as_str().to_owned(),
-            window_s: self.service.window().as_secs(),
+    /// What the client is told about resuming this conversation, once: the offer takes the
+    /// token (the session's machine keeps it for the close).
+    pub fn offer(&mut self) -> Option<ResumeOffer> {
+        let service = self.hold.service();
+        Some(ResumeOffer {
+            token: self.token.take()?.into_string(),
+            window_s: service.window().as_secs(),
             resumed: self.resumed,
-            anywhere: self.service.shared(),
-        }
+            anywhere: service.shared(),
+        })
     }
 
     /// Whether the conversation was resumed on another connection while this session held it:
@@ -83,7 +85,7 @@ impl Keeper {
 
     /// A final transcript.
     pub fn said(&mut self, role: Role, text: &str) {
-        self.state.push(role, text, self.service.max_bytes());
+        self.state.push(role, text, self.hold.service().max_bytes());
     }
 
     /// A finished tool call; a resumed conversation learns its outcome as a user message.
@@ -96,7 +98,7 @@ impl Keeper {
         self.state.push(
             Role::User,
             &format!("(The {name} tool {status}: {text})"),
-            self.service.max_bytes(),
+            self.hold.service().max_bytes(),
         );
         self.save();
     }
@@ -106,8 +108,8 @@ impl Keeper {
         let saver = self.saver.get_or_insert_with(|| {
             let (latest, updates) = watch::channel(None);
             let task = tokio::spawn(save_loop(
-                self.service.clone(),
-                self.token.clone(),
+                self.hold.service().clone(),
+                self.hold.key(),
                 self.live_ttl,
                 updates,
             ));
@@ -124,14 +126,7 @@ impl Keeper {
     }
 
     async fn save_for_window(self) {
-        let Self {
-            service,
-            token,
-            state,
-            saver,
-            hold,
-            ..
-        } = self;
+        let Self { hold, state, saver, .. } = self;
         let created = match saver {
             Some(Saver { latest, task }) => {
                 drop(latest);
@@ -141,7 +136,8 @@ impl Keeper {
         };
         // Written over the live state only: if the conversation was resumed elsewhere in the
         // meantime, its key is gone and stays gone (a token works once).
-        service.save(&token, state, service.window(), created).await;
+        let service = hold.service();
+        service.save(hold.key(), state, service.window(), created).await;
         // Only now may a resumption waiting on this replica take the conversation.
         drop(hold);
     }
@@ -151,7 +147,7 @@ impl Keeper {
 /// the conversation has been written at least once.
 async fn save_loop(
     service: Arc<Resumption>,
-    token: ResumeToken,
+    key: ConversationKey,
     ttl: Duration,
     mut updates: watch::Receiver<Option<ConversationState>>,
 ) -> bool {
@@ -160,7 +156,7 @@ async fn save_loop(
         let Some(state) = updates.borrow_and_update().clone() else {
             continue;
         };
-        let written = service.save(&token, state, ttl, created).await;
+        let written = service.save(key, state, ttl, created).await;
         if created && !written {
             // The key is gone: the conversation was resumed on another connection.
             return true;

@@ -196,7 +196,7 @@ where
             match &mut connected {
                 Ok(model) => {
                     info!(model = ctx.model.model_id(), protocol = ctx.protocol, "session started");
-                    let offer = keeper.as_ref().map(|keeper| keeper.offer());
+                    let offer = keeper.as_mut().and_then(|keeper| keeper.offer());
                     session.on_model_connected(ctx.model.model_id(), ctx.setup.settings.clone(), offer, &mut actions);
                     let mut io = SessionIo {
                         stream: &mut stream,
@@ -220,7 +220,7 @@ where
                     warn!(%error, "model stream could not be opened");
                     // A resumed conversation is not lost to a model that is down: the close offers
                     // this session's token to try again with.
-                    session.offer_handover(keeper.as_ref().map(|keeper| keeper.offer()).as_ref());
+                    session.offer_handover(keeper.as_mut().and_then(|keeper| keeper.offer()).as_ref());
                     if let Some(saving) = keeper.take().map(Keeper::finish) {
                         saving.await;
                     }
