@@ -38,10 +38,9 @@ use crate::session::SessionSettings;
 /// The stored state's format. A state of another version is refused, never guessed at.
 pub const STATE_VERSION: u32 = 1;
 
-/// How long a resumption waits for the session it takes over from to end and save: its save
-/// in flight, then its last one, each bounded by the store's timeout, and the moment it takes
-/// to notice. Past this the resumption goes on with what the store has.
-const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+/// Beyond the store's time for two saves, how long a resumption waits for the session it takes
+/// over from to notice and end (it does so at its next wake-up, well within this).
+const HANDOVER_NOTICE: Duration = Duration::from_secs(1);
 
 /// A resume token: 32 random bytes, base64url. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -249,6 +248,10 @@ pub struct Resumption {
     cipher: Cipher,
     window: Duration,
     max_bytes: usize,
+    /// How long a resumption waits for the session it takes over from: that session's save in
+    /// flight and its last one (each bounded by the store's timeout), and the moment it takes
+    /// to notice. Past this the resumption goes on with what the store has.
+    handover_wait: Duration,
     prefix: String,
     random: SystemRandom,
     metrics: Arc<Metrics>,
@@ -264,10 +267,14 @@ impl Resumption {
             Some(path) => Cipher::from_key_file(path)?,
             None => Cipher::plain(),
         };
-        let (store, prefix): (Box<dyn Store>, String) = match (config.store, &config.redis) {
-            (ResumeStore::Redis, Some(redis)) => (Box::new(RedisStore::new(redis)?), redis.key_prefix.clone()),
+        let (store, prefix, save_limit): (Box<dyn Store>, String, Duration) = match (config.store, &config.redis) {
+            (ResumeStore::Redis, Some(redis)) => (
+                Box::new(RedisStore::new(redis)?),
+                redis.key_prefix.clone(),
+                redis.timeout,
+            ),
             (ResumeStore::Redis, None) => return Err("session.resume.redis is required with store: Redis".into()),
-            (ResumeStore::Memory, _) => (Box::new(MemoryStore::default()), String::new()),
+            (ResumeStore::Memory, _) => (Box::new(MemoryStore::default()), String::new(), Duration::ZERO),
         };
         Ok(Some(Arc::new(Self {
             store,
@@ -275,6 +282,7 @@ impl Resumption {
             cipher,
             window: config.window,
             max_bytes: config.max_state_bytes,
+            handover_wait: save_limit * 2 + HANDOVER_NOTICE,
             prefix,
             random: SystemRandom::new(),
             metrics,
@@ -347,7 +355,8 @@ impl Resumption {
         released.as_mut().enable();
         holder.superseded.store(true, Ordering::Release);
         holder.stop.cancel();
-        if !holder.released.load(Ordering::Acquire) && tokio::time::timeout(HANDOVER_WAIT, released).await.is_err() {
+        if !holder.released.load(Ordering::Acquire) && tokio::time::timeout(self.handover_wait, released).await.is_err()
+        {
             tracing::warn!("the session being resumed did not save its conversation in time");
         }
     }
@@ -493,6 +502,24 @@ mod tests {
         let taken = taking.await.expect("the take").expect("the conversation");
         assert_eq!(taken.history[0].text, "my order is 4711");
         assert!(service.held.lock().expect("the lock").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_that_does_not_let_go_delays_a_resumption_only_so_long() {
+        let service = service();
+        let token = service.token();
+        let stop = CancellationToken::new();
+        let _stuck = service.hold(&token, Some("alice".into()), stop.clone());
+        assert!(
+            service
+                .save(token.key(), state("earlier"), service.window(), false)
+                .await
+        );
+        let started = Instant::now();
+        let taken = service.take(token.as_str(), Some("alice")).await;
+        assert!(stop.is_cancelled());
+        assert_eq!(started.elapsed(), HANDOVER_NOTICE, "the in-process store saves at once");
+        assert_eq!(taken.expect("what the store has").history[0].text, "earlier");
     }
 
     #[tokio::test]
