@@ -5,8 +5,9 @@
 //! capacity falls with it. `machine::wait_for_quiet` cannot see that, so the suite also probes
 //! the host: the floor (the bare echo) at a fixed load for a few seconds, in CPU per
 //! session-second. A probe within [`CONTENDED_ABOVE`] of the run's bar (its second-cheapest
-//! probe, so that one unusually cheap reading does not set it) counts as quiet; a section waits for a quiet probe, and a failed point measured while the host was
-//! contended is measured again. Every probe is kept for the report.
+//! probe, so that one unusually cheap reading does not set it) counts as quiet; a section
+//! waits for a quiet probe, and a failed point measured while the host was contended is
+//! measured again. Every probe is kept for the report.
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -528,8 +528,6 @@ impl Suite {
         Ok(point)
     }
 
-    /// One loopback point against a fresh server. A failure while other processes were busy
-    /// is repeated once the machine is quiet again (at most three times).
     /// Whether a failed point deserves another attempt because other processes were busy
     /// while it was measured, or a probe right after it finds the host contended; if so, first
     /// waits for the machine (or the host) to be quiet.
@@ -561,6 +559,8 @@ impl Suite {
         again
     }
 
+    /// One loopback point against a fresh server. A failure that [`Self::measure_again`] puts
+    /// down to the machine or the host is measured again (at most three times).
     async fn judged_point(&self, relay: Relay, sessions: usize, encoding: Encoding) -> (PointResult, Verdict) {
         let mut attempt = 0;
         loop {

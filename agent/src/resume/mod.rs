@@ -58,7 +58,7 @@ impl ResumeToken {
     /// How the store and this replica know the conversation: the token's hash, so that neither
     /// holds a usable token, and a saving session need not keep the token itself.
     pub fn key(&self) -> ConversationKey {
-        ConversationKey(hash(&self.0))
+        ConversationKey::of(&self.0)
     }
 }
 
@@ -186,12 +186,18 @@ impl ResumeRefusal {
     }
 }
 
-/// The SHA-256 of a token: how a conversation is known to the store and to this replica.
-type TokenHash = [u8; 32];
+/// How a conversation is known to the store and to this replica: the SHA-256 of its token
+/// (see [`ResumeToken::key`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConversationKey([u8; 32]);
 
-/// A conversation's key (its token's hash; see [`ResumeToken::key`]).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ConversationKey(TokenHash);
+impl ConversationKey {
+    fn of(token: &str) -> Self {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+        Self(hash)
+    }
+}
 
 /// A live session of this replica, as a resumption of its conversation sees it.
 struct Holder {
@@ -231,8 +237,8 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         let mut held = self.service.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.get(&self.key.0).is_some_and(|h| Arc::ptr_eq(h, &self.holder)) {
-            held.remove(&self.key.0);
+        if held.get(&self.key).is_some_and(|h| Arc::ptr_eq(h, &self.holder)) {
+            held.remove(&self.key);
         }
         drop(held);
         self.holder.released.store(true, Ordering::Release);
@@ -244,7 +250,7 @@ impl Drop for Hold {
 pub struct Resumption {
     store: Box<dyn Store>,
     /// The sessions of this replica that hold a token, by its hash.
-    held: Mutex<HashMap<TokenHash, Arc<Holder>>>,
+    held: Mutex<HashMap<ConversationKey, Arc<Holder>>>,
     cipher: Cipher,
     window: Duration,
     max_bytes: usize,
@@ -328,7 +334,7 @@ impl Resumption {
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.0, holder.clone());
+            .insert(key, holder.clone());
         Hold {
             service: self.clone(),
             key,
@@ -338,12 +344,12 @@ impl Resumption {
 
     /// If a session of this replica still holds the conversation, for the same caller: ends it
     /// and waits for its last save.
-    async fn take_over(&self, hash: &TokenHash, subject: Option<&str>) {
+    async fn take_over(&self, key: ConversationKey, subject: Option<&str>) {
         let holder = self
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(hash)
+            .get(&key)
             .cloned();
         // A token presented by another caller ends nothing: the store refuses it.
         let Some(holder) = holder.filter(|h| h.subject.as_deref() == subject) else {
@@ -361,13 +367,13 @@ impl Resumption {
         }
     }
 
-    /// The store key of a token's hash: the store never holds a usable token.
-    fn key(&self, hash: &TokenHash) -> String {
-        let mut key = self.prefix.clone();
-        for byte in hash {
-            key.push_str(&format!("{byte:02x}"));
+    /// The store's key for a conversation: the store never holds a usable token.
+    fn store_key(&self, key: ConversationKey) -> String {
+        let mut text = self.prefix.clone();
+        for byte in key.0 {
+            text.push_str(&format!("{byte:02x}"));
         }
-        key
+        text
     }
 
     /// Saves the state of a conversation under `key` for `ttl`; with `replace_only`, only
@@ -383,7 +389,7 @@ impl Resumption {
     ) -> bool {
         let started = Instant::now();
         state.saved_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let key = self.key(&key.0);
+        let key = self.store_key(key);
         let result = match serde_json::to_vec(&state) {
             Ok(plain) => match self.cipher.seal(&key, &plain) {
                 Ok(blob) => self.store.put(&key, blob, ttl, replace_only).await,
@@ -413,10 +419,10 @@ impl Resumption {
         {
             return Err(self.refused(ResumeRefusal::Expired));
         }
-        let hash = hash(token);
-        self.take_over(&hash, subject).await;
+        let key = ConversationKey::of(token);
+        self.take_over(key, subject).await;
         let started = Instant::now();
-        let key = self.key(&hash);
+        let key = self.store_key(key);
         let taken = self.store.take(&key).await;
         self.metrics
             .observe_resume_store("take", started.elapsed(), taken.is_ok());
@@ -453,12 +459,6 @@ impl Resumption {
     }
 }
 
-fn hash(token: &str) -> TokenHash {
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    hash
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +470,14 @@ mod tests {
             .expect("resumption is on by default")
     }
 
+    /// A live session of `subject` holding a new conversation: its token, its stop signal, its hold.
+    fn held(service: &Arc<Resumption>, subject: Option<&str>) -> (ResumeToken, CancellationToken, Hold) {
+        let token = service.token();
+        let stop = CancellationToken::new();
+        let hold = service.hold(&token, subject.map(str::to_owned), stop.clone());
+        (token, stop, hold)
+    }
+
     fn state(text: &str) -> ConversationState {
         let mut state = ConversationState::new("first".into(), Some("alice".into()), Arc::default());
         state.push(Role::User, text, 4096);
@@ -479,9 +487,7 @@ mod tests {
     #[tokio::test]
     async fn a_resumption_takes_over_from_the_session_holding_the_conversation_after_its_last_save() {
         let service = service();
-        let token = service.token();
-        let stop = CancellationToken::new();
-        let hold = service.hold(&token, Some("alice".into()), stop.clone());
+        let (token, stop, hold) = held(&service, Some("alice"));
         // The session has said something but saved nothing yet.
         let taking = tokio::spawn({
             let service = service.clone();
@@ -507,9 +513,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_that_does_not_let_go_delays_a_resumption_only_so_long() {
         let service = service();
-        let token = service.token();
-        let stop = CancellationToken::new();
-        let _stuck = service.hold(&token, Some("alice".into()), stop.clone());
+        let (token, stop, _stuck) = held(&service, Some("alice"));
         assert!(
             service
                 .save(token.key(), state("earlier"), service.window(), false)
@@ -525,9 +529,7 @@ mod tests {
     #[tokio::test]
     async fn a_token_of_another_caller_ends_nothing() {
         let service = service();
-        let token = service.token();
-        let stop = CancellationToken::new();
-        let hold = service.hold(&token, Some("alice".into()), stop.clone());
+        let (token, stop, hold) = held(&service, Some("alice"));
         assert!(service.save(token.key(), state("hello"), service.window(), false).await);
         let refused = service.take(token.as_str(), Some("mallory")).await;
         assert_eq!(refused.err(), Some(ResumeRefusal::Foreign));
@@ -538,8 +540,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_session_holding_it_the_store_answers_at_once() {
         let service = service();
-        let token = service.token();
-        let hold = service.hold(&token, None, CancellationToken::new());
+        let (token, _, hold) = held(&service, None);
         assert!(service.save(token.key(), state("hello"), service.window(), false).await);
         drop(hold);
         let taken = tokio::time::timeout(Duration::from_millis(500), service.take(token.as_str(), Some("alice")))

@@ -206,25 +206,24 @@ where
                     };
                     converse(&ctx, &mut session, &mut actions, &mut io, &mut keeper).await
                 }
-                Err(_) if keeper.as_ref().is_some_and(|keeper| keeper.superseded()) => {
-                    if let Some(saving) = keeper.take().map(Keeper::finish) {
-                        saving.await;
-                    }
-                    session.on_resumed_elsewhere(&mut actions);
-                    for action in actions.drain(..) {
-                        execute_without_model(action, &mut writer, &ctx.metrics).await;
-                    }
-                    TokenUsage::default()
-                }
                 Err(error) => {
-                    warn!(%error, "model stream could not be opened");
-                    // A resumed conversation is not lost to a model that is down: the close offers
-                    // this session's token to try again with.
-                    session.offer_handover(keeper.as_mut().and_then(|keeper| keeper.offer()).as_ref());
+                    // Stopped while connecting because the conversation was resumed on another
+                    // connection: nothing failed, and the conversation is not this session's to offer.
+                    let superseded = keeper.as_ref().is_some_and(|keeper| keeper.superseded());
+                    if !superseded {
+                        warn!(%error, "model stream could not be opened");
+                        // A resumed conversation is not lost to a model that is down: the close
+                        // offers this session's token to try again with.
+                        session.offer_handover(keeper.as_mut().and_then(|keeper| keeper.offer()).as_ref());
+                    }
                     if let Some(saving) = keeper.take().map(Keeper::finish) {
                         saving.await;
                     }
-                    session.on_model_connect_failed(error, &mut actions);
+                    if superseded {
+                        session.on_resumed_elsewhere(&mut actions);
+                    } else {
+                        session.on_model_connect_failed(error, &mut actions);
+                    }
                     for action in actions.drain(..) {
                         execute_without_model(action, &mut writer, &ctx.metrics).await;
                     }
