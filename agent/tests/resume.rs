@@ -47,13 +47,27 @@ async fn typed_turn(client: &mut Client, text: &str) -> Vec<Received> {
     client.until_event("bidi_response_complete", LIMIT).await
 }
 
-/// What the fake's newest stream was given as history.
-async fn replayed_history(fake: &FakeBedrock) -> Vec<Value> {
-    let streams = fake.streams().await;
-    streams.last().expect("a stream")["history"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+/// The texts of the history the fake's newest stream was given, once they include each of
+/// `expected`. The client hears that its session started when the agent has sent the history;
+/// the fake may still be reading it then, so this waits a while before it fails.
+async fn replayed(fake: &FakeBedrock, expected: &[&str]) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let streams = fake.streams().await;
+        let history = texts(
+            streams.last().expect("a stream")["history"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice),
+        );
+        if expected.iter().all(|text| history.contains(text)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the newest stream's history lacks one of {expected:?}: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn texts(history: &[Value]) -> String {
@@ -81,8 +95,7 @@ async fn a_dropped_connection_resumes_on_the_same_agent_with_its_history() {
     assert_eq!(start["resumed"], true);
     let next = start["resume_token"].as_str().expect("a fresh token").to_owned();
     assert_ne!(next, token, "every session gets its own token");
-    let history = replayed_history(&fake).await;
-    assert!(texts(&history).contains("My order number is 4711."), "{history:?}");
+    replayed(&fake, &["My order number is 4711."]).await;
     typed_turn(&mut again, "And when will it arrive?").await;
     again.close().await;
 
@@ -92,11 +105,7 @@ async fn a_dropped_connection_resumes_on_the_same_agent_with_its_history() {
     assert_eq!(body["error"]["code"], "resume_refused");
     // The second session's token carries the whole conversation on.
     let (third, _) = open(&a.process, &format!("?resume={next}")).await;
-    let history = texts(&replayed_history(&fake).await);
-    assert!(
-        history.contains("4711") && history.contains("when will it arrive"),
-        "{history}"
-    );
+    replayed(&fake, &["4711", "when will it arrive"]).await;
     third.close().await;
     wait_metric(&a.process, "voice_agent_resumptions_total{outcome=\"resumed\"}", 2.0).await;
     wait_metric(&a.process, "voice_agent_resumptions_total{outcome=\"expired\"}", 1.0).await;
@@ -120,8 +129,7 @@ async fn a_reconnect_before_the_old_connection_is_gone_takes_the_conversation_ov
     // no waiting for the turn's background save.
     let (mut new, start) = open(&a.process, &format!("?resume={token}")).await;
     assert_eq!(start["resumed"], true);
-    let history = texts(&replayed_history(&fake).await);
-    assert!(history.contains("My order number is 4711."), "{history}");
+    replayed(&fake, &["My order number is 4711."]).await;
 
     // The old connection is told, and closed normally: its client must not resume again.
     let (received, close) = old.until_closed(LIMIT).await;
@@ -161,8 +169,7 @@ async fn a_drop_right_after_a_turn_resumes_with_that_turn() {
         drop(client);
         let (again, start) = open(&a.process, &format!("?resume={token}")).await;
         assert_eq!(start["resumed"], true, "round {round}");
-        let history = texts(&replayed_history(&fake).await);
-        assert!(history.contains(&said), "round {round}: {history}");
+        replayed(&fake, &[&said]).await;
         token = start["resume_token"].as_str().expect("a fresh token").to_owned();
         client = again;
     }
@@ -196,8 +203,7 @@ async fn a_conversation_resumes_on_another_agent_after_the_first_is_killed() {
 
     let (mut resumed, start) = open(&second.process, &format!("?resume={token}")).await;
     assert_eq!(start["resumed"], true);
-    let history = texts(&replayed_history(&fake).await);
-    assert!(history.contains("book a table for four"), "{history}");
+    replayed(&fake, &["book a table for four"]).await;
     typed_turn(&mut resumed, "Make it five.").await;
     resumed.close().await;
 
@@ -237,7 +243,7 @@ async fn a_drained_session_hands_its_conversation_to_another_replica() {
     // The token works at once on another replica (TLS to Redis, which saved before the close).
     let (resumed, start) = open(&second.process, &format!("?resume={token}")).await;
     assert_eq!(start["resumed"], true);
-    assert!(texts(&replayed_history(&fake).await).contains("pineapple"));
+    replayed(&fake, &["pineapple"]).await;
     resumed.close().await;
     first.process.wait_exit(LIMIT).await;
 }
@@ -356,6 +362,6 @@ async fn calls_go_on_while_redis_is_down_and_resumption_comes_back_with_it() {
     let mut resumed = Client::from_stream(ws, Encoding::Json);
     let start = resumed.until_event("bidi_connection_start", LIMIT).await;
     assert_eq!(events(&start)[0]["resumed"], true);
-    assert!(texts(&replayed_history(&fake).await).contains("Back again."));
+    replayed(&fake, &["Back again."]).await;
     resumed.close().await;
 }
