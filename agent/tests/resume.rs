@@ -47,9 +47,9 @@ async fn typed_turn(client: &mut Client, text: &str) -> Vec<Received> {
     client.until_event("bidi_response_complete", LIMIT).await
 }
 
-/// The texts of the history the fake's newest stream was given, once they include each of
-/// `expected`. The client hears that its session started when the agent has sent the history;
-/// the fake may still be reading it then, so this waits a while before it fails.
+/// Waits until the history the fake's newest stream was given includes each of `expected`.
+/// The client hears that its session started when the agent has sent the history; the fake may
+/// still be reading it then, so this waits up to `LIMIT` before it fails.
 async fn replayed(fake: &FakeBedrock, expected: &[&str]) {
     let deadline = Instant::now() + LIMIT;
     loop {
